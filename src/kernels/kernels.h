@@ -1,0 +1,63 @@
+// Micro-kernels per tensor format x ISA.
+//
+// A kernel never allocates, never spawns threads and never logs. Every ISA lives in its own source
+// file (kernels_scalar.cpp, kernels_avx2.cpp, kernels_avx512.cpp, kernels_neon.cpp) compiled with its
+// own flags, and fills a KernelTable. The table for the running machine is chosen once at start-up
+// (select_isa); tests fetch every available table and compare it with the scalar reference.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "formats/tensor_type.h"
+
+namespace tokenscope::kernels {
+
+enum class Isa { scalar = 0, avx2, avx512, neon };
+const char* isa_name(Isa isa);
+std::optional<Isa> isa_from_name(std::string_view name);
+
+// Quantizes n activations (n a multiple of the paired format's block) into the activation format.
+using QuantizeActFn = void (*)(const float* x, void* y, int64_t n);
+// Dot product of one weight row and one activation row (already in the activation format), n elements.
+using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
+
+struct WeightKernels {
+  bool supported = false;
+  TensorType act_type = TensorType::F32;  // activation format the weight type is paired with
+  QuantizeActFn quantize_act = nullptr;
+  VecDotFn vec_dot = nullptr;
+};
+
+struct KernelTable {
+  Isa isa = Isa::scalar;
+  WeightKernels weights[40];  // indexed by static_cast<int>(TensorType)
+
+  // Float helpers used by attention and the elementwise ops.
+  float (*dot_f32)(int64_t n, const float* a, const float* b) = nullptr;
+  float (*dot_f16)(int64_t n, const uint16_t* a, const uint16_t* b) = nullptr;  // f16 x f16, f32 accumulate
+  void (*axpy_f16)(int64_t n, float a, const uint16_t* x, float* y) = nullptr;  // y += a * x
+  void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n) = nullptr;
+  void (*f16_to_f32)(const uint16_t* x, float* y, int64_t n) = nullptr;
+
+  const WeightKernels& for_type(TensorType t) const { return weights[static_cast<int>(t)]; }
+};
+
+// Whether this machine can run the ISA (cpuid / HWCAP).
+bool isa_available(Isa isa);
+// All ISAs compiled into this binary and runnable here, scalar first.
+std::vector<Isa> available_isas();
+// The table of one ISA (must be available).
+const KernelTable& table(Isa isa);
+
+// The process-wide active table: the best available ISA unless forced (e.g. --isa scalar).
+const KernelTable& active();
+Isa active_isa();
+// Throws tokenscope::Error if the ISA is not available on this machine or not built in.
+void select_isa(Isa isa);
+
+}  // namespace tokenscope::kernels
