@@ -1,1 +1,72 @@
-int main() { return 0; }
+// tokenscope command line: run, chat, tokenize, inspect.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "apps/commands.h"
+#include "base/error.h"
+
+int main(int argc, char** argv) {
+  using namespace tokenscope::app;
+  CLI::App app{"tokenscope: a CPU LLM inference engine that explains its own performance"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "tokenscope 0.1.0");
+
+  CommonArgs common;
+  RunArgs run;
+  CLI::App* run_cmd = app.add_subcommand("run", "Generate text from a prompt, then print a per-stage summary");
+  add_common_flags(*run_cmd, common);
+  add_sampling_flags(*run_cmd, run.sampling);
+  run_cmd->add_option("-p,--prompt", run.prompt, "Prompt text")->required();
+  run_cmd->add_option("-n,--n-predict", run.n_predict, "Tokens to generate (-1: until end of generation)")
+      ->capture_default_str();
+  run_cmd->add_flag("--chat", run.chat, "Wrap the prompt in the model's chat template as a user turn");
+  run_cmd->add_option("--system", run.system, "System message for --chat (default: the template's own)");
+  run_cmd->add_flag("--json", run.json, "Print one JSON object (text, token ids, stage figures) instead of text");
+  run_cmd->add_flag("--ignore-eos", run.ignore_eos, "Keep generating past end-of-generation tokens");
+
+  CommonArgs chat_common;
+  ChatArgs chat;
+  CLI::App* chat_cmd = app.add_subcommand("chat", "Interactive chat using the model's chat template");
+  add_common_flags(*chat_cmd, chat_common);
+  add_sampling_flags(*chat_cmd, chat.sampling);
+  chat_cmd->add_option("-n,--n-predict", chat.n_predict, "Max tokens per reply")->capture_default_str();
+  chat_cmd->add_option("--system", chat.system, "System message (default: the template's own)");
+
+  CommonArgs tok_common;
+  TokenizeArgs tok;
+  CLI::App* tok_cmd = app.add_subcommand("tokenize", "Print the token ids of a text as a JSON array");
+  tok_cmd->add_option("-m,--model", tok_common.model, "GGUF model file (default: the default model)");
+  tok_cmd->add_option("-p,--prompt", tok.text, "Text to tokenize")->required();
+  tok_cmd->add_flag("--no-special", tok.no_add_special, "Do not add BOS/EOS");
+  tok_cmd->add_flag("--no-parse-special", tok.no_parse_special, "Treat special-token text as plain text");
+  tok_cmd->add_flag("--pieces", tok.pieces, "Print [id, piece] pairs");
+
+  InspectArgs insp;
+  CLI::App* insp_cmd = app.add_subcommand("inspect", "Print a GGUF file's metadata and tensor table");
+  insp_cmd->add_option("file", insp.file, "GGUF file")->required();
+  insp_cmd->add_flag("--all", insp.all, "Print long arrays in full");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (*run_cmd) return cmd_run(common, run);
+    if (*chat_cmd) return cmd_chat(chat_common, chat);
+    if (*tok_cmd) return cmd_tokenize(tok_common, tok);
+    if (*insp_cmd) return cmd_inspect(insp);
+  } catch (const tokenscope::Error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "tokenscope: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "tokenscope: error: out of memory\n");
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,54 @@
+// The tokenscope subcommands. Each returns the process exit code and throws tokenscope::Error on bad input.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "engine/sampler.h"
+
+namespace tokenscope::app {
+
+struct CommonArgs {
+  std::string model;     // empty: the default model
+  int threads = 0;       // 0: all CPUs
+  int64_t ctx = 0;       // 0: min(4096, training context)
+  std::string isa;       // empty: best available
+};
+
+struct RunArgs {
+  std::string prompt;
+  int64_t n_predict = 128;
+  bool chat = false;
+  std::string system;
+  bool json = false;
+  bool ignore_eos = false;
+  SamplerParams sampling;
+};
+
+struct ChatArgs {
+  int64_t n_predict = 512;
+  std::string system;
+  SamplerParams sampling;
+};
+
+struct TokenizeArgs {
+  std::string text;
+  bool no_add_special = false;
+  bool no_parse_special = false;
+  bool pieces = false;
+};
+
+struct InspectArgs {
+  std::string file;
+  bool all = false;
+};
+
+void add_common_flags(CLI::App& cmd, CommonArgs& a);
+void add_sampling_flags(CLI::App& cmd, SamplerParams& s);
+
+int cmd_run(const CommonArgs& c, const RunArgs& a);
+int cmd_chat(const CommonArgs& c, const ChatArgs& a);
+int cmd_tokenize(const CommonArgs& c, const TokenizeArgs& a);
+int cmd_inspect(const InspectArgs& a);
+
+}  // namespace tokenscope::app

@@ -1,0 +1,92 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+
+#include "base/error.h"
+
+namespace tokenscope {
+
+void validate(const SamplerParams& p) {
+  if (!std::isfinite(p.temperature) || p.temperature < 0) fail("--temp must be >= 0 (got %g)", p.temperature);
+  if (!(p.top_p >= 0.0f && p.top_p <= 1.0f)) fail("--top-p must be in [0, 1] (got %g)", p.top_p);
+  if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) fail("--min-p must be in [0, 1] (got %g)", p.min_p);
+  if (!(p.repeat_penalty > 0.0f) || !std::isfinite(p.repeat_penalty))
+    fail("--repeat-penalty must be > 0 (got %g)", p.repeat_penalty);
+  if (p.repeat_last_n < 0) fail("--repeat-last-n must be >= 0 (got %d)", p.repeat_last_n);
+}
+
+Sampler::Sampler(const SamplerParams& p) : p_(p) {
+  validate(p);
+  seed_ = p.seed == 0xFFFFFFFFu ? std::random_device{}() : p.seed;
+  rng_.seed(seed_);
+}
+
+int32_t Sampler::sample(const float* logits, int64_t n_vocab, const std::vector<int32_t>& history) {
+  cands_.resize(static_cast<size_t>(n_vocab));
+  for (int64_t i = 0; i < n_vocab; ++i) cands_[static_cast<size_t>(i)] = {static_cast<int32_t>(i), logits[i], 0.0f};
+
+  if (p_.repeat_penalty != 1.0f && p_.repeat_last_n > 0 && !history.empty()) {
+    const size_t n = std::min(history.size(), static_cast<size_t>(p_.repeat_last_n));
+    std::unordered_set<int32_t> seen(history.end() - static_cast<std::ptrdiff_t>(n), history.end());
+    for (int32_t id : seen) {
+      if (id < 0 || id >= n_vocab) continue;
+      float& l = cands_[static_cast<size_t>(id)].logit;
+      l = l > 0 ? l / p_.repeat_penalty : l * p_.repeat_penalty;
+    }
+  }
+
+  if (p_.temperature <= 0.0f) {  // greedy: the first id of the largest logit
+    size_t best = 0;
+    for (size_t i = 1; i < cands_.size(); ++i)
+      if (cands_[i].logit > cands_[best].logit) best = i;
+    return cands_[best].id;
+  }
+
+  auto by_logit = [](const Cand& a, const Cand& b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); };
+  size_t n = cands_.size();
+  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < n) {
+    std::partial_sort(cands_.begin(), cands_.begin() + p_.top_k, cands_.end(), by_logit);
+    n = static_cast<size_t>(p_.top_k);
+  } else {
+    std::sort(cands_.begin(), cands_.end(), by_logit);
+  }
+  auto softmax = [&](size_t count, float temp) {
+    const float mx = cands_[0].logit;
+    double sum = 0;
+    for (size_t i = 0; i < count; ++i) {
+      cands_[i].p = std::exp((cands_[i].logit - mx) / temp);
+      sum += cands_[i].p;
+    }
+    for (size_t i = 0; i < count; ++i) cands_[i].p = static_cast<float>(cands_[i].p / sum);
+  };
+  if (p_.top_p < 1.0f) {
+    softmax(n, 1.0f);
+    double cum = 0;
+    size_t keep = n;
+    for (size_t i = 0; i < n; ++i) {
+      cum += cands_[i].p;
+      if (cum >= p_.top_p) { keep = i + 1; break; }
+    }
+    n = std::max<size_t>(keep, 1);
+  }
+  if (p_.min_p > 0.0f) {
+    softmax(n, 1.0f);
+    const float thresh = cands_[0].p * p_.min_p;
+    size_t keep = 1;
+    while (keep < n && cands_[keep].p >= thresh) ++keep;
+    n = keep;
+  }
+  softmax(n, p_.temperature);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const double r = u(rng_);
+  double cum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    cum += cands_[i].p;
+    if (r < cum) return cands_[i].id;
+  }
+  return cands_[n - 1].id;
+}
+
+}  // namespace tokenscope

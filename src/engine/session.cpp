@@ -1,0 +1,136 @@
+#include "engine/session.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+
+#include "base/error.h"
+
+namespace tokenscope {
+
+namespace {
+double now_ms() {
+  using namespace std::chrono;
+  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+std::string default_model_path() {
+  std::string dir;
+  if (const char* d = std::getenv("TOKENSCOPE_MODELS"); d && *d) {
+    dir = d;
+  } else {
+    const char* home = std::getenv("HOME");
+    dir = std::string(home && *home ? home : "/root") + "/.cache/tokenscope/models";
+  }
+  return dir + "/" + kDefaultModelFile;
+}
+
+std::unique_ptr<Session> Session::open(const SessionOptions& opts) {
+  const double t0 = now_ms();
+  if (opts.model_path.empty()) fail("no model file given");
+  if (!std::filesystem::exists(opts.model_path)) fail("%s: no such file", opts.model_path.c_str());
+  if (opts.n_threads < 0) fail("-t must be >= 1 (got %d)", opts.n_threads);
+  if (opts.n_ctx < 0) fail("-c must be >= 1 (got %lld)", static_cast<long long>(opts.n_ctx));
+  std::unique_ptr<Session> s(new Session());
+  s->model_ = Model::load(opts.model_path);
+  s->tok_ = Tokenizer::from_gguf(s->model_->file());
+  const ModelConfig& c = s->model_->config();
+  if (s->tok_->n_vocab() > c.n_vocab)
+    fail("%s: the tokenizer has %d tokens but token_embd.weight has only %lld rows", opts.model_path.c_str(),
+         s->tok_->n_vocab(), static_cast<long long>(c.n_vocab));
+  const int threads = opts.n_threads > 0 ? opts.n_threads : available_cpus();
+  if (threads > 512) fail("-t %d is more threads than makes sense", threads);
+  int64_t n_ctx = opts.n_ctx > 0 ? opts.n_ctx : std::min<int64_t>(4096, c.n_ctx_train);
+  if (n_ctx > (int64_t{1} << 20)) fail("-c %lld is too large", static_cast<long long>(n_ctx));
+  s->pool_ = std::make_unique<ThreadPool>(threads);
+  s->ctx_ = std::make_unique<ops::Context>(*s->pool_, kernels::active());
+  s->kv_ = std::make_unique<KVCache>(c, n_ctx);
+  s->fwd_ = std::make_unique<Forward>(*s->model_);
+  s->logits_.assign(static_cast<size_t>(c.n_vocab), 0.0f);
+  s->load_ms_ = now_ms() - t0;
+  return s;
+}
+
+std::vector<TokenId> Session::tokenize(const std::string& text, bool add_special, bool parse_special) const {
+  return tok_->encode(text, add_special, parse_special);
+}
+
+void Session::reset() { history_.clear(); }
+
+void Session::truncate(int64_t n) {
+  if (n < static_cast<int64_t>(history_.size())) history_.resize(static_cast<size_t>(std::max<int64_t>(n, 0)));
+}
+
+void Session::eval(const std::vector<TokenId>& tokens) {
+  if (tokens.empty()) return;
+  fwd_->eval(*ctx_, *kv_, tokens.data(), static_cast<int64_t>(tokens.size()), n_past(), logits_.data());
+  history_.insert(history_.end(), tokens.begin(), tokens.end());
+}
+
+GenerationResult Session::generate(const std::vector<TokenId>& prompt, const GenerateOptions& opts,
+                                   const TokenCallback& on_token) {
+  GenerationResult r;
+  if (prompt.empty() && history_.empty()) fail("the prompt is empty (no tokens to start from)");
+  Sampler sampler(opts.sampling);
+  const int64_t n_vocab = model_->config().n_vocab;
+
+  double t = now_ms();
+  eval(prompt);
+  r.stats.prompt_tokens = static_cast<int64_t>(prompt.size());
+  r.stats.prefill_ms = now_ms() - t;
+
+  const int64_t limit = opts.n_predict < 0 ? kv_->n_ctx() - n_past() : opts.n_predict;
+  for (int64_t i = 0; i < limit; ++i) {
+    if (i > 0) {
+      if (n_past() >= kv_->n_ctx()) break;  // context full
+      t = now_ms();
+      eval({r.tokens.back()});
+      r.stats.decode_ms += now_ms() - t;
+      ++r.stats.decode_steps;
+    }
+    t = now_ms();
+    const TokenId id = sampler.sample(logits_.data(), n_vocab, history_);
+    r.stats.sample_ms += now_ms() - t;
+    if (!opts.ignore_eos && tok_->is_eog(id)) {
+      r.stopped_by_eog = true;
+      break;
+    }
+    r.tokens.push_back(id);
+    ++r.stats.generated_tokens;
+    const std::string piece = tok_->token_to_piece(id);
+    r.text += piece;
+    if (on_token && !on_token(id, piece)) break;
+  }
+  return r;
+}
+
+std::string Utf8Stream::push(const std::string& bytes) {
+  pending_ += bytes;
+  // Find the end of the last complete character.
+  size_t i = pending_.size();
+  size_t back = 0;
+  while (back < 4 && i > 0) {
+    const unsigned char c = static_cast<unsigned char>(pending_[i - 1]);
+    if ((c & 0xC0) != 0x80) {  // a lead byte or ASCII
+      size_t need = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 1;
+      if (back + 1 < need) i -= 1;  // incomplete: hold back from its lead byte
+      else i = pending_.size();
+      break;
+    }
+    --i;
+    ++back;
+  }
+  if (back == 4 || i == 0) i = pending_.size();  // not UTF-8 at all: let it through
+  std::string out = pending_.substr(0, i);
+  pending_.erase(0, i);
+  return out;
+}
+
+std::string Utf8Stream::flush() {
+  std::string out;
+  out.swap(pending_);
+  return out;
+}
+
+}  // namespace tokenscope

@@ -1,0 +1,109 @@
+// A Session owns a loaded model, its tokenizer, a KV cache and the thread pool, and runs
+// tokenize -> prefill -> decode loop. It is what the CLI and (later) the server talk to.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tokenscope {
+
+struct SessionOptions {
+  std::string model_path;
+  int n_threads = 0;   // 0: all available CPUs
+  int64_t n_ctx = 0;   // 0: min(4096, the model's training context)
+};
+
+// Timing of one generate() call, split by stage.
+struct GenerationStats {
+  int64_t prompt_tokens = 0;    // tokens evaluated by the prefill step
+  double prefill_ms = 0;
+  int64_t decode_steps = 0;     // single-token evaluations after the prefill
+  double decode_ms = 0;
+  int64_t generated_tokens = 0; // tokens sampled (prefill yields the first one)
+  double sample_ms = 0;
+  double prefill_tok_s() const { return prefill_ms > 0 ? prompt_tokens * 1000.0 / prefill_ms : 0; }
+  double decode_tok_s() const { return decode_ms > 0 ? decode_steps * 1000.0 / decode_ms : 0; }
+  double decode_ms_per_token() const { return decode_steps > 0 ? decode_ms / static_cast<double>(decode_steps) : 0; }
+};
+
+struct GenerateOptions {
+  int64_t n_predict = 128;  // tokens to generate; < 0: until EOG or the context is full
+  bool ignore_eos = false;  // keep generating past end-of-generation tokens
+  SamplerParams sampling;
+};
+
+// Called for each generated token with its text piece; return false to stop.
+using TokenCallback = std::function<bool(TokenId id, const std::string& piece)>;
+
+struct GenerationResult {
+  std::vector<TokenId> tokens;  // generated ids (without the prompt)
+  std::string text;             // their text
+  bool stopped_by_eog = false;
+  GenerationStats stats;
+};
+
+class Session {
+ public:
+  static std::unique_ptr<Session> open(const SessionOptions& opts);
+
+  const Model& model() const { return *model_; }
+  const Tokenizer& tokenizer() const { return *tok_; }
+  int n_threads() const { return pool_->size(); }
+  int64_t n_ctx() const { return kv_->n_ctx(); }
+  double load_ms() const { return load_ms_; }
+  int64_t n_past() const { return static_cast<int64_t>(history_.size()); }
+  const std::vector<TokenId>& history() const { return history_; }
+
+  std::vector<TokenId> tokenize(const std::string& text, bool add_special = true, bool parse_special = true) const;
+
+  // Drops the KV cache contents (the next eval starts at position 0).
+  void reset();
+  // Keeps the first n tokens of the history (and their cache) and drops the rest.
+  void truncate(int64_t n);
+  // Evaluates tokens at the current position in one forward call; logits() then holds the
+  // last token's logits.
+  void eval(const std::vector<TokenId>& tokens);
+  const std::vector<float>& logits() const { return logits_; }
+
+  // Prefill the prompt (appended to what the cache already holds), then sample and decode.
+  GenerationResult generate(const std::vector<TokenId>& prompt, const GenerateOptions& opts,
+                            const TokenCallback& on_token = nullptr);
+
+ private:
+  Session() = default;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Tokenizer> tok_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<ops::Context> ctx_;
+  std::unique_ptr<KVCache> kv_;
+  std::unique_ptr<Forward> fwd_;
+  std::vector<TokenId> history_;
+  std::vector<float> logits_;
+  double load_ms_ = 0;
+};
+
+// Buffers bytes until they form whole UTF-8 characters, so streamed pieces print cleanly.
+class Utf8Stream {
+ public:
+  // Appends bytes and returns the longest prefix of complete characters accumulated so far.
+  std::string push(const std::string& bytes);
+  std::string flush();  // whatever is left (possibly an incomplete sequence)
+
+ private:
+  std::string pending_;
+};
+
+// Default model: the file name and where scripts/fetch-models.sh puts it.
+std::string default_model_path();
+constexpr const char* kDefaultModelFile = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+}  // namespace tokenscope

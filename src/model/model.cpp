@@ -1,0 +1,217 @@
+#include "model/model.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "base/error.h"
+
+namespace tokenscope {
+
+namespace {
+
+struct Loader {
+  const gguf::File& f;
+  const std::string& arch;
+
+  std::string key(const char* suffix) const { return arch + "." + suffix; }
+
+  int64_t positive(const char* suffix) const {
+    const std::string k = key(suffix);
+    const int64_t v = f.get_int(k);
+    if (v <= 0 || v > (int64_t{1} << 31))
+      fail("%s: metadata %s = %lld is out of range", f.path().c_str(), k.c_str(), static_cast<long long>(v));
+    return v;
+  }
+
+  // A 2-D weight with ne[0] == cols, ne[1] == rows.
+  ops::Weight matrix(const std::string& name, int64_t cols, int64_t rows) const {
+    const gguf::TensorInfo& t = f.tensor(name);
+    if (t.dims.size() != 2 || t.dims[0] != cols || t.dims[1] != rows)
+      fail("%s: tensor %s has shape %s, expected [%lld, %lld]", f.path().c_str(), name.c_str(),
+           shape_str(t).c_str(), static_cast<long long>(cols), static_cast<long long>(rows));
+    ops::Weight w;
+    w.name = name;
+    w.type = t.type;
+    w.data = f.tensor_data(t);
+    w.cols = cols;
+    w.rows = rows;
+    w.row_bytes = row_size(t.type, cols);
+    return w;
+  }
+
+  // A 1-D tensor of n elements, converted to float.
+  std::vector<float> vector(const std::string& name, int64_t n) const {
+    const gguf::TensorInfo& t = f.tensor(name);
+    if (t.n_elements != n || t.dims.size() != 1)
+      fail("%s: tensor %s has shape %s, expected [%lld]", f.path().c_str(), name.c_str(), shape_str(t).c_str(),
+           static_cast<long long>(n));
+    std::vector<float> out(static_cast<size_t>(n));
+    dequantize_row(t.type, f.tensor_data(t), out.data(), n);
+    return out;
+  }
+
+  static std::string shape_str(const gguf::TensorInfo& t) {
+    std::string s = "[";
+    for (size_t i = 0; i < t.dims.size(); ++i) s += (i ? ", " : "") + std::to_string(t.dims[i]);
+    return s + "]";
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const std::string& path) {
+  std::unique_ptr<Model> m(new Model());
+  m->file_ = gguf::File::open(path);
+  const gguf::File& f = *m->file_;
+  ModelConfig& c = m->cfg_;
+  c.arch = f.get_string("general.architecture");
+  c.name = f.opt_string("general.name").value_or("");
+  if (c.arch != "llama" && c.arch != "qwen2")
+    fail("%s: architecture '%s' is not supported (supported: llama, qwen2)", path.c_str(), c.arch.c_str());
+  Loader L{f, c.arch};
+
+  c.n_layer = L.positive("block_count");
+  c.n_embd = L.positive("embedding_length");
+  c.n_ff = L.positive("feed_forward_length");
+  c.n_head = L.positive("attention.head_count");
+  c.n_head_kv = f.find(L.key("attention.head_count_kv")) ? L.positive("attention.head_count_kv") : c.n_head;
+  c.n_ctx_train = f.find(L.key("context_length")) ? L.positive("context_length") : 2048;
+  if (c.n_embd % c.n_head != 0)
+    fail("%s: embedding_length %lld is not a multiple of attention.head_count %lld", path.c_str(),
+         static_cast<long long>(c.n_embd), static_cast<long long>(c.n_head));
+  c.head_dim = f.find(L.key("attention.key_length")) ? L.positive("attention.key_length") : c.n_embd / c.n_head;
+  if (c.n_head % c.n_head_kv != 0)
+    fail("%s: attention.head_count %lld is not a multiple of attention.head_count_kv %lld", path.c_str(),
+         static_cast<long long>(c.n_head), static_cast<long long>(c.n_head_kv));
+  c.n_rot = f.find(L.key("rope.dimension_count")) ? L.positive("rope.dimension_count") : c.head_dim;
+  if (c.n_rot > c.head_dim || c.n_rot % 2 != 0)
+    fail("%s: rope.dimension_count %lld does not fit head dimension %lld", path.c_str(),
+         static_cast<long long>(c.n_rot), static_cast<long long>(c.head_dim));
+  c.rope_freq_base = static_cast<float>(f.opt_float(L.key("rope.freq_base")).value_or(10000.0));
+  c.norm_eps = static_cast<float>(f.get_float(L.key("attention.layer_norm_rms_epsilon")));
+  c.rope_style = c.arch == "qwen2" ? ops::RopeStyle::neox : ops::RopeStyle::normal;
+
+  const gguf::TensorInfo& te = f.tensor("token_embd.weight");
+  if (te.dims.size() != 2 || te.dims[0] != c.n_embd)
+    fail("%s: tensor token_embd.weight has shape %s, expected [%lld, n_vocab]", path.c_str(),
+         Loader::shape_str(te).c_str(), static_cast<long long>(c.n_embd));
+  c.n_vocab = te.dims[1];
+  m->tok_embd_ = L.matrix("token_embd.weight", c.n_embd, c.n_vocab);
+  c.tied_output = f.find_tensor("output.weight") == nullptr;
+  m->output_ = c.tied_output ? m->tok_embd_ : L.matrix("output.weight", c.n_embd, c.n_vocab);
+  m->output_norm_ = L.vector("output_norm.weight", c.n_embd);
+
+  const int64_t D = c.n_embd, hd = c.head_dim;
+  const int64_t q_dim = c.n_head * hd, kv_dim = c.n_head_kv * hd;
+  m->layers_.resize(static_cast<size_t>(c.n_layer));
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    LayerWeights& l = m->layers_[static_cast<size_t>(i)];
+    const std::string p = "blk." + std::to_string(i) + ".";
+    l.attn_norm = L.vector(p + "attn_norm.weight", D);
+    l.ffn_norm = L.vector(p + "ffn_norm.weight", D);
+    l.wq = L.matrix(p + "attn_q.weight", D, q_dim);
+    l.wk = L.matrix(p + "attn_k.weight", D, kv_dim);
+    l.wv = L.matrix(p + "attn_v.weight", D, kv_dim);
+    l.wo = L.matrix(p + "attn_output.weight", q_dim, D);
+    l.w_gate = L.matrix(p + "ffn_gate.weight", D, c.n_ff);
+    l.w_up = L.matrix(p + "ffn_up.weight", D, c.n_ff);
+    l.w_down = L.matrix(p + "ffn_down.weight", c.n_ff, D);
+    if (c.arch == "qwen2") {
+      l.bq = L.vector(p + "attn_q.bias", q_dim);
+      l.bk = L.vector(p + "attn_k.bias", kv_dim);
+      l.bv = L.vector(p + "attn_v.bias", kv_dim);
+    }
+    for (const ops::Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      m->weight_bytes_ += w->row_bytes * static_cast<uint64_t>(w->rows);
+  }
+  m->weight_bytes_ += m->output_.row_bytes * static_cast<uint64_t>(m->output_.rows);
+  return m;
+}
+
+KVCache::KVCache(const ModelConfig& cfg, int64_t n_ctx) : n_ctx_(n_ctx) {
+  const size_t per = static_cast<size_t>(n_ctx * cfg.n_head_kv * cfg.head_dim);
+  k_.resize(static_cast<size_t>(cfg.n_layer));
+  v_.resize(static_cast<size_t>(cfg.n_layer));
+  for (auto& b : k_) b.assign(per, 0);
+  for (auto& b : v_) b.assign(per, 0);
+}
+
+uint64_t KVCache::bytes() const {
+  uint64_t b = 0;
+  for (const auto& x : k_) b += x.size() * 2;
+  for (const auto& x : v_) b += x.size() * 2;
+  return b;
+}
+
+void Forward::reserve(int64_t T) {
+  if (T <= cap_) return;
+  const ModelConfig& c = m_.config();
+  const auto n = [T](int64_t w) { return static_cast<size_t>(T * w); };
+  x_.resize(n(c.n_embd));
+  xb_.resize(n(c.n_embd));
+  q_.resize(n(c.n_head * c.head_dim));
+  k_.resize(n(c.n_head_kv * c.head_dim));
+  v_.resize(n(c.n_head_kv * c.head_dim));
+  att_.resize(n(c.n_head * c.head_dim));
+  gate_.resize(n(c.n_ff));
+  up_.resize(n(c.n_ff));
+  pos_.resize(static_cast<size_t>(T));
+  cap_ = T;
+}
+
+void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_t T, int64_t pos0,
+                   float* logits_last, float* all_logits) {
+  const ModelConfig& c = m_.config();
+  if (T <= 0) fail("nothing to evaluate: empty token batch");
+  if (pos0 < 0 || pos0 + T > kv.n_ctx())
+    fail("context is full: %lld tokens at position %lld do not fit the context of %lld tokens (raise -c)",
+         static_cast<long long>(T), static_cast<long long>(pos0), static_cast<long long>(kv.n_ctx()));
+  for (int64_t t = 0; t < T; ++t)
+    if (tokens[t] < 0 || tokens[t] >= c.n_vocab)
+      fail("token id %d is outside the vocabulary (0..%lld)", tokens[t], static_cast<long long>(c.n_vocab - 1));
+  reserve(T);
+  const int64_t D = c.n_embd, hd = c.head_dim;
+  const int64_t kv_dim = c.n_head_kv * hd;
+  float* x = x_.data();
+  float* xb = xb_.data();
+  for (int64_t t = 0; t < T; ++t) {
+    ops::embedding_row(m_.token_embd(), tokens[t], x + t * D);
+    pos_[static_cast<size_t>(t)] = static_cast<int32_t>(pos0 + t);
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+
+  for (int64_t il = 0; il < c.n_layer; ++il) {
+    const LayerWeights& l = m_.layer(il);
+    ops::rmsnorm(ctx, x, l.attn_norm.data(), xb, T, D, c.norm_eps);
+    ops::matmul(ctx, l.wq, xb, T, q_.data(), l.bq.empty() ? nullptr : l.bq.data());
+    ops::matmul(ctx, l.wk, xb, T, k_.data(), l.bk.empty() ? nullptr : l.bk.data());
+    ops::matmul(ctx, l.wv, xb, T, v_.data(), l.bv.empty() ? nullptr : l.bv.data());
+    ops::rope(ctx, q_.data(), T, c.n_head, hd, c.n_rot, pos_.data(), c.rope_freq_base, c.rope_style);
+    ops::rope(ctx, k_.data(), T, c.n_head_kv, hd, c.n_rot, pos_.data(), c.rope_freq_base, c.rope_style);
+    ops::store_f16(ctx, k_.data(), kv.k(il), T, kv_dim, pos0);
+    ops::store_f16(ctx, v_.data(), kv.v(il), T, kv_dim, pos0);
+    ops::attention(ctx, q_.data(), kv.k(il), kv.v(il), att_.data(), T, pos0, c.n_head, c.n_head_kv, hd, scale);
+    ops::matmul(ctx, l.wo, att_.data(), T, xb);
+    ops::add_inplace(x, xb, T * D);
+
+    ops::rmsnorm(ctx, x, l.ffn_norm.data(), xb, T, D, c.norm_eps);
+    ops::matmul(ctx, l.w_gate, xb, T, gate_.data());
+    ops::matmul(ctx, l.w_up, xb, T, up_.data());
+    ops::swiglu(ctx, gate_.data(), up_.data(), gate_.data(), T, c.n_ff);
+    ops::matmul(ctx, l.w_down, gate_.data(), T, xb);
+    ops::add_inplace(x, xb, T * D);
+  }
+
+  if (all_logits) {
+    ops::rmsnorm(ctx, x, m_.output_norm().data(), xb, T, D, c.norm_eps);
+    ops::matmul(ctx, m_.output(), xb, T, all_logits);
+    if (logits_last && logits_last != all_logits)
+      std::memcpy(logits_last, all_logits + (T - 1) * c.n_vocab, static_cast<size_t>(c.n_vocab) * sizeof(float));
+    return;
+  }
+  const float* last = x + (T - 1) * D;
+  ops::rmsnorm(ctx, last, m_.output_norm().data(), xb, 1, D, c.norm_eps);
+  ops::matmul(ctx, m_.output(), xb, 1, logits_last);
+}
+
+}  // namespace tokenscope

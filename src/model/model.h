@@ -1,0 +1,94 @@
+// Decoder-only transformer models (llama, qwen2) as plain C++ forward passes over ops.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gguf/gguf.h"
+#include "ops/ops.h"
+
+namespace tokenscope {
+
+struct ModelConfig {
+  std::string arch;        // general.architecture
+  std::string name;        // general.name (may be empty)
+  int64_t n_layer = 0;
+  int64_t n_embd = 0;
+  int64_t n_ff = 0;
+  int64_t n_head = 0;
+  int64_t n_head_kv = 0;
+  int64_t head_dim = 0;
+  int64_t n_rot = 0;
+  int64_t n_vocab = 0;
+  int64_t n_ctx_train = 0;
+  float rope_freq_base = 10000.0f;
+  float norm_eps = 1e-5f;
+  ops::RopeStyle rope_style = ops::RopeStyle::normal;
+  bool tied_output = false;  // output projection shares token_embd.weight
+};
+
+struct LayerWeights {
+  std::vector<float> attn_norm, ffn_norm;
+  ops::Weight wq, wk, wv, wo;
+  std::vector<float> bq, bk, bv;  // qwen2 only
+  ops::Weight w_gate, w_up, w_down;
+};
+
+class Model {
+ public:
+  // Opens and validates a GGUF model; throws tokenscope::Error naming the file and what is wrong.
+  static std::unique_ptr<Model> load(const std::string& path);
+
+  const ModelConfig& config() const { return cfg_; }
+  const gguf::File& file() const { return *file_; }
+  const ops::Weight& token_embd() const { return tok_embd_; }
+  const ops::Weight& output() const { return output_; }
+  const std::vector<float>& output_norm() const { return output_norm_; }
+  const LayerWeights& layer(int64_t i) const { return layers_[static_cast<size_t>(i)]; }
+  // Bytes of all weight tensors (what one decode step streams through, roughly).
+  uint64_t weight_bytes() const { return weight_bytes_; }
+
+ private:
+  Model() = default;
+  std::unique_ptr<gguf::File> file_;
+  ModelConfig cfg_;
+  ops::Weight tok_embd_, output_;
+  std::vector<float> output_norm_;
+  std::vector<LayerWeights> layers_;
+  uint64_t weight_bytes_ = 0;
+};
+
+// F16 key/value cache for one sequence: per layer [n_ctx][n_head_kv * head_dim].
+class KVCache {
+ public:
+  KVCache(const ModelConfig& cfg, int64_t n_ctx);
+  int64_t n_ctx() const { return n_ctx_; }
+  uint16_t* k(int64_t layer) { return k_[static_cast<size_t>(layer)].data(); }
+  uint16_t* v(int64_t layer) { return v_[static_cast<size_t>(layer)].data(); }
+  uint64_t bytes() const;
+
+ private:
+  int64_t n_ctx_;
+  std::vector<std::vector<uint16_t>> k_, v_;
+};
+
+// Runs the forward pass. Holds the activation buffers, sized for the largest batch seen.
+class Forward {
+ public:
+  explicit Forward(const Model& model) : m_(model) {}
+  // Evaluates tokens[0..T) at positions pos0.. and writes the last token's logits (n_vocab floats).
+  // If all_logits is non-null it receives T x n_vocab logits instead (all_logits may equal logits_last then unused).
+  void eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_t T, int64_t pos0, float* logits_last,
+            float* all_logits = nullptr);
+
+ private:
+  void reserve(int64_t T);
+  const Model& m_;
+  int64_t cap_ = 0;
+  std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_, ffn_;
+  std::vector<int32_t> pos_;
+};
+
+}  // namespace tokenscope

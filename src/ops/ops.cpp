@@ -1,0 +1,181 @@
+#include "ops/ops.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "base/error.h"
+#include "base/fp16.h"
+
+namespace tokenscope::ops {
+
+uint8_t* Context::act_scratch(size_t bytes) {
+  if (act_.size() < bytes) act_.resize(bytes);
+  return act_.data();
+}
+
+float* Context::float_scratch(size_t n) {
+  if (f32_.size() < n) f32_.resize(n);
+  return f32_.data();
+}
+
+void matmul(Context& ctx, const Weight& w, const float* x, int64_t T, float* y, const float* bias) {
+  const kernels::WeightKernels& wk = ctx.k().for_type(w.type);
+  if (!wk.supported) fail("tensor %s: no matmul kernel for type %s", w.name.c_str(), type_name(w.type));
+  const int64_t K = w.cols, N = w.rows;
+  const size_t act_row = row_size(wk.act_type, K);
+  uint8_t* act = ctx.act_scratch(act_row * static_cast<size_t>(T));
+
+  // 1. Activations into the weight format's paired activation format (Q8_0, Q8_1, Q8_K, F16, ...).
+  if (T == 1) {
+    wk.quantize_act(x, act, K);
+  } else {
+    ctx.pool().parallel_for(T, 4, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) wk.quantize_act(x + t * K, act + static_cast<size_t>(t) * act_row, K);
+    });
+  }
+
+  // 2. Output rows split into contiguous chunks per thread; each weight row is used for all T tokens
+  //    while it is in L1.
+  const kernels::VecDotFn dot = wk.vec_dot;
+  ctx.pool().parallel_for(N, 16, [&](int64_t b, int64_t e, int) {
+    for (int64_t o = b; o < e; ++o) {
+      const uint8_t* wr = w.data + static_cast<size_t>(o) * w.row_bytes;
+      const float bo = bias ? bias[o] : 0.0f;
+      for (int64_t t = 0; t < T; ++t) {
+        y[t * N + o] = dot(K, wr, act + static_cast<size_t>(t) * act_row) + bo;
+      }
+    }
+  });
+}
+
+static void rmsnorm_row(const float* x, const float* weight, float* y, int64_t n, float eps) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  const float scale = 1.0f / std::sqrt(mean + eps);
+  for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * weight[i];
+}
+
+void rmsnorm(Context& ctx, const float* x, const float* weight, float* y, int64_t T, int64_t n, float eps) {
+  if (T < 4) {
+    for (int64_t t = 0; t < T; ++t) rmsnorm_row(x + t * n, weight, y + t * n, n, eps);
+    return;
+  }
+  ctx.pool().parallel_for(T, 2, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) rmsnorm_row(x + t * n, weight, y + t * n, n, eps);
+  });
+}
+
+void rope(Context& ctx, float* x, int64_t T, int64_t n_heads, int64_t head_dim, int64_t n_rot,
+          const int32_t* pos, float freq_base, RopeStyle style) {
+  TS_CHECK(n_rot % 2 == 0 && n_rot <= head_dim);
+  const float theta_scale = std::pow(freq_base, -2.0f / static_cast<float>(n_rot));
+  auto one_token = [&](int64_t t, float* cs) {
+    // cos/sin per pair, theta advanced by repeated multiplication (as ggml does, for identical rounding).
+    float theta = static_cast<float>(pos[t]);
+    for (int64_t i = 0; i < n_rot / 2; ++i) {
+      cs[2 * i] = std::cos(theta);
+      cs[2 * i + 1] = std::sin(theta);
+      theta *= theta_scale;
+    }
+    float* row = x + t * n_heads * head_dim;
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* v = row + h * head_dim;
+      for (int64_t i = 0; i < n_rot / 2; ++i) {
+        const int64_t a = style == RopeStyle::normal ? 2 * i : i;
+        const int64_t b = style == RopeStyle::normal ? 2 * i + 1 : i + n_rot / 2;
+        const float c = cs[2 * i], s = cs[2 * i + 1];
+        const float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c - x1 * s;
+        v[b] = x0 * s + x1 * c;
+      }
+    }
+  };
+  std::vector<float> cs_single;
+  if (T < 4) {
+    cs_single.resize(static_cast<size_t>(n_rot));
+    for (int64_t t = 0; t < T; ++t) one_token(t, cs_single.data());
+    return;
+  }
+  const int nth = ctx.pool().size();
+  float* cs_all = ctx.float_scratch(static_cast<size_t>(nth * n_rot));
+  ctx.pool().parallel_for(T, 2, [&](int64_t b, int64_t e, int ith) {
+    for (int64_t t = b; t < e; ++t) one_token(t, cs_all + ith * n_rot);
+  });
+}
+
+void store_f16(Context& ctx, const float* x, uint16_t* cache, int64_t T, int64_t n, int64_t pos0) {
+  for (int64_t t = 0; t < T; ++t) ctx.k().f32_to_f16(x + t * n, cache + (pos0 + t) * n, n);
+}
+
+void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* v_cache, float* out,
+               int64_t T, int64_t pos0, int64_t n_head, int64_t n_head_kv, int64_t head_dim, float scale) {
+  TS_CHECK(n_head % n_head_kv == 0);
+  const int64_t group = n_head / n_head_kv;
+  const int64_t kv_stride = n_head_kv * head_dim;
+  const int64_t n_kv_max = pos0 + T;
+  const auto& k = ctx.k();
+  // Per-thread scratch: scores (f32), probabilities (f16), the query in f16.
+  const int nth = ctx.pool().size();
+  const int64_t per_thread = n_kv_max + (n_kv_max + head_dim + 1) / 2 + 16;
+  float* scratch = ctx.float_scratch(static_cast<size_t>(nth * per_thread));
+
+  ctx.pool().parallel_for(T * n_head, 1, [&](int64_t b, int64_t e, int ith) {
+    float* scores = scratch + ith * per_thread;
+    uint16_t* half = reinterpret_cast<uint16_t*>(scores + n_kv_max);
+    uint16_t* q16 = half;                  // head_dim halves
+    uint16_t* p16 = half + head_dim;       // n_kv halves
+    for (int64_t job = b; job < e; ++job) {
+      const int64_t t = job / n_head, h = job % n_head;
+      const int64_t kvh = h / group;
+      const int64_t n_kv = pos0 + t + 1;
+      k.f32_to_f16(q + (t * n_head + h) * head_dim, q16, head_dim);
+      float mx = -INFINITY;
+      const uint16_t* kh = k_cache + kvh * head_dim;
+      for (int64_t j = 0; j < n_kv; ++j) {
+        const float s = k.dot_f16(head_dim, kh + j * kv_stride, q16) * scale;
+        scores[j] = s;
+        mx = std::max(mx, s);
+      }
+      double sum = 0.0;
+      for (int64_t j = 0; j < n_kv; ++j) {
+        const float v = std::exp(scores[j] - mx);
+        scores[j] = v;
+        sum += v;
+      }
+      const float inv = static_cast<float>(1.0 / sum);
+      for (int64_t j = 0; j < n_kv; ++j) scores[j] *= inv;
+      k.f32_to_f16(scores, p16, n_kv);  // probabilities are rounded to f16 as llama.cpp's KQ x V does
+      float* o = out + (t * n_head + h) * head_dim;
+      std::fill(o, o + head_dim, 0.0f);
+      const uint16_t* vh = v_cache + kvh * head_dim;
+      for (int64_t j = 0; j < n_kv; ++j) k.axpy_f16(head_dim, fp16_to_fp32(p16[j]), vh + j * kv_stride, o);
+    }
+  });
+}
+
+void swiglu(Context& ctx, const float* gate, const float* up, float* out, int64_t T, int64_t n) {
+  auto body = [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const float g = gate[i];
+      out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+  };
+  const int64_t total = T * n;
+  if (total < 8192) {
+    body(0, total);
+    return;
+  }
+  ctx.pool().parallel_for(total, 4096, [&](int64_t b, int64_t e, int) { body(b, e); });
+}
+
+void add_inplace(float* y, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void embedding_row(const Weight& table, int64_t id, float* out) {
+  TS_CHECK(id >= 0 && id < table.rows);
+  dequantize_row(table.type, table.data + static_cast<size_t>(id) * table.row_bytes, out, table.cols);
+}
+
+}  // namespace tokenscope::ops

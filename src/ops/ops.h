@@ -1,0 +1,74 @@
+// Operators: shape logic over the kernels, split across the thread pool.
+// Activations are row-major float matrices [T][n] (T tokens). Weights are GGUF tensors whose rows
+// (ne[0] elements each) are contiguous: y[t][o] = dot(W row o, x[t]).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "formats/tensor_type.h"
+#include "kernels/kernels.h"
+#include "runtime/thread_pool.h"
+
+namespace tokenscope::ops {
+
+// A weight matrix of `rows` rows of `cols` elements (GGUF dims [cols, rows]).
+struct Weight {
+  std::string name;
+  TensorType type = TensorType::F32;
+  const uint8_t* data = nullptr;
+  int64_t cols = 0;  // ne[0], the dot-product length
+  int64_t rows = 0;  // ne[1], the number of outputs
+  size_t row_bytes = 0;
+  bool empty() const { return data == nullptr; }
+};
+
+// Everything an op needs to run: the pool, the kernel table and reusable scratch memory.
+// Ops may grow the scratch buffers; kernels never allocate.
+class Context {
+ public:
+  Context(ThreadPool& pool, const kernels::KernelTable& k) : pool_(pool), k_(k) {}
+  ThreadPool& pool() { return pool_; }
+  const kernels::KernelTable& k() const { return k_; }
+  // Scratch bytes for quantized activations; valid until the next call.
+  uint8_t* act_scratch(size_t bytes);
+  float* float_scratch(size_t n);
+
+ private:
+  ThreadPool& pool_;
+  const kernels::KernelTable& k_;
+  std::vector<uint8_t> act_;
+  std::vector<float> f32_;
+};
+
+// y[T][W.rows] = x[T][W.cols] * W^T (+ bias[W.rows] if given).
+void matmul(Context& ctx, const Weight& w, const float* x, int64_t T, float* y, const float* bias = nullptr);
+
+// y = x / sqrt(mean(x^2) + eps) * weight, per row of n (in place allowed).
+void rmsnorm(Context& ctx, const float* x, const float* weight, float* y, int64_t T, int64_t n, float eps);
+
+enum class RopeStyle { normal, neox };  // normal: adjacent pairs (llama); neox: halves (qwen2, gemma)
+// Rotates the first n_rot dims of each head in x[T][n_heads*head_dim] for positions pos[t].
+void rope(Context& ctx, float* x, int64_t T, int64_t n_heads, int64_t head_dim, int64_t n_rot,
+          const int32_t* pos, float freq_base, RopeStyle style);
+
+// Causal multi-head attention with grouped KV heads over an F16 cache.
+// q: [T][n_head*hd]; k_cache/v_cache: [n_ctx][n_head_kv*hd] f16, already holding positions
+// 0 .. pos0+T-1; query t sits at position pos0+t and sees keys 0..pos0+t. out: [T][n_head*hd].
+void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* v_cache, float* out,
+               int64_t T, int64_t pos0, int64_t n_head, int64_t n_head_kv, int64_t head_dim, float scale);
+
+// Stores k/v rows [T][n] as f16 into cache rows pos0..pos0+T-1.
+void store_f16(Context& ctx, const float* x, uint16_t* cache, int64_t T, int64_t n, int64_t pos0);
+
+// out[t][i] = silu(gate[t][i]) * up[t][i]
+void swiglu(Context& ctx, const float* gate, const float* up, float* out, int64_t T, int64_t n);
+
+// y += x, elementwise over n.
+void add_inplace(float* y, const float* x, int64_t n);
+
+// Dequantizes row `id` of an embedding table into out[cols].
+void embedding_row(const Weight& table, int64_t id, float* out);
+
+}  // namespace tokenscope::ops
