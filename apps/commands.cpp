@@ -41,14 +41,14 @@ std::string resolve_model(const std::string& m) {
 }
 
 std::unique_ptr<Session> open_session(const CommonArgs& c) {
+  SessionOptions o;
   if (!c.isa.empty()) {
-    auto isa = kernels::isa_from_name(c.isa);
-    if (!isa) fail("--isa %s: unknown ISA (use scalar, avx2, avx512 or neon)", c.isa.c_str());
-    kernels::select_isa(*isa);
+    o.isa = kernels::isa_from_name(c.isa);
+    if (!o.isa) fail("--isa %s: unknown ISA (use scalar, avx2, avx512 or neon)", c.isa.c_str());
+    if (!kernels::isa_available(*o.isa)) fail("--isa %s: not available on this machine", c.isa.c_str());
   }
   if (c.threads < 0) fail("-t must be >= 1 (got %d)", c.threads);
   if (c.ctx < 0) fail("-c must be >= 1 (got %lld)", static_cast<long long>(c.ctx));
-  SessionOptions o;
   o.model_path = resolve_model(c.model);
   o.n_threads = c.threads;
   o.n_ctx = c.ctx;
@@ -88,7 +88,7 @@ ChatSetup chat_setup(const Session& s) {
 void print_summary(const Session& s, const GenerationStats& st) {
   std::fprintf(stderr, "\n\n");
   std::fprintf(stderr, "tokenscope: model %s | %d threads | isa %s | ctx %lld\n", s.model().file().path().c_str(),
-               s.n_threads(), kernels::isa_name(kernels::active_isa()), static_cast<long long>(s.n_ctx()));
+               s.n_threads(), kernels::isa_name(s.isa()), static_cast<long long>(s.n_ctx()));
   std::fprintf(stderr, "  %-8s %8s %12s %12s %10s\n", "stage", "tokens", "ms", "ms/token", "tok/s");
   std::fprintf(stderr, "  %-8s %8lld %12.2f %12.2f %10.2f\n", "load", 0LL, s.load_ms(), 0.0, 0.0);
   std::fprintf(stderr, "  %-8s %8lld %12.2f %12.2f %10.2f\n", "prefill", static_cast<long long>(st.prompt_tokens),
@@ -145,7 +145,7 @@ int cmd_run(const CommonArgs& c, const RunArgs& a) {
     nlohmann::json j;
     j["model"] = s->model().file().path();
     j["threads"] = s->n_threads();
-    j["isa"] = kernels::isa_name(kernels::active_isa());
+    j["isa"] = kernels::isa_name(s->isa());
     j["n_ctx"] = s->n_ctx();
     j["text"] = r.text;
     j["tokens"] = r.tokens;

@@ -44,7 +44,9 @@ std::unique_ptr<Session> Session::open(const SessionOptions& opts) {
   int64_t n_ctx = opts.n_ctx > 0 ? opts.n_ctx : std::min<int64_t>(4096, c.n_ctx_train);
   if (n_ctx > (int64_t{1} << 20)) fail("-c %lld is too large", static_cast<long long>(n_ctx));
   s->pool_ = std::make_unique<ThreadPool>(threads);
-  s->ctx_ = std::make_unique<ops::Context>(*s->pool_, kernels::active());
+  if (opts.isa && !kernels::isa_available(*opts.isa))
+    fail("ISA %s is not available on this machine", kernels::isa_name(*opts.isa));
+  s->ctx_ = std::make_unique<ops::Context>(*s->pool_, opts.isa ? kernels::table(*opts.isa) : kernels::active());
   s->kv_ = std::make_unique<KVCache>(c, n_ctx);
   s->fwd_ = std::make_unique<Forward>(*s->model_);
   s->logits_.assign(static_cast<size_t>(c.n_vocab), 0.0f);

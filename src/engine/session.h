@@ -20,6 +20,7 @@ struct SessionOptions {
   std::string model_path;
   int n_threads = 0;   // 0: all available CPUs
   int64_t n_ctx = 0;   // 0: min(4096, the model's training context)
+  std::optional<kernels::Isa> isa;  // unset: the process-wide active ISA (kernels::active())
 };
 
 // Timing of one generate() call, split by stage.
@@ -58,6 +59,7 @@ class Session {
   const Model& model() const { return *model_; }
   const Tokenizer& tokenizer() const { return *tok_; }
   int n_threads() const { return pool_->size(); }
+  kernels::Isa isa() const { return ctx_->k().isa; }
   int64_t n_ctx() const { return kv_->n_ctx(); }
   double load_ms() const { return load_ms_; }
   int64_t n_past() const { return static_cast<int64_t>(history_.size()); }

@@ -1,0 +1,123 @@
+// Builds small GGUF models with random weights for tests: the exact tensor names and metadata the
+// llama / qwen2 loaders expect, plus a byte-level BPE vocabulary (256 byte tokens + <|endoftext|>).
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "formats/tensor_type.h"
+#include "gguf/gguf.h"
+
+namespace tokenscope::testing {
+
+struct TinyModelSpec {
+  std::string arch = "llama";  // llama or qwen2
+  int64_t n_layer = 2, n_embd = 64, n_ff = 96, n_head = 4, n_head_kv = 2, n_ctx = 128;
+  TensorType wtype = TensorType::F32;  // type of the 2-D weights
+  bool tied = true;
+  uint32_t seed = 1;
+};
+
+// GPT-2 byte-to-unicode mapping: byte b -> code point, as UTF-8.
+inline std::string byte_token(int b) {
+  int cp;
+  if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) {
+    cp = b;
+  } else {
+    int n = 0;
+    for (int x = 0; x < b; ++x)
+      if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255))) ++n;
+    cp = 256 + n;
+  }
+  std::string s;
+  if (cp < 0x80) {
+    s += static_cast<char>(cp);
+  } else {
+    s += static_cast<char>(0xC0 | (cp >> 6));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return s;
+}
+
+inline void add_tiny_vocab(gguf::Writer& w) {
+  std::vector<std::string> tokens;
+  std::vector<int32_t> types;
+  for (int b = 0; b < 256; ++b) {
+    tokens.push_back(byte_token(b));
+    types.push_back(1);
+  }
+  tokens.push_back("<|endoftext|>");
+  types.push_back(3);
+  w.set_string("tokenizer.ggml.model", "gpt2");
+  w.set_string("tokenizer.ggml.pre", "gpt2");
+  w.set_string_array("tokenizer.ggml.tokens", tokens);
+  w.set_i32_array("tokenizer.ggml.token_type", types);
+  w.set_string_array("tokenizer.ggml.merges", {});
+  w.set_u32("tokenizer.ggml.bos_token_id", 256);
+  w.set_u32("tokenizer.ggml.eos_token_id", 256);
+  w.set_bool("tokenizer.ggml.add_bos_token", false);
+}
+
+inline int64_t tiny_vocab_size() { return 257; }
+
+// Random weights, quantized to spec.wtype for the matrices; norms near 1.
+inline gguf::Writer build_tiny_model(const TinyModelSpec& s) {
+  gguf::Writer w;
+  const std::string& a = s.arch;
+  w.set_string("general.architecture", a);
+  w.set_string("general.name", "tiny-" + a);
+  w.set_u32(a + ".block_count", static_cast<uint32_t>(s.n_layer));
+  w.set_u32(a + ".embedding_length", static_cast<uint32_t>(s.n_embd));
+  w.set_u32(a + ".feed_forward_length", static_cast<uint32_t>(s.n_ff));
+  w.set_u32(a + ".attention.head_count", static_cast<uint32_t>(s.n_head));
+  w.set_u32(a + ".attention.head_count_kv", static_cast<uint32_t>(s.n_head_kv));
+  w.set_u32(a + ".context_length", static_cast<uint32_t>(s.n_ctx));
+  w.set_f32(a + ".rope.freq_base", 10000.0f);
+  w.set_f32(a + ".attention.layer_norm_rms_epsilon", 1e-5f);
+  add_tiny_vocab(w);
+
+  std::mt19937 rng(s.seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  auto matrix = [&](const std::string& name, int64_t cols, int64_t rows, float scale, TensorType t) {
+    std::vector<float> f(static_cast<size_t>(cols * rows));
+    for (float& v : f) v = nd(rng) * scale;
+    std::vector<uint8_t> q(row_size(t, cols) * static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r)
+      quantize_row(t, f.data() + r * cols, q.data() + static_cast<size_t>(r) * row_size(t, cols), cols);
+    w.add_tensor(name, {cols, rows}, t, q.data(), q.size());
+  };
+  auto vec = [&](const std::string& name, int64_t n, float mean, float scale) {
+    std::vector<float> f(static_cast<size_t>(n));
+    for (float& v : f) v = mean + nd(rng) * scale;
+    w.add_tensor(name, {n}, TensorType::F32, f.data(), f.size() * 4);
+  };
+  const int64_t D = s.n_embd, hd = s.n_embd / s.n_head, kvd = hd * s.n_head_kv;
+  const int64_t V = tiny_vocab_size();
+  // token_embd in Q8_0 when the others are quantized (as SmolLM2 does), else F32
+  matrix("token_embd.weight", D, V, 1.0f, s.wtype == TensorType::F32 ? TensorType::F32 : TensorType::Q8_0);
+  if (!s.tied) matrix("output.weight", D, V, 0.5f, s.wtype);
+  vec("output_norm.weight", D, 1.0f, 0.1f);
+  for (int64_t i = 0; i < s.n_layer; ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    vec(p + "attn_norm.weight", D, 1.0f, 0.1f);
+    vec(p + "ffn_norm.weight", D, 1.0f, 0.1f);
+    const float sc = 1.0f / std::sqrt(static_cast<float>(D));
+    matrix(p + "attn_q.weight", D, D, sc * 2, s.wtype);
+    matrix(p + "attn_k.weight", D, kvd, sc * 2, s.wtype);
+    matrix(p + "attn_v.weight", D, kvd, sc, s.wtype);
+    matrix(p + "attn_output.weight", D, D, sc, s.wtype);
+    matrix(p + "ffn_gate.weight", D, s.n_ff, sc, s.wtype);
+    matrix(p + "ffn_up.weight", D, s.n_ff, sc, s.wtype);
+    matrix(p + "ffn_down.weight", s.n_ff, D, 1.0f / std::sqrt(static_cast<float>(s.n_ff)), s.wtype);
+    if (a == "qwen2") {
+      vec(p + "attn_q.bias", D, 0.0f, 0.5f);
+      vec(p + "attn_k.bias", kvd, 0.0f, 0.5f);
+      vec(p + "attn_v.bias", kvd, 0.0f, 0.5f);
+    }
+  }
+  return w;
+}
+
+}  // namespace tokenscope::testing

@@ -1,0 +1,143 @@
+// The tokenscope binary end to end: bad input gives exit code 1 and a message naming the problem
+// (never a crash); the happy path prints text, the stage summary and valid JSON.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "model_builder.h"
+#include "test_util.h"
+
+using namespace tokenscope;
+using namespace tokenscope::testing;
+
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+Result run(const std::string& args, const std::string& redirect = "2>&1") {
+  const std::string cmd = std::string(TS_TOKENSCOPE_BIN) + " " + args + " " + redirect;
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+void expect_clean_error(const Result& r, const std::string& needle) {
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("error"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.out;
+}
+
+std::string write_bytes(const std::string& name, const std::string& bytes) {
+  const std::string p = temp_path(name);
+  std::ofstream(p, std::ios::binary) << bytes;
+  return p;
+}
+
+TEST(Cli, MissingFile) {
+  expect_clean_error(run("run -m /nonexistent/model.gguf -p hi -n 1"), "/nonexistent/model.gguf");
+}
+
+TEST(Cli, NotAGgufFile) {
+  const std::string p = write_bytes("not-gguf.gguf", "this is not a gguf file at all, just text");
+  expect_clean_error(run("run -m " + p + " -p hi -n 1"), p);
+  expect_clean_error(run("inspect " + p), "magic");
+}
+
+TEST(Cli, TruncatedModelAtManyPoints) {
+  TinyModelSpec spec;
+  const std::vector<uint8_t> full = build_tiny_model(spec).to_bytes();
+  for (size_t cut : {size_t{3}, size_t{8}, size_t{20}, size_t{200}, full.size() / 3, full.size() - 1}) {
+    const std::string p = write_bytes("truncated.gguf", std::string(full.begin(), full.begin() + static_cast<long>(cut)));
+    Result r = run("run -m " + p + " -p hi -n 1");
+    expect_clean_error(r, p);
+  }
+}
+
+TEST(Cli, UnsupportedArchitectureAndMissingKey) {
+  TinyModelSpec spec;
+  gguf::Writer w = build_tiny_model(spec);
+  w.set_string("general.architecture", "mamba9");
+  const std::string p = temp_path("arch.gguf");
+  w.write(p);
+  expect_clean_error(run("run -m " + p + " -p hi -n 1"), "mamba9");
+
+  gguf::Writer m;
+  m.set_string("general.architecture", "llama");
+  const std::string p2 = temp_path("nokeys.gguf");
+  m.write(p2);
+  expect_clean_error(run("run -m " + p2 + " -p hi -n 1"), "llama.block_count");
+}
+
+TEST(Cli, BadFlags) {
+  TinyModelSpec spec;
+  const std::string p = temp_path("tiny-flags.gguf");
+  build_tiny_model(spec).write(p);
+  expect_clean_error(run("run -m " + p + " -p hi -n 1 --temp -1"), "--temp");
+  expect_clean_error(run("run -m " + p + " -p hi -n 1 --top-p 2"), "--top-p");
+  expect_clean_error(run("run -m " + p + " -p hi -n -7"), "-n");
+  expect_clean_error(run("run -m " + p + " -p hi -n 1 -t -2"), "-t");
+  expect_clean_error(run("run -m " + p + " -p hi -n 1 --isa sse9"), "sse9");
+  // CLI11's own parse errors: non-zero, no crash
+  Result r = run("run -m " + p + " -p hi -n notanumber");
+  EXPECT_NE(r.code, 0);
+  EXPECT_LT(r.code, 128) << r.out;
+  r = run("frobnicate");
+  EXPECT_NE(r.code, 0);
+  EXPECT_LT(r.code, 128) << r.out;
+}
+
+TEST(Cli, TinyModelRunsAndPrintsJson) {
+  TinyModelSpec spec;
+  spec.wtype = TensorType::Q4_1;
+  const std::string p = temp_path("tiny-json.gguf");
+  build_tiny_model(spec).write(p);
+  Result r = run("run -m " + p + " -p 'Hello' -n 5 --temp 0 --ignore-eos --json", "2>/dev/null");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tokens"].size(), 5u);
+  EXPECT_EQ(j["prompt_tokens"].get<int>(), 5);  // 'Hello' is 5 byte tokens: the tiny vocabulary has no merges
+  EXPECT_EQ(j["prefill"]["tokens"].get<int>(), 5);
+  EXPECT_EQ(j["decode"]["tokens"].get<int>(), 4);
+  EXPECT_GT(j["decode"]["tok_s"].get<double>(), 0.0);
+  // greedy is deterministic: same tokens again, and with one thread
+  Result r2 = run("run -m " + p + " -p 'Hello' -n 5 --temp 0 --ignore-eos --json -t 1", "2>/dev/null");
+  ASSERT_EQ(r2.code, 0);
+  EXPECT_EQ(nlohmann::json::parse(r2.out)["tokens"], j["tokens"]);
+}
+
+TEST(Cli, SummaryNamesStages) {
+  TinyModelSpec spec;
+  const std::string p = temp_path("tiny-summary.gguf");
+  build_tiny_model(spec).write(p);
+  Result r = run("run -m " + p + " -p 'Hi there' -n 4 --temp 0 --ignore-eos");
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* s : {"prefill", "decode", "tok/s", "ms/token", "load"}) EXPECT_NE(r.out.find(s), std::string::npos) << s;
+}
+
+TEST(Cli, TokenizeDefaultModelPrintsJsonArray) {
+  ASSERT_FALSE(model_path(kSmolLM2).empty()) << "default model missing: run scripts/fetch-models.sh";
+  Result r = run("tokenize -m " + model_path(kSmolLM2) + " -p 'Hello world'", "2>/dev/null");
+  ASSERT_EQ(r.code, 0);
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.is_array());
+  ASSERT_EQ(j.size(), 2u);
+  // decode check happens in the tokenizer tests; here the two ids must differ and be in the vocabulary
+  EXPECT_NE(j[0], j[1]);
+  EXPECT_LT(j[0].get<int>(), 49152);
+}
+
+}  // namespace

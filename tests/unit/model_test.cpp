@@ -1,0 +1,259 @@
+// The forward pass against a plain double-precision reference on small random models (llama and
+// qwen2 wiring: GQA, RoPE styles, biases, tied/untied output), and KV-cache consistency.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "base/error.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+#include "model_builder.h"
+#include "test_util.h"
+
+using namespace tokenscope;
+using namespace tokenscope::testing;
+
+namespace {
+
+std::vector<double> tensor_f64(const gguf::File& f, const std::string& name) {
+  const gguf::TensorInfo& t = f.tensor(name);
+  std::vector<float> tmp(static_cast<size_t>(t.n_elements));
+  const int64_t cols = t.dims[0];
+  const size_t rb = row_size(t.type, cols);
+  for (int64_t r = 0; r < t.n_elements / cols; ++r)
+    dequantize_row(t.type, f.tensor_data(t) + static_cast<size_t>(r) * rb, tmp.data() + r * cols, cols);
+  return std::vector<double>(tmp.begin(), tmp.end());
+}
+
+// y[rows] = W[rows][cols] x
+std::vector<double> mv(const std::vector<double>& W, const std::vector<double>& x, int64_t rows, int64_t cols) {
+  std::vector<double> y(static_cast<size_t>(rows), 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) y[static_cast<size_t>(r)] += W[static_cast<size_t>(r * cols + c)] * x[static_cast<size_t>(c)];
+  return y;
+}
+
+std::vector<double> rms(const std::vector<double>& x, const std::vector<double>& w, double eps) {
+  double ss = 0;
+  for (double v : x) ss += v * v;
+  const double sc = 1.0 / std::sqrt(ss / static_cast<double>(x.size()) + eps);
+  std::vector<double> y(x.size());
+  for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] * sc * w[i];
+  return y;
+}
+
+void rope_ref(std::vector<double>& v, int64_t n_heads, int64_t hd, int64_t pos, double base, bool neox) {
+  for (int64_t h = 0; h < n_heads; ++h)
+    for (int64_t i = 0; i < hd / 2; ++i) {
+      const double theta = static_cast<double>(pos) * std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
+      const int64_t a = h * hd + (neox ? i : 2 * i), b = h * hd + (neox ? i + hd / 2 : 2 * i + 1);
+      const double x0 = v[static_cast<size_t>(a)], x1 = v[static_cast<size_t>(b)];
+      v[static_cast<size_t>(a)] = x0 * std::cos(theta) - x1 * std::sin(theta);
+      v[static_cast<size_t>(b)] = x0 * std::sin(theta) + x1 * std::cos(theta);
+    }
+}
+
+// Logits of every position of `tokens`, in double precision with no quantized activations.
+std::vector<std::vector<double>> reference_logits(const gguf::File& f, const ModelConfig& c,
+                                                  const std::vector<int32_t>& tokens) {
+  const int64_t D = c.n_embd, hd = c.head_dim, H = c.n_head, Hkv = c.n_head_kv, kvd = Hkv * hd, F = c.n_ff;
+  const bool qwen = c.arch == "qwen2";
+  auto emb = tensor_f64(f, "token_embd.weight");
+  auto out_w = f.find_tensor("output.weight") ? tensor_f64(f, "output.weight") : emb;
+  auto out_norm = tensor_f64(f, "output_norm.weight");
+  std::vector<std::vector<std::vector<double>>> Kc(static_cast<size_t>(c.n_layer)), Vc(static_cast<size_t>(c.n_layer));
+  std::vector<std::vector<double>> result;
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    std::vector<double> x(emb.begin() + tokens[t] * D, emb.begin() + (tokens[t] + 1) * D);
+    for (int64_t il = 0; il < c.n_layer; ++il) {
+      const std::string p = "blk." + std::to_string(il) + ".";
+      auto h = rms(x, tensor_f64(f, p + "attn_norm.weight"), c.norm_eps);
+      auto q = mv(tensor_f64(f, p + "attn_q.weight"), h, H * hd, D);
+      auto k = mv(tensor_f64(f, p + "attn_k.weight"), h, kvd, D);
+      auto v = mv(tensor_f64(f, p + "attn_v.weight"), h, kvd, D);
+      if (qwen) {
+        auto bq = tensor_f64(f, p + "attn_q.bias"), bk = tensor_f64(f, p + "attn_k.bias"), bv = tensor_f64(f, p + "attn_v.bias");
+        for (size_t i = 0; i < q.size(); ++i) q[i] += bq[i];
+        for (size_t i = 0; i < k.size(); ++i) { k[i] += bk[i]; v[i] += bv[i]; }
+      }
+      rope_ref(q, H, hd, static_cast<int64_t>(t), c.rope_freq_base, qwen);
+      rope_ref(k, Hkv, hd, static_cast<int64_t>(t), c.rope_freq_base, qwen);
+      Kc[static_cast<size_t>(il)].push_back(k);
+      Vc[static_cast<size_t>(il)].push_back(v);
+      std::vector<double> att(static_cast<size_t>(H * hd), 0.0);
+      for (int64_t hh = 0; hh < H; ++hh) {
+        const int64_t kvh = hh / (H / Hkv);
+        std::vector<double> s(t + 1);
+        double mx = -1e300;
+        for (size_t j = 0; j <= t; ++j) {
+          double d = 0;
+          for (int64_t i = 0; i < hd; ++i) d += q[static_cast<size_t>(hh * hd + i)] * Kc[static_cast<size_t>(il)][j][static_cast<size_t>(kvh * hd + i)];
+          s[j] = d / std::sqrt(static_cast<double>(hd));
+          mx = std::max(mx, s[j]);
+        }
+        double sum = 0;
+        for (double& e : s) { e = std::exp(e - mx); sum += e; }
+        for (size_t j = 0; j <= t; ++j)
+          for (int64_t i = 0; i < hd; ++i)
+            att[static_cast<size_t>(hh * hd + i)] += s[j] / sum * Vc[static_cast<size_t>(il)][j][static_cast<size_t>(kvh * hd + i)];
+      }
+      auto o = mv(tensor_f64(f, p + "attn_output.weight"), att, D, H * hd);
+      for (int64_t i = 0; i < D; ++i) x[static_cast<size_t>(i)] += o[static_cast<size_t>(i)];
+      auto h2 = rms(x, tensor_f64(f, p + "ffn_norm.weight"), c.norm_eps);
+      auto g = mv(tensor_f64(f, p + "ffn_gate.weight"), h2, F, D);
+      auto u = mv(tensor_f64(f, p + "ffn_up.weight"), h2, F, D);
+      for (int64_t i = 0; i < F; ++i) g[static_cast<size_t>(i)] = g[static_cast<size_t>(i)] / (1 + std::exp(-g[static_cast<size_t>(i)])) * u[static_cast<size_t>(i)];
+      auto d = mv(tensor_f64(f, p + "ffn_down.weight"), g, D, F);
+      for (int64_t i = 0; i < D; ++i) x[static_cast<size_t>(i)] += d[static_cast<size_t>(i)];
+    }
+    result.push_back(mv(out_w, rms(x, out_norm, c.norm_eps), c.n_vocab, D));
+  }
+  return result;
+}
+
+struct Case {
+  const char* arch;
+  TensorType wtype;
+  bool tied;
+  double tol;  // max |engine - reference| relative to the logits' max magnitude
+};
+
+class TinyModel : public ::testing::TestWithParam<Case> {};
+
+TEST_P(TinyModel, MatchesDoublePrecisionReferenceAtEveryPosition) {
+  const Case cs = GetParam();
+  TinyModelSpec spec;
+  spec.arch = cs.arch;
+  spec.wtype = cs.wtype;
+  spec.tied = cs.tied;
+  const std::string path = temp_path(std::string("tiny-") + cs.arch + "-" + type_name(cs.wtype) + ".gguf");
+  build_tiny_model(spec).write(path);
+  auto model = Model::load(path);
+  const ModelConfig& c = model->config();
+  EXPECT_EQ(c.rope_style, std::string(cs.arch) == "qwen2" ? ops::RopeStyle::neox : ops::RopeStyle::normal);
+  const std::vector<int32_t> tokens = {72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100, 33};
+  auto ref = reference_logits(model->file(), c, tokens);
+
+  for (kernels::Isa isa : kernels::available_isas()) {
+    ThreadPool pool(2);
+    ops::Context ctx(pool, kernels::table(isa));
+    KVCache kv(c, 64);
+    Forward fwd(*model);
+    // prefill 7 tokens with all logits, then decode the rest one at a time
+    std::vector<float> all(static_cast<size_t>(7 * c.n_vocab)), last(static_cast<size_t>(c.n_vocab));
+    fwd.eval(ctx, kv, tokens.data(), 7, 0, last.data(), all.data());
+    auto check = [&](const float* got, size_t pos) {
+      double mag = 0, err = 0;
+      for (int64_t i = 0; i < c.n_vocab; ++i) {
+        mag = std::max(mag, std::fabs(ref[pos][static_cast<size_t>(i)]));
+        err = std::max(err, std::fabs(got[i] - ref[pos][static_cast<size_t>(i)]));
+      }
+      EXPECT_LT(err / mag, cs.tol) << "isa " << kernels::isa_name(isa) << " position " << pos;
+    };
+    for (size_t p = 0; p < 7; ++p) check(all.data() + p * static_cast<size_t>(c.n_vocab), p);
+    for (size_t p = 7; p < tokens.size(); ++p) {
+      fwd.eval(ctx, kv, tokens.data() + p, 1, static_cast<int64_t>(p), last.data());
+      check(last.data(), p);
+    }
+  }
+}
+
+// F32 weights: only the F16 KV cache and f16 attention probabilities differ from the reference (~1e-3).
+// Q8_0/Q4_0/Q4_1 weights: the reference dequantizes the same weights, so the remaining error is the
+// 8-bit activation quantization (~1% of each dot product's scale, partly averaging out).
+INSTANTIATE_TEST_SUITE_P(Archs, TinyModel,
+                         ::testing::Values(Case{"llama", TensorType::F32, true, 5e-3},
+                                           Case{"qwen2", TensorType::F32, false, 5e-3},
+                                           Case{"llama", TensorType::Q8_0, true, 3e-2},
+                                           Case{"llama", TensorType::Q4_1, false, 3e-2},
+                                           Case{"qwen2", TensorType::Q4_0, true, 3e-2}),
+                         [](const auto& info) {
+                           return std::string(info.param.arch) + "_" + type_name(info.param.wtype) +
+                                  (info.param.tied ? "_tied" : "_untied");
+                         });
+
+TEST(Forward, PrefillInOneCallEqualsTokenByToken) {
+  TinyModelSpec spec;
+  spec.wtype = TensorType::Q4_1;
+  const std::string path = temp_path("tiny-kv.gguf");
+  build_tiny_model(spec).write(path);
+  auto model = Model::load(path);
+  const int64_t V = model->config().n_vocab;
+  const std::vector<int32_t> tokens = {1, 50, 99, 120, 7, 200, 3, 88, 64, 10};
+  ThreadPool pool(2);
+  ops::Context ctx(pool, kernels::active());
+  KVCache kv1(model->config(), 32), kv2(model->config(), 32);
+  Forward f1(*model), f2(*model);
+  std::vector<float> a(static_cast<size_t>(V)), b(static_cast<size_t>(V));
+  f1.eval(ctx, kv1, tokens.data(), static_cast<int64_t>(tokens.size()), 0, a.data());
+  for (size_t i = 0; i < tokens.size(); ++i) f2.eval(ctx, kv2, &tokens[i], 1, static_cast<int64_t>(i), b.data());
+  for (int64_t i = 0; i < V; ++i) EXPECT_NEAR(a[static_cast<size_t>(i)], b[static_cast<size_t>(i)], 1e-4f) << i;
+}
+
+TEST(Forward, RejectsOutOfRangeTokensAndFullContext) {
+  TinyModelSpec spec;
+  const std::string path = temp_path("tiny-bad.gguf");
+  build_tiny_model(spec).write(path);
+  auto model = Model::load(path);
+  ThreadPool pool(1);
+  ops::Context ctx(pool, kernels::active());
+  KVCache kv(model->config(), 4);
+  Forward f(*model);
+  std::vector<float> out(static_cast<size_t>(model->config().n_vocab));
+  const int32_t bad = 100000;
+  EXPECT_THROW(f.eval(ctx, kv, &bad, 1, 0, out.data()), Error);
+  const std::vector<int32_t> five = {1, 2, 3, 4, 5};
+  try {
+    f.eval(ctx, kv, five.data(), 5, 0, out.data());
+    FAIL() << "expected a context-full error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("context"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ModelLoad, NamesTheProblem) {
+  auto expect_error = [](gguf::Writer w, const std::string& needle) {
+    const std::string path = temp_path("tiny-broken.gguf");
+    w.write(path);
+    try {
+      Model::load(path);
+      FAIL() << "expected an error mentioning " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+  };
+  TinyModelSpec spec;
+  gguf::Writer w = build_tiny_model(spec);
+  w.set_string("general.architecture", "gpt9");
+  expect_error(w, "gpt9");
+
+  gguf::Writer missing;
+  missing.set_string("general.architecture", "llama");
+  expect_error(missing, "llama.block_count");
+
+  TinyModelSpec bad_heads;
+  bad_heads.n_head = 4;
+  bad_heads.n_head_kv = 3;
+  expect_error(build_tiny_model(bad_heads), "head_count");
+}
+
+TEST(ModelLoad, RealModelConfig) {
+  const std::string p = model_path(kSmolLM2);
+  ASSERT_FALSE(p.empty()) << "default model missing: run scripts/fetch-models.sh";
+  auto m = Model::load(p);
+  const ModelConfig& c = m->config();
+  EXPECT_EQ(c.arch, "llama");
+  EXPECT_EQ(c.n_layer, 30);
+  EXPECT_EQ(c.n_embd, 576);
+  EXPECT_EQ(c.n_ff, 1536);
+  EXPECT_EQ(c.n_head, 9);
+  EXPECT_EQ(c.n_head_kv, 3);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.n_vocab, 49152);
+  EXPECT_TRUE(c.tied_output);
+  EXPECT_EQ(m->output().type, TensorType::Q8_0);
+}
+
+}  // namespace
