@@ -17,6 +17,12 @@ inline void cpu_relax() {
 #endif
 }
 constexpr int kSpinIterations = 1 << 14;
+// Spinning threads yield the CPU now and then, so an oversubscribed pool (more threads than free
+// cores) still makes progress instead of burning the time slice of the thread everyone waits for.
+inline void spin_pause(int i) {
+  if ((i & 255) == 255) std::this_thread::yield();
+  else cpu_relax();
+}
 }  // namespace
 
 int available_cpus() {
@@ -44,7 +50,7 @@ void ThreadPool::worker(int ith) {
   for (;;) {
     uint32_t g = generation_.load(std::memory_order_acquire);
     for (int spin = 0; g == seen && spin < kSpinIterations; ++spin) {
-      cpu_relax();
+      spin_pause(spin);
       g = generation_.load(std::memory_order_acquire);
     }
     while (g == seen) {
@@ -71,7 +77,7 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
   generation_.fetch_add(1, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
   fn(0, n_threads_);
-  while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) spin_pause(i);
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn) {
