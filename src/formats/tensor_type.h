@@ -14,6 +14,7 @@ enum class TensorType : uint32_t {
   Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
   IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18, IQ1_S = 19, IQ4_NL = 20, IQ3_S = 21, IQ2_S = 22, IQ4_XS = 23,
   I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, IQ1_M = 29, BF16 = 30, TQ1_0 = 34, TQ2_0 = 35,
+  MXFP4 = 39,
 };
 
 using DequantizeRowFn = void (*)(const void* src, float* dst, int64_t n);
@@ -31,7 +32,9 @@ struct TypeTraits {
 
 // Traits for a type id read from a file; nullopt for an id no GGUF version defines.
 std::optional<TypeTraits> type_traits_for_id(uint32_t id);
-// Traits of a known type.
+// Name of a type id ggml once defined and has since removed (4, 5, 31-33, 36-38), else nullptr.
+const char* retired_type_name(uint32_t id);
+// Traits of a known type (every enumerator is known; some have no (de)quantizer: see the traits).
 const TypeTraits& type_traits(TensorType t);
 const char* type_name(TensorType t);
 // Parses "q4_0", "Q4_K", "f16", ... (case-insensitive); nullopt if unknown.
