@@ -1,0 +1,230 @@
+// Scalar reference kernels: the definition every SIMD variant is tested against.
+#include <cmath>
+#include <cstring>
+
+#include "base/fp16.h"
+#include "formats/blocks.h"
+#include "formats/quant_ref.h"
+#include "kernels/kernels_internal.h"
+
+namespace tokenscope::kernels::detail {
+
+void quantize_act_q8_0(const float* x, void* y, int64_t n) {
+  auto* b = static_cast<BlockQ8_0*>(y);
+  for (int64_t i = 0; i < n / QK8_0; ++i, x += QK8_0) {
+    float amax = 0;
+    for (int j = 0; j < QK8_0; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    const float d = amax / 127.f;
+    const float id = amax != 0.f ? 127.f / amax : 0.f;
+    b[i].d = fp32_to_fp16(d);
+    for (int j = 0; j < QK8_0; ++j) b[i].qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+  }
+}
+
+void quantize_act_q8_1(const float* x, void* y, int64_t n) {
+  auto* b = static_cast<BlockQ8_1*>(y);
+  for (int64_t i = 0; i < n / QK8_1; ++i, x += QK8_1) {
+    float amax = 0;
+    for (int j = 0; j < QK8_1; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    const float d = amax / 127.f;
+    const float id = amax != 0.f ? 127.f / amax : 0.f;
+    b[i].d = fp32_to_fp16(d);
+    int sum = 0;
+    for (int j = 0; j < QK8_1; ++j) {
+      b[i].qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+      sum += b[i].qs[j];
+    }
+    b[i].s = fp32_to_fp16(d * static_cast<float>(sum));
+  }
+}
+
+void quantize_act_q8_k(const float* x, void* y, int64_t n) { quantize_row_q8_k(x, y, n); }
+void quantize_act_f16(const float* x, void* y, int64_t n) { quantize_row_f16(x, y, n); }
+void quantize_act_bf16(const float* x, void* y, int64_t n) { quantize_row_bf16(x, y, n); }
+void quantize_act_f32(const float* x, void* y, int64_t n) { std::memcpy(y, x, static_cast<size_t>(n) * 4); }
+
+namespace {
+
+float dot_f32_f32(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const float*>(w);
+  const auto* y = static_cast<const float*>(a);
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * y[i];
+  return static_cast<float>(s);
+}
+
+float dot_f16_f16(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const f16_t*>(w);
+  const auto* y = static_cast<const f16_t*>(a);
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(fp16_to_fp32(x[i])) * fp16_to_fp32(y[i]);
+  return static_cast<float>(s);
+}
+
+float dot_bf16_bf16(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const bf16_t*>(w);
+  const auto* y = static_cast<const bf16_t*>(a);
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(bf16_to_fp32(x[i])) * bf16_to_fp32(y[i]);
+  return static_cast<float>(s);
+}
+
+float dot_q4_0_q8_0(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ4_0*>(w);
+  const auto* y = static_cast<const BlockQ8_0*>(a);
+  float s = 0;
+  for (int64_t i = 0; i < n / QK4_0; ++i) {
+    int sumi = 0;
+    for (int j = 0; j < QK4_0 / 2; ++j) {
+      sumi += ((x[i].qs[j] & 0xF) - 8) * y[i].qs[j];
+      sumi += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + QK4_0 / 2];
+    }
+    s += fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d) * static_cast<float>(sumi);
+  }
+  return s;
+}
+
+float dot_q4_1_q8_1(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ4_1*>(w);
+  const auto* y = static_cast<const BlockQ8_1*>(a);
+  float s = 0;
+  for (int64_t i = 0; i < n / QK4_1; ++i) {
+    int sumi = 0;
+    for (int j = 0; j < QK4_1 / 2; ++j) {
+      sumi += (x[i].qs[j] & 0xF) * y[i].qs[j];
+      sumi += (x[i].qs[j] >> 4) * y[i].qs[j + QK4_1 / 2];
+    }
+    s += fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d) * static_cast<float>(sumi) +
+         fp16_to_fp32(x[i].m) * fp16_to_fp32(y[i].s);
+  }
+  return s;
+}
+
+float dot_q8_0_q8_0(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ8_0*>(w);
+  const auto* y = static_cast<const BlockQ8_0*>(a);
+  float s = 0;
+  for (int64_t i = 0; i < n / QK8_0; ++i) {
+    int sumi = 0;
+    for (int j = 0; j < QK8_0; ++j) sumi += x[i].qs[j] * y[i].qs[j];
+    s += fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d) * static_cast<float>(sumi);
+  }
+  return s;
+}
+
+float dot_q4_k_q8_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ4_K*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  float s = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    int sumi = 0, summ = 0;
+    for (int j = 0; j < 8; ++j) {
+      uint8_t sc, m;
+      get_scale_min_k4(j, x[i].scales, &sc, &m);
+      const uint8_t* q = x[i].qs + 32 * (j / 2);
+      const int8_t* q8 = y[i].qs + 32 * j;
+      int sub = 0;
+      for (int l = 0; l < 32; ++l) sub += ((j & 1) ? (q[l] >> 4) : (q[l] & 0xF)) * q8[l];
+      sumi += sc * sub;
+      summ += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    }
+    s += y[i].d * (fp16_to_fp32(x[i].d) * static_cast<float>(sumi) - fp16_to_fp32(x[i].dmin) * static_cast<float>(summ));
+  }
+  return s;
+}
+
+float dot_q5_k_q8_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ5_K*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  float s = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    int sumi = 0, summ = 0;
+    for (int j = 0; j < 8; ++j) {
+      uint8_t sc, m;
+      get_scale_min_k4(j, x[i].scales, &sc, &m);
+      const uint8_t* q = x[i].qs + 32 * (j / 2);
+      const int8_t* q8 = y[i].qs + 32 * j;
+      int sub = 0;
+      for (int l = 0; l < 32; ++l) {
+        const int lo = (j & 1) ? (q[l] >> 4) : (q[l] & 0xF);
+        const int hi = (x[i].qh[l] >> j) & 1;
+        sub += (lo | (hi << 4)) * q8[l];
+      }
+      sumi += sc * sub;
+      summ += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    }
+    s += y[i].d * (fp16_to_fp32(x[i].d) * static_cast<float>(sumi) - fp16_to_fp32(x[i].dmin) * static_cast<float>(summ));
+  }
+  return s;
+}
+
+float dot_q6_k_q8_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ6_K*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  float s = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    int sumi = 0;
+    for (int e = 0; e < QK_K; e += 16) {  // sub-block of 16 elements, scale index e / 16
+      int sub = 0;
+      for (int l = 0; l < 16; ++l) {
+        const int idx = e + l;
+        const int c = idx / 128, r = idx % 128, k = r / 32, ll = r % 32;
+        const uint8_t* ql = x[i].ql + 64 * c;
+        const uint8_t* qh = x[i].qh + 32 * c;
+        const int low = (k == 0) ? (ql[ll] & 0xF) : (k == 1) ? (ql[ll + 32] & 0xF) : (k == 2) ? (ql[ll] >> 4) : (ql[ll + 32] >> 4);
+        const int high = (qh[ll] >> (2 * k)) & 3;
+        sub += ((low | (high << 4)) - 32) * y[i].qs[idx];
+      }
+      sumi += x[i].scales[e / 16] * sub;
+    }
+    s += fp16_to_fp32(x[i].d) * y[i].d * static_cast<float>(sumi);
+  }
+  return s;
+}
+
+float f_dot_f32(int64_t n, const float* a, const float* b) {
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+float f_dot_f16(int64_t n, const uint16_t* a, const uint16_t* b) {
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += fp16_to_fp32(a[i]) * fp16_to_fp32(b[i]);
+  return s;
+}
+void f_axpy_f16(int64_t n, float alpha, const uint16_t* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * fp16_to_fp32(x[i]);
+}
+void f_f32_to_f16(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = fp32_to_fp16(x[i]);
+}
+void f_f16_to_f32(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
+}
+
+void set(KernelTable& t, TensorType w, TensorType act, QuantizeActFn q, VecDotFn d) {
+  t.weights[static_cast<int>(w)] = WeightKernels{true, act, q, d};
+}
+
+}  // namespace
+
+void init_scalar(KernelTable& t) {
+  t = KernelTable{};
+  t.isa = Isa::scalar;
+  set(t, TensorType::F32, TensorType::F32, quantize_act_f32, dot_f32_f32);
+  set(t, TensorType::F16, TensorType::F16, quantize_act_f16, dot_f16_f16);
+  set(t, TensorType::BF16, TensorType::BF16, quantize_act_bf16, dot_bf16_bf16);
+  set(t, TensorType::Q4_0, TensorType::Q8_0, quantize_act_q8_0, dot_q4_0_q8_0);
+  set(t, TensorType::Q4_1, TensorType::Q8_1, quantize_act_q8_1, dot_q4_1_q8_1);
+  set(t, TensorType::Q8_0, TensorType::Q8_0, quantize_act_q8_0, dot_q8_0_q8_0);
+  set(t, TensorType::Q4_K, TensorType::Q8_K, quantize_act_q8_k, dot_q4_k_q8_k);
+  set(t, TensorType::Q5_K, TensorType::Q8_K, quantize_act_q8_k, dot_q5_k_q8_k);
+  set(t, TensorType::Q6_K, TensorType::Q8_K, quantize_act_q8_k, dot_q6_k_q8_k);
+  t.dot_f32 = f_dot_f32;
+  t.dot_f16 = f_dot_f16;
+  t.axpy_f16 = f_axpy_f16;
+  t.f32_to_f16 = f_f32_to_f16;
+  t.f16_to_f32 = f_f16_to_f32;
+}
+
+}  // namespace tokenscope::kernels::detail

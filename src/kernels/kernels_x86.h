@@ -1,0 +1,302 @@
+// 256-bit x86 kernels shared by kernels_avx2.cpp and kernels_avx512.cpp. Each of those files is compiled
+// with its own ISA flags and instantiates these templates with kVnni false (AVX2: maddubs + madd) or true
+// (AVX-512 VNNI on 256-bit registers: vpdpbusd). Include only from those two files.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "base/fp16.h"
+#include "formats/blocks.h"
+#include "formats/quant_ref.h"
+
+namespace tokenscope::kernels::x86 {
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline int hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// Sum over groups of four of u8 x s8 products, into 8 int32 lanes (added to acc).
+template <bool kVnni>
+inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {
+  if constexpr (kVnni) {
+    return _mm256_dpbusd_epi32(acc, u, s);
+  } else {
+    const __m256i p16 = _mm256_maddubs_epi16(u, s);  // |u| <= 127 here, so no saturation
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+  }
+}
+
+// Signed x signed via |x| * sign(y, x).
+template <bool kVnni>
+inline __m256i dot_s8s8(__m256i acc, __m256i x, __m256i y) {
+  return dot_u8s8<kVnni>(acc, _mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+// 32 nibbles of a Q4 block in element order: low nibbles (elements 0..15) then high nibbles (16..31).
+inline __m256i unpack_nibbles(const uint8_t* qs) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+inline __m256 load_f16x8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+template <bool kVnni>
+float dot_q4_0_q8_0(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ4_0*>(w);
+  const auto* y = static_cast<const BlockQ8_0*>(a);
+  const int64_t nb = n / QK4_0;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 1 < nb; i += 2) {
+    const __m256i qx0 = _mm256_sub_epi8(unpack_nibbles(x[i].qs), _mm256_set1_epi8(8));
+    const __m256i qx1 = _mm256_sub_epi8(unpack_nibbles(x[i + 1].qs), _mm256_set1_epi8(8));
+    const __m256i qy0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const __m256i qy1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i + 1].qs));
+    const __m256 s0 = _mm256_cvtepi32_ps(dot_s8s8<kVnni>(_mm256_setzero_si256(), qx0, qy0));
+    const __m256 s1 = _mm256_cvtepi32_ps(dot_s8s8<kVnni>(_mm256_setzero_si256(), qx1, qy1));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d)), s0, acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(x[i + 1].d) * fp16_to_fp32(y[i + 1].d)), s1, acc1);
+  }
+  for (; i < nb; ++i) {
+    const __m256i qx = _mm256_sub_epi8(unpack_nibbles(x[i].qs), _mm256_set1_epi8(8));
+    const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const __m256 s = _mm256_cvtepi32_ps(dot_s8s8<kVnni>(_mm256_setzero_si256(), qx, qy));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d)), s, acc0);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+template <bool kVnni>
+float dot_q4_1_q8_1(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ4_1*>(w);
+  const auto* y = static_cast<const BlockQ8_1*>(a);
+  const int64_t nb = n / QK4_1;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  float summ = 0;
+  int64_t i = 0;
+  for (; i + 1 < nb; i += 2) {
+    const __m256i qy0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const __m256i qy1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i + 1].qs));
+    const __m256 s0 = _mm256_cvtepi32_ps(dot_u8s8<kVnni>(_mm256_setzero_si256(), unpack_nibbles(x[i].qs), qy0));
+    const __m256 s1 = _mm256_cvtepi32_ps(dot_u8s8<kVnni>(_mm256_setzero_si256(), unpack_nibbles(x[i + 1].qs), qy1));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d)), s0, acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(x[i + 1].d) * fp16_to_fp32(y[i + 1].d)), s1, acc1);
+    summ += fp16_to_fp32(x[i].m) * fp16_to_fp32(y[i].s) + fp16_to_fp32(x[i + 1].m) * fp16_to_fp32(y[i + 1].s);
+  }
+  for (; i < nb; ++i) {
+    const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const __m256 s = _mm256_cvtepi32_ps(dot_u8s8<kVnni>(_mm256_setzero_si256(), unpack_nibbles(x[i].qs), qy));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d)), s, acc0);
+    summ += fp16_to_fp32(x[i].m) * fp16_to_fp32(y[i].s);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1)) + summ;
+}
+
+template <bool kVnni>
+float dot_q8_0_q8_0(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ8_0*>(w);
+  const auto* y = static_cast<const BlockQ8_0*>(a);
+  const int64_t nb = n / QK8_0;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 1 < nb; i += 2) {
+    const __m256i qx0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
+    const __m256i qx1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i + 1].qs));
+    const __m256i qy0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const __m256i qy1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i + 1].qs));
+    const __m256 s0 = _mm256_cvtepi32_ps(dot_s8s8<kVnni>(_mm256_setzero_si256(), qx0, qy0));
+    const __m256 s1 = _mm256_cvtepi32_ps(dot_s8s8<kVnni>(_mm256_setzero_si256(), qx1, qy1));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d)), s0, acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(x[i + 1].d) * fp16_to_fp32(y[i + 1].d)), s1, acc1);
+  }
+  for (; i < nb; ++i) {
+    const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
+    const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const __m256 s = _mm256_cvtepi32_ps(dot_s8s8<kVnni>(_mm256_setzero_si256(), qx, qy));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d)), s, acc0);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+// Sum over i of scale16[i] * (u8 x s8 pairs) -> int32 lanes; scale applied per 16-bit pair sum.
+// Used by the K-quants, where a sub-block's integer dot is multiplied by its small integer scale.
+inline __m256i scaled_u8s8(__m256i u, __m256i s, __m256i scale16) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), scale16);
+}
+
+template <bool kVnni>
+float dot_q4_k_q8_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ4_K*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  float sum = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) get_scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
+    int summ = 0;
+    for (int j = 0; j < 8; ++j) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    __m256i acc = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 32 * c));
+      const __m256i lo = _mm256_and_si256(q, m4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c));
+      const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c + 32));
+      if constexpr (kVnni) {
+        const __m256i d0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, y0);
+        const __m256i d1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), hi, y1);
+        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(d0, _mm256_set1_epi32(sc[2 * c])));
+        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(d1, _mm256_set1_epi32(sc[2 * c + 1])));
+      } else {
+        acc = _mm256_add_epi32(acc, scaled_u8s8(lo, y0, _mm256_set1_epi16(sc[2 * c])));
+        acc = _mm256_add_epi32(acc, scaled_u8s8(hi, y1, _mm256_set1_epi16(sc[2 * c + 1])));
+      }
+    }
+    const float d = fp16_to_fp32(x[i].d) * y[i].d;
+    const float dmin = fp16_to_fp32(x[i].dmin) * y[i].d;
+    sum += d * static_cast<float>(hsum_i32(acc)) - dmin * static_cast<float>(summ);
+  }
+  return sum;
+}
+
+template <bool kVnni>
+float dot_q5_k_q8_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ5_K*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i one = _mm256_set1_epi8(1);
+  float sum = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) get_scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
+    int summ = 0;
+    for (int j = 0; j < 8; ++j) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qh));
+    __m256i acc = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 32 * c));
+      const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4);
+      const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
+      const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
+      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
+      const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c));
+      const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c + 32));
+      acc = _mm256_add_epi32(acc, scaled_u8s8(lo, y0, _mm256_set1_epi16(sc[2 * c])));
+      acc = _mm256_add_epi32(acc, scaled_u8s8(hi, y1, _mm256_set1_epi16(sc[2 * c + 1])));
+    }
+    const float d = fp16_to_fp32(x[i].d) * y[i].d;
+    const float dmin = fp16_to_fp32(x[i].dmin) * y[i].d;
+    sum += d * static_cast<float>(hsum_i32(acc)) - dmin * static_cast<float>(summ);
+  }
+  return sum;
+}
+
+template <bool kVnni>
+float dot_q6_k_q8_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ6_K*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i m3 = _mm256_set1_epi8(0x03);
+  float sum = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    // The -32 offset is folded in through the block sums: sum((q - 32) * y) = sum(q * y) - 32 * sum(y).
+    int offset = 0;
+    for (int k = 0; k < 16; ++k) offset += x[i].scales[k] * y[i].bsums[k];
+    __m256i acc = _mm256_setzero_si256();
+    for (int c = 0; c < 2; ++c) {
+      const uint8_t* ql = x[i].ql + 64 * c;
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qh + 32 * c));
+      __m256i q[4];
+      q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+      q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+      for (int k = 0; k < 4; ++k) {
+        const int8_t* sc = x[i].scales + 8 * c + 2 * k;  // two sub-blocks of 16 in this 32-element run
+        const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
+        const __m256i yy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 128 * c + 32 * k));
+        acc = _mm256_add_epi32(acc, scaled_u8s8(q[k], yy, scale));
+      }
+    }
+    sum += fp16_to_fp32(x[i].d) * y[i].d * static_cast<float>(hsum_i32(acc) - 32 * offset);
+  }
+  return sum;
+}
+
+inline float dot_f16_f16(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const uint16_t*>(w);
+  const auto* y = static_cast<const uint16_t*>(a);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(load_f16x8(x + i), load_f16x8(y + i), acc0);
+    acc1 = _mm256_fmadd_ps(load_f16x8(x + i + 8), load_f16x8(y + i + 8), acc1);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(load_f16x8(x + i), load_f16x8(y + i), acc0);
+  float s = hsum(_mm256_add_ps(acc0, acc1));
+  for (; i < n; ++i) s += fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]);
+  return s;
+}
+
+inline float dot_f32_plain(int64_t n, const float* x, const float* y) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), acc1);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+  float s = hsum(_mm256_add_ps(acc0, acc1));
+  for (; i < n; ++i) s += x[i] * y[i];
+  return s;
+}
+
+inline float dot_f32_f32(int64_t n, const void* w, const void* a) {
+  return dot_f32_plain(n, static_cast<const float*>(w), static_cast<const float*>(a));
+}
+
+inline float dot_f16_pair(int64_t n, const uint16_t* a, const uint16_t* b) { return dot_f16_f16(n, a, b); }
+
+inline void axpy_f16(int64_t n, float alpha, const uint16_t* x, float* y) {
+  const __m256 va = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load_f16x8(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += alpha * fp16_to_fp32(x[i]);
+}
+
+inline void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) y[i] = fp32_to_fp16(x[i]);
+}
+
+inline void f16_to_f32(const uint16_t* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, load_f16x8(x + i));
+  for (; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
+}
+
+}  // namespace tokenscope::kernels::x86

@@ -1,0 +1,150 @@
+// Every SIMD kernel against the scalar reference, on every ISA this machine has, over ragged shapes.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "base/error.h"
+#include "base/fp16.h"
+#include <cfloat>
+#include "formats/blocks.h"
+#include "formats/tensor_type.h"
+#include "kernels/kernels.h"
+
+using namespace tokenscope;
+using namespace tokenscope::kernels;
+
+namespace {
+
+std::vector<float> random_floats(int64_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, scale);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = nd(rng);
+  // A few outliers, as real activations have.
+  for (int64_t i = 0; i < n; i += 97) v[static_cast<size_t>(i)] *= 8.0f;
+  return v;
+}
+
+// Exact value of the dot product of the dequantized operands, in double.
+double exact_dot(TensorType wt, const std::vector<uint8_t>& w, TensorType at, const std::vector<uint8_t>& a, int64_t n) {
+  std::vector<float> fw(static_cast<size_t>(n)), fa(static_cast<size_t>(n));
+  dequantize_row(wt, w.data(), fw.data(), n);
+  dequantize_row(at, a.data(), fa.data(), n);
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(fw[i]) * fa[i];
+  if (wt == TensorType::Q4_1) {
+    // Q4_1 x Q8_1 is defined with the activation block sum s (stored as f16) standing in for d * sum(q):
+    // x = d*q + m, so x.y = sum(d*q*y) + m * s. Replace the exact m * sum(y) by m * s.
+    const auto* bw = reinterpret_cast<const BlockQ4_1*>(w.data());
+    const auto* ba = reinterpret_cast<const BlockQ8_1*>(a.data());
+    for (int64_t b = 0; b < n / QK4_1; ++b) {
+      double sy = 0;
+      for (int j = 0; j < QK8_1; ++j) sy += fa[b * QK8_1 + j];
+      s += static_cast<double>(fp16_to_fp32(bw[b].m)) * (fp16_to_fp32(ba[b].s) - sy);
+    }
+  }
+  return s;
+}
+
+const TensorType kWeightTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q4_0, TensorType::Q4_1,
+                                   TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
+
+class KernelIsa : public ::testing::TestWithParam<Isa> {};
+
+TEST_P(KernelIsa, VecDotMatchesScalarReferenceOnRaggedShapes) {
+  const KernelTable& ref = table(Isa::scalar);
+  const KernelTable& k = table(GetParam());
+  uint32_t seed = 7;
+  for (TensorType wt : kWeightTypes) {
+    const WeightKernels& rk = ref.for_type(wt);
+    const WeightKernels& kk = k.for_type(wt);
+    ASSERT_TRUE(rk.supported && kk.supported) << type_name(wt);
+    ASSERT_EQ(rk.act_type, kk.act_type) << type_name(wt);
+    const int64_t bs = std::max<int64_t>(type_traits(wt).block_size, type_traits(rk.act_type).block_size);
+    for (int64_t nblk : {1, 2, 3, 5, 8, 17, 18, 48}) {
+      const int64_t n = nblk * bs;
+      const auto xw = random_floats(n, seed++, 0.05f);
+      const auto xa = random_floats(n, seed++, 1.0f);
+      std::vector<uint8_t> w(row_size(wt, n)), a(row_size(rk.act_type, n)), a2(row_size(rk.act_type, n));
+      quantize_row(wt, xw.data(), w.data(), n);
+      rk.quantize_act(xa.data(), a.data(), n);
+      kk.quantize_act(xa.data(), a2.data(), n);
+      ASSERT_EQ(a, a2) << "activation quantization differs: " << type_name(wt) << " n=" << n;
+      const double exact = exact_dot(wt, w, rk.act_type, a, n);
+      const float r = rk.vec_dot(n, w.data(), a.data());
+      const float s = kk.vec_dot(n, w.data(), a.data());
+      // Integer parts are exact; the float scale products are summed in a different order. The bound is
+      // relative to the sum of |terms| (condition of the sum), with float epsilon times a small factor.
+      std::vector<float> fw(static_cast<size_t>(n)), fa(static_cast<size_t>(n));
+      dequantize_row(wt, w.data(), fw.data(), n);
+      dequantize_row(rk.act_type, a.data(), fa.data(), n);
+      double mag = 0;
+      for (int64_t i = 0; i < n; ++i) mag += std::fabs(static_cast<double>(fw[i]) * fa[i]);
+      // Worst case of a float sum of (n / block) exact block terms, both orders: (blocks + 16) * eps * sum|terms|.
+      const double tol = (static_cast<double>(n) / bs + 16) * FLT_EPSILON * mag + 1e-6;
+      EXPECT_NEAR(r, exact, tol) << "scalar " << type_name(wt) << " n=" << n;
+      EXPECT_NEAR(s, exact, tol) << isa_name(GetParam()) << " " << type_name(wt) << " n=" << n;
+    }
+  }
+}
+
+TEST_P(KernelIsa, FloatHelpersMatchScalar) {
+  const KernelTable& ref = table(Isa::scalar);
+  const KernelTable& k = table(GetParam());
+  for (int64_t n : {1, 7, 8, 15, 16, 33, 64, 100, 129}) {
+    const auto a = random_floats(n, 100 + static_cast<uint32_t>(n));
+    const auto b = random_floats(n, 200 + static_cast<uint32_t>(n));
+    std::vector<uint16_t> ha(static_cast<size_t>(n)), hb(static_cast<size_t>(n)), ha2(static_cast<size_t>(n));
+    ref.f32_to_f16(a.data(), ha.data(), n);
+    k.f32_to_f16(a.data(), ha2.data(), n);
+    EXPECT_EQ(ha, ha2) << "f32_to_f16 n=" << n;
+    ref.f32_to_f16(b.data(), hb.data(), n);
+    std::vector<float> fa(static_cast<size_t>(n)), fa2(static_cast<size_t>(n));
+    ref.f16_to_f32(ha.data(), fa.data(), n);
+    k.f16_to_f32(ha.data(), fa2.data(), n);
+    EXPECT_EQ(fa, fa2) << "f16_to_f32 n=" << n;
+    double mag = 0;
+    for (int64_t i = 0; i < n; ++i) mag += std::fabs(a[i] * b[i]);
+    EXPECT_NEAR(k.dot_f32(n, a.data(), b.data()), ref.dot_f32(n, a.data(), b.data()), 1e-5 * mag + 1e-6);
+    EXPECT_NEAR(k.dot_f16(n, ha.data(), hb.data()), ref.dot_f16(n, ha.data(), hb.data()), 1e-5 * mag + 1e-6);
+    std::vector<float> y1 = b, y2 = b;
+    ref.axpy_f16(n, 0.37f, ha.data(), y1.data());
+    k.axpy_f16(n, 0.37f, ha.data(), y2.data());
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y1[i], y2[i], 1e-6f * (1 + std::fabs(y1[i])));
+  }
+}
+
+TEST_P(KernelIsa, ZeroBlocksGiveZero) {
+  const KernelTable& k = table(GetParam());
+  for (TensorType wt : kWeightTypes) {
+    const WeightKernels& kk = k.for_type(wt);
+    const int64_t n = 512;
+    std::vector<float> zeros(n, 0.0f);
+    const auto xa = random_floats(n, 5);
+    std::vector<uint8_t> w(row_size(wt, n)), a(row_size(kk.act_type, n));
+    quantize_row(wt, zeros.data(), w.data(), n);
+    kk.quantize_act(xa.data(), a.data(), n);
+    EXPECT_EQ(kk.vec_dot(n, w.data(), a.data()), 0.0f) << type_name(wt);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isas, KernelIsa, ::testing::ValuesIn(available_isas()),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
+
+TEST(KernelSelection, IsaNamesRoundTripAndUnavailableIsaIsAnError) {
+  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon}) EXPECT_EQ(isa_from_name(isa_name(i)), i);
+  EXPECT_FALSE(isa_from_name("sse9").has_value());
+  EXPECT_TRUE(isa_available(Isa::scalar));
+#if defined(TS_HAVE_X86)
+  EXPECT_FALSE(isa_available(Isa::neon));
+  EXPECT_THROW(select_isa(Isa::neon), tokenscope::Error);
+#endif
+  const Isa before = active_isa();
+  select_isa(Isa::scalar);
+  EXPECT_EQ(active().isa, Isa::scalar);
+  select_isa(before);
+}
+
+}  // namespace
