@@ -53,12 +53,27 @@ float dot_f32_f32(int64_t n, const void* w, const void* a) {
   return static_cast<float>(s);
 }
 
+// The f16 dot product's summation order is part of its definition (see kernels_x86.h): four groups of
+// eight lanes with fused multiply-adds over chunks of 32, folded (g0 + g2) + (g1 + g3), lanes reduced
+// pairwise ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7)), tail in double. Every ISA computes exactly this.
 float dot_f16_f16(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const f16_t*>(w);
   const auto* y = static_cast<const f16_t*>(a);
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(fp16_to_fp32(x[i])) * fp16_to_fp32(y[i]);
-  return static_cast<float>(s);
+  const int64_t n32 = n & ~int64_t{31};
+  double sum = 0.0;
+  if (n32 > 0) {
+    float acc[4][8] = {};
+    for (int64_t i = 0; i < n32; i += 32)
+      for (int r = 0; r < 4; ++r)
+        for (int l = 0; l < 8; ++l)
+          acc[r][l] = std::fma(fp16_to_fp32(x[i + 8 * r + l]), fp16_to_fp32(y[i + 8 * r + l]), acc[r][l]);
+    float v[8];
+    for (int l = 0; l < 8; ++l) v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+    const float t0[4] = {v[0] + v[4], v[1] + v[5], v[2] + v[6], v[3] + v[7]};
+    sum = (t0[0] + t0[1]) + (t0[2] + t0[3]);
+  }
+  for (int64_t i = n32; i < n; ++i) sum += static_cast<double>(fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]));
+  return static_cast<float>(sum);
 }
 
 float dot_bf16_bf16(int64_t n, const void* w, const void* a) {
@@ -187,11 +202,7 @@ float f_dot_f32(int64_t n, const float* a, const float* b) {
   for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
   return s;
 }
-float f_dot_f16(int64_t n, const uint16_t* a, const uint16_t* b) {
-  float s = 0;
-  for (int64_t i = 0; i < n; ++i) s += fp16_to_fp32(a[i]) * fp16_to_fp32(b[i]);
-  return s;
-}
+float f_dot_f16(int64_t n, const uint16_t* a, const uint16_t* b) { return dot_f16_f16(n, a, b); }
 void f_axpy_f16(int64_t n, float alpha, const uint16_t* x, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * fp16_to_fp32(x[i]);
 }

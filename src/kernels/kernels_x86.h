@@ -243,19 +243,26 @@ float dot_q6_k_q8_k(int64_t n, const void* w, const void* a) {
   return sum;
 }
 
+// f16 x f16 dot product with f32 FMAs in a fixed order: four 8-lane accumulators over chunks of 32,
+// folded as (a0 + a2) + (a1 + a3), lanes reduced with horizontal adds; the tail (n % 32) is added in
+// double. The scalar reference in kernels_scalar.cpp follows the same order, so the two agree exactly
+// (and so does llama.cpp's AVX2 F16 dot, which has this structure).
 inline float dot_f16_f16(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const uint16_t*>(w);
   const auto* y = static_cast<const uint16_t*>(a);
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    acc0 = _mm256_fmadd_ps(load_f16x8(x + i), load_f16x8(y + i), acc0);
-    acc1 = _mm256_fmadd_ps(load_f16x8(x + i + 8), load_f16x8(y + i + 8), acc1);
+  const int64_t n32 = n & ~int64_t{31};
+  double sum = 0.0;
+  if (n32 > 0) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t i = 0; i < n32; i += 32)
+      for (int r = 0; r < 4; ++r) acc[r] = _mm256_fmadd_ps(load_f16x8(x + i + 8 * r), load_f16x8(y + i + 8 * r), acc[r]);
+    const __m256 v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+    const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 t1 = _mm_hadd_ps(t0, t0);
+    sum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
   }
-  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(load_f16x8(x + i), load_f16x8(y + i), acc0);
-  float s = hsum(_mm256_add_ps(acc0, acc1));
-  for (; i < n; ++i) s += fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]);
-  return s;
+  for (int64_t i = n32; i < n; ++i) sum += static_cast<double>(fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]));
+  return static_cast<float>(sum);
 }
 
 inline float dot_f32_plain(int64_t n, const float* x, const float* y) {

@@ -189,8 +189,9 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
     ops::rope(ctx, q_.data(), T, c.n_head, hd, c.n_rot, pos_.data(), c.rope_freq_base, c.rope_style);
     ops::rope(ctx, k_.data(), T, c.n_head_kv, hd, c.n_rot, pos_.data(), c.rope_freq_base, c.rope_style);
     ops::store_f16(ctx, k_.data(), kv.k(il), T, kv_dim, pos0);
-    ops::store_f16(ctx, v_.data(), kv.v(il), T, kv_dim, pos0);
-    ops::attention(ctx, q_.data(), kv.k(il), kv.v(il), att_.data(), T, pos0, c.n_head, c.n_head_kv, hd, scale);
+    ops::store_f16_transposed(ctx, v_.data(), kv.v(il), T, kv_dim, pos0, kv.n_ctx());
+    ops::attention(ctx, q_.data(), kv.k(il), kv.v(il), att_.data(), T, pos0, kv.n_ctx(), c.n_head, c.n_head_kv, hd,
+                   scale);
     ops::matmul(ctx, l.wo, att_.data(), T, xb);
     ops::add_inplace(x, xb, T * D);
 

@@ -66,6 +66,7 @@ class KVCache {
   KVCache(const ModelConfig& cfg, int64_t n_ctx);
   int64_t n_ctx() const { return n_ctx_; }
   uint16_t* k(int64_t layer) { return k_[static_cast<size_t>(layer)].data(); }
+  // Values are stored transposed: [n_head_kv * head_dim][n_ctx], a row per value dimension.
   uint16_t* v(int64_t layer) { return v_[static_cast<size_t>(layer)].data(); }
   uint64_t bytes() const;
 

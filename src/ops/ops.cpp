@@ -108,14 +108,22 @@ void store_f16(Context& ctx, const float* x, uint16_t* cache, int64_t T, int64_t
   for (int64_t t = 0; t < T; ++t) ctx.k().f32_to_f16(x + t * n, cache + (pos0 + t) * n, n);
 }
 
-void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* v_cache, float* out,
-               int64_t T, int64_t pos0, int64_t n_head, int64_t n_head_kv, int64_t head_dim, float scale) {
+void store_f16_transposed(Context& ctx, const float* x, uint16_t* cache_t, int64_t T, int64_t n, int64_t pos0,
+                          int64_t n_ctx) {
+  (void)ctx;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < n; ++i) cache_t[i * n_ctx + pos0 + t] = fp32_to_fp16(x[t * n + i]);
+}
+
+void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
+               int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
+               float scale) {
   TS_CHECK(n_head % n_head_kv == 0);
   const int64_t group = n_head / n_head_kv;
   const int64_t kv_stride = n_head_kv * head_dim;
   const int64_t n_kv_max = pos0 + T;
   const auto& k = ctx.k();
-  // Per-thread scratch: scores (f32), probabilities (f16), the query in f16.
+  // Per-thread scratch: scores (f32), then the query and the probabilities in f16.
   const int nth = ctx.pool().size();
   const int64_t per_thread = n_kv_max + (n_kv_max + head_dim + 1) / 2 + 16;
   float* scratch = ctx.float_scratch(static_cast<size_t>(nth * per_thread));
@@ -123,8 +131,8 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
   ctx.pool().parallel_for(T * n_head, 1, [&](int64_t b, int64_t e, int ith) {
     float* scores = scratch + ith * per_thread;
     uint16_t* half = reinterpret_cast<uint16_t*>(scores + n_kv_max);
-    uint16_t* q16 = half;                  // head_dim halves
-    uint16_t* p16 = half + head_dim;       // n_kv halves
+    uint16_t* q16 = half;             // head_dim halves
+    uint16_t* p16 = half + head_dim;  // n_kv halves
     for (int64_t job = b; job < e; ++job) {
       const int64_t t = job / n_head, h = job % n_head;
       const int64_t kvh = h / group;
@@ -141,15 +149,14 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
       for (int64_t j = 0; j < n_kv; ++j) {
         const float v = std::exp(scores[j] - mx);
         scores[j] = v;
-        sum += v;
+        sum += static_cast<double>(v);
       }
       const float inv = static_cast<float>(1.0 / sum);
       for (int64_t j = 0; j < n_kv; ++j) scores[j] *= inv;
-      k.f32_to_f16(scores, p16, n_kv);  // probabilities are rounded to f16 as llama.cpp's KQ x V does
+      k.f32_to_f16(scores, p16, n_kv);
       float* o = out + (t * n_head + h) * head_dim;
-      std::fill(o, o + head_dim, 0.0f);
-      const uint16_t* vh = v_cache + kvh * head_dim;
-      for (int64_t j = 0; j < n_kv; ++j) k.axpy_f16(head_dim, fp16_to_fp32(p16[j]), vh + j * kv_stride, o);
+      const uint16_t* vh = vt_cache + kvh * head_dim * n_ctx;
+      for (int64_t i = 0; i < head_dim; ++i) o[i] = k.dot_f16(n_kv, vh + i * n_ctx, p16);
     }
   });
 }
