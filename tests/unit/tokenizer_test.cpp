@@ -2,6 +2,7 @@
 // vocabularies, round trips, pieces, special tokens, end of generation, chat templates and bad metadata.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -394,6 +395,83 @@ TEST(TokenizerSynthetic, TinyBpeMerges) {
   EXPECT_EQ(t->encode("hello", true, false), (std::vector<TokenId>{257, 'l', 'o'}));
   EXPECT_EQ(t->decode(t->encode("hello there", false, false)), "hello there");
   EXPECT_EQ(t->encode("<|endoftext|>", false, true), (std::vector<TokenId>{258}));
+}
+
+// A SentencePiece vocabulary with a space prefix (Llama 2 style): ids 0..2 <unk> <s> </s>, 3..258 the
+// byte tokens, then scored pieces.
+gguf::Writer tiny_spm_writer(bool add_space_prefix) {
+  gguf::Writer w;
+  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+  std::vector<int32_t> types = {2, 3, 3};
+  std::vector<float> scores = {0, 0, 0};
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    tokens.push_back(name);
+    types.push_back(6);
+    scores.push_back(0);
+  }
+  const std::vector<std::pair<std::string, float>> pieces = {
+      {"\xE2\x96\x81", -10}, {"h", -20}, {"e", -20}, {"l", -20}, {"o", -20},
+      {"\xE2\x96\x81h", -5}, {"\xE2\x96\x81he", -4}, {"\xE2\x96\x81hel", -3}, {"\xE2\x96\x81hell", -2},
+      {"\xE2\x96\x81hello", -1}, {"lo", -6}, {"ll", -7}};
+  for (const auto& [t, sc] : pieces) {
+    tokens.push_back(t);
+    types.push_back(1);
+    scores.push_back(sc);
+  }
+  w.set_string("tokenizer.ggml.model", "llama");
+  w.set_string_array("tokenizer.ggml.tokens", tokens);
+  w.set_i32_array("tokenizer.ggml.token_type", types);
+  w.set_f32_array("tokenizer.ggml.scores", scores);
+  w.set_u32("tokenizer.ggml.bos_token_id", 1);
+  w.set_u32("tokenizer.ggml.eos_token_id", 2);
+  w.set_u32("tokenizer.ggml.unknown_token_id", 0);
+  w.set_bool("tokenizer.ggml.add_space_prefix", add_space_prefix);
+  return w;
+}
+
+TEST(TokenizerSynthetic, SpmMergesBestScoreFirst) {
+  std::unique_ptr<gguf::File> file;
+  auto t = open_tokenizer(tiny_spm_writer(true), "tiny-spm.gguf", file);
+  const TokenId hello = *t->find_token("\xE2\x96\x81hello");
+  const TokenId he = *t->find_token("\xE2\x96\x81he");
+  // "▁hello": ▁h, ▁he, ▁hel, ▁hell, ▁hello win over the competing "ll" and "lo" merges.
+  EXPECT_EQ(t->encode("hello", true, false), (std::vector<TokenId>{1, hello}));  // BOS by default
+  EXPECT_EQ(t->decode(t->encode("hello", false, false)), " hello");
+  // "x" is not a piece: it is spelled as its byte. Inside "llo", "lo" (-6) beats "ll" (-7).
+  EXPECT_EQ(t->encode("hex", false, false), (std::vector<TokenId>{he, *t->find_token("<0x78>")}));
+  EXPECT_EQ(t->encode("hexllo", false, false),
+            (std::vector<TokenId>{he, *t->find_token("<0x78>"), *t->find_token("l"), *t->find_token("lo")}));
+  // The space prefix goes at the start and after each special token, not before plain text elsewhere.
+  EXPECT_EQ(t->encode("hello</s>hello", false, true), (std::vector<TokenId>{hello, 2, hello}));
+  EXPECT_EQ(t->encode("</s>", false, true), (std::vector<TokenId>{2}));
+  // Without the prefix "hello" has no "▁": h e + "llo" -> h e l lo.
+  auto t2 = open_tokenizer(tiny_spm_writer(false), "tiny-spm2.gguf", file);
+  EXPECT_EQ(t2->encode("hello", false, false),
+            (std::vector<TokenId>{*t2->find_token("h"), *t2->find_token("e"), *t2->find_token("l"), *t2->find_token("lo")}));
+  EXPECT_EQ(t2->token_to_piece(0), "");
+  EXPECT_EQ(t2->token_to_piece(0, true), "<unk>");
+}
+
+TEST(TokenizerSynthetic, Llama3IgnoresMergesForWholeWordsAndAddsBos) {
+  gguf::Writer w = tiny_bpe_writer();
+  w.set_string("tokenizer.ggml.pre", "llama-bpe");
+  std::vector<std::string> tokens;
+  std::unique_ptr<gguf::File> file;
+  auto base = open_tokenizer(tiny_bpe_writer(), "tiny-bpe-base.gguf", file);
+  for (TokenId i = 0; i < base->n_vocab(); ++i) tokens.push_back(base->token_text(i));
+  tokens.push_back("hello");  // a word no merge sequence builds
+  std::vector<int32_t> types(tokens.size(), 1);
+  types[258] = 3;
+  w.set_string_array("tokenizer.ggml.tokens", tokens);
+  w.set_i32_array("tokenizer.ggml.token_type", types);
+  w.set_u32("tokenizer.ggml.bos_token_id", 258);
+  auto t = open_tokenizer(w, "tiny-bpe-llama3.gguf", file);
+  // llama3 vocabularies add BOS unless told otherwise, and take a whole word that is a token as is.
+  EXPECT_EQ(t->encode("hello", true, false), (std::vector<TokenId>{258, 259}));
+  // " hello" is not a token: merges apply (Ġ, hel, l, o).
+  EXPECT_EQ(t->encode(" hello", false, false), (std::vector<TokenId>{*t->find_token("\xC4\xA0"), 257, 'l', 'o'}));
 }
 
 TEST(TokenizerErrors, MissingTokens) {
