@@ -109,23 +109,19 @@ GenerationResult Session::generate(const std::vector<TokenId>& prompt, const Gen
 
 std::string Utf8Stream::push(const std::string& bytes) {
   pending_ += bytes;
-  // Find the end of the last complete character.
-  size_t i = pending_.size();
-  size_t back = 0;
-  while (back < 4 && i > 0) {
-    const unsigned char c = static_cast<unsigned char>(pending_[i - 1]);
-    if ((c & 0xC0) != 0x80) {  // a lead byte or ASCII
-      size_t need = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 1;
-      if (back + 1 < need) i -= 1;  // incomplete: hold back from its lead byte
-      else i = pending_.size();
-      break;
-    }
-    --i;
-    ++back;
+  // Hold back a trailing lead byte whose continuation bytes have not arrived yet (look back at most
+  // three bytes: the longest incomplete sequence). Anything else, valid or not, goes through.
+  size_t cut = pending_.size();
+  for (size_t back = 1; back <= 3 && back <= pending_.size(); ++back) {
+    const size_t pos = pending_.size() - back;
+    const unsigned char c = static_cast<unsigned char>(pending_[pos]);
+    if ((c & 0xC0) == 0x80) continue;  // continuation byte: keep looking for its lead
+    const size_t need = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 1;
+    if (back < need) cut = pos;
+    break;
   }
-  if (back == 4 || i == 0) i = pending_.size();  // not UTF-8 at all: let it through
-  std::string out = pending_.substr(0, i);
-  pending_.erase(0, i);
+  std::string out = pending_.substr(0, cut);
+  pending_.erase(0, cut);
   return out;
 }
 
