@@ -90,7 +90,7 @@ void print_summary(const Session& s, const GenerationStats& st) {
   std::fprintf(stderr, "tokenscope: model %s | %d threads | isa %s | ctx %lld\n", s.model().file().path().c_str(),
                s.n_threads(), kernels::isa_name(s.isa()), static_cast<long long>(s.n_ctx()));
   std::fprintf(stderr, "  %-8s %8s %12s %12s %10s\n", "stage", "tokens", "ms", "ms/token", "tok/s");
-  std::fprintf(stderr, "  %-8s %8lld %12.2f %12.2f %10.2f\n", "load", 0LL, s.load_ms(), 0.0, 0.0);
+  std::fprintf(stderr, "  %-8s %8s %12.2f %12s %10s\n", "load", "-", s.load_ms(), "-", "-");
   std::fprintf(stderr, "  %-8s %8lld %12.2f %12.2f %10.2f\n", "prefill", static_cast<long long>(st.prompt_tokens),
                st.prefill_ms, st.prompt_tokens ? st.prefill_ms / static_cast<double>(st.prompt_tokens) : 0.0,
                st.prefill_tok_s());
