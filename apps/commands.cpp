@@ -222,6 +222,7 @@ int cmd_chat(const CommonArgs& c, const ChatArgs& a) {
     const std::string rest = out.flush();
     std::fwrite(rest.data(), 1, rest.size(), stdout);
     std::fprintf(stdout, "\n");
+    std::fflush(stdout);
     std::fprintf(stderr, "[prefill %lld tok %.1f tok/s | decode %lld tok %.1f tok/s]\n",
                  static_cast<long long>(r.stats.prompt_tokens), r.stats.prefill_tok_s(),
                  static_cast<long long>(r.stats.decode_steps), r.stats.decode_tok_s());
