@@ -55,37 +55,31 @@ void quantize_row_f32(const float* src, void* dst, int64_t n) {
   std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
 }
 
-void dequantize_row_f16(const void* src, float* dst, int64_t n) {
+// 16-bit floats (IEEE half and bfloat16), read and written bytewise (rows need not be aligned).
+namespace {
+template <float (*ToF32)(uint16_t)>
+void dequantize_half(const void* src, float* dst, int64_t n) {
   const auto* s = static_cast<const uint8_t*>(src);
   for (int64_t i = 0; i < n; ++i) {
-    f16_t h;
+    uint16_t h;
     std::memcpy(&h, s + 2 * i, 2);
-    dst[i] = fp16_to_fp32(h);
+    dst[i] = ToF32(h);
   }
 }
-void quantize_row_f16(const float* src, void* dst, int64_t n) {
+template <uint16_t (*FromF32)(float)>
+void quantize_half(const float* src, void* dst, int64_t n) {
   auto* d = static_cast<uint8_t*>(dst);
   for (int64_t i = 0; i < n; ++i) {
-    const f16_t h = fp32_to_fp16(src[i]);
+    const uint16_t h = FromF32(src[i]);
     std::memcpy(d + 2 * i, &h, 2);
   }
 }
+}  // namespace
 
-void dequantize_row_bf16(const void* src, float* dst, int64_t n) {
-  const auto* s = static_cast<const uint8_t*>(src);
-  for (int64_t i = 0; i < n; ++i) {
-    bf16_t h;
-    std::memcpy(&h, s + 2 * i, 2);
-    dst[i] = bf16_to_fp32(h);
-  }
-}
-void quantize_row_bf16(const float* src, void* dst, int64_t n) {
-  auto* d = static_cast<uint8_t*>(dst);
-  for (int64_t i = 0; i < n; ++i) {
-    const bf16_t h = fp32_to_bf16(src[i]);
-    std::memcpy(d + 2 * i, &h, 2);
-  }
-}
+void dequantize_row_f16(const void* src, float* dst, int64_t n) { dequantize_half<fp16_to_fp32>(src, dst, n); }
+void quantize_row_f16(const float* src, void* dst, int64_t n) { quantize_half<fp32_to_fp16>(src, dst, n); }
+void dequantize_row_bf16(const void* src, float* dst, int64_t n) { dequantize_half<bf16_to_fp32>(src, dst, n); }
+void quantize_row_bf16(const float* src, void* dst, int64_t n) { quantize_half<fp32_to_bf16>(src, dst, n); }
 
 // ---------------------------------------------------------------------------------------------
 // 32-element block types.
@@ -205,56 +199,43 @@ void dequantize_row_q5_1(const void* src, float* dst, int64_t n) {
   }
 }
 
-void dequantize_row_q8_0(const void* src, float* dst, int64_t n) {
-  const int64_t nb = nblocks(n, QK8_0);
-  const auto* x = static_cast<const BlockQ8_0*>(src);
+// Q8_0 and Q8_1 share d and qs; Q8_1 also stores s = d * sum(qs).
+namespace {
+template <typename Block>
+void dequantize_q8(const void* src, float* dst, int64_t n) {
+  const int64_t nb = nblocks(n, 32);
+  const auto* x = static_cast<const Block*>(src);
   for (int64_t i = 0; i < nb; ++i) {
     const float d = fp16_to_fp32(x[i].d);
-    for (int j = 0; j < QK8_0; ++j) dst[i * QK8_0 + j] = static_cast<float>(x[i].qs[j]) * d;
+    for (int j = 0; j < 32; ++j) dst[i * 32 + j] = static_cast<float>(x[i].qs[j]) * d;
   }
 }
 
-void quantize_row_q8_0(const float* src, void* dst, int64_t n) {
-  const int64_t nb = nblocks(n, QK8_0);
-  auto* y = static_cast<BlockQ8_0*>(dst);
+template <typename Block, bool kWithSum>
+void quantize_q8(const float* src, void* dst, int64_t n) {
+  const int64_t nb = nblocks(n, 32);
+  auto* y = static_cast<Block*>(dst);
   for (int64_t i = 0; i < nb; ++i) {
-    const float* x = src + i * QK8_0;
+    const float* x = src + i * 32;
     float amax = 0.0f;
-    for (int j = 0; j < QK8_0; ++j) amax = std::max(amax, std::fabs(x[j]));
-    const float d = amax / ((1 << 7) - 1);
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[i].d = fp32_to_fp16(d);
-    for (int j = 0; j < QK8_0; ++j) y[i].qs[j] = static_cast<int8_t>(std::roundf(x[j] * id));
-  }
-}
-
-void dequantize_row_q8_1(const void* src, float* dst, int64_t n) {
-  const int64_t nb = nblocks(n, QK8_1);
-  const auto* x = static_cast<const BlockQ8_1*>(src);
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = fp16_to_fp32(x[i].d);
-    for (int j = 0; j < QK8_1; ++j) dst[i * QK8_1 + j] = static_cast<float>(x[i].qs[j]) * d;
-  }
-}
-
-void quantize_row_q8_1(const float* src, void* dst, int64_t n) {
-  const int64_t nb = nblocks(n, QK8_1);
-  auto* y = static_cast<BlockQ8_1*>(dst);
-  for (int64_t i = 0; i < nb; ++i) {
-    const float* x = src + i * QK8_1;
-    float amax = 0.0f;
-    for (int j = 0; j < QK8_1; ++j) amax = std::max(amax, std::fabs(x[j]));
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
     const float d = amax / ((1 << 7) - 1);
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     y[i].d = fp32_to_fp16(d);
     int sum = 0;
-    for (int j = 0; j < QK8_1; ++j) {
+    for (int j = 0; j < 32; ++j) {
       y[i].qs[j] = static_cast<int8_t>(std::roundf(x[j] * id));
       sum += y[i].qs[j];
     }
-    y[i].s = fp32_to_fp16(static_cast<float>(sum) * d);
+    if constexpr (kWithSum) y[i].s = fp32_to_fp16(static_cast<float>(sum) * d);
   }
 }
+}  // namespace
+
+void dequantize_row_q8_0(const void* src, float* dst, int64_t n) { dequantize_q8<BlockQ8_0>(src, dst, n); }
+void dequantize_row_q8_1(const void* src, float* dst, int64_t n) { dequantize_q8<BlockQ8_1>(src, dst, n); }
+void quantize_row_q8_0(const float* src, void* dst, int64_t n) { quantize_q8<BlockQ8_0, false>(src, dst, n); }
+void quantize_row_q8_1(const float* src, void* dst, int64_t n) { quantize_q8<BlockQ8_1, true>(src, dst, n); }
 
 // ---------------------------------------------------------------------------------------------
 // K-quants (super-blocks of 256).

@@ -16,11 +16,7 @@ void init_avx2(KernelTable& t) {
   set(TensorType::Q4_K, x86::dot_q4_k_q8_k<false>);
   set(TensorType::Q5_K, x86::dot_q5_k_q8_k<false>);
   set(TensorType::Q6_K, x86::dot_q6_k_q8_k<false>);
-  t.dot_f32 = x86::dot_f32_plain;
-  t.dot_f16 = x86::dot_f16_pair;
-  t.axpy_f16 = x86::axpy_f16;
-  t.f32_to_f16 = x86::f32_to_f16;
-  t.f16_to_f32 = x86::f16_to_f32;
+  x86::set_float_helpers(t);
 }
 
 }  // namespace tokenscope::kernels::detail

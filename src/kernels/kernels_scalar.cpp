@@ -127,29 +127,11 @@ float dot_q8_0_q8_0(int64_t n, const void* w, const void* a) {
   return s;
 }
 
-float dot_q4_k_q8_k(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockQ4_K*>(w);
-  const auto* y = static_cast<const BlockQ8_K*>(a);
-  float s = 0;
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    int sumi = 0, summ = 0;
-    for (int j = 0; j < 8; ++j) {
-      uint8_t sc, m;
-      get_scale_min_k4(j, x[i].scales, &sc, &m);
-      const uint8_t* q = x[i].qs + 32 * (j / 2);
-      const int8_t* q8 = y[i].qs + 32 * j;
-      int sub = 0;
-      for (int l = 0; l < 32; ++l) sub += ((j & 1) ? (q[l] >> 4) : (q[l] & 0xF)) * q8[l];
-      sumi += sc * sub;
-      summ += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-    }
-    s += y[i].d * (fp16_to_fp32(x[i].d) * static_cast<float>(sumi) - fp16_to_fp32(x[i].dmin) * static_cast<float>(summ));
-  }
-  return s;
-}
-
-float dot_q5_k_q8_k(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockQ5_K*>(w);
+// Q4_K and Q5_K share the super-block layout (8 sub-blocks of 32 with 6-bit scales and mins); Q5_K adds a
+// fifth bit per element from qh.
+template <typename Block, bool kFifthBit>
+float dot_qk_min_q8_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const Block*>(w);
   const auto* y = static_cast<const BlockQ8_K*>(a);
   float s = 0;
   for (int64_t i = 0; i < n / QK_K; ++i) {
@@ -161,9 +143,9 @@ float dot_q5_k_q8_k(int64_t n, const void* w, const void* a) {
       const int8_t* q8 = y[i].qs + 32 * j;
       int sub = 0;
       for (int l = 0; l < 32; ++l) {
-        const int lo = (j & 1) ? (q[l] >> 4) : (q[l] & 0xF);
-        const int hi = (x[i].qh[l] >> j) & 1;
-        sub += (lo | (hi << 4)) * q8[l];
+        int v = (j & 1) ? (q[l] >> 4) : (q[l] & 0xF);
+        if constexpr (kFifthBit) v |= ((x[i].qh[l] >> j) & 1) << 4;
+        sub += v * q8[l];
       }
       sumi += sc * sub;
       summ += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
@@ -172,6 +154,9 @@ float dot_q5_k_q8_k(int64_t n, const void* w, const void* a) {
   }
   return s;
 }
+
+float dot_q4_k_q8_k(int64_t n, const void* w, const void* a) { return dot_qk_min_q8_k<BlockQ4_K, false>(n, w, a); }
+float dot_q5_k_q8_k(int64_t n, const void* w, const void* a) { return dot_qk_min_q8_k<BlockQ5_K, true>(n, w, a); }
 
 float dot_q6_k_q8_k(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const BlockQ6_K*>(w);

@@ -139,22 +139,31 @@ inline __m256i scaled_u8s8(__m256i u, __m256i s, __m256i scale16) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), scale16);
 }
 
-template <bool kVnni>
-float dot_q4_k_q8_k(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockQ4_K*>(w);
+// Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins; Q5_K adds a fifth bit per element from qh.
+// The mins enter through the activation block sums (bsums), the scales multiply each sub-block's integer dot.
+template <bool kVnni, typename Block, bool kFifthBit>
+float dot_qk_min_q8_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const Block*>(w);
   const auto* y = static_cast<const BlockQ8_K*>(a);
   const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i one = _mm256_set1_epi8(1);
   float sum = 0;
   for (int64_t i = 0; i < n / QK_K; ++i) {
     uint8_t sc[8], mn[8];
     for (int j = 0; j < 8; ++j) get_scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
     int summ = 0;
     for (int j = 0; j < 8; ++j) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    __m256i qh = _mm256_setzero_si256();
+    if constexpr (kFifthBit) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qh));
     __m256i acc = _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 32 * c));
-      const __m256i lo = _mm256_and_si256(q, m4);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      __m256i lo = _mm256_and_si256(q, m4);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      if constexpr (kFifthBit) {
+        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
+        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
+      }
       const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c));
       const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c + 32));
       if constexpr (kVnni) {
@@ -175,36 +184,9 @@ float dot_q4_k_q8_k(int64_t n, const void* w, const void* a) {
 }
 
 template <bool kVnni>
-float dot_q5_k_q8_k(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockQ5_K*>(w);
-  const auto* y = static_cast<const BlockQ8_K*>(a);
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  const __m256i one = _mm256_set1_epi8(1);
-  float sum = 0;
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    uint8_t sc[8], mn[8];
-    for (int j = 0; j < 8; ++j) get_scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
-    int summ = 0;
-    for (int j = 0; j < 8; ++j) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qh));
-    __m256i acc = _mm256_setzero_si256();
-    for (int c = 0; c < 4; ++c) {
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 32 * c));
-      const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4);
-      const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
-      const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
-      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
-      const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c));
-      const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c + 32));
-      acc = _mm256_add_epi32(acc, scaled_u8s8(lo, y0, _mm256_set1_epi16(sc[2 * c])));
-      acc = _mm256_add_epi32(acc, scaled_u8s8(hi, y1, _mm256_set1_epi16(sc[2 * c + 1])));
-    }
-    const float d = fp16_to_fp32(x[i].d) * y[i].d;
-    const float dmin = fp16_to_fp32(x[i].dmin) * y[i].d;
-    sum += d * static_cast<float>(hsum_i32(acc)) - dmin * static_cast<float>(summ);
-  }
-  return sum;
-}
+float dot_q4_k_q8_k(int64_t n, const void* w, const void* a) { return dot_qk_min_q8_k<kVnni, BlockQ4_K, false>(n, w, a); }
+template <bool kVnni>
+float dot_q5_k_q8_k(int64_t n, const void* w, const void* a) { return dot_qk_min_q8_k<kVnni, BlockQ5_K, true>(n, w, a); }
 
 template <bool kVnni>
 float dot_q6_k_q8_k(int64_t n, const void* w, const void* a) {
@@ -304,6 +286,16 @@ inline void f16_to_f32(const uint16_t* x, float* y, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, load_f16x8(x + i));
   for (; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
+}
+
+// The float helpers are the same on AVX2 and AVX-512 (256-bit F16C / FMA).
+template <typename Table>
+void set_float_helpers(Table& t) {
+  t.dot_f32 = dot_f32_plain;
+  t.dot_f16 = dot_f16_pair;
+  t.axpy_f16 = axpy_f16;
+  t.f32_to_f16 = f32_to_f16;
+  t.f16_to_f32 = f16_to_f32;
 }
 
 }  // namespace tokenscope::kernels::x86

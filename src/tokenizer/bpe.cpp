@@ -34,7 +34,7 @@ struct Merge {
   int32_t result;  // symbol id of the merged text
 };
 
-class BpeTokenizer final : public Tokenizer {
+class BpeTokenizer final : public VocabTokenizer {
  public:
   explicit BpeTokenizer(const gguf::File& f) {
     const char* p = f.path().c_str();
@@ -117,20 +117,6 @@ class BpeTokenizer final : public Tokenizer {
       default:
         return std::string();
     }
-  }
-
-  int32_t n_vocab() const override { return v_.size(); }
-  TokenId bos() const override { return v_.bos; }
-  TokenId eos() const override { return v_.eos; }
-  bool is_eog(TokenId id) const override { return id >= 0 && id < v_.size() && v_.eog[id]; }
-  const std::string& token_text(TokenId id) const override {
-    v_.check_id(id);
-    return v_.tokens[id];
-  }
-  std::optional<TokenId> find_token(std::string_view text) const override {
-    const TokenId id = v_.find(text);
-    if (id < 0) return std::nullopt;
-    return id;
   }
 
  private:
@@ -234,7 +220,6 @@ class BpeTokenizer final : public Tokenizer {
     }
   }
 
-  Vocab v_;
   pretok::Kind pre_ = pretok::Kind::gpt2;
   bool ignore_merges_ = false;
   std::array<std::string, 256> byte_str_;     // byte -> its mapped code point, UTF-8

@@ -17,7 +17,7 @@ namespace {
 
 const std::string kSpace = "\xE2\x96\x81";  // U+2581 LOWER ONE EIGHTH BLOCK, SentencePiece's space
 
-class SpmTokenizer final : public Tokenizer {
+class SpmTokenizer final : public VocabTokenizer {
  public:
   explicit SpmTokenizer(const gguf::File& f) {
     load_common(f, v_, /*default_add_bos=*/true, /*default_add_eos=*/false);
@@ -95,20 +95,6 @@ class SpmTokenizer final : public Tokenizer {
     }
   }
 
-  int32_t n_vocab() const override { return v_.size(); }
-  TokenId bos() const override { return v_.bos; }
-  TokenId eos() const override { return v_.eos; }
-  bool is_eog(TokenId id) const override { return id >= 0 && id < v_.size() && v_.eog[id]; }
-  const std::string& token_text(TokenId id) const override {
-    v_.check_id(id);
-    return v_.tokens[id];
-  }
-  std::optional<TokenId> find_token(std::string_view text) const override {
-    const TokenId id = v_.find(text);
-    if (id < 0) return std::nullopt;
-    return id;
-  }
-
  private:
   struct Symbol {
     uint32_t start, n;  // bytes of the text; n 0 once merged into the left neighbour
@@ -172,7 +158,6 @@ class SpmTokenizer final : public Tokenizer {
     }
   }
 
-  Vocab v_;
   bool add_space_prefix_ = true;
   std::array<TokenId, 256> byte_tok_{};
 };

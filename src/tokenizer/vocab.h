@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -55,6 +56,27 @@ struct Vocab {
   // Cuts the special tokens out of text (see `specials`).
   std::vector<Fragment> partition(std::string_view text, bool parse_special) const;
   void check_id(TokenId id) const;  // throws Error when out of range
+};
+
+// The vocabulary accessors both tokenizers share; they differ in encode and token_to_piece.
+class VocabTokenizer : public Tokenizer {
+ public:
+  int32_t n_vocab() const override { return v_.size(); }
+  TokenId bos() const override { return v_.bos; }
+  TokenId eos() const override { return v_.eos; }
+  bool is_eog(TokenId id) const override { return id >= 0 && id < v_.size() && v_.eog[static_cast<size_t>(id)]; }
+  const std::string& token_text(TokenId id) const override {
+    v_.check_id(id);
+    return v_.tokens[static_cast<size_t>(id)];
+  }
+  std::optional<TokenId> find_token(std::string_view text) const override {
+    const TokenId id = v_.find(text);
+    if (id < 0) return std::nullopt;
+    return id;
+  }
+
+ protected:
+  Vocab v_;
 };
 
 // Reads the parts every vocabulary has; `model` is tokenizer.ggml.model.
