@@ -12,6 +12,9 @@
 #include "formats/quant_ref.h"
 
 namespace tokenscope::kernels::x86 {
+// Internal linkage: each including file (compiled with different -m flags) keeps its own copies, so the
+// linker can never hand the AVX2 table a function compiled for AVX-512.
+namespace {
 
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -298,4 +301,5 @@ void set_float_helpers(Table& t) {
   t.f16_to_f32 = f16_to_f32;
 }
 
+}  // namespace
 }  // namespace tokenscope::kernels::x86
