@@ -17,6 +17,25 @@ void add_common_flags(CLI::App& cmd, CommonArgs& a) {
   cmd.add_option("-t,--threads", a.threads, "Threads (default: all CPUs)");
   cmd.add_option("-c,--ctx-size", a.ctx, "Context size in tokens (default: min(4096, the model's))");
   cmd.add_option("--isa", a.isa, "Force a kernel ISA: scalar, avx2, avx512, neon (default: best available)");
+  cmd.add_option("--barrier", a.barrier, "How idle threads wait: spin, futex or hybrid (default: hybrid)");
+  cmd.add_option("--cpu-mask", a.cpu_mask, "Pin threads to CPUs: hex mask (0x3) or list (0,2-3); default: no pinning");
+}
+
+PoolOptions pool_options(const std::string& barrier, const std::string& cpu_mask) {
+  PoolOptions p;
+  if (!barrier.empty()) {
+    auto m = barrier_mode_from_name(barrier);
+    if (!m) fail("--barrier %s: unknown mode (use spin, futex or hybrid)", barrier.c_str());
+    p.barrier = *m;
+  }
+  if (!cpu_mask.empty()) {
+    try {
+      p.cpus = parse_cpu_set(cpu_mask);
+    } catch (const Error& e) {
+      fail("--cpu-mask: %s", e.what());
+    }
+  }
+  return p;
 }
 
 void add_sampling_flags(CLI::App& cmd, SamplerParams& s) {
@@ -52,6 +71,7 @@ std::unique_ptr<Session> open_session(const CommonArgs& c) {
   o.model_path = resolve_model(c.model);
   o.n_threads = c.threads;
   o.n_ctx = c.ctx;
+  o.pool = pool_options(c.barrier, c.cpu_mask);
   return Session::open(o);
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "engine/sampler.h"
+#include "runtime/thread_pool.h"
 
 namespace tokenscope::app {
 
@@ -13,6 +14,8 @@ struct CommonArgs {
   int threads = 0;       // 0: all CPUs
   int64_t ctx = 0;       // 0: min(4096, training context)
   std::string isa;       // empty: best available
+  std::string barrier;   // empty: hybrid
+  std::string cpu_mask;  // empty: no pinning
 };
 
 struct RunArgs {
@@ -45,6 +48,8 @@ struct InspectArgs {
 
 void add_common_flags(CLI::App& cmd, CommonArgs& a);
 void add_sampling_flags(CLI::App& cmd, SamplerParams& s);
+// --barrier / --cpu-mask into pool options; throws Error naming the flag.
+PoolOptions pool_options(const std::string& barrier, const std::string& cpu_mask);
 
 int cmd_run(const CommonArgs& c, const RunArgs& a);
 int cmd_chat(const CommonArgs& c, const ChatArgs& a);

@@ -43,7 +43,7 @@ std::unique_ptr<Session> Session::open(const SessionOptions& opts) {
   if (threads > 512) fail("-t %d is more threads than makes sense", threads);
   int64_t n_ctx = opts.n_ctx > 0 ? opts.n_ctx : std::min<int64_t>(4096, c.n_ctx_train);
   if (n_ctx > (int64_t{1} << 20)) fail("-c %lld is too large", static_cast<long long>(n_ctx));
-  s->pool_ = std::make_unique<ThreadPool>(threads);
+  s->pool_ = std::make_unique<ThreadPool>(threads, opts.pool);
   if (opts.isa && !kernels::isa_available(*opts.isa))
     fail("ISA %s is not available on this machine", kernels::isa_name(*opts.isa));
   s->ctx_ = std::make_unique<ops::Context>(*s->pool_, opts.isa ? kernels::table(*opts.isa) : kernels::active());

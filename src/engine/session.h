@@ -12,6 +12,7 @@
 #include "engine/sampler.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
+#include "runtime/thread_pool.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tokenscope {
@@ -21,6 +22,7 @@ struct SessionOptions {
   int n_threads = 0;   // 0: all available CPUs
   int64_t n_ctx = 0;   // 0: min(4096, the model's training context)
   std::optional<kernels::Isa> isa;  // unset: the process-wide active ISA (kernels::active())
+  PoolOptions pool;                 // barrier mode, CPU pinning
 };
 
 // Timing of one generate() call, split by stage.

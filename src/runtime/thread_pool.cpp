@@ -1,8 +1,11 @@
 #include "runtime/thread_pool.h"
 
+#include <pthread.h>
 #include <sched.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
 
 #include "base/error.h"
 
@@ -16,12 +19,85 @@ inline void cpu_relax() {
   asm volatile("yield");
 #endif
 }
-constexpr int kSpinIterations = 1 << 14;
 // Spinning threads yield the CPU now and then, so an oversubscribed pool (more threads than free
 // cores) still makes progress instead of burning the time slice of the thread everyone waits for.
 inline void spin_pause(int i) {
   if ((i & 255) == 255) std::this_thread::yield();
   else cpu_relax();
+}
+}  // namespace
+
+const char* barrier_mode_name(BarrierMode m) {
+  switch (m) {
+    case BarrierMode::spin: return "spin";
+    case BarrierMode::futex: return "futex";
+    case BarrierMode::hybrid: return "hybrid";
+  }
+  return "?";
+}
+
+std::optional<BarrierMode> barrier_mode_from_name(std::string_view name) {
+  for (BarrierMode m : {BarrierMode::spin, BarrierMode::futex, BarrierMode::hybrid})
+    if (name == barrier_mode_name(m)) return m;
+  return std::nullopt;
+}
+
+std::vector<int> parse_cpu_set(const std::string& text) {
+  std::vector<int> cpus;
+  const bool list = text.find_first_of(",-") != std::string::npos && text.rfind("0x", 0) != 0;
+  if (!list) {
+    std::string hex = text.rfind("0x", 0) == 0 || text.rfind("0X", 0) == 0 ? text.substr(2) : text;
+    if (hex.empty()) fail("CPU mask '%s' is empty", text.c_str());
+    int bit = 0;
+    for (auto it = hex.rbegin(); it != hex.rend(); ++it, bit += 4) {
+      const char c = *it;
+      int v;
+      if (c >= '0' && c <= '9') v = c - '0';
+      else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F') v = c - 'A' + 10;
+      else fail("CPU mask '%s' is not a hex mask (like 0x3) or a list (like 0,2-3)", text.c_str());
+      for (int b = 0; b < 4; ++b)
+        if (v & (1 << b)) cpus.push_back(bit + b);
+    }
+    std::sort(cpus.begin(), cpus.end());
+  } else {
+    size_t pos = 0;
+    while (pos <= text.size()) {
+      const size_t comma = std::min(text.find(',', pos), text.size());
+      const std::string part = text.substr(pos, comma - pos);
+      const size_t dash = part.find('-');
+      char* end = nullptr;
+      const long a = std::strtol(part.c_str(), &end, 10);
+      long b = a;
+      bool ok = !part.empty() && end != part.c_str() && a >= 0;
+      if (ok && dash != std::string::npos) {
+        const char* rest = part.c_str() + dash + 1;
+        b = std::strtol(rest, &end, 10);
+        ok = end != rest && *end == 0 && b >= a;
+      } else {
+        ok = ok && *end == 0;
+      }
+      if (!ok || b >= CPU_SETSIZE) fail("CPU list '%s': bad item '%s'", text.c_str(), part.c_str());
+      for (long c = a; c <= b; ++c) cpus.push_back(static_cast<int>(c));
+      pos = comma + 1;
+    }
+  }
+  if (cpus.empty()) fail("CPU set '%s' selects no CPU", text.c_str());
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) == 0)
+    for (int c : cpus)
+      if (c >= CPU_SETSIZE || !CPU_ISSET(c, &allowed))
+        fail("CPU set '%s': CPU %d is not available to this process", text.c_str(), c);
+  return cpus;
+}
+
+namespace {
+void pin_to(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 }  // namespace
 
@@ -32,8 +108,9 @@ int available_cpus() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
+ThreadPool::ThreadPool(int n_threads, const PoolOptions& options) : n_threads_(n_threads), opts_(options) {
   TS_CHECK(n_threads >= 1);
+  if (!opts_.cpus.empty()) pin_to(opts_.cpus[0]);
   threads_.reserve(static_cast<size_t>(n_threads - 1));
   for (int i = 1; i < n_threads; ++i) threads_.emplace_back([this, i] { worker(i); });
 }
@@ -46,10 +123,14 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::worker(int ith) {
+  if (!opts_.cpus.empty()) pin_to(opts_.cpus[static_cast<size_t>(ith) % opts_.cpus.size()]);
+  const int spins = opts_.barrier == BarrierMode::spin    ? INT32_MAX
+                    : opts_.barrier == BarrierMode::futex ? 0
+                                                          : opts_.spin_iterations;
   uint32_t seen = 0;
   for (;;) {
     uint32_t g = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; g == seen && spin < kSpinIterations; ++spin) {
+    for (int spin = 0; g == seen && spin < spins; ++spin) {
       spin_pause(spin);
       g = generation_.load(std::memory_order_acquire);
     }
@@ -63,7 +144,24 @@ void ThreadPool::worker(int ith) {
     seen = g;
     if (stop_.load(std::memory_order_acquire)) return;
     (*job_)(ith, n_threads_);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_sleeping_.load(std::memory_order_seq_cst))
+      pending_.notify_one();
+  }
+}
+
+void ThreadPool::wait_for_workers() {
+  const int spins = opts_.barrier == BarrierMode::spin    ? INT32_MAX
+                    : opts_.barrier == BarrierMode::futex ? 0
+                                                          : opts_.spin_iterations;
+  int i = 0;
+  for (; i < spins && pending_.load(std::memory_order_acquire) != 0; ++i) spin_pause(i);
+  for (;;) {
+    const int p = pending_.load(std::memory_order_seq_cst);
+    if (p == 0) return;
+    // Dekker pairing with the last worker: it sees caller_sleeping_ and notifies, or we see pending_ == 0.
+    caller_sleeping_.store(1, std::memory_order_seq_cst);
+    if (pending_.load(std::memory_order_seq_cst) != 0) pending_.wait(p, std::memory_order_seq_cst);
+    caller_sleeping_.store(0, std::memory_order_seq_cst);
   }
 }
 
@@ -77,7 +175,7 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
   generation_.fetch_add(1, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
   fn(0, n_threads_);
-  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) spin_pause(i);
+  wait_for_workers();
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn) {

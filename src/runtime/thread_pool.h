@@ -1,20 +1,42 @@
 // Persistent worker threads. The calling thread takes part as thread 0; run() returns when every
-// thread has finished its share. Workers spin briefly for the next job, then sleep on a futex
-// (std::atomic::wait), so a decode step's many small jobs do not pay a wake-up each.
+// thread has finished its share. How waiting threads wait is the barrier mode:
+//   spin   - busy-wait (pause, and a yield every 256 polls so an oversubscribed pool still progresses):
+//            lowest wake-up latency, burns the cores between jobs;
+//   futex  - sleep in the kernel at once (std::atomic::wait): no spin waste, a wake-up per job;
+//   hybrid - spin for a while, then sleep (the default): a decode step's many small jobs find
+//            the workers still spinning, idle periods cost nothing.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 namespace tokenscope {
 
+enum class BarrierMode { spin, futex, hybrid };
+const char* barrier_mode_name(BarrierMode m);
+std::optional<BarrierMode> barrier_mode_from_name(std::string_view name);
+
+struct PoolOptions {
+  BarrierMode barrier = BarrierMode::hybrid;
+  int spin_iterations = 1 << 14;  // hybrid: polls before sleeping
+  // CPUs to pin the threads to (thread i -> cpus[i % size], the caller is thread 0); empty: no pinning.
+  std::vector<int> cpus;
+};
+
+// Parses a CPU set: a hex mask ("0x3", "3") or a list with ranges ("0,2-3"). Throws Error naming the text.
+std::vector<int> parse_cpu_set(const std::string& text);
+
 class ThreadPool {
  public:
   // n_threads >= 1 (the caller counts as one).
-  explicit ThreadPool(int n_threads);
+  explicit ThreadPool(int n_threads, const PoolOptions& options = {});
+  const PoolOptions& options() const { return opts_; }
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -32,12 +54,16 @@ class ThreadPool {
  private:
   void worker(int ith);
 
+  void wait_for_workers();
+
   int n_threads_;
+  PoolOptions opts_;
   std::vector<std::thread> threads_;
   const std::function<void(int, int)>* job_ = nullptr;
   alignas(64) std::atomic<uint32_t> generation_{0};
   alignas(64) std::atomic<int> pending_{0};
   std::atomic<int> sleepers_{0};
+  std::atomic<int> caller_sleeping_{0};
   std::atomic<bool> stop_{false};
 };
 

@@ -4,6 +4,12 @@
 #include <numeric>
 #include <vector>
 
+#include <sched.h>
+
+#include <chrono>
+#include <thread>
+
+#include "base/error.h"
 #include "runtime/thread_pool.h"
 
 using tokenscope::ThreadPool;
@@ -61,3 +67,79 @@ TEST(ThreadPool, SleepingWorkersWakeUp) {
 }
 
 TEST(ThreadPool, AvailableCpusIsPositive) { EXPECT_GE(tokenscope::available_cpus(), 1); }
+
+// Stress: many tiny jobs in every barrier mode, with the pool oversubscribed (3 threads on 2 cores) and not.
+// Each job checks that every thread's write from the previous job is visible (run() is a full barrier).
+class BarrierModes : public ::testing::TestWithParam<tokenscope::BarrierMode> {};
+
+TEST_P(BarrierModes, ManyTinyJobsAreFullBarriers) {
+  for (int n : {2, 3}) {
+    tokenscope::PoolOptions o;
+    o.barrier = GetParam();
+    o.spin_iterations = 64;  // hybrid: fall asleep often, so both paths are exercised
+    ThreadPool pool(n, o);
+    std::vector<int64_t> slots(static_cast<size_t>(n), 0);
+    const int64_t jobs = GetParam() == tokenscope::BarrierMode::futex ? 3000 : 6000;
+    for (int64_t k = 1; k <= jobs; ++k) {
+      pool.run([&](int, int nth) {
+        for (int j = 0; j < nth; ++j) ASSERT_EQ(slots[static_cast<size_t>(j)], k - 1);
+      });
+      pool.run([&](int ith, int) { slots[static_cast<size_t>(ith)] = k; });
+      if (k % 1000 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));  // let sleepers sleep
+    }
+  }
+}
+
+TEST_P(BarrierModes, ParallelForSumsCorrectly) {
+  tokenscope::PoolOptions o;
+  o.barrier = GetParam();
+  ThreadPool pool(2, o);
+  for (int rep = 0; rep < 500; ++rep) {
+    std::atomic<int64_t> sum{0};
+    pool.parallel_for(1000 + rep, 7, [&](int64_t b, int64_t e, int) {
+      int64_t s = 0;
+      for (int64_t i = b; i < e; ++i) s += i;
+      sum.fetch_add(s);
+    });
+    const int64_t n = 1000 + rep;
+    ASSERT_EQ(sum.load(), n * (n - 1) / 2);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, BarrierModes,
+                         ::testing::Values(tokenscope::BarrierMode::spin, tokenscope::BarrierMode::futex,
+                                           tokenscope::BarrierMode::hybrid),
+                         [](const auto& info) { return std::string(tokenscope::barrier_mode_name(info.param)); });
+
+TEST(ThreadPool, BarrierModeNames) {
+  EXPECT_EQ(tokenscope::barrier_mode_from_name("futex"), tokenscope::BarrierMode::futex);
+  EXPECT_FALSE(tokenscope::barrier_mode_from_name("mutex").has_value());
+}
+
+TEST(ThreadPool, CpuSetParsing) {
+  using tokenscope::parse_cpu_set;
+  EXPECT_EQ(parse_cpu_set("0x1"), (std::vector<int>{0}));
+  EXPECT_EQ(parse_cpu_set("1"), (std::vector<int>{0}));  // hex mask 1 = CPU 0
+  EXPECT_THROW(parse_cpu_set("0"), tokenscope::Error);      // empty mask
+  EXPECT_THROW(parse_cpu_set("0xZZ"), tokenscope::Error);
+  EXPECT_THROW(parse_cpu_set("0,x"), tokenscope::Error);
+  EXPECT_THROW(parse_cpu_set("0x100000"), tokenscope::Error);  // CPU 20 is not available here
+  if (tokenscope::available_cpus() >= 2) {
+    EXPECT_EQ(parse_cpu_set("0x3"), (std::vector<int>{0, 1}));
+    EXPECT_EQ(parse_cpu_set("0-1"), (std::vector<int>{0, 1}));
+    EXPECT_EQ(parse_cpu_set("1,0"), (std::vector<int>{1, 0}));
+  }
+}
+
+TEST(ThreadPool, PinnedThreadsRunOnTheirCpus) {
+  cpu_set_t original;
+  ASSERT_EQ(sched_getaffinity(0, sizeof original, &original), 0);
+  tokenscope::PoolOptions o;
+  o.cpus = {0};
+  ThreadPool pool(2, o);
+  std::vector<int> where(2, -1);
+  pool.run([&](int ith, int) { where[static_cast<size_t>(ith)] = sched_getcpu(); });
+  EXPECT_EQ(where[0], 0);
+  EXPECT_EQ(where[1], 0);
+  sched_setaffinity(0, sizeof original, &original);  // the pool pinned the caller (this test's thread)
+}
