@@ -48,8 +48,6 @@ void add_sampling_flags(CLI::App& cmd, SamplerParams& s) {
   cmd.add_option("-s,--seed", s.seed, "RNG seed (default: random)");
 }
 
-namespace {
-
 std::string resolve_model(const std::string& m) {
   if (!m.empty()) return m;
   const std::string p = default_model_path();
@@ -58,6 +56,8 @@ std::string resolve_model(const std::string& m) {
     fail("the default model %s is not there: run scripts/fetch-models.sh (or pass -m FILE)", p.c_str());
   return p;
 }
+
+namespace {
 
 std::unique_ptr<Session> open_session(const CommonArgs& c) {
   SessionOptions o;

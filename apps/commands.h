@@ -48,6 +48,8 @@ struct InspectArgs {
 
 void add_common_flags(CLI::App& cmd, CommonArgs& a);
 void add_sampling_flags(CLI::App& cmd, SamplerParams& s);
+// The model path to use: m itself, or the default model (saying so on stderr); throws Error if it is missing.
+std::string resolve_model(const std::string& m);
 // --barrier / --cpu-mask into pool options; throws Error naming the flag.
 PoolOptions pool_options(const std::string& barrier, const std::string& cpu_mask);
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "apps/cmd_bench.h"
 #include "apps/commands.h"
 #include "base/error.h"
 
@@ -50,6 +51,9 @@ int main(int argc, char** argv) {
   insp_cmd->add_option("file", insp.file, "GGUF file")->required();
   insp_cmd->add_flag("--all", insp.all, "Print long arrays in full");
 
+  BenchArgs bench;
+  CLI::App* bench_cmd = add_bench_command(app, bench);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -60,6 +64,7 @@ int main(int argc, char** argv) {
     if (*chat_cmd) return cmd_chat(chat_common, chat);
     if (*tok_cmd) return cmd_tokenize(tok_common, tok);
     if (*insp_cmd) return cmd_inspect(insp);
+    if (*bench_cmd) return cmd_bench(bench);
   } catch (const tokenscope::Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "tokenscope: error: %s\n", e.what());

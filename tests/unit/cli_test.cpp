@@ -141,3 +141,54 @@ TEST(Cli, TokenizeDefaultModelPrintsJsonArray) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(CliBench, JsonRecordsUseLlamaBenchFieldNames) {
+  TinyModelSpec spec;
+  spec.wtype = TensorType::Q8_0;
+  const std::string p = temp_path("tiny-bench.gguf");
+  build_tiny_model(spec).write(p);
+  Result r = run("bench -m " + p + " -p 16 -n 4 -d 0,8 -t 1,2 -r 3 -o json", "2>/dev/null");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.is_array());
+  ASSERT_EQ(j.size(), 8u);  // (pp16, tg4) x depths (0, 8) x threads (1, 2)
+  int pp = 0, tg = 0;
+  for (const auto& rec : j) {
+    for (const char* k : {"n_prompt", "n_gen", "n_threads", "avg_ts", "stddev_ts", "samples_ts", "n_depth",
+                          "model_filename", "cpu_info", "isa"})
+      EXPECT_TRUE(rec.contains(k)) << k;
+    EXPECT_EQ(rec["samples_ts"].size(), 3u);
+    EXPECT_GT(rec["avg_ts"].get<double>(), 0.0);
+    pp += rec["n_prompt"].get<int>() == 16 && rec["n_gen"].get<int>() == 0;
+    tg += rec["n_prompt"].get<int>() == 0 && rec["n_gen"].get<int>() == 4;
+  }
+  EXPECT_EQ(pp, 4);
+  EXPECT_EQ(tg, 4);
+  EXPECT_EQ(j[0]["n_threads"].get<int>(), 1);
+  EXPECT_EQ(j[7]["n_threads"].get<int>(), 2);
+  EXPECT_EQ(j[7]["n_depth"].get<int>(), 8);
+}
+
+TEST(CliBench, MarkdownAndCsvAndBadFlags) {
+  TinyModelSpec spec;
+  const std::string p = temp_path("tiny-bench2.gguf");
+  build_tiny_model(spec).write(p);
+  Result md = run("bench -m " + p + " -p 8 -n 2 -r 1 --barrier spin,futex", "2>/dev/null");
+  ASSERT_EQ(md.code, 0) << md.out;
+  EXPECT_NE(md.out.find("| pp8"), std::string::npos - 1);
+  EXPECT_NE(md.out.find("pp8"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("tg2"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("futex"), std::string::npos) << md.out;
+  Result csv = run("bench -m " + p + " -p 8 -n 0 -r 1 -o csv", "2>/dev/null");
+  ASSERT_EQ(csv.code, 0);
+  EXPECT_EQ(std::count(csv.out.begin(), csv.out.end(), '\n'), 2) << csv.out;  // header + one record
+  expect_clean_error(run("bench -m " + p + " -r 0"), "-r");
+  expect_clean_error(run("bench -m " + p + " -o xml"), "xml");
+  expect_clean_error(run("bench -m " + p + " -p 0 -n 0"), "nothing to run");
+  expect_clean_error(run("bench -m " + p + " -p 8 -n 0 --barrier nap"), "nap");
+  expect_clean_error(run("bench -m " + p + " -p 100000 -n 0"), "context");
+}
+
+}  // namespace

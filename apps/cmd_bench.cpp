@@ -1,0 +1,265 @@
+#include "apps/cmd_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "apps/commands.h"
+#include "base/error.h"
+#include "engine/session.h"
+#include "gguf/gguf.h"
+#include "kernels/kernels.h"
+
+namespace tokenscope::app {
+
+CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
+  CLI::App* cmd = app.add_subcommand(
+      "bench", "Throughput tests like llama-bench: pp (prompt processing) and tg (generation), repeated");
+  cmd->add_option("-m,--model", a.models, "GGUF model file(s), comma-separated (default: the default model)")
+      ->delimiter(',');
+  cmd->add_option("-p,--n-prompt", a.n_prompt, "Prompt lengths for pp tests, comma-separated (0: none)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("-n,--n-gen", a.n_gen, "Tokens for tg tests, comma-separated (0: none)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("-d,--n-depth", a.depth, "KV-cache depth(s) the tests start at, comma-separated")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("-t,--threads", a.threads, "Thread counts, comma-separated (default: all CPUs)")->delimiter(',');
+  cmd->add_option("--isa", a.isas, "Kernel ISAs, comma-separated (default: best available)")->delimiter(',');
+  cmd->add_option("--barrier", a.barriers, "Barrier modes: spin, futex, hybrid (comma-separated)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--cpu-mask", a.cpu_mask, "Pin threads to CPUs: hex mask (0x3) or list (0,2-3)");
+  cmd->add_option("-r,--repetitions", a.reps, "Repetitions of each test")->capture_default_str();
+  cmd->add_option("-o,--output", a.output, "Output format: md, json, jsonl or csv")->capture_default_str();
+  cmd->add_flag("--no-warmup", a.no_warmup, "Skip the untimed warm-up run of each test");
+  return cmd;
+}
+
+namespace {
+
+double now_ns() {
+  return static_cast<double>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+
+std::string cpu_model_name() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("model name", 0) == 0 || line.rfind("Model name", 0) == 0) {
+      const size_t c = line.find(':');
+      if (c != std::string::npos) return line.substr(line.find_first_not_of(" \t", c + 1));
+    }
+  }
+  return "unknown CPU";
+}
+
+std::string iso_time() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+struct Stats {
+  double mean = 0, stddev = 0;
+};
+Stats stats(const std::vector<double>& v) {
+  Stats s;
+  if (v.empty()) return s;
+  for (double x : v) s.mean += x;
+  s.mean /= static_cast<double>(v.size());
+  if (v.size() > 1) {
+    double q = 0;
+    for (double x : v) q += (x - s.mean) * (x - s.mean);
+    s.stddev = std::sqrt(q / static_cast<double>(v.size() - 1));
+  }
+  return s;
+}
+
+struct Test {
+  int n_prompt = 0, n_gen = 0, depth = 0;
+  std::string name() const {
+    std::string s = n_prompt > 0 ? "pp" + std::to_string(n_prompt) : "tg" + std::to_string(n_gen);
+    if (depth > 0) s += " @ d" + std::to_string(depth);
+    return s;
+  }
+};
+
+// Random (but fixed) token ids, as llama-bench uses: the work does not depend on the text.
+std::vector<TokenId> tokens_for(int n, int64_t n_vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int64_t> d(0, n_vocab - 1);
+  std::vector<TokenId> t(static_cast<size_t>(n));
+  for (auto& x : t) x = static_cast<TokenId>(d(rng));
+  return t;
+}
+
+// One timed run of a test, in nanoseconds (the depth fill is not timed).
+double run_once(Session& s, const Test& t) {
+  const int64_t V = s.model().config().n_vocab;
+  s.reset();
+  if (t.depth > 0) s.eval(tokens_for(t.depth, V, 1));
+  if (t.n_prompt > 0) {
+    const auto prompt = tokens_for(t.n_prompt, V, 2);
+    const double t0 = now_ns();
+    s.eval(prompt);
+    return now_ns() - t0;
+  }
+  const auto gen = tokens_for(t.n_gen, V, 3);
+  const double t0 = now_ns();
+  for (TokenId id : gen) s.eval({id});
+  return now_ns() - t0;
+}
+
+}  // namespace
+
+int cmd_bench(const BenchArgs& a) {
+  if (a.reps < 1) fail("-r must be >= 1 (got %d)", a.reps);
+  if (a.output != "md" && a.output != "json" && a.output != "jsonl" && a.output != "csv")
+    fail("-o %s: unknown output format (use md, json, jsonl or csv)", a.output.c_str());
+  for (int v : a.n_prompt)
+    if (v < 0) fail("-p must be >= 0 (got %d)", v);
+  for (int v : a.n_gen)
+    if (v < 0) fail("-n must be >= 0 (got %d)", v);
+  for (int v : a.depth)
+    if (v < 0) fail("-d must be >= 0 (got %d)", v);
+  for (int v : a.threads)
+    if (v < 1) fail("-t must be >= 1 (got %d)", v);
+  std::vector<Test> tests;
+  for (int d : a.depth) {
+    for (int p : a.n_prompt)
+      if (p > 0) tests.push_back({p, 0, d});
+    for (int n : a.n_gen)
+      if (n > 0) tests.push_back({0, n, d});
+  }
+  if (tests.empty()) fail("nothing to run: every -p and -n is 0");
+  int64_t need_ctx = 0;
+  for (const Test& t : tests) need_ctx = std::max<int64_t>(need_ctx, t.depth + t.n_prompt + t.n_gen);
+
+  std::vector<std::string> models = a.models;
+  if (models.empty()) models.push_back(resolve_model(""));
+  std::vector<int> threads = a.threads;
+  if (threads.empty()) threads.push_back(available_cpus());
+  std::vector<std::optional<kernels::Isa>> isas;
+  for (const std::string& n : a.isas) {
+    auto i = kernels::isa_from_name(n);
+    if (!i) fail("--isa %s: unknown ISA (use scalar, avx2, avx512 or neon)", n.c_str());
+    if (!kernels::isa_available(*i)) fail("--isa %s: not available on this machine", n.c_str());
+    isas.push_back(i);
+  }
+  if (isas.empty()) isas.push_back(std::nullopt);
+  if (a.barriers.empty()) fail("--barrier: no mode given");
+
+  const std::string cpu = cpu_model_name();
+  nlohmann::json records = nlohmann::json::array();
+  const bool md = a.output == "md";
+  if (md) {
+    std::printf("cpu: %s | build isa: best %s\n\n", cpu.c_str(), kernels::isa_name(kernels::active_isa()));
+    std::printf("| %-34s | %10s | %8s | %-6s | %7s | %-7s | %14s | %20s |\n", "model", "size", "params", "isa",
+                "threads", "barrier", "test", "t/s");
+    std::printf("| %s | %s: | %s: | %s | %s: | %s | %s: | %s: |\n", std::string(34, '-').c_str(),
+                std::string(9, '-').c_str(), std::string(7, '-').c_str(), std::string(6, '-').c_str(),
+                std::string(6, '-').c_str(), std::string(7, '-').c_str(), std::string(13, '-').c_str(),
+                std::string(19, '-').c_str());
+  }
+  bool csv_header = false;
+  for (const std::string& model_arg : models) {
+    for (int nt : threads) {
+      for (const auto& isa : isas) {
+        for (const std::string& barrier : a.barriers) {
+          SessionOptions o;
+          o.model_path = resolve_model(model_arg);
+          {
+            // Check the context the tests need against the model's before allocating a KV cache for it.
+            auto f = gguf::File::open(o.model_path);
+            const std::string arch = f->opt_string("general.architecture").value_or("");
+            const int64_t train = f->opt_int(arch + ".context_length").value_or(0);
+            if (train > 0 && need_ctx > train)
+              fail("%s: the tests need %lld tokens of context (depth + prompt + generated), the model was trained "
+                   "for %lld",
+                   o.model_path.c_str(), static_cast<long long>(need_ctx), static_cast<long long>(train));
+          }
+          o.n_threads = nt;
+          o.isa = isa;
+          o.pool = pool_options(barrier, a.cpu_mask);
+          o.n_ctx = need_ctx;
+          auto s = Session::open(o);
+          int64_t n_params = 0;
+          for (const auto& t : s->model().file().tensors()) n_params += t.n_elements;
+          const uint64_t size = s->model().weight_bytes();
+          const std::string fname = o.model_path.substr(o.model_path.find_last_of('/') + 1);
+          for (const Test& t : tests) {
+            if (!a.no_warmup) {
+              Test w = t;
+              if (w.n_gen > 0) w.n_gen = 1;
+              run_once(*s, w);
+            }
+            std::vector<double> ns, ts;
+            for (int r = 0; r < a.reps; ++r) {
+              const double dt = run_once(*s, t);
+              ns.push_back(dt);
+              ts.push_back(1e9 * (t.n_prompt + t.n_gen) / dt);
+            }
+            const Stats sn = stats(ns), st = stats(ts);
+            nlohmann::json rec = {
+                {"model_filename", o.model_path},
+                {"model_type", s->model().config().arch + " " + fname},
+                {"model_size", size},
+                {"model_n_params", n_params},
+                {"cpu_info", cpu},
+                {"isa", kernels::isa_name(s->isa())},
+                {"barrier", barrier},
+                {"cpu_mask", a.cpu_mask},
+                {"n_threads", s->n_threads()},
+                {"n_prompt", t.n_prompt},
+                {"n_gen", t.n_gen},
+                {"n_depth", t.depth},
+                {"test_time", iso_time()},
+                {"avg_ns", static_cast<int64_t>(sn.mean)},
+                {"stddev_ns", static_cast<int64_t>(sn.stddev)},
+                {"avg_ts", st.mean},
+                {"stddev_ts", st.stddev},
+                {"samples_ns", ns},
+                {"samples_ts", ts},
+            };
+            if (md) {
+              std::printf("| %-34s | %6.2f MiB | %6.2f M | %-6s | %7d | %-7s | %14s | %11.2f ± %6.2f |\n",
+                          fname.substr(0, 34).c_str(), static_cast<double>(size) / (1 << 20),
+                          static_cast<double>(n_params) / 1e6, kernels::isa_name(s->isa()), s->n_threads(),
+                          barrier.c_str(), t.name().c_str(), st.mean, st.stddev);
+              std::fflush(stdout);
+            } else if (a.output == "jsonl") {
+              std::printf("%s\n", rec.dump().c_str());
+              std::fflush(stdout);
+            } else if (a.output == "csv") {
+              if (!csv_header) {
+                std::printf("model_filename,model_size,model_n_params,cpu_info,isa,barrier,n_threads,n_prompt,n_gen,"
+                            "n_depth,test_time,avg_ns,stddev_ns,avg_ts,stddev_ts\n");
+                csv_header = true;
+              }
+              std::printf("\"%s\",%llu,%lld,\"%s\",%s,%s,%d,%d,%d,%d,%s,%lld,%lld,%.4f,%.4f\n", o.model_path.c_str(),
+                          static_cast<unsigned long long>(size), static_cast<long long>(n_params), cpu.c_str(),
+                          kernels::isa_name(s->isa()), barrier.c_str(), s->n_threads(), t.n_prompt, t.n_gen, t.depth,
+                          iso_time().c_str(), static_cast<long long>(sn.mean), static_cast<long long>(sn.stddev),
+                          st.mean, st.stddev);
+            }
+            records.push_back(std::move(rec));
+          }
+        }
+      }
+    }
+  }
+  if (a.output == "json") std::printf("%s\n", records.dump(2).c_str());
+  return 0;
+}
+
+}  // namespace tokenscope::app
