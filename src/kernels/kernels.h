@@ -26,11 +26,31 @@ using QuantizeActFn = void (*)(const float* x, void* y, int64_t n);
 // Dot product of one weight row and one activation row (already in the activation format), n elements.
 using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
 
+// Row-interleaved ("packed") weights: groups of kPackRows rows stored so that one vector load holds a
+// few bytes of every row of the group, and an integer dot product leaves row r's sum in lane r: no
+// horizontal sums, and the per-row scales apply as one vector. Layout of a group, per block column b:
+//   Q4_0: 8 x f16 d, then 4 chunks of 32 bytes; chunk c holds bytes qs[4c..4c+3] of rows 0..7 in turn
+//         (low nibbles: elements 4c..4c+3, high nibbles: elements 16+4c..16+4c+3)           -> 144 bytes
+//   Q4_1: 8 x f16 d, 8 x f16 m, then the same 4 chunks                                    -> 160 bytes
+//   Q8_0: 8 x f16 d, then 8 chunks of 32 bytes; chunk c holds qs[4c..4c+3] of rows 0..7     -> 272 bytes
+constexpr int kPackRows = 8;
+// Packs kPackRows rows (each row_bytes apart in src) of n elements into one group at dst.
+using PackRowsFn = void (*)(const void* src, size_t row_bytes, int64_t n, void* dst);
+// y[t * ldy + r] = dot(row r of the group, activation row t) for r < kPackRows, t < nt (nt <= 4).
+// act rows are act_stride bytes apart, in the weight type's activation format; act_sums holds, per
+// activation row and block, the integer sum of its quants (n / 32 values per row, row-major).
+using GemmPackedFn = void (*)(int64_t n, const void* w_group, const void* act, size_t act_stride,
+                              const int32_t* act_sums, int nt, float* y, int64_t ldy);
+
 struct WeightKernels {
   bool supported = false;
   TensorType act_type = TensorType::F32;  // activation format the weight type is paired with
   QuantizeActFn quantize_act = nullptr;
   VecDotFn vec_dot = nullptr;
+  // Packed path (null if the type has none): bytes per packed group for n elements, pack, multiply.
+  size_t (*packed_group_bytes)(int64_t n) = nullptr;
+  PackRowsFn pack_rows = nullptr;
+  GemmPackedFn gemm_packed = nullptr;
 };
 
 struct KernelTable {

@@ -24,4 +24,18 @@ void quantize_act_f16(const float* x, void* y, int64_t n);
 void quantize_act_bf16(const float* x, void* y, int64_t n);
 void quantize_act_f32(const float* x, void* y, int64_t n);
 
+// Packed layouts (kernels_packed.cpp): group sizes, packers and the scalar reference multiplies.
+size_t packed_bytes_q4_0(int64_t n);
+size_t packed_bytes_q4_1(int64_t n);
+size_t packed_bytes_q8_0(int64_t n);
+void pack_rows_q4_0(const void* src, size_t row_bytes, int64_t n, void* dst);
+void pack_rows_q4_1(const void* src, size_t row_bytes, int64_t n, void* dst);
+void pack_rows_q8_0(const void* src, size_t row_bytes, int64_t n, void* dst);
+void gemm_packed_q4_0_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* act_sums, int nt,
+                          float* y, int64_t ldy);
+void gemm_packed_q4_1_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* act_sums, int nt,
+                          float* y, int64_t ldy);
+void gemm_packed_q8_0_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* act_sums, int nt,
+                          float* y, int64_t ldy);
+
 }  // namespace tokenscope::kernels::detail

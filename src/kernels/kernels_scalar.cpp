@@ -13,7 +13,7 @@ void quantize_act_q8_0(const float* x, void* y, int64_t n) {
   auto* b = static_cast<BlockQ8_0*>(y);
   for (int64_t i = 0; i < n / QK8_0; ++i, x += QK8_0) {
     float amax = 0;
-    for (int j = 0; j < QK8_0; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    for (int j = 0; j < QK8_0; ++j) amax = std::fabs(x[j]) > amax ? std::fabs(x[j]) : amax;
     const float d = amax / 127.f;
     const float id = amax != 0.f ? 127.f / amax : 0.f;
     b[i].d = fp32_to_fp16(d);
@@ -25,7 +25,7 @@ void quantize_act_q8_1(const float* x, void* y, int64_t n) {
   auto* b = static_cast<BlockQ8_1*>(y);
   for (int64_t i = 0; i < n / QK8_1; ++i, x += QK8_1) {
     float amax = 0;
-    for (int j = 0; j < QK8_1; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    for (int j = 0; j < QK8_1; ++j) amax = std::fabs(x[j]) > amax ? std::fabs(x[j]) : amax;
     const float d = amax / 127.f;
     const float id = amax != 0.f ? 127.f / amax : 0.f;
     b[i].d = fp32_to_fp16(d);
@@ -216,6 +216,15 @@ void init_scalar(KernelTable& t) {
   set(t, TensorType::Q4_K, TensorType::Q8_K, quantize_act_q8_k, dot_q4_k_q8_k);
   set(t, TensorType::Q5_K, TensorType::Q8_K, quantize_act_q8_k, dot_q5_k_q8_k);
   set(t, TensorType::Q6_K, TensorType::Q8_K, quantize_act_q8_k, dot_q6_k_q8_k);
+  auto packed = [&](TensorType w, size_t (*bytes)(int64_t), PackRowsFn pack, GemmPackedFn gemm) {
+    WeightKernels& k = t.weights[static_cast<int>(w)];
+    k.packed_group_bytes = bytes;
+    k.pack_rows = pack;
+    k.gemm_packed = gemm;
+  };
+  packed(TensorType::Q4_0, packed_bytes_q4_0, pack_rows_q4_0, gemm_packed_q4_0_ref);
+  packed(TensorType::Q4_1, packed_bytes_q4_1, pack_rows_q4_1, gemm_packed_q4_1_ref);
+  packed(TensorType::Q8_0, packed_bytes_q8_0, pack_rows_q8_0, gemm_packed_q8_0_ref);
   t.dot_f32 = f_dot_f32;
   t.dot_f16 = f_dot_f16;
   t.axpy_f16 = f_axpy_f16;

@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "base/fp16.h"
 #include "formats/blocks.h"
@@ -291,9 +292,174 @@ inline void f16_to_f32(const uint16_t* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
 }
 
+// ---- Packed (row-interleaved) weights, see kernels.h: lane r of every vector belongs to row r. ----
+
+inline __m256i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// Sum of u8 x s8 products over groups of 4 bytes into int32 lanes (acc added).
+template <bool kVnni>
+inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
+  if constexpr (kVnni) return _mm256_dpbusd_epi32(acc, u, s);
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+}
+
+// Q4_0 / Q4_1 groups: per token, the 8 rows' integer sums of q * a (q unsigned, 0..15) for one block.
+// Without VNNI the eight u8 x s8 pair sums of a row stay in int16 (8 * 2 * 15 * 127 < 32768) and are
+// widened once.
+template <bool kVnni>
+inline __m256i q4_block_sums(const __m256i lo[4], const __m256i hi[4], const int8_t* a) {
+  if constexpr (kVnni) {
+    __m256i s = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      s = _mm256_dpbusd_epi32(s, lo[c], bcast4(a + 4 * c));
+      s = _mm256_dpbusd_epi32(s, hi[c], bcast4(a + 16 + 4 * c));
+    }
+    return s;
+  } else {
+    __m256i p = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      p = _mm256_add_epi16(p, _mm256_maddubs_epi16(lo[c], bcast4(a + 4 * c)));
+      p = _mm256_add_epi16(p, _mm256_maddubs_epi16(hi[c], bcast4(a + 16 + 4 * c)));
+    }
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+  }
+}
+
+template <bool kVnni, bool kQ4_1, int NT>
+void gemm_packed_q4_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t act_stride, const int32_t* act_sums,
+                       float* y, int64_t ldy) {
+  using ABlock = std::conditional_t<kQ4_1, BlockQ8_1, BlockQ8_0>;
+  const int64_t nb = n / 32;
+  const size_t group_block = kQ4_1 ? 8 * 4 + 128 : 8 * 2 + 128;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, g += group_block) {
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+    __m256 mw = _mm256_setzero_ps();
+    if constexpr (kQ4_1) mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
+    const uint8_t* q = g + (kQ4_1 ? 32 : 16);
+    __m256i lo[4], hi[4];
+    for (int c = 0; c < 4; ++c) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
+      lo[c] = _mm256_and_si256(v, m4);
+      hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    }
+    for (int t = 0; t < NT; ++t) {
+      const auto* a = reinterpret_cast<const ABlock*>(act + t * act_stride) + b;
+      __m256i s = q4_block_sums<kVnni>(lo, hi, a->qs);
+      if constexpr (!kQ4_1) s = _mm256_sub_epi32(s, _mm256_set1_epi32(8 * act_sums[t * nb + b]));
+      const __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(fp16_to_fp32(a->d)));
+      acc[t] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc[t]);
+      if constexpr (kQ4_1) acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(fp16_to_fp32(a->s)), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(y + t * ldy, acc[t]);
+}
+
+template <bool kVnni, int NT>
+void gemm_packed_q8_0_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t act_stride, const int32_t*,
+                         float* y, int64_t ldy) {
+  const int64_t nb = n / 32;
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, g += 8 * 2 + 256) {
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+    const uint8_t* q = g + 16;
+    for (int t = 0; t < NT; ++t) {
+      const auto* a = reinterpret_cast<const BlockQ8_0*>(act + t * act_stride) + b;
+      __m256i s = _mm256_setzero_si256();
+      for (int c = 0; c < 8; ++c) {
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
+        s = dpbusd<kVnni>(s, _mm256_sign_epi8(w, w), _mm256_sign_epi8(bcast4(a->qs + 4 * c), w));
+      }
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(fp16_to_fp32(a->d))), _mm256_cvtepi32_ps(s), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(y + t * ldy, acc[t]);
+}
+
+// Dispatch on the number of activation rows (1..4).
+template <template <int> class F>
+void by_nt(int nt, int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* sums, float* y,
+           int64_t ldy) {
+  const auto* g = static_cast<const uint8_t*>(w);
+  const auto* a = static_cast<const uint8_t*>(act);
+  switch (nt) {
+    case 1: F<1>::run(n, g, a, act_stride, sums, y, ldy); break;
+    case 2: F<2>::run(n, g, a, act_stride, sums, y, ldy); break;
+    case 3: F<3>::run(n, g, a, act_stride, sums, y, ldy); break;
+    default: F<4>::run(n, g, a, act_stride, sums, y, ldy); break;
+  }
+}
+
+template <bool kVnni>
+struct PackedQ4 {
+  template <int NT> struct Q4_0 { static void run(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) { gemm_packed_q4_nt<kVnni, false, NT>(n, g, a, as, s, y, ldy); } };
+  template <int NT> struct Q4_1 { static void run(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) { gemm_packed_q4_nt<kVnni, true, NT>(n, g, a, as, s, y, ldy); } };
+  template <int NT> struct Q8_0 { static void run(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) { gemm_packed_q8_0_nt<kVnni, NT>(n, g, a, as, s, y, ldy); } };
+  static void q4_0(int64_t n, const void* w, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<Q4_0>(nt, n, w, act, as, s, y, ldy); }
+  static void q4_1(int64_t n, const void* w, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<Q4_1>(nt, n, w, act, as, s, y, ldy); }
+  static void q8_0(int64_t n, const void* w, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<Q8_0>(nt, n, w, act, as, s, y, ldy); }
+};
+
+// ---- Activation quantization (bit-identical to the scalar quantize_act_q8_0 / _q8_1). ----
+
+// Quantizes 32 floats: returns d's float value, writes 32 int8 and (if sum) the sum of the quants.
+inline float quantize_block_q8(const float* x, int8_t* q, int* sum) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 v[4];
+  __m256 mx = _mm256_setzero_ps();
+  for (int k = 0; k < 4; ++k) {
+    v[k] = _mm256_loadu_ps(x + 8 * k);
+    mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[k]));
+  }
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  const float amax = _mm_cvtss_f32(m4);
+  const float id = amax != 0.f ? 127.f / amax : 0.f;
+  const __m256 mul = _mm256_set1_ps(id);
+  __m256i i[4];
+  for (int k = 0; k < 4; ++k)
+    i[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  if (sum) {
+    const __m256i s = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
+    *sum = hsum_i32(s);
+  }
+  // Pack 32 int32 -> 32 int8; packs work within 128-bit lanes, so restore the order with a permute.
+  const __m256i p01 = _mm256_packs_epi32(i[0], i[1]);
+  const __m256i p23 = _mm256_packs_epi32(i[2], i[3]);
+  __m256i p = _mm256_packs_epi16(p01, p23);
+  p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), p);
+  return amax / 127.f;
+}
+
+inline void quantize_act_q8_0(const float* x, void* y, int64_t n) {
+  auto* b = static_cast<BlockQ8_0*>(y);
+  for (int64_t i = 0; i < n / QK8_0; ++i) b[i].d = fp32_to_fp16(quantize_block_q8(x + i * QK8_0, b[i].qs, nullptr));
+}
+
+inline void quantize_act_q8_1(const float* x, void* y, int64_t n) {
+  auto* b = static_cast<BlockQ8_1*>(y);
+  for (int64_t i = 0; i < n / QK8_1; ++i) {
+    int sum = 0;
+    const float d = quantize_block_q8(x + i * QK8_1, b[i].qs, &sum);
+    b[i].d = fp32_to_fp16(d);
+    b[i].s = fp32_to_fp16(d * static_cast<float>(sum));
+  }
+}
+
 // The float helpers are the same on AVX2 and AVX-512 (256-bit F16C / FMA).
 template <typename Table>
 void set_float_helpers(Table& t) {
+  for (TensorType w : {TensorType::Q4_0, TensorType::Q8_0}) t.weights[static_cast<int>(w)].quantize_act = quantize_act_q8_0;
+  t.weights[static_cast<int>(TensorType::Q4_1)].quantize_act = quantize_act_q8_1;
   t.dot_f32 = dot_f32_plain;
   t.dot_f16 = dot_f16_pair;
   t.axpy_f16 = axpy_f16;

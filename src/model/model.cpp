@@ -36,6 +36,7 @@ struct Loader {
     w.cols = cols;
     w.rows = rows;
     w.row_bytes = row_size(t.type, cols);
+    ops::pack_weight(w);
     return w;
   }
 
@@ -99,6 +100,7 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   m->tok_embd_ = L.matrix("token_embd.weight", c.n_embd, c.n_vocab);
   c.tied_output = f.find_tensor("output.weight") == nullptr;
   m->output_ = c.tied_output ? m->tok_embd_ : L.matrix("output.weight", c.n_embd, c.n_vocab);
+  m->tok_embd_.packed.reset();  // the embedding table is read by rows; only the output projection multiplies
   m->output_norm_ = L.vector("output_norm.weight", c.n_embd);
 
   const int64_t D = c.n_embd, hd = c.head_dim;

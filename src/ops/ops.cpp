@@ -13,10 +13,46 @@ uint8_t* Context::act_scratch(size_t bytes) {
   return act_.data();
 }
 
+int32_t* Context::int_scratch(size_t n) {
+  if (i32_.size() < n) i32_.resize(n);
+  return i32_.data();
+}
+
 float* Context::float_scratch(size_t n) {
   if (f32_.size() < n) f32_.resize(n);
   return f32_.data();
 }
+
+void pack_weight(Weight& w) {
+  const kernels::WeightKernels& wk = kernels::table(kernels::Isa::scalar).for_type(w.type);
+  if (!wk.pack_rows || w.rows < kernels::kPackRows) return;
+  const int64_t groups = w.rows / kernels::kPackRows;
+  const size_t gb = wk.packed_group_bytes(w.cols);
+  auto buf = std::make_shared<std::vector<uint8_t>>(gb * static_cast<size_t>(groups));
+  for (int64_t g = 0; g < groups; ++g)
+    wk.pack_rows(w.data + static_cast<size_t>(g * kernels::kPackRows) * w.row_bytes, w.row_bytes, w.cols,
+                 buf->data() + static_cast<size_t>(g) * gb);
+  w.packed = std::move(buf);
+  w.packed_group_bytes = gb;
+}
+
+namespace {
+
+// Integer sum of each activation block's quants (the packed Q4_0 kernel needs it for its -8 offset).
+void block_sums(const uint8_t* act, size_t act_row, TensorType act_type, int64_t T, int64_t K, int32_t* sums) {
+  const int64_t nb = K / 32;
+  const size_t bb = row_size(act_type, 32);
+  const size_t qoff = act_type == TensorType::Q8_1 ? 4 : 2;  // the quants follow d (and s)
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t b = 0; b < nb; ++b) {
+      const auto* q = reinterpret_cast<const int8_t*>(act + static_cast<size_t>(t) * act_row + b * bb + qoff);
+      int32_t s = 0;
+      for (int j = 0; j < 32; ++j) s += q[j];
+      sums[t * nb + b] = s;
+    }
+}
+
+}  // namespace
 
 void matmul(Context& ctx, const Weight& w, const float* x, int64_t T, float* y, const float* bias) {
   const kernels::WeightKernels& wk = ctx.k().for_type(w.type);
@@ -34,18 +70,47 @@ void matmul(Context& ctx, const Weight& w, const float* x, int64_t T, float* y, 
     });
   }
 
-  // 2. Output rows split into contiguous chunks per thread; each weight row is used for all T tokens
-  //    while it is in L1.
   const kernels::VecDotFn dot = wk.vec_dot;
-  ctx.pool().parallel_for(N, 16, [&](int64_t b, int64_t e, int) {
+  auto plain_rows = [&](int64_t b, int64_t e) {
     for (int64_t o = b; o < e; ++o) {
       const uint8_t* wr = w.data + static_cast<size_t>(o) * w.row_bytes;
       const float bo = bias ? bias[o] : 0.0f;
-      for (int64_t t = 0; t < T; ++t) {
-        y[t * N + o] = dot(K, wr, act + static_cast<size_t>(t) * act_row) + bo;
-      }
+      for (int64_t t = 0; t < T; ++t) y[t * N + o] = dot(K, wr, act + static_cast<size_t>(t) * act_row) + bo;
     }
-  });
+  };
+
+  if (w.packed && wk.gemm_packed) {
+    // 2a. Packed weights: groups of 8 rows x up to 4 tokens per kernel call. Tokens go in chunks that stay
+    //     in L1/L2 while the thread's groups stream past them.
+    constexpr int64_t R = kernels::kPackRows;
+    const int64_t groups = N / R;
+    int32_t* sums = ctx.int_scratch(static_cast<size_t>(T * (K / 32)));
+    if (K % 32 == 0) block_sums(act, act_row, wk.act_type, T, K, sums);
+    const uint8_t* packed = w.packed->data();
+    const size_t gb = w.packed_group_bytes;
+    constexpr int64_t kTokenChunk = 64;
+    ctx.pool().parallel_for(groups, 1, [&](int64_t gb0, int64_t ge, int) {
+      for (int64_t t0 = 0; t0 < T; t0 += kTokenChunk) {
+        const int64_t t1 = std::min(T, t0 + kTokenChunk);
+        for (int64_t g = gb0; g < ge; ++g) {
+          for (int64_t t = t0; t < t1; t += 4) {
+            const int nt = static_cast<int>(std::min<int64_t>(4, t1 - t));
+            wk.gemm_packed(K, packed + static_cast<size_t>(g) * gb, act + static_cast<size_t>(t) * act_row, act_row,
+                           sums + t * (K / 32), nt, y + t * N + g * R, N);
+          }
+        }
+      }
+      if (bias)
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t o = gb0 * R; o < ge * R; ++o) y[t * N + o] += bias[o];
+    });
+    if (groups * R < N) plain_rows(groups * R, N);
+    return;
+  }
+
+  // 2b. Output rows split into contiguous chunks per thread; each weight row is used for all T tokens
+  //     while it is in L1.
+  ctx.pool().parallel_for(N, 16, [&](int64_t b, int64_t e, int) { plain_rows(b, e); });
 }
 
 static void rmsnorm_row(const float* x, const float* weight, float* y, int64_t n, float eps) {

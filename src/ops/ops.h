@@ -11,6 +11,9 @@
 #include "kernels/kernels.h"
 #include "runtime/thread_pool.h"
 
+#include <memory>
+#include <vector>
+
 namespace tokenscope::ops {
 
 // A weight matrix of `rows` rows of `cols` elements (GGUF dims [cols, rows]).
@@ -21,8 +24,15 @@ struct Weight {
   int64_t cols = 0;  // ne[0], the dot-product length
   int64_t rows = 0;  // ne[1], the number of outputs
   size_t row_bytes = 0;
+  // Row-interleaved copy for the packed GEMM (see kernels.h), groups of kernels::kPackRows rows; rows
+  // past the last full group stay in `data` only. Empty when the type has no packed kernels.
+  std::shared_ptr<const std::vector<uint8_t>> packed;
+  size_t packed_group_bytes = 0;
   bool empty() const { return data == nullptr; }
 };
+
+// Fills w.packed when the weight's type has a packed layout (done once, at model load).
+void pack_weight(Weight& w);
 
 // Everything an op needs to run: the pool, the kernel table and reusable scratch memory.
 // Ops may grow the scratch buffers; kernels never allocate.
@@ -34,12 +44,14 @@ class Context {
   // Scratch bytes for quantized activations; valid until the next call.
   uint8_t* act_scratch(size_t bytes);
   float* float_scratch(size_t n);
+  int32_t* int_scratch(size_t n);
 
  private:
   ThreadPool& pool_;
   const kernels::KernelTable& k_;
   std::vector<uint8_t> act_;
   std::vector<float> f32_;
+  std::vector<int32_t> i32_;
 };
 
 // y[T][W.rows] = x[T][W.cols] * W^T (+ bias[W.rows] if given).

@@ -131,6 +131,55 @@ TEST_P(KernelIsa, ZeroBlocksGiveZero) {
   }
 }
 
+TEST_P(KernelIsa, PackedGemmMatchesPerRowDotProducts) {
+  const KernelTable& ref = table(Isa::scalar);
+  const KernelTable& k = table(GetParam());
+  uint32_t seed = 1000;
+  for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0}) {
+    const WeightKernels& kk = k.for_type(wt);
+    ASSERT_NE(kk.gemm_packed, nullptr) << type_name(wt);
+    for (int64_t nblk : {1, 2, 3, 18, 48}) {
+      const int64_t n = nblk * 32;
+      const size_t rb = row_size(wt, n);
+      std::vector<uint8_t> rows(rb * kPackRows);
+      for (int r = 0; r < kPackRows; ++r) {
+        const auto x = random_floats(n, seed++, 0.05f);
+        quantize_row(wt, x.data(), rows.data() + r * rb, n);
+      }
+      std::vector<uint8_t> group(kk.packed_group_bytes(n));
+      kk.pack_rows(rows.data(), rb, n, group.data());
+      const size_t ab = row_size(kk.act_type, n);
+      for (int nt = 1; nt <= 4; ++nt) {
+        std::vector<uint8_t> act(ab * nt);
+        std::vector<int32_t> sums(static_cast<size_t>(nt * nblk));
+        for (int t = 0; t < nt; ++t) {
+          const auto xa = random_floats(n, seed++);
+          kk.quantize_act(xa.data(), act.data() + t * ab, n);
+          const int8_t* q = reinterpret_cast<const int8_t*>(act.data() + t * ab);
+          const size_t bb = row_size(kk.act_type, 32);
+          const size_t qoff = kk.act_type == TensorType::Q8_1 ? 4 : 2;
+          for (int64_t b = 0; b < nblk; ++b) {
+            int sum = 0;
+            for (int j = 0; j < 32; ++j) sum += q[b * bb + qoff + j];
+            sums[t * nblk + b] = sum;
+          }
+        }
+        const int64_t ldy = 11;
+        std::vector<float> y(static_cast<size_t>(ldy * nt + kPackRows), -1.0f);
+        kk.gemm_packed(n, group.data(), act.data(), ab, sums.data(), nt, y.data(), ldy);
+        for (int t = 0; t < nt; ++t) {
+          for (int r = 0; r < kPackRows; ++r) {
+            const float want = ref.for_type(wt).vec_dot(n, rows.data() + r * rb, act.data() + t * ab);
+            const double tol = (nblk + 16) * FLT_EPSILON * (std::fabs(want) + 1.0);
+            ASSERT_NEAR(y[t * ldy + r], want, tol) << isa_name(GetParam()) << " " << type_name(wt) << " n=" << n
+                                                   << " nt=" << nt << " t=" << t << " r=" << r;
+          }
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, KernelIsa, ::testing::ValuesIn(available_isas()),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
