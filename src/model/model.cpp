@@ -185,9 +185,11 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const LayerWeights& l = m_.layer(il);
     ops::rmsnorm(ctx, x, l.attn_norm.data(), xb, T, D, c.norm_eps);
-    ops::matmul(ctx, l.wq, xb, T, q_.data(), l.bq.empty() ? nullptr : l.bq.data());
-    ops::matmul(ctx, l.wk, xb, T, k_.data(), l.bk.empty() ? nullptr : l.bk.data());
-    ops::matmul(ctx, l.wv, xb, T, v_.data(), l.bv.empty() ? nullptr : l.bv.data());
+    ops::matmul_multi(ctx,
+                      {{&l.wq, q_.data(), l.bq.empty() ? nullptr : l.bq.data()},
+                       {&l.wk, k_.data(), l.bk.empty() ? nullptr : l.bk.data()},
+                       {&l.wv, v_.data(), l.bv.empty() ? nullptr : l.bv.data()}},
+                      xb, T);
     ops::rope(ctx, q_.data(), T, c.n_head, hd, c.n_rot, pos_.data(), c.rope_freq_base, c.rope_style);
     ops::rope(ctx, k_.data(), T, c.n_head_kv, hd, c.n_rot, pos_.data(), c.rope_freq_base, c.rope_style);
     ops::store_f16(ctx, k_.data(), kv.k(il), T, kv_dim, pos0);
@@ -198,8 +200,7 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
     ops::add_inplace(x, xb, T * D);
 
     ops::rmsnorm(ctx, x, l.ffn_norm.data(), xb, T, D, c.norm_eps);
-    ops::matmul(ctx, l.w_gate, xb, T, gate_.data());
-    ops::matmul(ctx, l.w_up, xb, T, up_.data());
+    ops::matmul_multi(ctx, {{&l.w_gate, gate_.data()}, {&l.w_up, up_.data()}}, xb, T);
     ops::swiglu(ctx, gate_.data(), up_.data(), gate_.data(), T, c.n_ff);
     ops::matmul(ctx, l.w_down, gate_.data(), T, xb);
     ops::add_inplace(x, xb, T * D);

@@ -55,62 +55,89 @@ void block_sums(const uint8_t* act, size_t act_row, TensorType act_type, int64_t
 }  // namespace
 
 void matmul(Context& ctx, const Weight& w, const float* x, int64_t T, float* y, const float* bias) {
-  const kernels::WeightKernels& wk = ctx.k().for_type(w.type);
-  if (!wk.supported) fail("tensor %s: no matmul kernel for type %s", w.name.c_str(), type_name(w.type));
-  const int64_t K = w.cols, N = w.rows;
-  const size_t act_row = row_size(wk.act_type, K);
+  matmul_multi(ctx, {{&w, y, bias}}, x, T);
+}
+
+void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float* x, int64_t T) {
+  TS_CHECK(!outs.empty());
+  const Weight& w0 = *outs[0].w;
+  const kernels::WeightKernels& wk0 = ctx.k().for_type(w0.type);
+  for (const MatmulOut& o : outs) {
+    const kernels::WeightKernels& wk = ctx.k().for_type(o.w->type);
+    if (!wk.supported) fail("tensor %s: no matmul kernel for type %s", o.w->name.c_str(), type_name(o.w->type));
+    TS_CHECK_MSG(o.w->cols == w0.cols, "matmul_multi: %s and %s have different input lengths", o.w->name.c_str(),
+                 w0.name.c_str());
+    if (wk.act_type != wk0.act_type) {
+      // Mixed formats (e.g. a Q4_0 matrix next to a Q4_1 one) quantize the input differently: one at a time.
+      for (const MatmulOut& single : outs) matmul_multi(ctx, {single}, x, T);
+      return;
+    }
+  }
+  const int64_t K = w0.cols;
+  const size_t act_row = row_size(wk0.act_type, K);
   uint8_t* act = ctx.act_scratch(act_row * static_cast<size_t>(T));
 
-  // 1. Activations into the weight format's paired activation format (Q8_0, Q8_1, Q8_K, F16, ...).
+  // 1. Activations into the weights' paired activation format (Q8_0, Q8_1, Q8_K, F16, ...), once.
   if (T == 1) {
-    wk.quantize_act(x, act, K);
+    wk0.quantize_act(x, act, K);
   } else {
     ctx.pool().parallel_for(T, 4, [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t) wk.quantize_act(x + t * K, act + static_cast<size_t>(t) * act_row, K);
+      for (int64_t t = b; t < e; ++t) wk0.quantize_act(x + t * K, act + static_cast<size_t>(t) * act_row, K);
     });
   }
+  int32_t* sums = nullptr;
+  if (K % 32 == 0 && wk0.gemm_packed) {
+    sums = ctx.int_scratch(static_cast<size_t>(T * (K / 32)));
+    block_sums(act, act_row, wk0.act_type, T, K, sums);
+  }
 
-  const kernels::VecDotFn dot = wk.vec_dot;
-  auto plain_rows = [&](int64_t b, int64_t e) {
-    for (int64_t o = b; o < e; ++o) {
-      const uint8_t* wr = w.data + static_cast<size_t>(o) * w.row_bytes;
-      const float bo = bias ? bias[o] : 0.0f;
-      for (int64_t t = 0; t < T; ++t) y[t * N + o] = dot(K, wr, act + static_cast<size_t>(t) * act_row) + bo;
-    }
-  };
-
-  if (w.packed && wk.gemm_packed) {
-    // 2a. Packed weights: groups of 8 rows x up to 4 tokens per kernel call. Tokens go in chunks that stay
-    //     in L1/L2 while the thread's groups stream past them.
-    constexpr int64_t R = kernels::kPackRows;
-    const int64_t groups = N / R;
-    int32_t* sums = ctx.int_scratch(static_cast<size_t>(T * (K / 32)));
-    if (K % 32 == 0) block_sums(act, act_row, wk.act_type, T, K, sums);
-    const uint8_t* packed = w.packed->data();
-    const size_t gb = w.packed_group_bytes;
-    constexpr int64_t kTokenChunk = 64;
-    ctx.pool().parallel_for(groups, 1, [&](int64_t gb0, int64_t ge, int) {
-      for (int64_t t0 = 0; t0 < T; t0 += kTokenChunk) {
-        const int64_t t1 = std::min(T, t0 + kTokenChunk);
-        for (int64_t g = gb0; g < ge; ++g) {
+  // 2. Work units: groups of kPackRows rows for packed weights, chunks of 16 rows otherwise; one list over
+  //    all outputs, split evenly across the threads. Tokens go in chunks that stay in cache while the
+  //    thread's weights stream past them.
+  constexpr int64_t R = kernels::kPackRows;
+  constexpr int64_t kPlainChunk = 16;
+  using Unit = Context::MatmulUnit;
+  std::vector<Unit>& units = ctx.units_scratch();
+  units.clear();
+  for (size_t i = 0; i < outs.size(); ++i) {
+    const Weight& w = *outs[i].w;
+    const bool packed = w.packed && ctx.k().for_type(w.type).gemm_packed && sums;
+    int64_t r = 0;
+    if (packed)
+      for (; r + R <= w.rows; r += R) units.push_back({static_cast<int>(i), r, R, true});
+    for (; r < w.rows; r += kPlainChunk)
+      units.push_back({static_cast<int>(i), r, std::min(kPlainChunk, w.rows - r), false});
+  }
+  constexpr int64_t kTokenChunk = 64;
+  ctx.pool().parallel_for(static_cast<int64_t>(units.size()), 1, [&](int64_t ub, int64_t ue, int) {
+    for (int64_t t0 = 0; t0 < T; t0 += kTokenChunk) {
+      const int64_t t1 = std::min(T, t0 + kTokenChunk);
+      for (int64_t u = ub; u < ue; ++u) {
+        const Unit& un = units[static_cast<size_t>(u)];
+        const MatmulOut& o = outs[static_cast<size_t>(un.out)];
+        const Weight& w = *o.w;
+        const kernels::WeightKernels& wk = ctx.k().for_type(w.type);
+        const int64_t N = w.rows;
+        if (un.packed) {
+          const uint8_t* g = w.packed->data() + static_cast<size_t>(un.row0 / R) * w.packed_group_bytes;
           for (int64_t t = t0; t < t1; t += 4) {
             const int nt = static_cast<int>(std::min<int64_t>(4, t1 - t));
-            wk.gemm_packed(K, packed + static_cast<size_t>(g) * gb, act + static_cast<size_t>(t) * act_row, act_row,
-                           sums + t * (K / 32), nt, y + t * N + g * R, N);
+            wk.gemm_packed(K, g, act + static_cast<size_t>(t) * act_row, act_row, sums + t * (K / 32), nt,
+                           o.y + t * N + un.row0, N);
+          }
+        } else {
+          for (int64_t r = un.row0; r < un.row0 + un.rows; ++r) {
+            const uint8_t* wr = w.data + static_cast<size_t>(r) * w.row_bytes;
+            for (int64_t t = t0; t < t1; ++t)
+              o.y[t * N + r] = wk.vec_dot(K, wr, act + static_cast<size_t>(t) * act_row);
           }
         }
+        if (o.bias)
+          for (int64_t t = t0; t < t1; ++t)
+            for (int64_t r = un.row0; r < un.row0 + un.rows; ++r) o.y[t * N + r] += o.bias[r];
       }
-      if (bias)
-        for (int64_t t = 0; t < T; ++t)
-          for (int64_t o = gb0 * R; o < ge * R; ++o) y[t * N + o] += bias[o];
-    });
-    if (groups * R < N) plain_rows(groups * R, N);
-    return;
-  }
-
-  // 2b. Output rows split into contiguous chunks per thread; each weight row is used for all T tokens
-  //     while it is in L1.
-  ctx.pool().parallel_for(N, 16, [&](int64_t b, int64_t e, int) { plain_rows(b, e); });
+    }
+  });
 }
 
 static void rmsnorm_row(const float* x, const float* weight, float* y, int64_t n, float eps) {

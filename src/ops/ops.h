@@ -45,6 +45,13 @@ class Context {
   uint8_t* act_scratch(size_t bytes);
   float* float_scratch(size_t n);
   int32_t* int_scratch(size_t n);
+  // A matmul work unit (rows row0..row0+rows of output `out`), for matmul_multi's work list.
+  struct MatmulUnit {
+    int out;
+    int64_t row0, rows;
+    bool packed;
+  };
+  std::vector<MatmulUnit>& units_scratch() { return units_; }
 
  private:
   ThreadPool& pool_;
@@ -52,10 +59,21 @@ class Context {
   std::vector<uint8_t> act_;
   std::vector<float> f32_;
   std::vector<int32_t> i32_;
+  std::vector<MatmulUnit> units_;
 };
 
 // y[T][W.rows] = x[T][W.cols] * W^T (+ bias[W.rows] if given).
 void matmul(Context& ctx, const Weight& w, const float* x, int64_t T, float* y, const float* bias = nullptr);
+
+// Several matmuls of the same input (e.g. Q, K and V; gate and up): the activations are quantized once and
+// all outputs are computed in one parallel region (one barrier instead of one per weight). The weights
+// must share the type's activation format and the input length.
+struct MatmulOut {
+  const Weight* w;
+  float* y;
+  const float* bias = nullptr;
+};
+void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float* x, int64_t T);
 
 // y = x / sqrt(mean(x^2) + eps) * weight, per row of n (in place allowed).
 void rmsnorm(Context& ctx, const float* x, const float* weight, float* y, int64_t T, int64_t n, float eps);
