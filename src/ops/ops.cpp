@@ -207,10 +207,96 @@ void store_f16_transposed(Context& ctx, const float* x, uint16_t* cache_t, int64
     for (int64_t i = 0; i < n; ++i) cache_t[i * n_ctx + pos0 + t] = fp32_to_fp16(x[t * n + i]);
 }
 
+namespace {
+
+// Prefill: a tile of query rows (the heads sharing one KV head x a few consecutive tokens) goes over the
+// keys together, so each K row and each V^T row is converted from f16 once per tile instead of once per
+// query. Same rounding points as the one-query path (q and the probabilities rounded to f16), different
+// summation order (f32 dot products).
+void attention_tiled(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
+                     int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
+                     float scale) {
+  const int64_t group = n_head / n_head_kv;
+  const int64_t kv_stride = n_head_kv * head_dim;
+  const int64_t tok_per_tile = std::max<int64_t>(1, 16 / group);
+  const int64_t tiles = (T + tok_per_tile - 1) / tok_per_tile;
+  const int64_t jobs = tiles * n_head_kv;
+  const int64_t rows_max = group * tok_per_tile;
+  const int64_t n_kv_max = pos0 + T;
+  const auto& k = ctx.k();
+  const int nth = ctx.pool().size();
+  // Per thread: query rows (f32, rounded through f16), probabilities, one converted K or V^T row.
+  const int64_t per_thread = rows_max * head_dim + rows_max * n_kv_max + std::max(n_kv_max, head_dim) + 64;
+  float* scratch = ctx.float_scratch(static_cast<size_t>(nth * per_thread));
+  uint16_t* half_scratch = reinterpret_cast<uint16_t*>(ctx.act_scratch(static_cast<size_t>(nth) * 2 *
+                                                                       static_cast<size_t>(std::max(n_kv_max, head_dim))));
+  ctx.pool().run([&](int ith, int nth_run) {
+    float* qs = scratch + ith * per_thread;
+    float* ps = qs + rows_max * head_dim;
+    float* row = ps + rows_max * n_kv_max;
+    uint16_t* h = half_scratch + static_cast<size_t>(ith) * static_cast<size_t>(std::max(n_kv_max, head_dim));
+    // Strided assignment: later tiles see more keys, so contiguous ranges would unbalance the threads.
+    for (int64_t job = ith; job < jobs; job += nth_run) {
+      const int64_t tile = job / n_head_kv, kvh = job % n_head_kv;
+      const int64_t t0 = tile * tok_per_tile, t1 = std::min(T, t0 + tok_per_tile);
+      const int64_t nrows = (t1 - t0) * group;
+      const int64_t n_kv_tile = pos0 + t1;  // keys the last token of the tile sees
+      // Query rows in order (token, head within group), rounded through f16 as the one-query path does.
+      for (int64_t t = t0; t < t1; ++t)
+        for (int64_t g = 0; g < group; ++g) {
+          const int64_t r = (t - t0) * group + g;
+          k.f32_to_f16(q + (t * n_head + kvh * group + g) * head_dim, h, head_dim);
+          k.f16_to_f32(h, qs + r * head_dim, head_dim);
+        }
+      // Scores.
+      const uint16_t* kh = k_cache + kvh * head_dim;
+      for (int64_t j = 0; j < n_kv_tile; ++j) {
+        k.f16_to_f32(kh + j * kv_stride, row, head_dim);
+        for (int64_t r = 0; r < nrows; ++r) {
+          const int64_t t = t0 + r / group;
+          ps[r * n_kv_max + j] = j <= pos0 + t ? k.dot_f32(head_dim, qs + r * head_dim, row) * scale : -INFINITY;
+        }
+      }
+      // Softmax per row; probabilities rounded to f16 (as the V product in llama.cpp's path sees them).
+      for (int64_t r = 0; r < nrows; ++r) {
+        float* p = ps + r * n_kv_max;
+        const int64_t n_kv = pos0 + t0 + r / group + 1;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < n_kv; ++j) mx = std::max(mx, p[j]);
+        double sum = 0.0;
+        for (int64_t j = 0; j < n_kv; ++j) {
+          p[j] = std::exp(p[j] - mx);
+          sum += static_cast<double>(p[j]);
+        }
+        const float inv = static_cast<float>(1.0 / sum);
+        for (int64_t j = 0; j < n_kv; ++j) p[j] *= inv;
+        k.f32_to_f16(p, h, n_kv);
+        k.f16_to_f32(h, p, n_kv);
+        for (int64_t j = n_kv; j < n_kv_tile; ++j) p[j] = 0.0f;
+      }
+      // Output: one V^T row (a value dimension over the tile's keys) at a time, against every row's probabilities.
+      const uint16_t* vh = vt_cache + kvh * head_dim * n_ctx;
+      for (int64_t i = 0; i < head_dim; ++i) {
+        k.f16_to_f32(vh + i * n_ctx, row, n_kv_tile);
+        for (int64_t r = 0; r < nrows; ++r) {
+          const int64_t t = t0 + r / group, hq = kvh * group + r % group;
+          out[(t * n_head + hq) * head_dim + i] = k.dot_f32(n_kv_tile, ps + r * n_kv_max, row);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
 void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
                int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                float scale) {
   TS_CHECK(n_head % n_head_kv == 0);
+  if (T >= 8) {
+    attention_tiled(ctx, q, k_cache, vt_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale);
+    return;
+  }
   const int64_t group = n_head / n_head_kv;
   const int64_t kv_stride = n_head_kv * head_dim;
   const int64_t n_kv_max = pos0 + T;
