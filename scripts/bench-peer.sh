@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# tokenscope against a peer engine (ik_llama.cpp's llama-bench, built outside this repository), side by side:
+# for every model, R rounds; in each round both engines run pp (prompt processing) and tg (generation) once,
+# in alternating order, and the peer runs with each of its -rtr 0/1 x -fa 0/1 settings (the best of the four
+# counts for that round). Prints, per model and test, medians with min-max spread and the per-round ratio.
+#
+# Usage: scripts/bench-peer.sh [--peer DIR] [--rounds R] [--threads T] [--pp N] [--tg N] [--peer-only] MODEL...
+#   --peer DIR   directory with the peer's llama-bench (default: /work/peer/ik_llama.cpp/build/bin)
+# Build the peer outside the repository, e.g.:
+#   git clone https://github.com/ikawrakow/ik_llama.cpp /work/peer/ik_llama.cpp && cd /work/peer/ik_llama.cpp &&
+#   cmake -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF && cmake --build build -j --target llama-bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+peer_dir=/work/peer/ik_llama.cpp/build/bin
+rounds=5
+threads=$(nproc)
+pp=512
+tg=128
+peer_only=0
+models=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --peer) peer_dir=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --pp) pp=$2; shift 2 ;;
+    --tg) tg=$2; shift 2 ;;
+    --peer-only) peer_only=1; shift ;;
+    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    -*) echo "bench-peer: unknown option $1" >&2; exit 2 ;;
+    *) models+=("$1"); shift ;;
+  esac
+done
+[ ${#models[@]} -gt 0 ] || { echo "bench-peer: no model given (usage: scripts/bench-peer.sh [options] MODEL...)" >&2; exit 2; }
+peer_bench="$peer_dir/llama-bench"
+[ -x "$peer_bench" ] || { echo "bench-peer: the peer's llama-bench is not at $peer_bench (use --peer DIR)" >&2; exit 2; }
+if [ "$peer_only" = 0 ]; then
+  [ -x build/tokenscope ] || scripts/build.sh
+  build/tokenscope bench --help >/dev/null 2>&1 || { echo "bench-peer: build/tokenscope has no bench command" >&2; exit 2; }
+fi
+for m in "${models[@]}"; do [ -f "$m" ] || { echo "bench-peer: model $m not found" >&2; exit 2; }; done
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+peer_commit=$(git -C "$peer_dir/../.." rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+run_ours() {  # model round
+  build/tokenscope bench -m "$1" -p "$pp" -n "$tg" -t "$threads" -r 1 -o json 2>/dev/null >"$out/ours-$(basename "$1")-$2.json"
+}
+run_peer() {  # model round
+  local rtr fa
+  for rtr in 0 1; do
+    for fa in 0 1; do
+      "$peer_bench" -m "$1" -p "$pp" -n "$tg" -t "$threads" -r 1 -rtr "$rtr" -fa "$fa" -o json 2>/dev/null \
+        >"$out/peer-$(basename "$1")-$2-rtr$rtr-fa$fa.json" || echo "[]" >"$out/peer-$(basename "$1")-$2-rtr$rtr-fa$fa.json"
+    done
+  done
+}
+
+for r in $(seq 1 "$rounds"); do
+  for m in "${models[@]}"; do
+    echo "bench-peer: round $r/$rounds, $(basename "$m")" >&2
+    if [ "$peer_only" = 1 ]; then
+      run_peer "$m" "$r"
+    elif [ $((r % 2)) = 1 ]; then
+      run_ours "$m" "$r"; run_peer "$m" "$r"
+    else
+      run_peer "$m" "$r"; run_ours "$m" "$r"
+    fi
+  done
+done
+
+python3 - "$out" "$rounds" "$pp" "$tg" "$threads" "$peer_commit" "$peer_only" "${models[@]}" <<'EOF'
+import glob, json, os, statistics as st, subprocess, sys
+out, rounds, pp, tg, threads, peer_commit, peer_only = sys.argv[1:8]
+models = sys.argv[8:]
+rounds, pp, tg = int(rounds), int(pp), int(tg)
+cpu = "unknown CPU"
+for line in open("/proc/cpuinfo"):
+    if line.lower().startswith("model name"):
+        cpu = line.split(":", 1)[1].strip(); break
+flags = open("/proc/cpuinfo").read()
+isa = "avx512" if " avx512f " in flags else ("avx2" if " avx2 " in flags else "other")
+
+def ts_of(records, n_prompt, n_gen):
+    for rec in records:
+        if rec.get("n_prompt") == n_prompt and rec.get("n_gen") == n_gen:
+            return rec["avg_ts"], rec
+    return None, None
+
+def load(path):
+    try:
+        d = json.load(open(path))
+        return d if isinstance(d, list) else []
+    except Exception:
+        return []
+
+print(f"machine: {cpu} ({isa}), {threads} threads; peer: ik_llama.cpp {peer_commit} (best of -rtr 0/1 x -fa 0/1 per round); {rounds} rounds, interleaved\n")
+for m in models:
+    b = os.path.basename(m)
+    print(f"### {b}\n")
+    print("| test | tokenscope t/s median (min-max) | peer t/s median (min-max) | best peer flags (most rounds) | ratio median (min-max) |")
+    print("|---|---|---|---|---|")
+    for name, n_prompt, n_gen in ((f"pp{pp}", pp, 0), (f"tg{tg}", 0, tg)):
+        ours, peer, ratios, best_flags = [], [], [], []
+        for r in range(1, rounds + 1):
+            best, best_f = None, None
+            for f in glob.glob(f"{out}/peer-{b}-{r}-*.json"):
+                v, _ = ts_of(load(f), n_prompt, n_gen)
+                if v is not None and (best is None or v > best):
+                    best, best_f = v, f.rsplit("-", 2)[-2] + " " + f.rsplit("-", 1)[-1][:-5]
+            if best is not None:
+                peer.append(best); best_flags.append(best_f)
+            if peer_only == "0":
+                v, _ = ts_of(load(f"{out}/ours-{b}-{r}.json"), n_prompt, n_gen)
+                if v is not None:
+                    ours.append(v)
+                    if best is not None:
+                        ratios.append(v / best)
+        fmt = lambda xs: f"{st.median(xs):.1f} ({min(xs):.1f}-{max(xs):.1f})" if xs else "-"
+        rfmt = lambda xs: f"{st.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})" if xs else "-"
+        flags_mode = max(set(best_flags), key=best_flags.count) if best_flags else "-"
+        print(f"| {name} | {fmt(ours)} | {fmt(peer)} | {flags_mode} | {rfmt(ratios)} |")
+    print()
+EOF
