@@ -7,6 +7,7 @@
 #include <string>
 
 #include "apps/cmd_bench.h"
+#include "apps/cmd_synth.h"
 #include "apps/commands.h"
 #include "base/error.h"
 
@@ -53,6 +54,10 @@ int main(int argc, char** argv) {
 
   BenchArgs bench;
   CLI::App* bench_cmd = add_bench_command(app, bench);
+  SynthArgs synth;
+  CLI::App* synth_cmd = add_synth_command(app, synth);
+  QuantizeArgs quant;
+  CLI::App* quant_cmd = add_quantize_command(app, quant);
 
   try {
     app.parse(argc, argv);
@@ -65,6 +70,8 @@ int main(int argc, char** argv) {
     if (*tok_cmd) return cmd_tokenize(tok_common, tok);
     if (*insp_cmd) return cmd_inspect(insp);
     if (*bench_cmd) return cmd_bench(bench);
+    if (*synth_cmd) return cmd_synth(synth);
+    if (*quant_cmd) return cmd_quantize(quant);
   } catch (const tokenscope::Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "tokenscope: error: %s\n", e.what());

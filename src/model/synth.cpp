@@ -1,0 +1,230 @@
+#include "model/synth.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+#include "base/error.h"
+#include "gguf/gguf.h"
+
+namespace tokenscope {
+
+// Hyper-parameters from the models' published configurations (config.json): layers, widths, heads,
+// vocabulary, RoPE base, RMSNorm epsilon, training context, tied embeddings.
+const std::vector<ModelShape>& model_shapes() {
+  static const std::vector<ModelShape> shapes = {
+      {"smollm2-135m", "llama", "SmolLM2-135M (synthetic weights)", 30, 576, 1536, 9, 3, 49152, 8192, 100000.f, 1e-5f,
+       true, false},
+      {"qwen1.5-0.5b", "qwen2", "Qwen1.5-0.5B (synthetic weights)", 24, 1024, 2816, 16, 16, 151936, 32768, 1000000.f,
+       1e-6f, false, true},
+      {"llama-3.2-1b", "llama", "Llama-3.2-1B (synthetic weights)", 16, 2048, 8192, 32, 8, 128256, 131072, 500000.f,
+       1e-5f, true, false},
+  };
+  return shapes;
+}
+
+const ModelShape& model_shape(const std::string& name) {
+  std::string known;
+  for (const ModelShape& s : model_shapes()) {
+    if (s.name == name) return s;
+    known += (known.empty() ? "" : ", ") + s.name;
+  }
+  fail("unknown model shape '%s' (known: %s)", name.c_str(), known.c_str());
+}
+
+int file_type_for(TensorType t) {
+  switch (t) {
+    case TensorType::F32: return 0;
+    case TensorType::F16: return 1;
+    case TensorType::Q4_0: return 2;
+    case TensorType::Q4_1: return 3;
+    case TensorType::Q8_0: return 7;
+    case TensorType::Q4_K: return 15;  // Q4_K_M
+    case TensorType::Q5_K: return 17;  // Q5_K_M
+    case TensorType::Q6_K: return 18;
+    case TensorType::BF16: return 32;
+    default: return -1;
+  }
+}
+
+namespace {
+
+bool is_quantized(TensorType t) { return type_traits(t).block_size > 1; }
+
+TensorType fit(TensorType want, int64_t row) {
+  return row % type_traits(want).block_size == 0 ? want : TensorType::Q8_0;
+}
+
+void check_matrix_type(TensorType t) {
+  const TypeTraits& tr = type_traits(t);
+  if (!tr.quantize_row || !tr.dequantize_row || t == TensorType::Q8_1 || t == TensorType::Q8_K)
+    fail("type %s cannot be used for weights here (use F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K or Q6_K)", tr.name);
+}
+
+}  // namespace
+
+std::vector<SynthTensor> synth_tensor_table(const ModelShape& s, TensorType mt) {
+  check_matrix_type(mt);
+  const int64_t hd = s.n_embd / s.n_head;
+  const int64_t q = s.n_head * hd, kv = s.n_head_kv * hd;
+  const TensorType embd = is_quantized(mt) ? TensorType::Q8_0 : mt;
+  std::vector<SynthTensor> t;
+  t.push_back({"token_embd.weight", {s.n_embd, s.n_vocab}, fit(embd, s.n_embd)});
+  for (int64_t l = 0; l < s.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    t.push_back({p + "attn_norm.weight", {s.n_embd}, TensorType::F32});
+    t.push_back({p + "attn_q.weight", {s.n_embd, q}, fit(mt, s.n_embd)});
+    t.push_back({p + "attn_k.weight", {s.n_embd, kv}, fit(mt, s.n_embd)});
+    t.push_back({p + "attn_v.weight", {s.n_embd, kv}, fit(mt, s.n_embd)});
+    if (s.qkv_bias) {
+      t.push_back({p + "attn_q.bias", {q}, TensorType::F32});
+      t.push_back({p + "attn_k.bias", {kv}, TensorType::F32});
+      t.push_back({p + "attn_v.bias", {kv}, TensorType::F32});
+    }
+    t.push_back({p + "attn_output.weight", {q, s.n_embd}, fit(mt, q)});
+    t.push_back({p + "ffn_norm.weight", {s.n_embd}, TensorType::F32});
+    t.push_back({p + "ffn_gate.weight", {s.n_embd, s.n_ff}, fit(mt, s.n_embd)});
+    t.push_back({p + "ffn_up.weight", {s.n_embd, s.n_ff}, fit(mt, s.n_embd)});
+    t.push_back({p + "ffn_down.weight", {s.n_ff, s.n_embd}, fit(mt, s.n_ff)});
+  }
+  t.push_back({"output_norm.weight", {s.n_embd}, TensorType::F32});
+  if (!s.tied) t.push_back({"output.weight", {s.n_embd, s.n_vocab}, is_quantized(mt) ? fit(TensorType::Q6_K, s.n_embd) : mt});
+  return t;
+}
+
+namespace {
+
+// A minimal byte-level vocabulary of n tokens: the 256 GPT-2 byte tokens, <|endoftext|>, then fillers.
+void minimal_vocab(gguf::Writer& w, int64_t n) {
+  auto printable = [](int b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255); };
+  std::vector<std::string> tokens;
+  std::vector<int32_t> types;
+  int extra = 0;
+  for (int b = 0; b < 256; ++b) {
+    const int cp = printable(b) ? b : 256 + extra++;
+    std::string s;
+    if (cp < 0x80) {
+      s += static_cast<char>(cp);
+    } else {
+      s += static_cast<char>(0xC0 | (cp >> 6));
+      s += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+    tokens.push_back(s);
+    types.push_back(1);
+  }
+  tokens.push_back("<|endoftext|>");
+  types.push_back(3);
+  for (int64_t i = static_cast<int64_t>(tokens.size()); i < n; ++i) {
+    tokens.push_back("<|synth_" + std::to_string(i) + "|>");
+    types.push_back(5);  // unused
+  }
+  w.set_string("tokenizer.ggml.model", "gpt2");
+  w.set_string("tokenizer.ggml.pre", "gpt2");
+  w.set_string_array("tokenizer.ggml.tokens", tokens);
+  w.set_i32_array("tokenizer.ggml.token_type", types);
+  w.set_string_array("tokenizer.ggml.merges", {});
+  w.set_u32("tokenizer.ggml.bos_token_id", 256);
+  w.set_u32("tokenizer.ggml.eos_token_id", 256);
+  w.set_bool("tokenizer.ggml.add_bos_token", false);
+}
+
+}  // namespace
+
+uint64_t synth_model(const SynthOptions& o) {
+  const ModelShape& s = model_shape(o.shape);
+  const std::vector<SynthTensor> table = synth_tensor_table(s, o.type);
+  if (o.out.empty()) fail("synth: no output file given (-o FILE)");
+  gguf::Writer w;
+  const std::string& a = s.arch;
+  w.set_string("general.architecture", a);
+  w.set_string("general.name", s.hf_name);
+  if (file_type_for(o.type) >= 0) w.set_u32("general.file_type", static_cast<uint32_t>(file_type_for(o.type)));
+  w.set_u32(a + ".block_count", static_cast<uint32_t>(s.n_layer));
+  w.set_u32(a + ".embedding_length", static_cast<uint32_t>(s.n_embd));
+  w.set_u32(a + ".feed_forward_length", static_cast<uint32_t>(s.n_ff));
+  w.set_u32(a + ".attention.head_count", static_cast<uint32_t>(s.n_head));
+  w.set_u32(a + ".attention.head_count_kv", static_cast<uint32_t>(s.n_head_kv));
+  w.set_u32(a + ".context_length", static_cast<uint32_t>(s.n_ctx));
+  w.set_u32(a + ".rope.dimension_count", static_cast<uint32_t>(s.n_embd / s.n_head));
+  w.set_f32(a + ".rope.freq_base", s.rope_base);
+  w.set_f32(a + ".attention.layer_norm_rms_epsilon", s.norm_eps);
+  if (!o.tokenizer_from.empty()) {
+    auto src = gguf::File::open(o.tokenizer_from);
+    const auto toks = src->get_string_array("tokenizer.ggml.tokens");
+    if (static_cast<int64_t>(toks.size()) != s.n_vocab)
+      fail("%s: its vocabulary has %zu tokens, shape %s needs %lld", o.tokenizer_from.c_str(), toks.size(),
+           s.name.c_str(), static_cast<long long>(s.n_vocab));
+    for (const gguf::KeyValue& kv : src->metadata())
+      if (kv.key.rfind("tokenizer.", 0) == 0) w.set_value(kv.key, kv.value);
+  } else {
+    minimal_vocab(w, s.n_vocab);
+  }
+  std::mt19937 rng(o.seed);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  std::vector<float> row;
+  std::vector<uint8_t> bytes;
+  for (const SynthTensor& t : table) {
+    const int64_t cols = t.dims[0];
+    const int64_t rows = t.dims.size() > 1 ? t.dims[1] : 1;
+    const size_t rb = row_size(t.type, cols);
+    bytes.assign(rb * static_cast<size_t>(rows), 0);
+    row.resize(static_cast<size_t>(cols));
+    const bool norm = t.name.find("norm") != std::string::npos;
+    for (int64_t r = 0; r < rows; ++r) {
+      for (auto& v : row) v = norm ? 1.0f + nd(rng) : nd(rng);
+      quantize_row(t.type, row.data(), bytes.data() + static_cast<size_t>(r) * rb, cols);
+    }
+    w.add_tensor(t.name, t.dims, t.type, bytes.data(), bytes.size());
+  }
+  w.write(o.out);
+  return std::filesystem::file_size(o.out);
+}
+
+QuantizeReport quantize_model(const QuantizeOptions& o) {
+  check_matrix_type(o.type);
+  auto in = gguf::File::open(o.in);
+  if (o.out.empty()) fail("quantize: no output file given");
+  QuantizeReport rep;
+  gguf::Writer w;
+  for (const gguf::KeyValue& kv : in->metadata())
+    if (kv.key != "general.alignment") w.set_value(kv.key, kv.value);
+  if (file_type_for(o.type) >= 0 && in->find("general.file_type"))
+    w.set_u32("general.file_type", static_cast<uint32_t>(file_type_for(o.type)));
+  std::vector<float> f;
+  std::vector<uint8_t> out;
+  for (const gguf::TensorInfo& t : in->tensors()) {
+    rep.bytes_in += t.size_bytes;
+    const bool matrix = t.dims.size() == 2 && t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".weight") == 0 &&
+                        t.name.find("norm") == std::string::npos && !(o.keep_embd && t.name == "token_embd.weight");
+    if (!matrix || t.type == o.type) {
+      w.add_tensor(t.name, t.dims, t.type, in->tensor_data(t), t.size_bytes);
+      rep.bytes_out += t.size_bytes;
+      ++rep.copied;
+      continue;
+    }
+    const TypeTraits& src = type_traits(t.type);
+    if (!src.dequantize_row) fail("%s: tensor '%s' has type %s, which tokenscope cannot convert", o.in.c_str(), t.name.c_str(), src.name);
+    const TensorType dst = fit(o.type, t.dims[0]);
+    if (dst != o.type) {
+      ++rep.fallbacks;
+      std::fprintf(stderr, "quantize: %s: rows of %lld do not fit %s blocks, using Q8_0\n", t.name.c_str(),
+                   static_cast<long long>(t.dims[0]), type_name(o.type));
+    }
+    const int64_t cols = t.dims[0], rows = t.dims[1];
+    const size_t rb_in = row_size(t.type, cols), rb_out = row_size(dst, cols);
+    f.resize(static_cast<size_t>(cols));
+    out.assign(rb_out * static_cast<size_t>(rows), 0);
+    for (int64_t r = 0; r < rows; ++r) {
+      dequantize_row(t.type, in->tensor_data(t) + static_cast<size_t>(r) * rb_in, f.data(), cols);
+      quantize_row(dst, f.data(), out.data() + static_cast<size_t>(r) * rb_out, cols);
+    }
+    w.add_tensor(t.name, t.dims, dst, out.data(), out.size());
+    rep.bytes_out += out.size();
+    ++rep.converted;
+  }
+  w.write(o.out);
+  return rep;
+}
+
+}  // namespace tokenscope

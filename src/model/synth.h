@@ -1,0 +1,63 @@
+// Model files tokenscope writes itself: random-weight GGUFs with the exact tensor names, shapes and
+// hyper-parameters of real models (`tokenscope synth`), and format conversion (`tokenscope quantize`).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "formats/tensor_type.h"
+
+namespace tokenscope {
+
+struct ModelShape {
+  std::string name;        // "smollm2-135m"
+  std::string arch;        // "llama" or "qwen2"
+  std::string hf_name;     // the model it copies, for general.name
+  int64_t n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab, n_ctx;
+  float rope_base, norm_eps;
+  bool tied;               // output projection shares token_embd
+  bool qkv_bias;           // qwen2
+};
+
+const std::vector<ModelShape>& model_shapes();
+// Throws Error listing the known shapes.
+const ModelShape& model_shape(const std::string& name);
+
+struct SynthTensor {
+  std::string name;
+  std::vector<int64_t> dims;  // ne[0] first
+  TensorType type;
+};
+// The tensor table `synth` writes for a shape and matrix type (matrices whose rows do not fit the type's
+// block fall back to Q8_0; token_embd is Q8_0 for quantized types, as in llama.cpp's files; the untied
+// output is Q6_K for quantized types when its rows allow it).
+std::vector<SynthTensor> synth_tensor_table(const ModelShape& s, TensorType matrix_type);
+
+struct SynthOptions {
+  std::string shape;
+  TensorType type = TensorType::Q4_0;
+  std::string out;
+  std::string tokenizer_from;  // GGUF to copy tokenizer.* from; empty: a minimal byte-level vocabulary
+  uint32_t seed = 1;
+};
+// Writes the file; returns the bytes written. Throws Error naming the problem.
+uint64_t synth_model(const SynthOptions& o);
+
+struct QuantizeOptions {
+  std::string in, out;
+  TensorType type = TensorType::Q8_0;
+  bool keep_embd = false;  // leave token_embd.weight as it is
+};
+struct QuantizeReport {
+  int64_t converted = 0, copied = 0, fallbacks = 0;
+  uint64_t bytes_in = 0, bytes_out = 0;
+};
+// Converts every 2-D weight matrix to o.type (falling back to Q8_0 where the row length does not fit the
+// type's block), keeps the other tensors and all metadata.
+QuantizeReport quantize_model(const QuantizeOptions& o);
+
+// llama.cpp's general.file_type number for a whole-model type (for the metadata), or -1.
+int file_type_for(TensorType t);
+
+}  // namespace tokenscope
