@@ -192,3 +192,26 @@ TEST(CliBench, MarkdownAndCsvAndBadFlags) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(CliSynth, BadShapesTypesAndFiles) {
+  expect_clean_error(run("synth --shape gpt-5 --type q4_0 -o " + temp_path("x.gguf")), "gpt-5");
+  expect_clean_error(run("synth --shape smollm2-135m --type q9_9 -o " + temp_path("x.gguf")), "q9_9");
+  expect_clean_error(run("synth --type q4_0 -o " + temp_path("x.gguf")), "--shape");
+  expect_clean_error(run("quantize /nonexistent/in.gguf " + temp_path("y.gguf") + " q8_0"), "/nonexistent/in.gguf");
+  TinyModelSpec spec;
+  const std::string p = temp_path("tiny-quant.gguf");
+  build_tiny_model(spec).write(p);
+  expect_clean_error(run("quantize " + p + " " + temp_path("y.gguf") + " iq2_xxs"), "IQ2_XXS");
+  // and a working conversion of the tiny model, which then runs
+  const std::string q = temp_path("tiny-q8.gguf");
+  Result r = run("quantize " + p + " " + q + " q8_0");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("converted to Q8_0"), std::string::npos) << r.out;
+  r = run("run -m " + q + " -p hi -n 3 --temp 0 --ignore-eos --json", "2>/dev/null");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["tokens"].size(), 3u);
+}
+
+}  // namespace
