@@ -57,9 +57,7 @@ std::string resolve_model(const std::string& m) {
   return p;
 }
 
-namespace {
-
-std::unique_ptr<Session> open_session(const CommonArgs& c) {
+std::unique_ptr<Session> open_session(const CommonArgs& c, profile::Profiler* profiler) {
   SessionOptions o;
   if (!c.isa.empty()) {
     o.isa = kernels::isa_from_name(c.isa);
@@ -72,8 +70,11 @@ std::unique_ptr<Session> open_session(const CommonArgs& c) {
   o.n_threads = c.threads;
   o.n_ctx = c.ctx;
   o.pool = pool_options(c.barrier, c.cpu_mask);
+  o.profiler = profiler;
   return Session::open(o);
 }
+
+namespace {
 
 // The system message a ChatML template inserts when the conversation has none
 // (SmolLM2's "You are a helpful AI assistant named SmolLM, ..."), read from the template text.
@@ -126,18 +127,20 @@ void check_generation_args(int64_t n_predict) {
 
 }  // namespace
 
+std::string render_chat_prompt(const Session& s, const std::string& user, const std::string& system) {
+  ChatSetup cs = chat_setup(s);
+  std::vector<ChatMessage> msgs;
+  if (!system.empty()) msgs.push_back({"system", system});
+  msgs.push_back({"user", user});
+  return render_chat(cs.format, msgs, true, system.empty() ? cs.default_system : "");
+}
+
 int cmd_run(const CommonArgs& c, const RunArgs& a) {
   check_generation_args(a.n_predict);
   validate(a.sampling);
   auto s = open_session(c);
   std::string text = a.prompt;
-  if (a.chat) {
-    ChatSetup cs = chat_setup(*s);
-    std::vector<ChatMessage> msgs;
-    if (!a.system.empty()) msgs.push_back({"system", a.system});
-    msgs.push_back({"user", a.prompt});
-    text = render_chat(cs.format, msgs, true, a.system.empty() ? cs.default_system : "");
-  }
+  if (a.chat) text = render_chat_prompt(*s, a.prompt, a.system);
   const std::vector<TokenId> prompt = s->tokenize(text, true, true);
   if (prompt.empty()) fail("the prompt is empty after tokenization");
   if (static_cast<int64_t>(prompt.size()) >= s->n_ctx())

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "engine/sampler.h"
+#include "engine/session.h"
 #include "runtime/thread_pool.h"
 
 namespace tokenscope::app {
@@ -50,6 +51,10 @@ void add_common_flags(CLI::App& cmd, CommonArgs& a);
 void add_sampling_flags(CLI::App& cmd, SamplerParams& s);
 // The model path to use: m itself, or the default model (saying so on stderr); throws Error if it is missing.
 std::string resolve_model(const std::string& m);
+// A session for the common flags (-m -t -c --isa --barrier --cpu-mask), reporting to profiler if given.
+std::unique_ptr<Session> open_session(const CommonArgs& c, profile::Profiler* profiler = nullptr);
+// The prompt as a user turn in the model's chat template (with its default system message if none given).
+std::string render_chat_prompt(const Session& s, const std::string& user, const std::string& system);
 // --barrier / --cpu-mask into pool options; throws Error naming the flag.
 PoolOptions pool_options(const std::string& barrier, const std::string& cpu_mask);
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "apps/cmd_bench.h"
+#include "apps/cmd_profile.h"
 #include "apps/cmd_synth.h"
 #include "apps/commands.h"
 #include "base/error.h"
@@ -58,6 +59,10 @@ int main(int argc, char** argv) {
   CLI::App* synth_cmd = add_synth_command(app, synth);
   QuantizeArgs quant;
   CLI::App* quant_cmd = add_quantize_command(app, quant);
+  ProfileArgs prof;
+  CLI::App* prof_cmd = add_profile_command(app, prof);
+  SysinfoArgs sysinfo;
+  CLI::App* sysinfo_cmd = add_sysinfo_command(app, sysinfo);
 
   try {
     app.parse(argc, argv);
@@ -72,6 +77,8 @@ int main(int argc, char** argv) {
     if (*bench_cmd) return cmd_bench(bench);
     if (*synth_cmd) return cmd_synth(synth);
     if (*quant_cmd) return cmd_quantize(quant);
+    if (*prof_cmd) return cmd_profile(prof);
+    if (*sysinfo_cmd) return cmd_sysinfo(sysinfo);
   } catch (const tokenscope::Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "tokenscope: error: %s\n", e.what());

@@ -1,5 +1,7 @@
 #include "engine/session.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -51,6 +53,14 @@ std::unique_ptr<Session> Session::open(const SessionOptions& opts) {
   s->fwd_ = std::make_unique<Forward>(*s->model_);
   s->logits_.assign(static_cast<size_t>(c.n_vocab), 0.0f);
   s->load_ms_ = now_ms() - t0;
+  if (opts.profiler) {
+    s->prof_ = opts.profiler;
+    s->fwd_->set_profiler(opts.profiler);
+    // Counters per pool thread: learn each thread's id from inside the pool.
+    std::vector<int> tids(static_cast<size_t>(s->pool_->size()));
+    s->pool_->run([&](int ith, int) { tids[static_cast<size_t>(ith)] = static_cast<int>(::gettid()); });
+    opts.profiler->open_counters(tids);
+  }
   return s;
 }
 
@@ -64,9 +74,13 @@ void Session::truncate(int64_t n) {
   if (n < static_cast<int64_t>(history_.size())) history_.resize(static_cast<size_t>(std::max<int64_t>(n, 0)));
 }
 
-void Session::eval(const std::vector<TokenId>& tokens) {
+void Session::eval(const std::vector<TokenId>& tokens, std::optional<profile::Stage> stage) {
   if (tokens.empty()) return;
-  fwd_->eval(*ctx_, *kv_, tokens.data(), static_cast<int64_t>(tokens.size()), n_past(), logits_.data());
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (prof_)
+    prof_->begin_step(stage.value_or(n > 1 ? profile::Stage::prefill : profile::Stage::decode), n_past(), n);
+  fwd_->eval(*ctx_, *kv_, tokens.data(), n, n_past(), logits_.data());
+  if (prof_) prof_->end_step();
   history_.insert(history_.end(), tokens.begin(), tokens.end());
 }
 
@@ -78,7 +92,7 @@ GenerationResult Session::generate(const std::vector<TokenId>& prompt, const Gen
   const int64_t n_vocab = model_->config().n_vocab;
 
   double t = now_ms();
-  eval(prompt);
+  eval(prompt, profile::Stage::prefill);
   r.stats.prompt_tokens = static_cast<int64_t>(prompt.size());
   r.stats.prefill_ms = now_ms() - t;
 
@@ -87,12 +101,16 @@ GenerationResult Session::generate(const std::vector<TokenId>& prompt, const Gen
     if (i > 0) {
       if (n_past() >= kv_->n_ctx()) break;  // context full
       t = now_ms();
-      eval({r.tokens.back()});
+      eval({r.tokens.back()}, profile::Stage::decode);
       r.stats.decode_ms += now_ms() - t;
       ++r.stats.decode_steps;
     }
     t = now_ms();
+    const double ts = prof_ ? prof_->now_us() : 0;
     const TokenId id = sampler.sample(logits_.data(), n_vocab, history_);
+    if (prof_)
+      prof_->add_op(profile::OpKind::sampling, -1, "sampling", ts, prof_->now_us(),
+                    profile::elementwise_cost(n_vocab, 2, 1, 0));
     r.stats.sample_ms += now_ms() - t;
     if (!opts.ignore_eos && tok_->is_eog(id)) {
       r.stopped_by_eog = true;

@@ -23,6 +23,7 @@ struct SessionOptions {
   int64_t n_ctx = 0;   // 0: min(4096, the model's training context)
   std::optional<kernels::Isa> isa;  // unset: the process-wide active ISA (kernels::active())
   PoolOptions pool;                 // barrier mode, CPU pinning
+  profile::Profiler* profiler = nullptr;  // records steps, ops and counters when set (must outlive the session)
 };
 
 // Timing of one generate() call, split by stage.
@@ -75,7 +76,8 @@ class Session {
   void truncate(int64_t n);
   // Evaluates tokens at the current position in one forward call; logits() then holds the
   // last token's logits.
-  void eval(const std::vector<TokenId>& tokens);
+  // Each call is one step for the profiler: "past N, n_eval M", prefill unless stated (or a single token).
+  void eval(const std::vector<TokenId>& tokens, std::optional<profile::Stage> stage = std::nullopt);
   const std::vector<float>& logits() const { return logits_; }
 
   // Prefill the prompt (appended to what the cache already holds), then sample and decode.
@@ -93,6 +95,7 @@ class Session {
   std::vector<TokenId> history_;
   std::vector<float> logits_;
   double load_ms_ = 0;
+  profile::Profiler* prof_ = nullptr;
 };
 
 // Buffers bytes until they form whole UTF-8 characters, so streamed pieces print cleanly.

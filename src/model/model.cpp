@@ -176,46 +176,93 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
   const int64_t kv_dim = c.n_head_kv * hd;
   float* x = x_.data();
   float* xb = xb_.data();
-  for (int64_t t = 0; t < T; ++t) {
-    ops::embedding_row(m_.token_embd(), tokens[t], x + t * D);
-    pos_[static_cast<size_t>(t)] = static_cast<int32_t>(pos0 + t);
-  }
+  using profile::OpKind;
+  profile::Profiler* const P = prof_;
+  // Runs one op; with a profiler, also records its span with the cost computed from shapes and formats.
+  auto op = [P](OpKind kind, int64_t layer, const char* name, const profile::Cost& cost, auto&& body, int64_t m = 0,
+                int64_t n = 0, int64_t k = 0, const char* format = "") {
+    if (!P) {
+      body();
+      return;
+    }
+    const double t0 = P->now_us();
+    body();
+    P->add_op(kind, static_cast<int>(layer), name, t0, P->now_us(), cost, m, n, k, format);
+  };
+  auto mm_cost = [&](const ops::Weight& w, int64_t rows_T) {
+    return profile::matmul_cost(rows_T, w.rows, w.cols, static_cast<double>(w.row_bytes));
+  };
+  auto sum = [](profile::Cost a, const profile::Cost& b) {
+    a.flops += b.flops;
+    a.bytes += b.bytes;
+    return a;
+  };
+
+  op(OpKind::embedding, -1, "token_embd", profile::Cost{0, static_cast<double>(T) * (m_.token_embd().row_bytes + 4.0 * D)},
+     [&] {
+       for (int64_t t = 0; t < T; ++t) {
+         ops::embedding_row(m_.token_embd(), tokens[t], x + t * D);
+         pos_[static_cast<size_t>(t)] = static_cast<int32_t>(pos0 + t);
+       }
+     });
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const profile::Cost norm_cost = profile::elementwise_cost(T * D, 4, 1, 1);
+  const profile::Cost add_cost = profile::elementwise_cost(T * D, 1, 2, 1);
+  const profile::Cost rope_cost = profile::elementwise_cost(T * (c.n_head + c.n_head_kv) * hd, 3, 1, 1);
 
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const LayerWeights& l = m_.layer(il);
-    ops::rmsnorm(ctx, x, l.attn_norm.data(), xb, T, D, c.norm_eps);
-    ops::matmul_multi(ctx,
-                      {{&l.wq, q_.data(), l.bq.empty() ? nullptr : l.bq.data()},
-                       {&l.wk, k_.data(), l.bk.empty() ? nullptr : l.bk.data()},
-                       {&l.wv, v_.data(), l.bv.empty() ? nullptr : l.bv.data()}},
-                      xb, T);
-    ops::rope(ctx, q_.data(), T, c.n_head, hd, c.n_rot, pos_.data(), c.rope_freq_base, c.rope_style);
-    ops::rope(ctx, k_.data(), T, c.n_head_kv, hd, c.n_rot, pos_.data(), c.rope_freq_base, c.rope_style);
-    ops::store_f16(ctx, k_.data(), kv.k(il), T, kv_dim, pos0);
-    ops::store_f16_transposed(ctx, v_.data(), kv.v(il), T, kv_dim, pos0, kv.n_ctx());
-    ops::attention(ctx, q_.data(), kv.k(il), kv.v(il), att_.data(), T, pos0, kv.n_ctx(), c.n_head, c.n_head_kv, hd,
-                   scale);
-    ops::matmul(ctx, l.wo, att_.data(), T, xb);
-    ops::add_inplace(x, xb, T * D);
+    const char* fmt = type_name(l.wq.type);
+    op(OpKind::rmsnorm, il, "attn_norm", norm_cost, [&] { ops::rmsnorm(ctx, x, l.attn_norm.data(), xb, T, D, c.norm_eps); });
+    op(OpKind::matmul, il, "attn_qkv", sum(sum(mm_cost(l.wq, T), mm_cost(l.wk, T)), mm_cost(l.wv, T)),
+       [&] {
+         ops::matmul_multi(ctx,
+                           {{&l.wq, q_.data(), l.bq.empty() ? nullptr : l.bq.data()},
+                            {&l.wk, k_.data(), l.bk.empty() ? nullptr : l.bk.data()},
+                            {&l.wv, v_.data(), l.bv.empty() ? nullptr : l.bv.data()}},
+                           xb, T);
+       },
+       T, l.wq.rows + l.wk.rows + l.wv.rows, D, fmt);
+    op(OpKind::rope, il, "rope", rope_cost, [&] {
+      ops::rope(ctx, q_.data(), T, c.n_head, hd, c.n_rot, pos_.data(), c.rope_freq_base, c.rope_style);
+      ops::rope(ctx, k_.data(), T, c.n_head_kv, hd, c.n_rot, pos_.data(), c.rope_freq_base, c.rope_style);
+    });
+    op(OpKind::attention, il, "attention", profile::attention_cost(T, pos0, c.n_head, c.n_head_kv, hd), [&] {
+      ops::store_f16(ctx, k_.data(), kv.k(il), T, kv_dim, pos0);
+      ops::store_f16_transposed(ctx, v_.data(), kv.v(il), T, kv_dim, pos0, kv.n_ctx());
+      ops::attention(ctx, q_.data(), kv.k(il), kv.v(il), att_.data(), T, pos0, kv.n_ctx(), c.n_head, c.n_head_kv, hd,
+                     scale);
+    }, T, pos0 + T, hd);
+    op(OpKind::matmul, il, "attn_output", mm_cost(l.wo, T), [&] { ops::matmul(ctx, l.wo, att_.data(), T, xb); }, T,
+       l.wo.rows, l.wo.cols, type_name(l.wo.type));
+    op(OpKind::add, il, "residual", add_cost, [&] { ops::add_inplace(x, xb, T * D); });
 
-    ops::rmsnorm(ctx, x, l.ffn_norm.data(), xb, T, D, c.norm_eps);
-    ops::matmul_multi(ctx, {{&l.w_gate, gate_.data()}, {&l.w_up, up_.data()}}, xb, T);
-    ops::swiglu(ctx, gate_.data(), up_.data(), gate_.data(), T, c.n_ff);
-    ops::matmul(ctx, l.w_down, gate_.data(), T, xb);
-    ops::add_inplace(x, xb, T * D);
+    op(OpKind::rmsnorm, il, "ffn_norm", norm_cost, [&] { ops::rmsnorm(ctx, x, l.ffn_norm.data(), xb, T, D, c.norm_eps); });
+    op(OpKind::matmul, il, "ffn_gate_up", sum(mm_cost(l.w_gate, T), mm_cost(l.w_up, T)),
+       [&] { ops::matmul_multi(ctx, {{&l.w_gate, gate_.data()}, {&l.w_up, up_.data()}}, xb, T); }, T,
+       l.w_gate.rows + l.w_up.rows, D, type_name(l.w_gate.type));
+    op(OpKind::activation, il, "swiglu", profile::elementwise_cost(T * c.n_ff, 6, 2, 1),
+       [&] { ops::swiglu(ctx, gate_.data(), up_.data(), gate_.data(), T, c.n_ff); });
+    op(OpKind::matmul, il, "ffn_down", mm_cost(l.w_down, T), [&] { ops::matmul(ctx, l.w_down, gate_.data(), T, xb); },
+       T, l.w_down.rows, l.w_down.cols, type_name(l.w_down.type));
+    op(OpKind::add, il, "residual", add_cost, [&] { ops::add_inplace(x, xb, T * D); });
   }
 
+  const ops::Weight& out = m_.output();
   if (all_logits) {
-    ops::rmsnorm(ctx, x, m_.output_norm().data(), xb, T, D, c.norm_eps);
-    ops::matmul(ctx, m_.output(), xb, T, all_logits);
+    op(OpKind::rmsnorm, -1, "output_norm", norm_cost,
+       [&] { ops::rmsnorm(ctx, x, m_.output_norm().data(), xb, T, D, c.norm_eps); });
+    op(OpKind::output, -1, "output", mm_cost(out, T), [&] { ops::matmul(ctx, out, xb, T, all_logits); }, T, out.rows,
+       out.cols, type_name(out.type));
     if (logits_last && logits_last != all_logits)
       std::memcpy(logits_last, all_logits + (T - 1) * c.n_vocab, static_cast<size_t>(c.n_vocab) * sizeof(float));
     return;
   }
   const float* last = x + (T - 1) * D;
-  ops::rmsnorm(ctx, last, m_.output_norm().data(), xb, 1, D, c.norm_eps);
-  ops::matmul(ctx, m_.output(), xb, 1, logits_last);
+  op(OpKind::rmsnorm, -1, "output_norm", profile::elementwise_cost(D, 4, 1, 1),
+     [&] { ops::rmsnorm(ctx, last, m_.output_norm().data(), xb, 1, D, c.norm_eps); });
+  op(OpKind::output, -1, "output", mm_cost(out, 1), [&] { ops::matmul(ctx, out, xb, 1, logits_last); }, 1, out.rows,
+     out.cols, type_name(out.type));
 }
 
 }  // namespace tokenscope

@@ -8,6 +8,7 @@
 
 #include "gguf/gguf.h"
 #include "ops/ops.h"
+#include "profile/profiler.h"
 
 namespace tokenscope {
 
@@ -83,10 +84,13 @@ class Forward {
   // If all_logits is non-null it receives T x n_vocab logits instead (all_logits may equal logits_last then unused).
   void eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_t T, int64_t pos0, float* logits_last,
             float* all_logits = nullptr);
+  // Reports every op (kind, layer, shapes, FLOPs, bytes, time) to p; null turns it off.
+  void set_profiler(profile::Profiler* p) { prof_ = p; }
 
  private:
   void reserve(int64_t T);
   const Model& m_;
+  profile::Profiler* prof_ = nullptr;
   int64_t cap_ = 0;
   std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_, ffn_;
   std::vector<int32_t> pos_;

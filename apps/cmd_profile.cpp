@@ -1,0 +1,99 @@
+#include "apps/cmd_profile.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "base/error.h"
+#include "engine/profile_report.h"
+#include "engine/sysinfo.h"
+#include "runtime/thread_pool.h"
+
+namespace tokenscope::app {
+
+CLI::App* add_profile_command(CLI::App& app, ProfileArgs& a) {
+  CLI::App* cmd = app.add_subcommand(
+      "profile", "Run a prompt with the profiler on: per-stage and per-op time, FLOPs, bytes, counters, roofline");
+  add_common_flags(*cmd, a.common);
+  add_sampling_flags(*cmd, a.sampling);
+  a.sampling.temperature = 0;  // deterministic by default; --temp overrides
+  cmd->add_option("-p,--prompt", a.prompt, "Prompt text")->required();
+  cmd->add_option("-n,--n-predict", a.n_predict, "Tokens to generate")->capture_default_str();
+  cmd->add_flag("--chat", a.chat, "Wrap the prompt in the model's chat template");
+  cmd->add_option("-o,--output", a.out_dir, "Directory for summary.json and trace.json")->capture_default_str();
+  cmd->add_flag("--refresh-sysinfo", a.refresh_sysinfo, "Measure the machine's roofline again");
+  return cmd;
+}
+
+CLI::App* add_sysinfo_command(CLI::App& app, SysinfoArgs& a) {
+  CLI::App* cmd = app.add_subcommand(
+      "sysinfo", "Measure (or show the cached) read bandwidth and int8 / f32 peak of this machine");
+  cmd->add_option("-t,--threads", a.threads, "Threads (default: all CPUs)");
+  cmd->add_option("--isa", a.isa, "Kernel ISA (default: best available)");
+  cmd->add_flag("--refresh", a.refresh, "Measure again even if cached");
+  cmd->add_flag("--json", a.json, "Print JSON");
+  return cmd;
+}
+
+namespace {
+kernels::Isa isa_or_best(const std::string& name) {
+  if (name.empty()) return kernels::active_isa();
+  auto i = kernels::isa_from_name(name);
+  if (!i) fail("--isa %s: unknown ISA (use scalar, avx2, avx512 or neon)", name.c_str());
+  if (!kernels::isa_available(*i)) fail("--isa %s: not available on this machine", name.c_str());
+  return *i;
+}
+}  // namespace
+
+int cmd_sysinfo(const SysinfoArgs& a) {
+  if (a.threads < 0) fail("-t must be >= 1 (got %d)", a.threads);
+  const int threads = a.threads > 0 ? a.threads : available_cpus();
+  const MachineInfo m = machine_info(threads, isa_or_best(a.isa), a.refresh);
+  if (a.json) {
+    std::printf("%s\n", machine_info_json(m).c_str());
+  } else {
+    std::printf("cpu:            %s\nthreads:        %d\nisa:            %s\nread bandwidth: %.1f GB/s\n"
+                "int8 peak:      %.0f GOP/s (fastest packed GEMM kernel, in cache)\nf32 peak:       %.0f GFLOP/s "
+                "(dot_f32 kernel, in cache)\nridge point:    %.1f int8 ops per byte\nmeasured:       %s%s\n",
+                m.cpu.c_str(), m.threads, m.isa.c_str(), m.read_gbs, m.peak_int8_gops, m.peak_f32_gflops,
+                m.read_gbs > 0 ? m.peak_int8_gops / m.read_gbs : 0.0, m.measured_at.c_str(),
+                m.from_cache ? (" (cached in " + sysinfo_cache_path() + ")").c_str() : "");
+  }
+  return 0;
+}
+
+int cmd_profile(const ProfileArgs& a) {
+  if (a.n_predict < 1) fail("-n must be >= 1 (got %lld)", static_cast<long long>(a.n_predict));
+  validate(a.sampling);
+  const int threads = a.common.threads > 0 ? a.common.threads : available_cpus();
+  // The roofline first, so its measurement does not overlap the run.
+  const MachineInfo m = machine_info(threads, isa_or_best(a.common.isa), a.refresh_sysinfo);
+  profile::Profiler prof;
+  auto s = open_session(a.common, &prof);
+  std::string text = a.prompt;
+  if (a.chat) text = render_chat_prompt(*s, a.prompt, "");
+  const std::vector<TokenId> prompt = s->tokenize(text, true, true);
+  GenerateOptions g;
+  g.n_predict = a.n_predict;
+  g.sampling = a.sampling;
+  g.ignore_eos = true;  // a profile wants the steps it asked for
+  const GenerationResult r = s->generate(prompt, g);
+  std::error_code ec;
+  std::filesystem::create_directories(a.out_dir, ec);
+  if (ec) fail("%s: cannot create the output directory: %s", a.out_dir.c_str(), ec.message().c_str());
+  const ProfileSummary sum = summarize(prof, m);
+  auto write = [&](const std::string& name, const std::string& content) {
+    const std::string path = a.out_dir + "/" + name;
+    std::ofstream f(path);
+    f << content;
+    if (!f) fail("%s: cannot write", path.c_str());
+  };
+  write("summary.json", summary_json(sum, prof, s->model().file().path()));
+  write("trace.json", trace_json(prof));
+  std::printf("prompt: %zu tokens, generated: %zu tokens: %s\n\n", prompt.size(), r.tokens.size(), r.text.c_str());
+  print_profile_table(sum, stdout);
+  std::printf("\nwrote %s/summary.json and %s/trace.json (open the trace in https://ui.perfetto.dev)\n",
+              a.out_dir.c_str(), a.out_dir.c_str());
+  return 0;
+}
+
+}  // namespace tokenscope::app

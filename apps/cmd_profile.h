@@ -1,0 +1,32 @@
+// `tokenscope profile` (a run with stage markers, per-op spans, counters and the roofline) and `tokenscope sysinfo`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "apps/commands.h"
+
+namespace tokenscope::app {
+
+struct ProfileArgs {
+  CommonArgs common;
+  SamplerParams sampling;
+  std::string prompt;
+  int64_t n_predict = 32;
+  bool chat = false;
+  std::string out_dir = "tokenscope-profile";
+  bool refresh_sysinfo = false;
+};
+struct SysinfoArgs {
+  int threads = 0;
+  std::string isa;
+  bool refresh = false;
+  bool json = false;
+};
+
+CLI::App* add_profile_command(CLI::App& app, ProfileArgs& a);
+CLI::App* add_sysinfo_command(CLI::App& app, SysinfoArgs& a);
+int cmd_profile(const ProfileArgs& a);
+int cmd_sysinfo(const SysinfoArgs& a);
+
+}  // namespace tokenscope::app

@@ -1,0 +1,102 @@
+#include "profile/profiler.h"
+
+#include <chrono>
+
+#include "base/error.h"
+
+namespace tokenscope::profile {
+
+const char* stage_name(Stage s) { return s == Stage::prefill ? "prefill" : "decode"; }
+
+const char* op_kind_name(OpKind k) {
+  switch (k) {
+    case OpKind::embedding: return "embedding";
+    case OpKind::rmsnorm: return "rmsnorm";
+    case OpKind::matmul: return "matmul";
+    case OpKind::rope: return "rope";
+    case OpKind::attention: return "attention";
+    case OpKind::activation: return "activation";
+    case OpKind::add: return "add";
+    case OpKind::output: return "output projection";
+    case OpKind::sampling: return "sampling";
+    case OpKind::kCount: break;
+  }
+  return "?";
+}
+
+Cost matmul_cost(int64_t T, int64_t N, int64_t K, double weight_row_bytes) {
+  Cost c;
+  c.flops = 2.0 * static_cast<double>(T) * static_cast<double>(N) * static_cast<double>(K);
+  c.bytes = static_cast<double>(N) * weight_row_bytes + 4.0 * static_cast<double>(T) * static_cast<double>(K) +
+            4.0 * static_cast<double>(T) * static_cast<double>(N);
+  return c;
+}
+
+Cost attention_cost(int64_t T, int64_t pos0, int64_t n_head, int64_t n_head_kv, int64_t head_dim) {
+  // Keys seen in total: sum over queries of (pos0 + t + 1).
+  const double keys = static_cast<double>(T) * static_cast<double>(pos0) + static_cast<double>(T) * (T + 1) / 2.0;
+  Cost c;
+  c.flops = 4.0 * static_cast<double>(n_head) * static_cast<double>(head_dim) * keys;  // QK^T and PV
+  // The K and V cache (f16) of every position the last query sees, read once; q in, out written (f32).
+  const double n_kv = static_cast<double>(pos0 + T);
+  c.bytes = 2.0 * 2.0 * n_kv * static_cast<double>(n_head_kv * head_dim) +
+            2.0 * 4.0 * static_cast<double>(T) * static_cast<double>(n_head * head_dim);
+  return c;
+}
+
+Cost elementwise_cost(int64_t elements, double flops_per_element, int inputs, int outputs) {
+  Cost c;
+  c.flops = flops_per_element * static_cast<double>(elements);
+  c.bytes = 4.0 * static_cast<double>(elements) * (inputs + outputs);
+  return c;
+}
+
+Profiler::Profiler() {
+  t0_ns_ = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+Profiler::~Profiler() = default;
+
+double Profiler::now_us() const {
+  const double ns = static_cast<double>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+  return (ns - t0_ns_) * 1e-3;
+}
+
+void Profiler::open_counters(const std::vector<int>& tids) { counters_ = std::make_unique<CounterGroup>(tids); }
+
+void Profiler::begin_step(Stage stage, int64_t past, int64_t n_eval) {
+  TS_CHECK(!in_step_);
+  in_step_ = true;
+  StepRecord s;
+  s.index = static_cast<uint32_t>(steps_.size());
+  s.stage = stage;
+  s.past = past;
+  s.n_eval = n_eval;
+  if (counters_) step_start_counts_ = counters_->read();
+  s.t0_us = now_us();
+  s.t1_us = s.t0_us;
+  steps_.push_back(std::move(s));
+}
+
+void Profiler::end_step() {
+  TS_CHECK(in_step_);
+  in_step_ = false;
+  StepRecord& s = steps_.back();
+  s.t1_us = now_us();
+  if (counters_) {
+    const std::vector<double> now = counters_->read();
+    s.counters.resize(now.size());
+    for (size_t i = 0; i < now.size(); ++i) s.counters[i] = now[i] - step_start_counts_[i];
+  }
+}
+
+void Profiler::add_op(OpKind kind, int layer, const char* name, double t0_us, double t1_us, Cost cost, int64_t m,
+                      int64_t n, int64_t k, const char* format) {
+  ops_.push_back({kind, static_cast<int16_t>(layer), steps_.empty() ? 0u : steps_.back().index, name, t0_us, t1_us,
+                  cost.flops, cost.bytes, m, n, k, format});
+}
+
+}  // namespace tokenscope::profile

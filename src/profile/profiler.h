@@ -1,0 +1,76 @@
+// The profiler: steps ("past N, n_eval M", prefill or decode), per-op spans with the FLOPs and bytes each
+// op moves, and per-step counter readings. Lower layers report into it through a pointer that is null
+// when profiling is off (one predictable branch per op).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "profile/counters.h"
+
+namespace tokenscope::profile {
+
+enum class Stage : uint8_t { prefill, decode };
+const char* stage_name(Stage s);
+
+enum class OpKind : uint8_t { embedding, rmsnorm, matmul, rope, attention, activation, add, output, sampling, kCount };
+const char* op_kind_name(OpKind k);
+
+struct OpRecord {
+  OpKind kind;
+  int16_t layer;       // -1 outside the layers
+  uint32_t step;       // index into steps()
+  const char* name;    // static string, e.g. "attn_qkv"
+  double t0_us, t1_us; // since the profiler started
+  double flops, bytes;
+  int64_t m, n, k;     // shapes: tokens x outputs x inputs for matmuls
+  const char* format;  // weight format name ("Q4_1"), or ""
+};
+
+struct StepRecord {
+  uint32_t index;
+  Stage stage;
+  int64_t past, n_eval;
+  double t0_us, t1_us;
+  std::vector<double> counters;  // deltas over the step, in counter_names() order (summed over threads)
+};
+
+// FLOPs and bytes of the ops, from shapes and formats.
+struct Cost {
+  double flops = 0, bytes = 0;
+};
+// y[T][N] = x[T][K] W^T with W stored at weight_row_bytes per row: weights read once, f32 input and output.
+Cost matmul_cost(int64_t T, int64_t N, int64_t K, double weight_row_bytes);
+// Causal attention of T queries at positions pos0.. over an f16 KV cache.
+Cost attention_cost(int64_t T, int64_t pos0, int64_t n_head, int64_t n_head_kv, int64_t head_dim);
+Cost elementwise_cost(int64_t elements, double flops_per_element, int inputs, int outputs);
+
+class Profiler {
+ public:
+  Profiler();
+  ~Profiler();
+  double now_us() const;
+
+  void begin_step(Stage stage, int64_t past, int64_t n_eval);
+  void end_step();
+  void add_op(OpKind kind, int layer, const char* name, double t0_us, double t1_us, Cost cost, int64_t m = 0,
+              int64_t n = 0, int64_t k = 0, const char* format = "");
+
+  const std::vector<StepRecord>& steps() const { return steps_; }
+  const std::vector<OpRecord>& ops() const { return ops_; }
+  // Counters of the given threads (opened now); their names and whether hardware events could be had.
+  void open_counters(const std::vector<int>& tids);
+  const CounterGroup* counters() const { return counters_.get(); }
+
+ private:
+  double t0_ns_;
+  std::vector<StepRecord> steps_;
+  std::vector<OpRecord> ops_;
+  std::unique_ptr<CounterGroup> counters_;
+  std::vector<double> step_start_counts_;
+  bool in_step_ = false;
+};
+
+}  // namespace tokenscope::profile

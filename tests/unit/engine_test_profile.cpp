@@ -1,0 +1,178 @@
+// The profiler on real runs: step markers, op spans with FLOP/byte accounting, counters, trace and summary.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/profile_report.h"
+#include "engine/session.h"
+#include "model_builder.h"
+#include "profile/profiler.h"
+#include "test_util.h"
+
+using namespace tokenscope;
+using namespace tokenscope::testing;
+using nlohmann::json;
+
+namespace {
+
+TEST(ProfileCost, MatmulFlopsAndBytesByHand) {
+  // 7 tokens x a [576 -> 1536] Q4_1 matrix: 2*7*1536*576 FLOPs; bytes: 1536 rows x 18 blocks x 20 bytes of
+  // weights, plus the f32 input (7 x 576 x 4) and output (7 x 1536 x 4).
+  const profile::Cost c = profile::matmul_cost(7, 1536, 576, 18 * 20);
+  EXPECT_DOUBLE_EQ(c.flops, 12386304.0);
+  EXPECT_DOUBLE_EQ(c.bytes, 1536.0 * 360 + 7 * 576 * 4 + 7 * 1536 * 4);
+  // Attention: 3 queries at positions 5, 6, 7 see 6 + 7 + 8 = 21 keys; 9 heads of 64: 4 * 9 * 64 * 21 FLOPs.
+  const profile::Cost a = profile::attention_cost(3, 5, 9, 3, 64);
+  EXPECT_DOUBLE_EQ(a.flops, 4.0 * 9 * 64 * 21);
+  EXPECT_DOUBLE_EQ(a.bytes, 2.0 * 2 * 8 * 3 * 64 + 2.0 * 4 * 3 * 9 * 64);
+}
+
+class ProfiledRun : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    TinyModelSpec spec;
+    spec.wtype = TensorType::Q4_1;
+    spec.n_ctx = 256;
+    path_ = temp_path("tiny-profile.gguf");
+    build_tiny_model(spec).write(path_);
+    SessionOptions o;
+    o.model_path = path_;
+    o.n_threads = 2;
+    o.n_ctx = 256;
+    o.profiler = &prof_;
+    s_ = Session::open(o);
+    // 78 prompt tokens (bytes of a text: the tiny vocabulary has no merges), then 5 generated.
+    const std::string text(78, 'a');
+    prompt_ = s_->tokenize(text, true, true);
+    GenerateOptions g;
+    g.n_predict = 5;
+    g.ignore_eos = true;
+    g.sampling.temperature = 0;
+    s_->generate(prompt_, g);
+  }
+  std::string path_;
+  profile::Profiler prof_;
+  std::unique_ptr<Session> s_;
+  std::vector<TokenId> prompt_;
+};
+
+TEST_F(ProfiledRun, StepMarkersReadPastAndNEval) {
+  ASSERT_EQ(prompt_.size(), 78u);
+  const auto& steps = prof_.steps();
+  ASSERT_EQ(steps.size(), 5u);  // the prefill, then 4 decode steps (the prefill yields the first token)
+  EXPECT_EQ(steps[0].stage, profile::Stage::prefill);
+  EXPECT_EQ(steps[0].past, 0);
+  EXPECT_EQ(steps[0].n_eval, 78);
+  for (size_t i = 1; i < steps.size(); ++i) {
+    EXPECT_EQ(steps[i].stage, profile::Stage::decode);
+    EXPECT_EQ(steps[i].past, 78 + static_cast<int64_t>(i) - 1);
+    EXPECT_EQ(steps[i].n_eval, 1);
+    EXPECT_GE(steps[i].t0_us, steps[i - 1].t1_us);
+  }
+}
+
+TEST_F(ProfiledRun, OpsCoverEveryLayerWithShapesAndCosts) {
+  int matmuls_prefill = 0, attention = 0, sampling = 0;
+  for (const auto& op : prof_.ops()) {
+    EXPECT_LE(op.t0_us, op.t1_us);
+    if (op.kind == profile::OpKind::sampling) {
+      ++sampling;
+      continue;
+    }
+    EXPECT_GE(op.flops, 0);
+    EXPECT_GT(op.bytes, 0) << op.name;
+    if (op.kind == profile::OpKind::matmul && op.step == 0) {
+      ++matmuls_prefill;
+      EXPECT_EQ(op.m, 78);
+      EXPECT_STREQ(op.format, "Q4_1");
+      EXPECT_DOUBLE_EQ(op.flops, 2.0 * op.m * op.n * op.k);
+    }
+    if (op.kind == profile::OpKind::attention) ++attention;
+  }
+  EXPECT_EQ(matmuls_prefill, 2 * 4);  // 2 layers x (qkv, output, gate_up, down)
+  EXPECT_EQ(attention, 2 * 5);        // 2 layers x 5 steps
+  EXPECT_EQ(sampling, 5);
+}
+
+TEST_F(ProfiledRun, SoftwareCountersAreNonZeroWithoutHardwareOnes) {
+  ASSERT_NE(prof_.counters(), nullptr);
+  const auto& names = prof_.counters()->names();
+  const auto it = std::find(names.begin(), names.end(), "task-clock-ms");
+  ASSERT_NE(it, names.end()) << "the task clock (a software counter) must always open";
+  const size_t i = static_cast<size_t>(it - names.begin());
+  for (const auto& s : prof_.steps()) EXPECT_GT(s.counters[i], 0.0) << "step " << s.index;
+  if (!prof_.counters()->hardware_available())
+    EXPECT_NE(prof_.counters()->hardware_note().find("not available"), std::string::npos);
+}
+
+TEST_F(ProfiledRun, TraceAndSummaryParseWithTheExpectedEvents) {
+  MachineInfo m;
+  m.cpu = "test";
+  m.threads = 2;
+  m.isa = "scalar";
+  m.read_gbs = 20;
+  m.peak_int8_gops = 200;
+  m.peak_f32_gflops = 50;
+  const json trace = json::parse(trace_json(prof_));
+  int steps = 0, ops = 0, counters = 0;
+  bool saw_prefill_marker = false;
+  for (const auto& e : trace["traceEvents"]) {
+    if (e["ph"] == "X" && e["tid"] == 1) {
+      ++steps;
+      saw_prefill_marker |= e["name"] == "prefill: past 0, n_eval 78";
+    }
+    if (e["ph"] == "X" && e["tid"] == 2) ++ops;
+    if (e["ph"] == "C") ++counters;
+  }
+  EXPECT_EQ(steps, 5);
+  EXPECT_TRUE(saw_prefill_marker);
+  EXPECT_EQ(ops, static_cast<int>(prof_.ops().size()));
+  EXPECT_GT(counters, 0);
+  const ProfileSummary sum = summarize(prof_, m);
+  ASSERT_EQ(sum.stages.size(), 2u);
+  EXPECT_EQ(sum.stages[0].stage, "prefill");
+  EXPECT_EQ(sum.stages[0].tokens, 78);
+  EXPECT_EQ(sum.stages[1].steps, 4);
+  // Prefill matmuls reuse each weight byte for 78 tokens (on this tiny model the f32 activations weigh
+  // as much as the weights, so the gain in FLOPs per byte is ~6x rather than 78x).
+  auto ai = [](const StageSummary& s) {
+    for (const auto& o : s.ops)
+      if (o.kind == "matmul") return o.ai;
+    return 0.0;
+  };
+  EXPECT_GT(ai(sum.stages[0]), 4 * ai(sum.stages[1]));
+  const json j = json::parse(summary_json(sum, prof_, path_));
+  EXPECT_EQ(j["steps"].size(), 5u);
+  EXPECT_EQ(j["stages"][1]["stage"], "decode");
+}
+
+// On the default model the measured figures put prefill's matmuls right of the ridge point (compute-bound)
+// and decode's left of it (memory-bound). Uses a fixed machine description so the test does not depend on
+// a noisy bandwidth measurement; the classification depends only on the measured FLOPs and bytes.
+TEST(ProfileDefaultModel, PrefillComputeBoundDecodeMemoryBound) {
+  const std::string p = model_path(kSmolLM2);
+  ASSERT_FALSE(p.empty()) << "default model missing: run scripts/fetch-models.sh";
+  profile::Profiler prof;
+  SessionOptions o;
+  o.model_path = p;
+  o.n_threads = 2;
+  o.n_ctx = 256;
+  o.profiler = &prof;
+  auto s = Session::open(o);
+  GenerateOptions g;
+  g.n_predict = 8;
+  g.ignore_eos = true;
+  g.sampling.temperature = 0;
+  s->generate(s->tokenize(std::string(300, 'x') + " the end", true, true), g);
+  MachineInfo m;
+  m.read_gbs = 20;
+  m.peak_int8_gops = 200;
+  m.peak_f32_gflops = 50;
+  const ProfileSummary sum = summarize(prof, m);
+  ASSERT_EQ(sum.stages.size(), 2u);
+  EXPECT_EQ(sum.stages[0].ops[0].kind, "matmul");  // prefill is dominated by matmul
+  EXPECT_EQ(sum.stages[0].bound, "compute");
+  EXPECT_EQ(sum.stages[1].bound, "memory");
+}
+
+}  // namespace
