@@ -96,7 +96,7 @@ std::vector<SynthTensor> synth_tensor_table(const ModelShape& s, TensorType mt) 
 namespace {
 
 // A minimal byte-level vocabulary of n tokens: the 256 GPT-2 byte tokens, <|endoftext|>, then fillers.
-void minimal_vocab(gguf::Writer& w, int64_t n) {
+void minimal_vocab(gguf::Writer& w, int64_t n, const std::string& pre) {
   auto printable = [](int b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255); };
   std::vector<std::string> tokens;
   std::vector<int32_t> types;
@@ -120,7 +120,7 @@ void minimal_vocab(gguf::Writer& w, int64_t n) {
     types.push_back(5);  // unused
   }
   w.set_string("tokenizer.ggml.model", "gpt2");
-  w.set_string("tokenizer.ggml.pre", "gpt2");
+  w.set_string("tokenizer.ggml.pre", pre);
   w.set_string_array("tokenizer.ggml.tokens", tokens);
   w.set_i32_array("tokenizer.ggml.token_type", types);
   w.set_string_array("tokenizer.ggml.merges", {});
@@ -158,7 +158,8 @@ uint64_t synth_model(const SynthOptions& o) {
     for (const gguf::KeyValue& kv : src->metadata())
       if (kv.key.rfind("tokenizer.", 0) == 0) w.set_value(kv.key, kv.value);
   } else {
-    minimal_vocab(w, s.n_vocab);
+    // The model's own pre-tokenizer name, so other engines (llama.cpp) load the file too.
+    minimal_vocab(w, s.n_vocab, s.arch == "qwen2" ? "qwen2" : s.name == "smollm2-135m" ? "smollm" : "llama-bpe");
   }
   std::mt19937 rng(o.seed);
   std::normal_distribution<float> nd(0.0f, 0.02f);

@@ -130,7 +130,7 @@ bool kind_from_name(std::string_view name, Kind* out) {
   };
   // tokenizer.ggml.pre values whose split regexes are exactly one of ours.
   static const Alias kAliases[] = {
-      {"gpt2", Kind::gpt2},          {"mpt", Kind::gpt2},          {"olmo", Kind::gpt2},
+      {"gpt2", Kind::gpt2},          {"gpt-2", Kind::gpt2},        {"mpt", Kind::gpt2},          {"olmo", Kind::gpt2},
       {"jais", Kind::gpt2},          {"smollm", Kind::smollm},     {"starcoder", Kind::smollm},
       {"refact", Kind::smollm},      {"command-r", Kind::smollm},  {"codeshell", Kind::smollm},
       {"exaone", Kind::smollm},      {"llama3", Kind::llama3},     {"llama-v3", Kind::llama3},
