@@ -13,6 +13,7 @@
 #include "base/error.h"
 #include "engine/session.h"
 #include "gguf/gguf.h"
+#include "profile/profiler.h"
 #include "kernels/kernels.h"
 
 namespace tokenscope::app {
@@ -40,6 +41,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   cmd->add_option("-r,--repetitions", a.reps, "Repetitions of each test")->capture_default_str();
   cmd->add_option("-o,--output", a.output, "Output format: md, json, jsonl or csv")->capture_default_str();
   cmd->add_flag("--no-warmup", a.no_warmup, "Skip the untimed warm-up run of each test");
+  cmd->add_flag("--profile", a.profile, "Attach the profiler (spans, counters) during the tests, to measure its cost");
   return cmd;
 }
 
@@ -192,6 +194,8 @@ int cmd_bench(const BenchArgs& a) {
           o.isa = isa;
           o.pool = pool_options(barrier, a.cpu_mask);
           o.n_ctx = need_ctx;
+          profile::Profiler prof;
+          if (a.profile) o.profiler = &prof;
           auto s = Session::open(o);
           int64_t n_params = 0;
           for (const auto& t : s->model().file().tensors()) n_params += t.n_elements;
@@ -218,6 +222,7 @@ int cmd_bench(const BenchArgs& a) {
                 {"cpu_info", cpu},
                 {"isa", kernels::isa_name(s->isa())},
                 {"barrier", barrier},
+                {"profiler", a.profile},
                 {"cpu_mask", a.cpu_mask},
                 {"n_threads", s->n_threads()},
                 {"n_prompt", t.n_prompt},

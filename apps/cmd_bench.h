@@ -19,6 +19,7 @@ struct BenchArgs {
   int reps = 5;
   std::string output = "md";                       // md, json, jsonl, csv
   bool no_warmup = false;
+  bool profile = false;                            // run with the profiler attached (to measure its overhead)
 };
 
 CLI::App* add_bench_command(CLI::App& app, BenchArgs& a);

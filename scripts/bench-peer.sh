@@ -72,7 +72,7 @@ for r in $(seq 1 "$rounds"); do
 done
 
 python3 - "$out" "$rounds" "$pp" "$tg" "$threads" "$peer_commit" "$peer_only" "${models[@]}" <<'EOF'
-import glob, json, os, statistics as st, subprocess, sys
+import glob, json, os, re, statistics as st, subprocess, sys
 out, rounds, pp, tg, threads, peer_commit, peer_only = sys.argv[1:8]
 models = sys.argv[8:]
 rounds, pp, tg = int(rounds), int(pp), int(tg)
@@ -91,7 +91,9 @@ def ts_of(records, n_prompt, n_gen):
 
 def load(path):
     try:
-        d = json.load(open(path))
+        # llama-bench may print warnings ("WARNING: ...") into its JSON on stdout: drop such lines.
+        text = "\n".join(l for l in open(path).read().splitlines() if not re.match(r"^[A-Za-z]", l))
+        d = json.loads(text)
         return d if isinstance(d, list) else []
     except Exception:
         return []

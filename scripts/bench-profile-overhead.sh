@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Cost of the profiler: tg (and pp) throughput with and without `--profile`, interleaved over R rounds
+# (default 7) in one run; prints medians with min-max spread and the overhead of the median.
+# Usage: scripts/bench-profile-overhead.sh [MODEL] [ROUNDS] [extra tokenscope bench flags...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=${1:-$(scripts/fetch-models.sh smollm2)}
+rounds=${2:-7}
+shift 2 2>/dev/null || shift $#
+[ -x build/tokenscope ] || scripts/build.sh
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+for r in $(seq 1 "$rounds"); do
+  for mode in off on; do
+    flag=""
+    [ "$mode" = on ] && flag="--profile"
+    build/tokenscope bench -m "$model" -p 128 -n 128 -r 1 -o json $flag "$@" 2>/dev/null >"$out/$mode-$r.json"
+  done
+done
+python3 - "$out" "$rounds" "$(basename "$model")" <<'PY'
+import json, statistics as st, sys
+out, rounds, model = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def ts(mode, test):
+    v = []
+    for r in range(1, rounds + 1):
+        for rec in json.load(open(f"{out}/{mode}-{r}.json")):
+            if (test == "tg" and rec["n_gen"] > 0) or (test == "pp" and rec["n_prompt"] > 0):
+                v.append(rec["avg_ts"])
+    return v
+print(f"profiler overhead on {model}, {rounds} interleaved rounds (t/s, median (min-max))")
+for test, name in (("pp", "pp128"), ("tg", "tg128")):
+    off, on = ts("off", test), ts("on", test)
+    ov = 100 * (1 - st.median(on) / st.median(off))
+    print(f"{name}: off {st.median(off):.1f} ({min(off):.1f}-{max(off):.1f})  on {st.median(on):.1f} ({min(on):.1f}-{max(on):.1f})  overhead {ov:.1f}%")
+PY
