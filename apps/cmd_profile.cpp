@@ -4,11 +4,14 @@
 #include <fstream>
 
 #include "base/error.h"
-#include "engine/profile_report.h"
 #include "engine/sysinfo.h"
+#include "profile/html_report.h"
+#include "profile/report.h"
 #include "runtime/thread_pool.h"
 
 namespace tokenscope::app {
+
+using profile::ProfileSummary;
 
 CLI::App* add_profile_command(CLI::App& app, ProfileArgs& a) {
   CLI::App* cmd = app.add_subcommand(
@@ -19,7 +22,7 @@ CLI::App* add_profile_command(CLI::App& app, ProfileArgs& a) {
   cmd->add_option("-p,--prompt", a.prompt, "Prompt text")->required();
   cmd->add_option("-n,--n-predict", a.n_predict, "Tokens to generate")->capture_default_str();
   cmd->add_flag("--chat", a.chat, "Wrap the prompt in the model's chat template");
-  cmd->add_option("-o,--output", a.out_dir, "Directory for summary.json and trace.json")->capture_default_str();
+  cmd->add_option("-o,--output", a.out_dir, "Directory for summary.json, trace.json and report.html")->capture_default_str();
   cmd->add_flag("--refresh-sysinfo", a.refresh_sysinfo, "Measure the machine's roofline again");
   return cmd;
 }
@@ -32,6 +35,31 @@ CLI::App* add_sysinfo_command(CLI::App& app, SysinfoArgs& a) {
   cmd->add_flag("--refresh", a.refresh, "Measure again even if cached");
   cmd->add_flag("--json", a.json, "Print JSON");
   return cmd;
+}
+
+CLI::App* add_report_command(CLI::App& app, ReportArgs& a) {
+  CLI::App* cmd = app.add_subcommand("report", "Rebuild DIR/report.html from DIR/summary.json (written by profile)");
+  cmd->add_option("dir", a.dir, "Directory written by tokenscope profile")->required();
+  return cmd;
+}
+
+int cmd_report(const ReportArgs& a) {
+  const std::string in = a.dir + "/summary.json";
+  const std::string summary = profile::read_text_file(in);
+  if (summary.empty()) fail("%s: cannot read (run tokenscope profile -o %s first)", in.c_str(), a.dir.c_str());
+  const std::string chartjs = profile::find_chartjs();
+  std::string html;
+  try {
+    html = profile::html_report(summary, chartjs.empty() ? "" : profile::read_text_file(chartjs));
+  } catch (const Error& e) {
+    fail("%s: %s", in.c_str(), e.what());
+  }
+  const std::string out = a.dir + "/report.html";
+  std::ofstream f(out);
+  f << html;
+  if (!f) fail("%s: cannot write", out.c_str());
+  std::printf("wrote %s%s\n", out.c_str(), chartjs.empty() ? " (without charts: Chart.js not found)" : "");
+  return 0;
 }
 
 namespace {
@@ -80,19 +108,25 @@ int cmd_profile(const ProfileArgs& a) {
   std::error_code ec;
   std::filesystem::create_directories(a.out_dir, ec);
   if (ec) fail("%s: cannot create the output directory: %s", a.out_dir.c_str(), ec.message().c_str());
-  const ProfileSummary sum = summarize(prof, m);
+  const ProfileSummary sum = profile::summarize(prof, m);
   auto write = [&](const std::string& name, const std::string& content) {
     const std::string path = a.out_dir + "/" + name;
     std::ofstream f(path);
     f << content;
     if (!f) fail("%s: cannot write", path.c_str());
   };
-  write("summary.json", summary_json(sum, prof, s->model().file().path()));
-  write("trace.json", trace_json(prof));
+  const std::string summary = profile::summary_json(sum, prof, s->model().file().path());
+  write("summary.json", summary);
+  write("trace.json", profile::trace_json(prof));
+  const std::string chartjs = profile::find_chartjs();
+  write("report.html", profile::html_report(summary, chartjs.empty() ? "" : profile::read_text_file(chartjs)));
   std::printf("prompt: %zu tokens, generated: %zu tokens: %s\n\n", prompt.size(), r.tokens.size(), r.text.c_str());
-  print_profile_table(sum, stdout);
-  std::printf("\nwrote %s/summary.json and %s/trace.json (open the trace in https://ui.perfetto.dev)\n",
-              a.out_dir.c_str(), a.out_dir.c_str());
+  profile::print_profile_table(sum, stdout);
+  std::printf("\nwrote %s/summary.json, %s/trace.json (open it in https://ui.perfetto.dev) and %s/report.html\n",
+              a.out_dir.c_str(), a.out_dir.c_str(), a.out_dir.c_str());
+  if (chartjs.empty())
+    std::fprintf(stderr, "note: Chart.js not found (install libjs-chart.js or set TOKENSCOPE_CHARTJS): the report has "
+                         "tables but no charts\n");
   return 0;
 }
 

@@ -24,6 +24,12 @@ struct SysinfoArgs {
   bool json = false;
 };
 
+struct ReportArgs {
+  std::string dir;
+};
+
+CLI::App* add_report_command(CLI::App& app, ReportArgs& a);
+int cmd_report(const ReportArgs& a);
 CLI::App* add_profile_command(CLI::App& app, ProfileArgs& a);
 CLI::App* add_sysinfo_command(CLI::App& app, SysinfoArgs& a);
 int cmd_profile(const ProfileArgs& a);

@@ -63,6 +63,8 @@ int main(int argc, char** argv) {
   CLI::App* prof_cmd = add_profile_command(app, prof);
   SysinfoArgs sysinfo;
   CLI::App* sysinfo_cmd = add_sysinfo_command(app, sysinfo);
+  ReportArgs report;
+  CLI::App* report_cmd = add_report_command(app, report);
 
   try {
     app.parse(argc, argv);
@@ -79,6 +81,7 @@ int main(int argc, char** argv) {
     if (*quant_cmd) return cmd_quantize(quant);
     if (*prof_cmd) return cmd_profile(prof);
     if (*sysinfo_cmd) return cmd_sysinfo(sysinfo);
+    if (*report_cmd) return cmd_report(report);
   } catch (const tokenscope::Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "tokenscope: error: %s\n", e.what());

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "base/error.h"
+#include "profile/usdt.h"
 
 namespace tokenscope {
 
@@ -76,11 +77,13 @@ void Session::truncate(int64_t n) {
 
 void Session::eval(const std::vector<TokenId>& tokens, std::optional<profile::Stage> stage) {
   if (tokens.empty()) return;
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  if (prof_)
-    prof_->begin_step(stage.value_or(n > 1 ? profile::Stage::prefill : profile::Stage::decode), n_past(), n);
-  fwd_->eval(*ctx_, *kv_, tokens.data(), n, n_past(), logits_.data());
+  const int64_t n = static_cast<int64_t>(tokens.size()), past = n_past();
+  const profile::Stage st = stage.value_or(n > 1 ? profile::Stage::prefill : profile::Stage::decode);
+  profile::usdt_step_begin(static_cast<int>(st), past, n);
+  if (prof_) prof_->begin_step(st, past, n);
+  fwd_->eval(*ctx_, *kv_, tokens.data(), n, past, logits_.data());
   if (prof_) prof_->end_step();
+  profile::usdt_step_end(static_cast<int>(st), past, n);
   history_.insert(history_.end(), tokens.begin(), tokens.end());
 }
 
@@ -92,11 +95,14 @@ GenerationResult Session::generate(const std::vector<TokenId>& prompt, const Gen
   const int64_t n_vocab = model_->config().n_vocab;
 
   double t = now_ms();
+  profile::usdt_stage_begin(static_cast<int>(profile::Stage::prefill), n_past());
   eval(prompt, profile::Stage::prefill);
+  profile::usdt_stage_end(static_cast<int>(profile::Stage::prefill), static_cast<int64_t>(prompt.size()));
   r.stats.prompt_tokens = static_cast<int64_t>(prompt.size());
   r.stats.prefill_ms = now_ms() - t;
 
   const int64_t limit = opts.n_predict < 0 ? kv_->n_ctx() - n_past() : opts.n_predict;
+  profile::usdt_stage_begin(static_cast<int>(profile::Stage::decode), n_past());
   for (int64_t i = 0; i < limit; ++i) {
     if (i > 0) {
       if (n_past() >= kv_->n_ctx()) break;  // context full
@@ -122,6 +128,7 @@ GenerationResult Session::generate(const std::vector<TokenId>& prompt, const Gen
     r.text += piece;
     if (on_token && !on_token(id, piece)) break;
   }
+  profile::usdt_stage_end(static_cast<int>(profile::Stage::decode), r.stats.decode_steps);
   return r;
 }
 

@@ -130,17 +130,6 @@ MachineInfo measure_machine(int threads, kernels::Isa isa) {
   return m;
 }
 
-std::string machine_info_json(const MachineInfo& m) {
-  nlohmann::json j = {{"cpu", m.cpu},
-                      {"threads", m.threads},
-                      {"isa", m.isa},
-                      {"read_gbs", m.read_gbs},
-                      {"peak_int8_gops", m.peak_int8_gops},
-                      {"peak_f32_gflops", m.peak_f32_gflops},
-                      {"measured_at", m.measured_at}};
-  return j.dump(2);
-}
-
 MachineInfo machine_info(int threads, kernels::Isa isa, bool refresh) {
   const std::string path = sysinfo_cache_path();
   nlohmann::json all = nlohmann::json::array();

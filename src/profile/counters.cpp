@@ -14,20 +14,30 @@ namespace tokenscope::profile {
 
 namespace {
 
-int open_counter(uint32_t type, uint64_t config, int tid) {
+// Software events of one thread form one group (read together with one read()); hardware events are opened
+// one by one with their enabled/running times, so a value multiplexed by the kernel is scaled up.
+int open_counter(uint32_t type, uint64_t config, int tid, int group_fd, uint64_t read_format) {
   perf_event_attr a;
   std::memset(&a, 0, sizeof a);
   a.size = sizeof a;
   a.type = type;
   a.config = config;
   a.disabled = 0;
-  a.exclude_kernel = type == PERF_TYPE_HARDWARE || type == PERF_TYPE_HW_CACHE ? 1 : 0;
+  a.read_format = read_format;
+  a.exclude_kernel = type == PERF_TYPE_SOFTWARE ? 0 : 1;
   a.exclude_hv = 1;
-  return static_cast<int>(syscall(SYS_perf_event_open, &a, tid, -1, -1, 0));
+  return static_cast<int>(syscall(SYS_perf_event_open, &a, tid, -1, group_fd, 0));
 }
 
-std::vector<CounterSpec> specs() {
+constexpr uint64_t kGroupFormat = PERF_FORMAT_GROUP;
+constexpr uint64_t kSingleFormat = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;
+
+}  // namespace
+
+std::vector<CounterSpec> default_counter_specs() {
   const uint64_t dtlb_miss = PERF_COUNT_HW_CACHE_DTLB | (PERF_COUNT_HW_CACHE_OP_READ << 8) |
+                             (PERF_COUNT_HW_CACHE_RESULT_MISS << 16);
+  const uint64_t itlb_miss = PERF_COUNT_HW_CACHE_ITLB | (PERF_COUNT_HW_CACHE_OP_READ << 8) |
                              (PERF_COUNT_HW_CACHE_RESULT_MISS << 16);
   const uint64_t llc_miss = PERF_COUNT_HW_CACHE_LL | (PERF_COUNT_HW_CACHE_OP_READ << 8) |
                             (PERF_COUNT_HW_CACHE_RESULT_MISS << 16);
@@ -43,21 +53,49 @@ std::vector<CounterSpec> specs() {
       {"cache-misses", PERF_TYPE_HARDWARE, PERF_COUNT_HW_CACHE_MISSES, 1, true},
       {"llc-load-misses", PERF_TYPE_HW_CACHE, llc_miss, 1, true},
       {"dtlb-load-misses", PERF_TYPE_HW_CACHE, dtlb_miss, 1, true},
+      {"itlb-load-misses", PERF_TYPE_HW_CACHE, itlb_miss, 1, true},
       {"stalled-cycles-backend", PERF_TYPE_HARDWARE, PERF_COUNT_HW_STALLED_CYCLES_BACKEND, 1, true},
   };
 }
 
-}  // namespace
-
-CounterGroup::CounterGroup(const std::vector<int>& tids) {
+CounterGroup::CounterGroup(const std::vector<int>& tids, const std::vector<CounterSpec>& extra)
+    : n_threads_(tids.size()) {
   std::string first_hw_error;
-  for (const CounterSpec& s : specs()) {
+  std::vector<CounterSpec> all = default_counter_specs();
+  all.insert(all.end(), extra.begin(), extra.end());
+  // Software group: the task clock leads; members that fail to open on any thread are dropped.
+  std::vector<int> leaders(tids.size(), -1);
+  for (const CounterSpec& s : all) {
+    if (s.hardware) continue;
+    std::vector<int> fds;
+    bool ok = true;
+    for (size_t t = 0; t < tids.size(); ++t) {
+      const int fd = open_counter(s.type, s.config, tids[t], leaders[t], kGroupFormat);
+      if (fd < 0) {
+        ok = false;
+        break;
+      }
+      fds.push_back(fd);
+    }
+    if (!ok) {
+      for (int fd : fds) close(fd);
+      if (names_.empty()) break;  // no leader: no software counters at all
+      continue;
+    }
+    if (names_.empty()) leaders.assign(fds.begin(), fds.end());
+    names_.push_back(s.name);
+    scales_.push_back(s.scale);
+    fds_.push_back(std::move(fds));
+  }
+  n_grouped_ = names_.size();
+  for (const CounterSpec& s : all) {
+    if (!s.hardware) continue;
     std::vector<int> fds;
     bool ok = true;
     for (int tid : tids) {
-      const int fd = open_counter(s.type, s.config, tid);
+      const int fd = open_counter(s.type, s.config, tid, -1, kSingleFormat);
       if (fd < 0) {
-        if (s.hardware && first_hw_error.empty()) first_hw_error = s.name + ": " + std::strerror(errno);
+        if (first_hw_error.empty()) first_hw_error = s.name + ": " + std::strerror(errno);
         ok = false;
         break;
       }
@@ -67,7 +105,7 @@ CounterGroup::CounterGroup(const std::vector<int>& tids) {
       for (int fd : fds) close(fd);
       continue;
     }
-    if (s.hardware) hardware_available_ = true;
+    hardware_available_ = true;
     names_.push_back(s.name);
     scales_.push_back(s.scale);
     fds_.push_back(std::move(fds));
@@ -83,14 +121,30 @@ CounterGroup::~CounterGroup() {
     for (int fd : fds) close(fd);
 }
 
-std::vector<double> CounterGroup::read() const {
-  std::vector<double> out(fds_.size(), 0.0);
-  for (size_t c = 0; c < fds_.size(); ++c) {
-    for (int fd : fds_[c]) {
-      uint64_t v = 0;
-      if (::read(fd, &v, sizeof v) == static_cast<ssize_t>(sizeof v)) out[c] += static_cast<double>(v) * scales_[c];
+std::vector<std::vector<double>> CounterGroup::read_per_thread() const {
+  std::vector<std::vector<double>> out(n_threads_, std::vector<double>(fds_.size(), 0.0));
+  for (size_t t = 0; t < n_threads_; ++t) {
+    if (n_grouped_ > 0) {
+      // PERF_FORMAT_GROUP: { nr, values[nr] }, one read for the thread's whole software group.
+      uint64_t buf[1 + 32] = {};
+      const ssize_t want = static_cast<ssize_t>(sizeof(uint64_t) * (1 + n_grouped_));
+      if (n_grouped_ <= 32 && ::read(fds_[0][t], buf, sizeof buf) >= want)
+        for (size_t c = 0; c < n_grouped_ && c < buf[0]; ++c) out[t][c] = static_cast<double>(buf[1 + c]) * scales_[c];
+    }
+    for (size_t c = n_grouped_; c < fds_.size(); ++c) {
+      uint64_t v[3] = {};  // value, time enabled, time running
+      if (::read(fds_[c][t], v, sizeof v) != static_cast<ssize_t>(sizeof v)) continue;
+      const double scale = v[2] > 0 && v[2] < v[1] ? static_cast<double>(v[1]) / static_cast<double>(v[2]) : 1.0;
+      out[t][c] = static_cast<double>(v[0]) * scale * scales_[c];
     }
   }
+  return out;
+}
+
+std::vector<double> CounterGroup::read() const {
+  std::vector<double> out(fds_.size(), 0.0);
+  for (const auto& th : read_per_thread())
+    for (size_t c = 0; c < th.size(); ++c) out[c] += th[c];
   return out;
 }
 

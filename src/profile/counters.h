@@ -17,10 +17,15 @@ struct CounterSpec {
   bool hardware;
 };
 
+// The built-in events: software first (always available), then the generic hardware events.
+std::vector<CounterSpec> default_counter_specs();
+
 class CounterGroup {
  public:
   // Opens every counter for every thread id; counters that cannot be opened are dropped.
-  explicit CounterGroup(const std::vector<int>& tids);
+  // extra: more events (e.g. named PMU events resolved through libpfm4); hardware ones are read like the built-in
+  // hardware events, software ones join the software group.
+  explicit CounterGroup(const std::vector<int>& tids, const std::vector<CounterSpec>& extra = {});
   ~CounterGroup();
   CounterGroup(const CounterGroup&) = delete;
   CounterGroup& operator=(const CounterGroup&) = delete;
@@ -28,6 +33,9 @@ class CounterGroup {
   const std::vector<std::string>& names() const { return names_; }
   // Sum over threads of each counter's current value (scaled).
   std::vector<double> read() const;
+  // Each thread's current values: [thread][counter], threads in the order given to the constructor.
+  std::vector<std::vector<double>> read_per_thread() const;
+  size_t threads() const { return n_threads_; }
   bool hardware_available() const { return hardware_available_; }
   const std::string& hardware_note() const { return hardware_note_; }  // why not, when not
 
@@ -35,6 +43,8 @@ class CounterGroup {
   std::vector<std::string> names_;
   std::vector<double> scales_;
   std::vector<std::vector<int>> fds_;  // [counter][thread]
+  size_t n_threads_ = 0;
+  size_t n_grouped_ = 0;  // the first n_grouped_ counters are one PERF_FORMAT_GROUP group per thread
   bool hardware_available_ = false;
   std::string hardware_note_;
 };

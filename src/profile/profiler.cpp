@@ -1,8 +1,11 @@
 #include "profile/profiler.h"
 
+#include <unistd.h>
+
 #include <chrono>
 
 #include "base/error.h"
+#include "profile/usdt.h"
 
 namespace tokenscope::profile {
 
@@ -55,6 +58,8 @@ Profiler::Profiler() {
   t0_ns_ = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                    std::chrono::steady_clock::now().time_since_epoch())
                                    .count());
+  ops_.reserve(1 << 14);
+  steps_.reserve(1 << 10);
 }
 
 Profiler::~Profiler() = default;
@@ -65,7 +70,10 @@ double Profiler::now_us() const {
   return (ns - t0_ns_) * 1e-3;
 }
 
-void Profiler::open_counters(const std::vector<int>& tids) { counters_ = std::make_unique<CounterGroup>(tids); }
+void Profiler::open_counters(const std::vector<int>& tids) {
+  tids_ = tids;
+  counters_ = std::make_unique<CounterGroup>(tids);
+}
 
 void Profiler::begin_step(Stage stage, int64_t past, int64_t n_eval) {
   TS_CHECK(!in_step_);
@@ -75,7 +83,8 @@ void Profiler::begin_step(Stage stage, int64_t past, int64_t n_eval) {
   s.stage = stage;
   s.past = past;
   s.n_eval = n_eval;
-  if (counters_) step_start_counts_ = counters_->read();
+  s.tid = static_cast<int>(::gettid());
+  if (counters_) step_start_counts_ = counters_->read_per_thread();
   s.t0_us = now_us();
   s.t1_us = s.t0_us;
   steps_.push_back(std::move(s));
@@ -87,9 +96,16 @@ void Profiler::end_step() {
   StepRecord& s = steps_.back();
   s.t1_us = now_us();
   if (counters_) {
-    const std::vector<double> now = counters_->read();
-    s.counters.resize(now.size());
-    for (size_t i = 0; i < now.size(); ++i) s.counters[i] = now[i] - step_start_counts_[i];
+    const std::vector<std::vector<double>> now = counters_->read_per_thread();
+    s.counters.assign(counters_->names().size(), 0.0);
+    s.thread_counters.resize(now.size());
+    for (size_t t = 0; t < now.size(); ++t) {
+      s.thread_counters[t].resize(now[t].size());
+      for (size_t i = 0; i < now[t].size(); ++i) {
+        s.thread_counters[t][i] = now[t][i] - step_start_counts_[t][i];
+        s.counters[i] += s.thread_counters[t][i];
+      }
+    }
   }
 }
 

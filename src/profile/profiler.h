@@ -35,6 +35,8 @@ struct StepRecord {
   int64_t past, n_eval;
   double t0_us, t1_us;
   std::vector<double> counters;  // deltas over the step, in counter_names() order (summed over threads)
+  std::vector<std::vector<double>> thread_counters;  // [pool thread][counter] deltas over the step
+  int tid = 0;                   // OS thread id of the thread that ran the step (pool thread 0)
 };
 
 // FLOPs and bytes of the ops, from shapes and formats.
@@ -63,13 +65,16 @@ class Profiler {
   // Counters of the given threads (opened now); their names and whether hardware events could be had.
   void open_counters(const std::vector<int>& tids);
   const CounterGroup* counters() const { return counters_.get(); }
+  // OS thread ids of the pool threads (index = pool thread), as given to open_counters().
+  const std::vector<int>& thread_ids() const { return tids_; }
 
  private:
   double t0_ns_;
   std::vector<StepRecord> steps_;
   std::vector<OpRecord> ops_;
   std::unique_ptr<CounterGroup> counters_;
-  std::vector<double> step_start_counts_;
+  std::vector<std::vector<double>> step_start_counts_;  // [thread][counter]
+  std::vector<int> tids_;
   bool in_step_ = false;
 };
 

@@ -3,7 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/profile_report.h"
+#include "profile/report.h"
 #include "engine/session.h"
 #include "model_builder.h"
 #include "profile/profiler.h"
@@ -12,6 +12,7 @@
 using namespace tokenscope;
 using namespace tokenscope::testing;
 using nlohmann::json;
+using namespace tokenscope::profile;
 
 namespace {
 
@@ -101,8 +102,9 @@ TEST_F(ProfiledRun, SoftwareCountersAreNonZeroWithoutHardwareOnes) {
   ASSERT_NE(it, names.end()) << "the task clock (a software counter) must always open";
   const size_t i = static_cast<size_t>(it - names.begin());
   for (const auto& s : prof_.steps()) EXPECT_GT(s.counters[i], 0.0) << "step " << s.index;
-  if (!prof_.counters()->hardware_available())
+  if (!prof_.counters()->hardware_available()) {
     EXPECT_NE(prof_.counters()->hardware_note().find("not available"), std::string::npos);
+  }
 }
 
 TEST_F(ProfiledRun, TraceAndSummaryParseWithTheExpectedEvents) {
@@ -114,19 +116,44 @@ TEST_F(ProfiledRun, TraceAndSummaryParseWithTheExpectedEvents) {
   m.peak_int8_gops = 200;
   m.peak_f32_gflops = 50;
   const json trace = json::parse(trace_json(prof_));
-  int steps = 0, ops = 0, counters = 0;
-  bool saw_prefill_marker = false;
+  // Tracks: tid 0 the steps, each pool thread its OS thread id; op spans on the thread that ran the step.
+  ASSERT_EQ(prof_.thread_ids().size(), 2u);
+  const int caller = prof_.thread_ids()[0];
+  int steps = 0, ops = 0, counters = 0, busy = 0, named_threads = 0, stage_instants = 0;
+  bool saw_prefill_marker = false, saw_decode_marker = false, saw_qkv_layer1 = false;
   for (const auto& e : trace["traceEvents"]) {
-    if (e["ph"] == "X" && e["tid"] == 1) {
+    if (e["ph"] == "X" && e["tid"] == 0) {
       ++steps;
       saw_prefill_marker |= e["name"] == "prefill: past 0, n_eval 78";
+      saw_decode_marker |= e["name"] == "decode: past 79, n_eval 1";
+      EXPECT_TRUE(e["args"].contains("task-clock-ms"));
     }
-    if (e["ph"] == "X" && e["tid"] == 2) ++ops;
+    if (e["ph"] == "X" && e["tid"] == caller) {
+      ++ops;
+      EXPECT_GE(e["dur"].get<double>(), 0);
+      if (e["args"]["op"] == "attn_qkv" && e["args"]["layer"] == 1 && e["args"]["step"] == 0) {
+        saw_qkv_layer1 = true;
+        EXPECT_EQ(e["args"]["format"], "Q4_1");
+        EXPECT_EQ(e["args"]["m"], 78);
+        EXPECT_GT(e["args"]["flops"].get<double>(), 0);
+      }
+    }
     if (e["ph"] == "C") ++counters;
+    if (e["ph"] == "C" && e["name"] == "thread busy %") {
+      ++busy;
+      EXPECT_TRUE(e["args"].contains("thread 1"));
+    }
+    if (e["ph"] == "M" && e["name"] == "thread_name") ++named_threads;
+    if (e["ph"] == "i") ++stage_instants;
   }
   EXPECT_EQ(steps, 5);
   EXPECT_TRUE(saw_prefill_marker);
+  EXPECT_TRUE(saw_decode_marker);
+  EXPECT_TRUE(saw_qkv_layer1);
   EXPECT_EQ(ops, static_cast<int>(prof_.ops().size()));
+  EXPECT_EQ(busy, 2 * 5);           // a value at the start and a zero at the end of every step
+  EXPECT_EQ(named_threads, 1 + 2);  // the steps track and the two pool threads
+  EXPECT_EQ(stage_instants, 2);     // prefill begins, decode begins
   EXPECT_GT(counters, 0);
   const ProfileSummary sum = summarize(prof_, m);
   ASSERT_EQ(sum.stages.size(), 2u);

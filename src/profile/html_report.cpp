@@ -1,0 +1,351 @@
+#include "profile/html_report.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "base/error.h"
+
+namespace tokenscope::profile {
+
+namespace {
+
+using nlohmann::json;
+
+std::string esc(const std::string& s) {
+  std::string o;
+  o.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '&': o += "&amp;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+
+// Text placed inside <script>: no "</" may close the element early.
+std::string script_safe(const std::string& s) {
+  std::string o;
+  o.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '<' && i + 1 < s.size() && s[i + 1] == '/') {
+      o += "<\\/";
+      ++i;
+    } else {
+      o += s[i];
+    }
+  }
+  return o;
+}
+
+double num(const json& j, const char* k) { return j.contains(k) && j[k].is_number() ? j[k].get<double>() : 0.0; }
+std::string str(const json& j, const char* k) { return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : ""; }
+
+std::string fmt_count(double v) {
+  if (v >= 1e9) return strfmt("%.2fG", v / 1e9);
+  if (v >= 1e6) return strfmt("%.2fM", v / 1e6);
+  if (v >= 1e4) return strfmt("%.1fk", v / 1e3);
+  return strfmt("%.4g", v);
+}
+
+std::string tables(const json& S) {
+  std::string h;
+  h += "<h2>Stages</h2>\n<table id=\"stage-table\"><tr><th>stage</th><th>main operations</th><th>bottleneck</th>"
+       "<th>key observations</th></tr>\n";
+  for (const json& st : S["stages"])
+    h += strfmt("<tr class=\"%s\"><td>%s</td><td>%s</td><td>%s</td><td class=\"obs\">%s</td></tr>\n",
+                esc(str(st, "stage")).c_str(), esc(str(st, "stage")).c_str(), esc(str(st, "main_ops")).c_str(),
+                esc(str(st, "bottleneck")).c_str(), esc(str(st, "observations")).c_str());
+  h += "</table>\n";
+  for (const json& st : S["stages"]) {
+    h += strfmt("<h3>%s: %d steps, %.0f tokens, %.1f ms, %.1f tok/s, %.2f FLOP/byte, %s</h3>\n",
+                esc(str(st, "stage")).c_str(), static_cast<int>(num(st, "steps")), num(st, "tokens"), num(st, "ms"),
+                num(st, "tok_s"), num(st, "ai"), esc(str(st, "bottleneck")).c_str());
+    h += "<table class=\"ops\"><tr><th>op</th><th>kind</th><th>calls</th><th>ms</th><th>share</th><th>GFLOP/s</th>"
+         "<th>GB/s</th><th>FLOP/byte</th><th>bound</th><th>% of bandwidth</th><th>% of peak</th><th>% of roof</th></tr>\n";
+    const json& rows = st.contains("by_name") ? st["by_name"] : st["ops"];
+    for (const json& o : rows)
+      h += strfmt("<tr><td>%s</td><td>%s</td><td>%d</td><td>%.2f</td><td>%.1f%%</td><td>%.1f</td><td>%.1f</td>"
+                  "<td>%.2f</td><td>%s</td><td>%.0f%%</td><td>%.0f%%</td><td>%.0f%%</td></tr>\n",
+                  esc(str(o, "kind")).c_str(), esc(str(o, "op_kind")).c_str(), static_cast<int>(num(o, "count")),
+                  num(o, "ms"), 100 * num(o, "share"), num(o, "gflops_s"), num(o, "gbs"), num(o, "ai"),
+                  esc(str(o, "bound")).c_str(), 100 * num(o, "bw_util"), 100 * num(o, "compute_util"),
+                  100 * num(o, "roof_util"));
+    h += "</table>\n";
+  }
+  if (!S["stages"].empty() && S["stages"][0].contains("counters") && !S["stages"][0]["counters"].empty()) {
+    h += "<h3>Counters per stage (summed over threads; per token in parentheses)</h3>\n<table id=\"counter-table\">"
+         "<tr><th>counter</th>";
+    for (const json& st : S["stages"]) h += "<th>" + esc(str(st, "stage")) + "</th>";
+    h += "</tr>\n";
+    for (const auto& [name, v] : S["stages"][0]["counters"].items()) {
+      h += "<tr><td>" + esc(name) + "</td>";
+      for (const json& st : S["stages"]) {
+        const double c = st["counters"].contains(name) ? st["counters"][name].get<double>() : 0.0;
+        const double t = std::max(1.0, num(st, "tokens"));
+        h += strfmt("<td>%s (%s)</td>", fmt_count(c).c_str(), fmt_count(c / t).c_str());
+      }
+      h += "</tr>\n";
+    }
+    h += "</table>\n";
+  }
+  return h;
+}
+
+constexpr const char* kStyle = R"CSS(
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5em auto;max-width:1250px;color:#222;padding:0 1em}
+h1{font-size:1.5em} h2{margin-top:1.6em;border-bottom:1px solid #ddd} h3{font-size:1.05em;margin-top:1.4em}
+.chart{position:relative;height:360px;margin:0.5em 0 1.5em}
+.row{display:flex;gap:1.5em;flex-wrap:wrap} .row>.chart{flex:1 1 520px}
+table{border-collapse:collapse;font-size:13px;margin:0.4em 0}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top}
+td:first-child,th:first-child,td.obs,#stage-table td{text-align:left}
+#stage-table td.obs{max-width:620px}
+tr.prefill td:first-child{color:#c55a11;font-weight:bold} tr.decode td:first-child{color:#2f6db5;font-weight:bold}
+.note{color:#a40} .meta{color:#555;font-size:13px} #nocharts{display:none;color:#a40}
+)CSS";
+
+constexpr const char* kScript = R"JS(
+(function () {
+  const body = document.body;
+  window.addEventListener('error', function (e) { body.dataset.error = String(e.message || e); });
+  const S = JSON.parse(document.getElementById('summary-data').textContent);
+  if (typeof Chart === 'undefined') {
+    body.dataset.error = 'Chart.js is not in this page';
+    document.getElementById('nocharts').style.display = 'block';
+    body.dataset.chartsTotal = 0; body.dataset.chartsDrawn = 0;
+    return;
+  }
+  Chart.defaults.animation = false;
+  Chart.defaults.maintainAspectRatio = false;
+  Chart.defaults.font.size = 12;
+  const stageColor = {prefill: '#c55a11', decode: '#2f6db5'};
+  const palette = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
+  const charts = [];
+  const canvas = function (id) { return document.getElementById(id); };
+  const steps = S.steps || [];
+  const stages = S.stages || [];
+
+  // 1. Per-step latency: one bar per step (past N, n_eval M), prefill and decode coloured apart; ms per token.
+  charts.push(new Chart(canvas('timeline'), {
+    type: 'bar',
+    data: {
+      labels: steps.map(function (s) { return s.index; }),
+      datasets: ['prefill', 'decode'].map(function (st) {
+        return {label: st + ' step (ms)', grouped: false, backgroundColor: stageColor[st],
+                data: steps.map(function (s) { return s.stage === st ? s.ms : null; })};
+      }).concat([{type: 'line', label: 'ms per token', yAxisID: 'y1', borderColor: '#555', borderWidth: 1,
+                  pointRadius: 1.5, data: steps.map(function (s) { return s.ms / Math.max(1, s.n_eval); })}])
+    },
+    options: {
+      scales: {
+        x: {title: {display: true, text: 'step'}},
+        y: {type: 'logarithmic', title: {display: true, text: 'ms per step (log)'}},
+        y1: {type: 'logarithmic', position: 'right', grid: {drawOnChartArea: false},
+             title: {display: true, text: 'ms per token (log)'}}
+      },
+      plugins: {
+        title: {display: true, text: 'Per-step latency (prefill vs decode)'},
+        tooltip: {callbacks: {title: function (items) {
+          const s = steps[items[0].dataIndex];
+          return s.stage + ': past ' + s.past + ', n_eval ' + s.n_eval;
+        }}}
+      }
+    }
+  }));
+
+  // 2. Per-stage op breakdown: share of the stage's time per op kind (the rest: outside op spans).
+  const kinds = [];
+  stages.forEach(function (st) { st.ops.forEach(function (o) { if (kinds.indexOf(o.kind) < 0) kinds.push(o.kind); }); });
+  const breakdown = kinds.map(function (k, i) {
+    return {label: k, backgroundColor: palette[i % palette.length], data: stages.map(function (st) {
+      const o = st.ops.find(function (x) { return x.kind === k; });
+      return o ? 100 * o.share : 0;
+    })};
+  });
+  breakdown.push({label: 'outside ops', backgroundColor: '#dddddd', data: stages.map(function (st) {
+    return st.ms > 0 ? Math.max(0, 100 * (1 - st.ops_ms / st.ms)) : 0;
+  })});
+  charts.push(new Chart(canvas('breakdown'), {
+    type: 'bar',
+    data: {labels: stages.map(function (st) { return st.stage; }), datasets: breakdown},
+    options: {
+      indexAxis: 'y',
+      scales: {x: {stacked: true, max: 100, title: {display: true, text: '% of stage time'}}, y: {stacked: true}},
+      plugins: {title: {display: true, text: 'Operator breakdown per stage'}}
+    }
+  }));
+
+  // 3. Roofline: the measured roofs, each op (per name) and each stage placed at its FLOPs/byte and GFLOP/s.
+  const M = S.machine || {};
+  const pts = [];
+  stages.forEach(function (st) {
+    (st.by_name || st.ops).forEach(function (o) { if (o.ai > 0 && o.gflops_s > 0) pts.push(o.ai); });
+    if (st.ai > 0) pts.push(st.ai);
+  });
+  const ridge8 = M.read_gbs > 0 ? M.peak_int8_gops / M.read_gbs : 1;
+  const ridge32 = M.read_gbs > 0 ? M.peak_f32_gflops / M.read_gbs : 1;
+  const xmin = Math.min.apply(null, pts.concat([ridge32, ridge8])) / 4;
+  const xmax = Math.max.apply(null, pts.concat([ridge32, ridge8])) * 4;
+  const roof = function (peak, ridge) {
+    return [{x: xmin, y: xmin * M.read_gbs}, {x: ridge, y: peak}, {x: xmax, y: peak}];
+  };
+  const rdata = [
+    {type: 'line', label: 'int8 roof (' + Math.round(M.peak_int8_gops) + ' GOP/s, ' + (M.read_gbs || 0).toFixed(1) + ' GB/s)',
+     data: roof(M.peak_int8_gops, ridge8), borderColor: '#333', borderWidth: 2, pointRadius: 0, showLine: true, fill: false},
+    {type: 'line', label: 'f32 roof (' + Math.round(M.peak_f32_gflops) + ' GFLOP/s)', data: roof(M.peak_f32_gflops, ridge32),
+     borderColor: '#999', borderDash: [6, 4], borderWidth: 1.5, pointRadius: 0, showLine: true, fill: false}
+  ];
+  stages.forEach(function (st) {
+    rdata.push({label: st.stage + ' ops', pointStyle: st.stage === 'prefill' ? 'circle' : 'triangle', pointRadius: 5,
+                backgroundColor: stageColor[st.stage] + 'aa', borderColor: stageColor[st.stage],
+                data: (st.by_name || st.ops).filter(function (o) { return o.ai > 0 && o.gflops_s > 0; })
+                  .map(function (o) { return {x: o.ai, y: o.gflops_s, name: o.kind, bound: o.bound, share: o.share}; })});
+    if (st.ai > 0 && st.gflops_s > 0)
+      rdata.push({label: st.stage + ' (whole stage)', pointStyle: 'rectRot', pointRadius: 10, borderWidth: 2,
+                  backgroundColor: stageColor[st.stage], borderColor: '#000',
+                  data: [{x: st.ai, y: st.gflops_s, name: st.stage + ' stage', bound: st.bound, share: 1}]});
+  });
+  charts.push(new Chart(canvas('roofline'), {
+    type: 'scatter',
+    data: {datasets: rdata},
+    options: {
+      scales: {
+        x: {type: 'logarithmic', min: xmin, max: xmax, title: {display: true, text: 'arithmetic intensity (FLOP/byte, log)'}},
+        y: {type: 'logarithmic', title: {display: true, text: 'GFLOP/s or GOP/s (log)'}}
+      },
+      plugins: {
+        title: {display: true, text: 'Roofline: ops per stage (left of the ridge: memory-bound)'},
+        tooltip: {callbacks: {label: function (c) {
+          const d = c.raw;
+          if (!d.name) return c.dataset.label;
+          return d.name + ': ' + d.x.toFixed(2) + ' FLOP/B, ' + d.y.toFixed(1) + ' GFLOP/s, ' + d.bound + '-bound, ' +
+                 (100 * d.share).toFixed(1) + '% of stage';
+        }}}
+      }
+    }
+  }));
+
+  // 4. Counters per stage, per token (log scale: counters differ by orders of magnitude).
+  const cnames = (S.counter_names || []);
+  charts.push(new Chart(canvas('counters'), {
+    type: 'bar',
+    data: {
+      labels: cnames,
+      datasets: stages.map(function (st) {
+        return {label: st.stage + ' (per token)', backgroundColor: stageColor[st.stage],
+                data: cnames.map(function (n) { const v = (st.counters || {})[n] || 0; return v > 0 ? v / Math.max(1, st.tokens) : null; })};
+      })
+    },
+    options: {
+      scales: {y: {type: 'logarithmic', title: {display: true, text: 'per token (log)'}}},
+      plugins: {title: {display: true, text: 'Counters per stage' + (S.hardware_counters ? '' : ' (software only: no hardware counters here)')}}
+    }
+  }));
+
+  // 5. Threads: each pool thread's busy share (task clock / wall time) per step.
+  const ci = cnames.indexOf('task-clock-ms');
+  const nthreads = (S.thread_ids || []).length;
+  if (ci >= 0 && nthreads > 0 && steps.length && steps[0].thread_counters) {
+    const ds = [];
+    for (let t = 0; t < nthreads; ++t)
+      ds.push({label: 'thread ' + t, borderColor: palette[t % palette.length], pointRadius: 1.5, borderWidth: 1.5,
+               data: steps.map(function (s) { return s.ms > 0 ? 100 * s.thread_counters[t][ci] / s.ms : null; })});
+    charts.push(new Chart(canvas('threads'), {
+      type: 'line',
+      data: {labels: steps.map(function (s) { return s.index; }), datasets: ds},
+      options: {scales: {y: {min: 0, suggestedMax: 100, title: {display: true, text: '% of step on CPU'}},
+                         x: {title: {display: true, text: 'step'}}},
+                plugins: {title: {display: true, text: 'Pool threads busy per step (task clock)'}}}
+    }));
+  } else {
+    canvas('threads').parentNode.style.display = 'none';
+  }
+
+  // Mark the page once the charts are painted: pixels on each canvas and data elements placed in its area.
+  setTimeout(function () {
+    let drawn = 0;
+    charts.forEach(function (ch) {
+      const c = ch.canvas;
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let ink = 0;
+      for (let i = 3; i < d.length; i += 4) if (d[i] > 0) ++ink;
+      let elements = 0;
+      ch.data.datasets.forEach(function (ds, i) {
+        ch.getDatasetMeta(i).data.forEach(function (el) { if (isFinite(el.x) && isFinite(el.y)) ++elements; });
+      });
+      c.dataset.ink = ink;
+      c.dataset.elements = elements;
+      if (ink > 1000 && elements > 0) ++drawn;
+    });
+    body.dataset.chartsTotal = charts.length;
+    body.dataset.chartsDrawn = drawn;
+  }, 0);
+})();
+)JS";
+
+}  // namespace
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return "";
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string find_chartjs() {
+  if (const char* e = std::getenv("TOKENSCOPE_CHARTJS"); e && *e) return std::ifstream(e) ? e : "";
+  for (const char* p : {"/usr/share/javascript/chart.js/chart.umd.min.js", "/usr/share/javascript/chart.js/chart.umd.js",
+                        "/usr/share/javascript/chart.js/chart.min.js", "/usr/share/javascript/chart.js/chart.js"})
+    if (std::ifstream(p)) return p;
+  return "";
+}
+
+std::string html_report(const std::string& summary_json, const std::string& chartjs_source) {
+  json S;
+  try {
+    S = json::parse(summary_json);
+  } catch (const std::exception& e) {
+    fail("summary.json: not JSON (%s)", e.what());
+  }
+  if (!S.is_object() || !S.contains("stages") || !S["stages"].is_array() || !S.contains("steps"))
+    fail("summary.json: not a tokenscope profile summary (no \"stages\" / \"steps\")");
+  const json& M = S.contains("machine") ? S["machine"] : json::object();
+  std::string h = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>tokenscope profile</title>\n";
+  h += "<style>" + std::string(kStyle) + "</style>\n";
+  if (!chartjs_source.empty()) h += "<script>" + script_safe(chartjs_source) + "</script>\n";
+  h += "</head>\n<body>\n<h1>tokenscope profile: where the time goes, prefill vs decode</h1>\n";
+  h += strfmt("<p class=\"meta\">model %s<br>machine %s, %d threads, %s: read bandwidth %.1f GB/s, int8 peak %.0f GOP/s, "
+              "f32 peak %.0f GFLOP/s (ridge %.1f int8 ops/byte), measured %s</p>\n",
+              esc(str(S, "model")).c_str(), esc(str(M, "cpu")).c_str(), static_cast<int>(num(M, "threads")),
+              esc(str(M, "isa")).c_str(), num(M, "read_gbs"), num(M, "peak_int8_gops"), num(M, "peak_f32_gflops"),
+              num(M, "read_gbs") > 0 ? num(M, "peak_int8_gops") / num(M, "read_gbs") : 0.0,
+              esc(str(M, "measured_at")).c_str());
+  if (S.contains("notes"))
+    for (const json& n : S["notes"]) h += "<p class=\"note\">note: " + esc(n.is_string() ? n.get<std::string>() : n.dump()) + "</p>\n";
+  h += "<p id=\"nocharts\">Charts unavailable: Chart.js was not found when this report was written "
+       "(install Debian's libjs-chart.js, or set TOKENSCOPE_CHARTJS, and run <code>tokenscope report DIR</code>).</p>\n";
+  h += tables(S);
+  h += "<h2>Charts</h2>\n";
+  h += "<div class=\"chart\"><canvas id=\"timeline\"></canvas></div>\n";
+  h += "<div class=\"row\"><div class=\"chart\"><canvas id=\"breakdown\"></canvas></div>"
+       "<div class=\"chart\"><canvas id=\"roofline\"></canvas></div></div>\n";
+  h += "<div class=\"row\"><div class=\"chart\"><canvas id=\"counters\"></canvas></div>"
+       "<div class=\"chart\"><canvas id=\"threads\"></canvas></div></div>\n";
+  h += "<p class=\"meta\">How to read it: every op's FLOPs and bytes come from its shapes and formats (a matmul of T tokens "
+       "by an N x K matrix: 2TNK FLOPs; its weight bytes once plus f32 activations in and out). An op or stage whose "
+       "FLOPs per byte fall below the ridge point (peak / read bandwidth) is memory-bound, above it compute-bound. "
+       "Matmuls are placed against the int8 peak, other ops against the f32 peak. The trace (trace.json) opens in "
+       "Perfetto.</p>\n";
+  h += "<script type=\"application/json\" id=\"summary-data\">" + script_safe(S.dump()) + "</script>\n";
+  h += "<script>" + std::string(kScript) + "</script>\n</body></html>\n";
+  return h;
+}
+
+}  // namespace tokenscope::profile

@@ -1,0 +1,316 @@
+#include "profile/report.h"
+
+#include <algorithm>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+
+namespace tokenscope::profile {
+
+namespace {
+
+bool int8_kind(OpKind k) { return k == OpKind::matmul || k == OpKind::output; }
+
+void place(OpSummary& o, double peak, const MachineInfo& m) {
+  const RooflinePoint p = place_on_roofline(o.flops, o.bytes, o.ms, peak, m.read_gbs);
+  o.ai = p.ai;
+  o.gflops_s = p.gflops_s;
+  o.gbs = p.gbs;
+  o.bound = p.memory_bound ? "memory" : "compute";
+  o.bw_util = p.bw_util;
+  o.compute_util = p.compute_util;
+  o.roof_util = p.roof_util;
+  o.peak = peak;
+}
+
+std::string pct(double x) { return strfmt("%.0f%%", 100 * x); }
+
+double counter(const StageSummary& s, const std::string& name, bool* found = nullptr) {
+  for (const auto& [k, v] : s.counters)
+    if (k == name) {
+      if (found) *found = true;
+      return v;
+    }
+  if (found) *found = false;
+  return 0;
+}
+
+std::vector<OpSummary> aggregate(const Profiler& p, Stage st, const MachineInfo& m, double stage_ms, bool by_name) {
+  std::map<std::string, OpSummary> acc;
+  std::map<std::string, OpKind> kinds;
+  for (const auto& op : p.ops()) {
+    if (op.step >= p.steps().size() || p.steps()[op.step].stage != st) continue;
+    if (op.kind == OpKind::sampling) continue;  // sampling happens between steps, reported apart
+    const std::string key = by_name ? op.name : op_kind_name(op.kind);
+    OpSummary& o = acc[key];
+    o.kind = key;
+    o.op_kind = op_kind_name(op.kind);
+    kinds[key] = op.kind;
+    ++o.count;
+    o.ms += (op.t1_us - op.t0_us) * 1e-3;
+    o.flops += op.flops;
+    o.bytes += op.bytes;
+  }
+  std::vector<OpSummary> out;
+  for (auto& [k, o] : acc) {
+    o.share = stage_ms > 0 ? o.ms / stage_ms : 0;
+    place(o, int8_kind(kinds[k]) ? m.peak_int8_gops : m.peak_f32_gflops, m);
+    out.push_back(o);
+  }
+  std::sort(out.begin(), out.end(), [](const OpSummary& a, const OpSummary& b) { return a.ms > b.ms; });
+  return out;
+}
+
+std::string observations(const StageSummary& s, const MachineInfo& m, bool hardware) {
+  const double ridge = m.read_gbs > 0 ? m.peak_int8_gops / m.read_gbs : 0;
+  std::string o = strfmt("%lld tokens in %d step%s: %.1f tok/s, %.2f ms/step", static_cast<long long>(s.tokens),
+                         s.steps, s.steps == 1 ? "" : "s", s.tok_s, s.ms_per_step);
+  o += strfmt("; %.1f FLOP/byte vs ridge %.1f", s.ai, ridge);
+  const OpSummary* mm = nullptr;
+  for (const auto& op : s.ops)
+    if (op.kind == "matmul") mm = &op;
+  if (mm)
+    o += strfmt("; matmul %.1f FLOP/byte: %.1f GOP/s (%s of int8 peak), %.1f GB/s (%s of read bandwidth)", mm->ai,
+                mm->gflops_s, pct(mm->compute_util).c_str(), mm->gbs, pct(mm->bw_util).c_str());
+  for (const auto& op : s.ops)
+    if (op.kind == "output projection" && op.share >= 0.05)
+      o += strfmt("; output projection alone %s", pct(op.share).c_str());
+  const double steps = std::max(1, s.steps);
+  if (hardware) {
+    bool c1 = false, c2 = false, c3 = false;
+    const double cyc = counter(s, "cycles", &c1), ins = counter(s, "instructions", &c2);
+    const double llc = counter(s, "llc-load-misses", &c3);
+    if (c1 && c2 && cyc > 0) o += strfmt("; IPC %.2f", ins / cyc);
+    if (c3) o += strfmt("; %.0f LLC misses/token", llc / std::max<double>(1, static_cast<double>(s.tokens)));
+    bool c4 = false;
+    const double stall = counter(s, "stalled-cycles-backend", &c4);
+    if (c1 && c4 && cyc > 0) o += strfmt("; backend stalls %s of cycles", pct(stall / cyc).c_str());
+  }
+  if (s.threads_busy > 0) o += strfmt("; threads busy %s", pct(s.threads_busy).c_str());
+  bool f = false;
+  const double faults = counter(s, "page-faults-minor", &f);
+  if (f) o += strfmt("; %.1f minor faults/step", faults / steps);
+  const double cs = counter(s, "context-switches", &f);
+  if (f) o += strfmt(", %.1f context switches/step", cs / steps);
+  return o;
+}
+
+}  // namespace
+
+ProfileSummary summarize(const Profiler& p, const MachineInfo& m) {
+  ProfileSummary out;
+  out.machine = m;
+  out.hardware_counters = p.counters() && p.counters()->hardware_available();
+  if (p.counters() && !p.counters()->hardware_available()) out.notes.push_back(p.counters()->hardware_note());
+  const std::vector<std::string> cnames = p.counters() ? p.counters()->names() : std::vector<std::string>{};
+  const size_t n_threads = p.counters() ? p.counters()->threads() : 0;
+  for (Stage st : {Stage::prefill, Stage::decode}) {
+    StageSummary s;
+    s.stage = stage_name(st);
+    std::vector<double> counters(cnames.size(), 0.0);
+    for (const auto& step : p.steps()) {
+      if (step.stage != st) continue;
+      ++s.steps;
+      s.tokens += step.n_eval;
+      s.ms += (step.t1_us - step.t0_us) * 1e-3;
+      for (size_t i = 0; i < step.counters.size() && i < counters.size(); ++i) counters[i] += step.counters[i];
+    }
+    if (s.steps == 0) continue;
+    for (size_t i = 0; i < cnames.size(); ++i) s.counters.push_back({cnames[i], counters[i]});
+    bool have_clock = false;
+    const double busy_ms = counter(s, "task-clock-ms", &have_clock);
+    if (have_clock && n_threads > 0 && s.ms > 0) s.threads_busy = busy_ms / (s.ms * static_cast<double>(n_threads));
+    s.tok_s = s.ms > 0 ? static_cast<double>(s.tokens) / (s.ms * 1e-3) : 0;
+    s.ms_per_step = s.ms / s.steps;
+    s.ops = aggregate(p, st, m, s.ms, false);
+    s.by_name = aggregate(p, st, m, s.ms, true);
+    for (const OpSummary& o : s.ops) {
+      s.flops += o.flops;
+      s.bytes += o.bytes;
+      s.ops_ms += o.ms;
+    }
+    const RooflinePoint rp = place_on_roofline(s.flops, s.bytes, s.ms, m.peak_int8_gops, m.read_gbs);
+    s.ai = rp.ai;
+    s.gflops_s = rp.gflops_s;
+    s.gbs = rp.gbs;
+    s.bound = rp.memory_bound ? "memory" : "compute";
+    s.bw_util = rp.bw_util;
+    s.compute_util = rp.compute_util;
+    s.roof_util = rp.roof_util;
+    for (size_t i = 0; i < s.ops.size() && i < 3; ++i)
+      s.main_ops += (i ? ", " : "") + s.ops[i].kind + " " + pct(s.ops[i].share);
+    s.bottleneck = s.bound + "-bound" +
+                   (rp.memory_bound ? strfmt(" (%s of read bandwidth)", pct(s.bw_util).c_str())
+                                    : strfmt(" (%s of int8 peak)", pct(s.compute_util).c_str()));
+    s.observations = observations(s, m, out.hardware_counters);
+    out.stages.push_back(std::move(s));
+  }
+  return out;
+}
+
+namespace {
+nlohmann::json op_json(const OpSummary& o) {
+  return {{"kind", o.kind},       {"op_kind", o.op_kind},   {"count", o.count},
+          {"ms", o.ms},           {"share", o.share},       {"flops", o.flops},
+          {"bytes", o.bytes},     {"gflops_s", o.gflops_s}, {"gbs", o.gbs},
+          {"ai", o.ai},           {"bound", o.bound},       {"bw_util", o.bw_util},
+          {"compute_util", o.compute_util}, {"roof_util", o.roof_util}, {"peak", o.peak}};
+}
+}  // namespace
+
+std::string summary_json(const ProfileSummary& s, const Profiler& p, const std::string& model_path) {
+  nlohmann::json j;
+  j["model"] = model_path;
+  j["machine"] = nlohmann::json::parse(machine_info_json(s.machine));
+  j["machine"]["from_cache"] = s.machine.from_cache;
+  j["notes"] = s.notes;
+  j["hardware_counters"] = s.hardware_counters;
+  j["counter_names"] = p.counters() ? p.counters()->names() : std::vector<std::string>{};
+  j["thread_ids"] = p.thread_ids();
+  j["stages"] = nlohmann::json::array();
+  for (const StageSummary& st : s.stages) {
+    nlohmann::json js = {{"stage", st.stage},
+                         {"steps", st.steps},
+                         {"tokens", st.tokens},
+                         {"ms", st.ms},
+                         {"ops_ms", st.ops_ms},
+                         {"ms_per_step", st.ms_per_step},
+                         {"tok_s", st.tok_s},
+                         {"flops", st.flops},
+                         {"bytes", st.bytes},
+                         {"ai", st.ai},
+                         {"gflops_s", st.gflops_s},
+                         {"gbs", st.gbs},
+                         {"bound", st.bound},
+                         {"bw_util", st.bw_util},
+                         {"compute_util", st.compute_util},
+                         {"roof_util", st.roof_util},
+                         {"threads_busy", st.threads_busy},
+                         {"main_ops", st.main_ops},
+                         {"bottleneck", st.bottleneck},
+                         {"observations", st.observations}};
+    js["ops"] = nlohmann::json::array();
+    for (const OpSummary& o : st.ops) js["ops"].push_back(op_json(o));
+    js["by_name"] = nlohmann::json::array();
+    for (const OpSummary& o : st.by_name) js["by_name"].push_back(op_json(o));
+    js["counters"] = nlohmann::json::object();
+    for (const auto& [k, v] : st.counters) js["counters"][k] = v;
+    j["stages"].push_back(js);
+  }
+  j["steps"] = nlohmann::json::array();
+  for (const auto& step : p.steps()) {
+    nlohmann::json js = {{"index", step.index},
+                         {"stage", stage_name(step.stage)},
+                         {"past", step.past},
+                         {"n_eval", step.n_eval},
+                         {"start_us", step.t0_us},
+                         {"ms", (step.t1_us - step.t0_us) * 1e-3}};
+    if (p.counters()) {
+      js["counters"] = nlohmann::json::object();
+      for (size_t i = 0; i < step.counters.size(); ++i) js["counters"][p.counters()->names()[i]] = step.counters[i];
+      js["thread_counters"] = step.thread_counters;
+    }
+    j["steps"].push_back(js);
+  }
+  return j.dump(1);
+}
+
+std::string trace_json(const Profiler& p) {
+  // Tracks: tid 0 holds the steps (stage markers), each pool thread its own tid (the OS thread id); op spans
+  // are on the thread that ran the op (pool thread 0, which also splits the work); counters are per step.
+  constexpr int kPid = 1, kStepsTid = 0;
+  nlohmann::json ev = nlohmann::json::array();
+  ev.push_back({{"ph", "M"}, {"name", "process_name"}, {"pid", kPid}, {"args", {{"name", "tokenscope"}}}});
+  ev.push_back({{"ph", "M"}, {"name", "thread_name"}, {"pid", kPid}, {"tid", kStepsTid},
+                {"args", {{"name", "steps (past N, n_eval M)"}}}});
+  ev.push_back({{"ph", "M"}, {"name", "thread_sort_index"}, {"pid", kPid}, {"tid", kStepsTid}, {"args", {{"sort_index", -1}}}});
+  const std::vector<int>& tids = p.thread_ids();
+  for (size_t t = 0; t < tids.size(); ++t)
+    ev.push_back({{"ph", "M"}, {"name", "thread_name"}, {"pid", kPid}, {"tid", tids[t]},
+                  {"args", {{"name", strfmt("pool thread %zu%s", t, t == 0 ? " (caller): ops" : "")}}}});
+  const std::vector<std::string> names = p.counters() ? p.counters()->names() : std::vector<std::string>{};
+  int prev_stage = -1;
+  for (const auto& s : p.steps()) {
+    const char* sn = stage_name(s.stage);
+    if (static_cast<int>(s.stage) != prev_stage) {
+      ev.push_back({{"ph", "i"}, {"s", "g"}, {"name", strfmt("%s begins", sn)}, {"cat", sn}, {"pid", kPid},
+                    {"tid", kStepsTid}, {"ts", s.t0_us}});
+      prev_stage = static_cast<int>(s.stage);
+    }
+    nlohmann::json args = {{"past", s.past}, {"n_eval", s.n_eval}, {"stage", sn}, {"step", s.index}};
+    for (size_t i = 0; i < s.counters.size() && i < names.size(); ++i) args[names[i]] = s.counters[i];
+    ev.push_back({{"ph", "X"},
+                  {"name", strfmt("%s: past %lld, n_eval %lld", sn, static_cast<long long>(s.past),
+                                  static_cast<long long>(s.n_eval))},
+                  {"cat", sn},
+                  {"pid", kPid},
+                  {"tid", kStepsTid},
+                  {"ts", s.t0_us},
+                  {"dur", s.t1_us - s.t0_us},
+                  {"args", args}});
+    // Counter tracks: each counter's value over the step (zeroed between steps), and each thread's busy share.
+    for (size_t i = 0; i < s.counters.size() && i < names.size(); ++i) {
+      ev.push_back({{"ph", "C"}, {"name", names[i]}, {"pid", kPid}, {"ts", s.t0_us}, {"args", {{"per step", s.counters[i]}}}});
+      ev.push_back({{"ph", "C"}, {"name", names[i]}, {"pid", kPid}, {"ts", s.t1_us}, {"args", {{"per step", 0}}}});
+    }
+    const auto clock = std::find(names.begin(), names.end(), "task-clock-ms");
+    if (clock != names.end() && s.t1_us > s.t0_us) {
+      const size_t ci = static_cast<size_t>(clock - names.begin());
+      nlohmann::json busy = nlohmann::json::object(), idle = nlohmann::json::object();
+      for (size_t t = 0; t < s.thread_counters.size(); ++t) {
+        busy[strfmt("thread %zu", t)] = 100.0 * s.thread_counters[t][ci] / ((s.t1_us - s.t0_us) * 1e-3);
+        idle[strfmt("thread %zu", t)] = 0;
+      }
+      ev.push_back({{"ph", "C"}, {"name", "thread busy %"}, {"pid", kPid}, {"ts", s.t0_us}, {"args", busy}});
+      ev.push_back({{"ph", "C"}, {"name", "thread busy %"}, {"pid", kPid}, {"ts", s.t1_us}, {"args", idle}});
+    }
+  }
+  for (const auto& o : p.ops()) {
+    const int tid = o.step < p.steps().size() ? p.steps()[o.step].tid : (tids.empty() ? 1 : tids[0]);
+    ev.push_back({{"ph", "X"},
+                  {"name", o.layer >= 0 ? strfmt("%s [%d]", o.name, o.layer) : std::string(o.name)},
+                  {"cat", op_kind_name(o.kind)},
+                  {"pid", kPid},
+                  {"tid", tid},
+                  {"ts", o.t0_us},
+                  {"dur", o.t1_us - o.t0_us},
+                  {"args",
+                   {{"op", o.name}, {"kind", op_kind_name(o.kind)}, {"layer", o.layer}, {"flops", o.flops},
+                    {"bytes", o.bytes}, {"m", o.m}, {"n", o.n}, {"k", o.k}, {"format", o.format}, {"step", o.step}}}});
+  }
+  nlohmann::json j = {{"traceEvents", ev}, {"displayTimeUnit", "ms"}};
+  return j.dump();
+}
+
+std::string stage_table_markdown(const ProfileSummary& s) {
+  std::string out = "| stage | main operations | bottleneck | key observations |\n|---|---|---|---|\n";
+  for (const StageSummary& st : s.stages)
+    out += strfmt("| %s | %s | %s | %s |\n", st.stage.c_str(), st.main_ops.c_str(), st.bottleneck.c_str(),
+                  st.observations.c_str());
+  return out;
+}
+
+void print_profile_table(const ProfileSummary& s, FILE* out) {
+  std::fprintf(out, "machine: %s, %d threads, %s | read %.1f GB/s | int8 peak %.0f GOP/s | f32 peak %.0f GFLOP/s%s\n",
+               s.machine.cpu.c_str(), s.machine.threads, s.machine.isa.c_str(), s.machine.read_gbs,
+               s.machine.peak_int8_gops, s.machine.peak_f32_gflops, s.machine.from_cache ? " (cached)" : "");
+  for (const std::string& n : s.notes) std::fprintf(out, "note: %s\n", n.c_str());
+  for (const StageSummary& st : s.stages) {
+    std::fprintf(out, "\n%s: %d steps, %lld tokens, %.1f ms, %.1f tok/s, %.1f FLOP/byte, %s\n", st.stage.c_str(),
+                 st.steps, static_cast<long long>(st.tokens), st.ms, st.tok_s, st.ai, st.bottleneck.c_str());
+    std::fprintf(out, "  %-18s %6s %9s %7s %9s %8s %8s %-8s %6s %6s\n", "op", "calls", "ms", "share", "GFLOP/s", "GB/s",
+                 "FLOP/B", "bound", "bw%", "peak%");
+    for (const OpSummary& o : st.ops)
+      std::fprintf(out, "  %-18s %6d %9.2f %6.1f%% %9.1f %8.1f %8.2f %-8s %5.0f%% %5.0f%%\n", o.kind.c_str(), o.count,
+                   o.ms, 100 * o.share, o.gflops_s, o.gbs, o.ai, o.bound.c_str(), 100 * o.bw_util, 100 * o.compute_util);
+    if (!st.counters.empty()) {
+      std::fprintf(out, "  counters:");
+      for (const auto& [k, v] : st.counters) std::fprintf(out, " %s=%.0f", k.c_str(), v);
+      std::fprintf(out, "\n");
+    }
+  }
+  std::fprintf(out, "\n%s", stage_table_markdown(s).c_str());
+}
+
+}  // namespace tokenscope::profile

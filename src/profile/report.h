@@ -1,0 +1,60 @@
+// Turns a profiled run into per-stage figures placed on the machine's roofline, and writes them out:
+// summary.json, a Chrome Trace Event file (opens in Perfetto), the terminal tables. html_report.h turns
+// summary.json into the self-contained HTML report.
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "profile/profiler.h"
+#include "profile/roofline.h"
+
+namespace tokenscope::profile {
+
+struct OpSummary {
+  std::string kind;                  // op kind ("matmul"), or for per-name rows the op's name ("ffn_down")
+  std::string op_kind;               // the kind, also for per-name rows
+  int count = 0;
+  double ms = 0, share = 0;          // share of the stage's time
+  double flops = 0, bytes = 0;
+  double gflops_s = 0, gbs = 0, ai = 0;  // achieved GFLOP/s, GB/s, FLOPs per byte
+  std::string bound;                 // "memory" or "compute" (from the roofline: AI vs peak / bandwidth)
+  double bw_util = 0, compute_util = 0;  // fraction of measured read bandwidth / peak
+  double roof_util = 0;              // fraction of the attainable throughput at this AI
+  double peak = 0;                   // the peak it is measured against (int8 for matmuls, f32 otherwise)
+};
+
+struct StageSummary {
+  std::string stage;
+  int steps = 0;
+  int64_t tokens = 0;
+  double ms = 0, tok_s = 0, ms_per_step = 0;
+  double ops_ms = 0;                 // time inside op spans (the rest: step overhead)
+  double flops = 0, bytes = 0, ai = 0, gflops_s = 0, gbs = 0;
+  std::string bound;
+  double bw_util = 0, compute_util = 0, roof_util = 0;
+  std::vector<OpSummary> ops;        // per kind, by time, largest first
+  std::vector<OpSummary> by_name;    // per op name (attn_qkv, ffn_down, output, ...), by time
+  std::vector<std::pair<std::string, double>> counters;  // summed over the stage's steps and threads
+  double threads_busy = 0;           // task clock / (wall time x threads), when the task clock is counted
+  std::string main_ops, bottleneck, observations;
+};
+
+struct ProfileSummary {
+  MachineInfo machine;
+  std::vector<StageSummary> stages;  // prefill, decode (those that occurred)
+  std::vector<std::string> notes;    // e.g. "hardware counters are not available ..."
+  bool hardware_counters = false;
+};
+
+ProfileSummary summarize(const Profiler& p, const MachineInfo& m);
+// extra: more top-level fields (e.g. "model", "prompt_tokens", "threads").
+std::string summary_json(const ProfileSummary& s, const Profiler& p, const std::string& model_path);
+std::string trace_json(const Profiler& p);
+void print_profile_table(const ProfileSummary& s, FILE* out);
+// The closing table alone (stage, main operations, bottleneck, key observations), as Markdown.
+std::string stage_table_markdown(const ProfileSummary& s);
+
+}  // namespace tokenscope::profile
