@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages tokenscope needs to build and test (run as root; skips what is there).
 set -euo pipefail
 pkgs=(build-essential cmake git python3 python3-pip libgtest-dev libgmock-dev libbenchmark-dev
-      nlohmann-json3-dev libcli11-dev)
+      nlohmann-json3-dev libcli11-dev
+      libjs-chart.js chromium systemtap-sdt-dev)  # profiler: report charts, report render test, USDT probes
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,165 @@
+// The HTML report: built from summary.json, self-contained, and its charts render in headless Chromium
+// (the page marks <body data-charts-drawn=N data-charts-total=M> once each canvas holds painted pixels and
+// placed data elements). The Chromium tests skip only when chromium is not installed.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "base/error.h"
+#include "profile/html_report.h"
+#include "profile/profiler.h"
+#include "profile/report.h"
+#include "test_util.h"
+
+using namespace tokenscope;
+using namespace tokenscope::profile;
+using namespace tokenscope::testing;
+
+namespace {
+
+void burn(double ms) {
+  const auto t0 = std::chrono::steady_clock::now();
+  volatile double x = 1;
+  while (std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() < ms) x = x * 1.0000001;
+}
+
+// A summary with the shape of a real run: 2 layers, a 78-token prefill and 6 decode steps, counters of this thread.
+std::string sample_summary() {
+  Profiler p;
+  p.open_counters({static_cast<int>(::gettid())});
+  for (int s = 0; s < 7; ++s) {
+    const int64_t n = s == 0 ? 78 : 1, past = s == 0 ? 0 : 77 + s;
+    p.begin_step(s == 0 ? Stage::prefill : Stage::decode, past, n);
+    for (int layer = 0; layer < 2; ++layer) {
+      double t = p.now_us();
+      burn(s == 0 ? 1.0 : 0.3);
+      p.add_op(OpKind::matmul, layer, "attn_qkv", t, p.now_us(), matmul_cost(n, 1152, 576, 18 * 20), n, 1152, 576, "Q4_1");
+      t = p.now_us();
+      burn(0.1);
+      p.add_op(OpKind::attention, layer, "attention", t, p.now_us(), attention_cost(n, past, 9, 3, 64), n, past + n, 64);
+      t = p.now_us();
+      burn(0.05);
+      p.add_op(OpKind::rmsnorm, layer, "ffn_norm", t, p.now_us(), elementwise_cost(n * 576, 4, 1, 1));
+    }
+    const double t = p.now_us();
+    burn(0.2);
+    p.add_op(OpKind::output, -1, "output", t, p.now_us(), matmul_cost(1, 49152, 576, 18 * 20), 1, 49152, 576, "Q4_1");
+    p.end_step();
+  }
+  MachineInfo m;
+  m.cpu = "test <CPU> & co";
+  m.threads = 1;
+  m.isa = "avx2";
+  m.read_gbs = 20;
+  m.peak_int8_gops = 200;
+  m.peak_f32_gflops = 50;
+  return summary_json(summarize(p, m), p, "tiny.gguf");
+}
+
+TEST(ProfileHtml, SelfContainedWithTheStageTable) {
+  const std::string html = html_report(sample_summary(), "/* Chart.js would be here */");
+  EXPECT_EQ(html.rfind("<!doctype html>", 0), 0u);
+  EXPECT_NE(html.find("<table id=\"stage-table\">"), std::string::npos);
+  EXPECT_NE(html.find("<tr class=\"prefill\"><td>prefill</td><td>matmul"), std::string::npos);
+  EXPECT_NE(html.find("<tr class=\"decode\"><td>decode</td>"), std::string::npos);
+  for (const char* id : {"timeline", "breakdown", "roofline", "counters", "threads"})
+    EXPECT_NE(html.find(std::string("<canvas id=\"") + id + "\">"), std::string::npos) << id;
+  EXPECT_NE(html.find("test &lt;CPU&gt; &amp; co"), std::string::npos);  // escaped text
+  EXPECT_NE(html.find("/* Chart.js would be here */"), std::string::npos);  // inlined
+  // Nothing fetched from the network: no external scripts, styles or images.
+  EXPECT_EQ(html.find("src=\"http"), std::string::npos);
+  EXPECT_EQ(html.find("href=\"http"), std::string::npos);
+  EXPECT_EQ(html.find("<script src"), std::string::npos);
+}
+
+TEST(ProfileHtml, InlinedTextCannotCloseItsScriptElement) {
+  const std::string html = html_report(sample_summary(), "var s = '</script><b>x</b>';");
+  EXPECT_EQ(html.find("'</script>"), std::string::npos);
+  EXPECT_NE(html.find("'<\\/script><b>x<\\/b>'"), std::string::npos);
+}
+
+TEST(ProfileHtml, RejectsWhatIsNotASummary) {
+  EXPECT_THROW(html_report("not json", ""), Error);
+  EXPECT_THROW(html_report("{\"a\": 1}", ""), Error);
+}
+
+bool have_chromium(std::string* bin) {
+  for (const char* b : {"chromium", "chromium-browser", "google-chrome"}) {
+    if (std::system((std::string("command -v ") + b + " >/dev/null 2>&1").c_str()) == 0) {
+      *bin = b;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Loads the page in headless Chromium and returns the DOM after its scripts ran.
+std::string render(const std::string& bin, const std::string& html_path) {
+  const std::string cmd = bin +
+                          " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run"
+                          " --virtual-time-budget=10000 --dump-dom 'file://" +
+                          html_path + "' 2>/dev/null";
+  FILE* f = popen(cmd.c_str(), "r");
+  if (!f) return "";
+  std::string out;
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  pclose(f);
+  return out;
+}
+
+std::string body_attr(const std::string& dom, const std::string& attr) {
+  const std::smatch m = [&] {
+    std::smatch r;
+    std::regex_search(dom, r, std::regex("<body[^>]*\\b" + attr + "=\"([^\"]*)\""));
+    return r;
+  }();
+  return m.empty() ? std::string("(absent)") : m[1].str();
+}
+
+TEST(ProfileHtml, ChartsRenderInHeadlessChromium) {
+  std::string bin;
+  if (!have_chromium(&bin)) GTEST_SKIP() << "chromium is not installed (scripts/install-deps.sh installs it)";
+  const std::string chartjs = find_chartjs();
+  ASSERT_FALSE(chartjs.empty()) << "Chart.js not found: install libjs-chart.js (scripts/install-deps.sh)";
+  const std::string path = temp_path("report.html");
+  std::ofstream(path) << html_report(sample_summary(), read_text_file(chartjs));
+  const std::string dom = render(bin, path);
+  ASSERT_FALSE(dom.empty()) << "chromium printed no DOM";
+  EXPECT_EQ(body_attr(dom, "data-error"), "(absent)");
+  EXPECT_EQ(body_attr(dom, "data-charts-total"), "5");
+  EXPECT_EQ(body_attr(dom, "data-charts-drawn"), "5");
+  // Every canvas holds painted pixels and placed data elements.
+  const std::regex canvas("<canvas id=\"([a-z]+)\"[^>]*data-ink=\"([0-9]+)\" data-elements=\"([0-9]+)\"");
+  int canvases = 0;
+  for (auto it = std::sregex_iterator(dom.begin(), dom.end(), canvas); it != std::sregex_iterator(); ++it) {
+    ++canvases;
+    EXPECT_GT(std::stol((*it)[2].str()), 1000) << (*it)[1];
+    EXPECT_GT(std::stol((*it)[3].str()), 0) << (*it)[1];
+  }
+  EXPECT_EQ(canvases, 5);
+  std::filesystem::remove(path);
+}
+
+// The check above can fail: without Chart.js the page reports the error and no chart drawn.
+TEST(ProfileHtml, ChromiumSeesAReportWithoutChartJsAsUndrawn) {
+  std::string bin;
+  if (!have_chromium(&bin)) GTEST_SKIP() << "chromium is not installed (scripts/install-deps.sh installs it)";
+  const std::string path = temp_path("report-nochart.html");
+  std::ofstream(path) << html_report(sample_summary(), "");
+  const std::string dom = render(bin, path);
+  ASSERT_FALSE(dom.empty());
+  EXPECT_NE(body_attr(dom, "data-error"), "(absent)");
+  EXPECT_EQ(body_attr(dom, "data-charts-drawn"), "0");
+  EXPECT_NE(dom.find("Charts unavailable"), std::string::npos);
+  std::filesystem::remove(path);
+}
+
+}  // namespace
