@@ -6,6 +6,7 @@
 #include "base/error.h"
 #include "engine/sysinfo.h"
 #include "profile/html_report.h"
+#include "profile/pfm_events.h"
 #include "profile/report.h"
 #include "runtime/thread_pool.h"
 
@@ -24,6 +25,9 @@ CLI::App* add_profile_command(CLI::App& app, ProfileArgs& a) {
   cmd->add_flag("--chat", a.chat, "Wrap the prompt in the model's chat template");
   cmd->add_option("-o,--output", a.out_dir, "Directory for summary.json, trace.json and report.html")->capture_default_str();
   cmd->add_flag("--refresh-sysinfo", a.refresh_sysinfo, "Measure the machine's roofline again");
+  cmd->add_option("-e,--event", a.events,
+                  "Also count this named PMU event, per thread and stage (libpfm4 names, e.g. STALL_BACKEND_MEM, "
+                  "perf::PAGE-FAULTS); repeatable");
   return cmd;
 }
 
@@ -96,6 +100,9 @@ int cmd_profile(const ProfileArgs& a) {
   // The roofline first, so its measurement does not overlap the run.
   const MachineInfo m = machine_info(threads, isa_or_best(a.common.isa), a.refresh_sysinfo);
   profile::Profiler prof;
+  std::vector<profile::CounterSpec> extra;
+  for (const std::string& e : a.events) extra.push_back(profile::resolve_named_event(e));
+  prof.request_events(std::move(extra));
   auto s = open_session(a.common, &prof);
   std::string text = a.prompt;
   if (a.chat) text = render_chat_prompt(*s, a.prompt, "");

@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <vector>
 
 #include "apps/commands.h"
 
@@ -16,6 +17,7 @@ struct ProfileArgs {
   bool chat = false;
   std::string out_dir = "tokenscope-profile";
   bool refresh_sysinfo = false;
+  std::vector<std::string> events;  // named PMU events (libpfm4)
 };
 struct SysinfoArgs {
   int threads = 0;

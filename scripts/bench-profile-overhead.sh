@@ -2,19 +2,24 @@
 # Cost of the profiler: tg (and pp) throughput with and without `--profile`, interleaved over R rounds
 # (default 7) in one run; prints medians with min-max spread and the overhead of the median.
 # Usage: scripts/bench-profile-overhead.sh [MODEL] [ROUNDS] [extra tokenscope bench flags...]
+# (TOKENSCOPE_BIN: the binary to measure, default build/tokenscope.) The order of the two runs alternates
+# between rounds so neither always runs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-$(scripts/fetch-models.sh smollm2)}
 rounds=${2:-7}
 shift 2 2>/dev/null || shift $#
-[ -x build/tokenscope ] || scripts/build.sh
+bin=${TOKENSCOPE_BIN:-build/tokenscope}
+[ -x "$bin" ] || scripts/build.sh
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for r in $(seq 1 "$rounds"); do
-  for mode in off on; do
+  order="off on"
+  [ $((r % 2)) -eq 0 ] && order="on off"
+  for mode in $order; do
     flag=""
     [ "$mode" = on ] && flag="--profile"
-    build/tokenscope bench -m "$model" -p 128 -n 128 -r 1 -o json $flag "$@" 2>/dev/null >"$out/$mode-$r.json"
+    "$bin" bench -m "$model" -p 128 -n 128 -r 1 -o json $flag "$@" 2>/dev/null >"$out/$mode-$r.json"
   done
 done
 python3 - "$out" "$rounds" "$(basename "$model")" <<'PY'

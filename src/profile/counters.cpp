@@ -16,12 +16,15 @@ namespace {
 
 // Software events of one thread form one group (read together with one read()); hardware events are opened
 // one by one with their enabled/running times, so a value multiplexed by the kernel is scaled up.
-int open_counter(uint32_t type, uint64_t config, int tid, int group_fd, uint64_t read_format) {
+int open_counter(const CounterSpec& s, int tid, int group_fd, uint64_t read_format) {
+  const uint32_t type = s.type;
   perf_event_attr a;
   std::memset(&a, 0, sizeof a);
   a.size = sizeof a;
   a.type = type;
-  a.config = config;
+  a.config = s.config;
+  a.config1 = s.config1;
+  a.config2 = s.config2;
   a.disabled = 0;
   a.read_format = read_format;
   a.exclude_kernel = type == PERF_TYPE_SOFTWARE ? 0 : 1;
@@ -62,7 +65,9 @@ CounterGroup::CounterGroup(const std::vector<int>& tids, const std::vector<Count
     : n_threads_(tids.size()) {
   std::string first_hw_error;
   std::vector<CounterSpec> all = default_counter_specs();
+  const size_t n_builtin = all.size();
   all.insert(all.end(), extra.begin(), extra.end());
+  auto is_extra = [&](const CounterSpec& s) { return static_cast<size_t>(&s - all.data()) >= n_builtin; };
   // Software group: the task clock leads; members that fail to open on any thread are dropped.
   std::vector<int> leaders(tids.size(), -1);
   for (const CounterSpec& s : all) {
@@ -70,7 +75,7 @@ CounterGroup::CounterGroup(const std::vector<int>& tids, const std::vector<Count
     std::vector<int> fds;
     bool ok = true;
     for (size_t t = 0; t < tids.size(); ++t) {
-      const int fd = open_counter(s.type, s.config, tids[t], leaders[t], kGroupFormat);
+      const int fd = open_counter(s, tids[t], leaders[t], kGroupFormat);
       if (fd < 0) {
         ok = false;
         break;
@@ -78,7 +83,9 @@ CounterGroup::CounterGroup(const std::vector<int>& tids, const std::vector<Count
       fds.push_back(fd);
     }
     if (!ok) {
+      const int err = errno;
       for (int fd : fds) close(fd);
+      if (is_extra(s)) dropped_.push_back(s.name + ": " + std::strerror(err));
       if (names_.empty()) break;  // no leader: no software counters at all
       continue;
     }
@@ -93,9 +100,11 @@ CounterGroup::CounterGroup(const std::vector<int>& tids, const std::vector<Count
     std::vector<int> fds;
     bool ok = true;
     for (int tid : tids) {
-      const int fd = open_counter(s.type, s.config, tid, -1, kSingleFormat);
+      const int fd = open_counter(s, tid, -1, kSingleFormat);
       if (fd < 0) {
-        if (first_hw_error.empty()) first_hw_error = s.name + ": " + std::strerror(errno);
+        const std::string why = s.name + ": " + std::strerror(errno);
+        if (is_extra(s)) dropped_.push_back(why);
+        if (first_hw_error.empty() && !is_extra(s)) first_hw_error = why;
         ok = false;
         break;
       }
@@ -105,7 +114,7 @@ CounterGroup::CounterGroup(const std::vector<int>& tids, const std::vector<Count
       for (int fd : fds) close(fd);
       continue;
     }
-    hardware_available_ = true;
+    if (!is_extra(s)) hardware_available_ = true;
     names_.push_back(s.name);
     scales_.push_back(s.scale);
     fds_.push_back(std::move(fds));

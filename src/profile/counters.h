@@ -15,6 +15,7 @@ struct CounterSpec {
   uint64_t config;
   double scale;      // raw value * scale (task clock: ns -> ms)
   bool hardware;
+  uint64_t config1 = 0, config2 = 0;  // extra encoding of some PMU events (from libpfm4)
 };
 
 // The built-in events: software first (always available), then the generic hardware events.
@@ -38,6 +39,8 @@ class CounterGroup {
   size_t threads() const { return n_threads_; }
   bool hardware_available() const { return hardware_available_; }
   const std::string& hardware_note() const { return hardware_note_; }  // why not, when not
+  // Requested extra events that could not be opened, with the reason (one line each).
+  const std::vector<std::string>& dropped() const { return dropped_; }
 
  private:
   std::vector<std::string> names_;
@@ -47,6 +50,7 @@ class CounterGroup {
   size_t n_grouped_ = 0;  // the first n_grouped_ counters are one PERF_FORMAT_GROUP group per thread
   bool hardware_available_ = false;
   std::string hardware_note_;
+  std::vector<std::string> dropped_;
 };
 
 }  // namespace tokenscope::profile

@@ -72,7 +72,7 @@ double Profiler::now_us() const {
 
 void Profiler::open_counters(const std::vector<int>& tids) {
   tids_ = tids;
-  counters_ = std::make_unique<CounterGroup>(tids);
+  counters_ = std::make_unique<CounterGroup>(tids, extra_events_);
 }
 
 void Profiler::begin_step(Stage stage, int64_t past, int64_t n_eval) {

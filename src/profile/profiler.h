@@ -63,7 +63,9 @@ class Profiler {
   const std::vector<StepRecord>& steps() const { return steps_; }
   const std::vector<OpRecord>& ops() const { return ops_; }
   // Counters of the given threads (opened now); their names and whether hardware events could be had.
+  // Extra named events (see pfm_events.h) are added from request_events(), resolved beforehand.
   void open_counters(const std::vector<int>& tids);
+  void request_events(std::vector<CounterSpec> extra) { extra_events_ = std::move(extra); }
   const CounterGroup* counters() const { return counters_.get(); }
   // OS thread ids of the pool threads (index = pool thread), as given to open_counters().
   const std::vector<int>& thread_ids() const { return tids_; }
@@ -75,6 +77,7 @@ class Profiler {
   std::unique_ptr<CounterGroup> counters_;
   std::vector<std::vector<double>> step_start_counts_;  // [thread][counter]
   std::vector<int> tids_;
+  std::vector<CounterSpec> extra_events_;
   bool in_step_ = false;
 };
 

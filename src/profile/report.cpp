@@ -103,6 +103,8 @@ ProfileSummary summarize(const Profiler& p, const MachineInfo& m) {
   out.machine = m;
   out.hardware_counters = p.counters() && p.counters()->hardware_available();
   if (p.counters() && !p.counters()->hardware_available()) out.notes.push_back(p.counters()->hardware_note());
+  if (p.counters())
+    for (const std::string& d : p.counters()->dropped()) out.notes.push_back("event not counted: " + d);
   const std::vector<std::string> cnames = p.counters() ? p.counters()->names() : std::vector<std::string>{};
   const size_t n_threads = p.counters() ? p.counters()->threads() : 0;
   for (Stage st : {Stage::prefill, Stage::decode}) {

@@ -1,6 +1,7 @@
 // The profiler core, on its own (links ts_profile only): FLOP/byte accounting, roofline placement, steps and
 // ops, per-thread counters, USDT probe notes, the Chrome trace and the stage summary.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -8,7 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "base/error.h"
 #include "profile/counters.h"
+#include "profile/pfm_events.h"
 #include "profile/profiler.h"
 #include "profile/report.h"
 #include "profile/roofline.h"
@@ -230,6 +233,48 @@ TEST(ProfileUsdt, ProbesAreInTheBinary) {
   EXPECT_NE(out.find("Provider: tokenscope"), std::string::npos);
   for (const char* probe : {"Name: step_begin", "Name: step_end", "Name: stage_begin", "Name: stage_end"})
     EXPECT_NE(out.find(probe), std::string::npos) << probe;
+}
+
+}  // namespace
+
+namespace {
+
+TEST(ProfilePfm, NamedEventsResolveAndCount) {
+  if (!have_libpfm()) {
+    EXPECT_THROW(resolve_named_event("perf::PAGE-FAULTS"), Error);
+    GTEST_SKIP() << "built without libpfm4 (install libpfm4-dev)";
+  }
+  EXPECT_THROW(resolve_named_event("NO_SUCH_EVENT_ANYWHERE"), Error);
+  const CounterSpec s = resolve_named_event("perf::PAGE-FAULTS");
+  EXPECT_EQ(s.type, 1u);    // PERF_TYPE_SOFTWARE
+  EXPECT_EQ(s.config, 2u);  // PERF_COUNT_SW_PAGE_FAULTS
+  EXPECT_FALSE(s.hardware);
+  // Counted alongside the built-in events: touching fresh memory faults pages in.
+  CounterGroup g({static_cast<int>(::gettid())}, {s});
+  const auto& names = g.names();
+  const auto it = std::find(names.begin(), names.end(), "perf::PAGE-FAULTS");
+  ASSERT_NE(it, names.end());
+  const size_t i = static_cast<size_t>(it - names.begin());
+  const auto minor = std::find(names.begin(), names.end(), "page-faults-minor");
+  const auto major = std::find(names.begin(), names.end(), "page-faults-major");
+  ASSERT_TRUE(minor != names.end() && major != names.end());
+  const std::vector<double> before = g.read();
+  // Fresh anonymous pages, a few regions of them (this kernel does not count every region's first faults).
+  const size_t bytes = 1000 * 4096;
+  std::vector<void*> maps;
+  for (int r = 0; r < 4; ++r) {
+    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(m, MAP_FAILED);
+    for (size_t k = 0; k < bytes; k += 4096) static_cast<volatile char*>(m)[k] = 1;
+    maps.push_back(m);
+  }
+  for (void* m : maps) munmap(m, bytes);
+  const std::vector<double> after = g.read();
+  const double named = after[i] - before[i];
+  const double builtin = after[static_cast<size_t>(minor - names.begin())] - before[static_cast<size_t>(minor - names.begin())] +
+                         after[static_cast<size_t>(major - names.begin())] - before[static_cast<size_t>(major - names.begin())];
+  EXPECT_GE(named, 1000);
+  EXPECT_DOUBLE_EQ(named, builtin);  // the same event, read in the same group
 }
 
 }  // namespace
