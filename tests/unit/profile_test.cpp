@@ -1,7 +1,6 @@
 // The profiler core, on its own (links ts_profile only): FLOP/byte accounting, roofline placement, steps and
 // ops, per-thread counters, USDT probe notes, the Chrome trace and the stage summary.
 #include <gtest/gtest.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -245,35 +244,23 @@ TEST(ProfilePfm, NamedEventsResolveAndCount) {
     GTEST_SKIP() << "built without libpfm4 (install libpfm4-dev)";
   }
   EXPECT_THROW(resolve_named_event("NO_SUCH_EVENT_ANYWHERE"), Error);
-  const CounterSpec s = resolve_named_event("perf::PAGE-FAULTS");
+  const CounterSpec s = resolve_named_event("perf::CONTEXT-SWITCHES");
   EXPECT_EQ(s.type, 1u);    // PERF_TYPE_SOFTWARE
-  EXPECT_EQ(s.config, 2u);  // PERF_COUNT_SW_PAGE_FAULTS
+  EXPECT_EQ(s.config, 3u);  // PERF_COUNT_SW_CONTEXT_SWITCHES
   EXPECT_FALSE(s.hardware);
-  // Counted alongside the built-in events: touching fresh memory faults pages in.
+  // Counted alongside the built-in events: each sleep switches this thread out.
   CounterGroup g({static_cast<int>(::gettid())}, {s});
   const auto& names = g.names();
-  const auto it = std::find(names.begin(), names.end(), "perf::PAGE-FAULTS");
+  const auto it = std::find(names.begin(), names.end(), "perf::CONTEXT-SWITCHES");
   ASSERT_NE(it, names.end());
   const size_t i = static_cast<size_t>(it - names.begin());
-  const auto minor = std::find(names.begin(), names.end(), "page-faults-minor");
-  const auto major = std::find(names.begin(), names.end(), "page-faults-major");
-  ASSERT_TRUE(minor != names.end() && major != names.end());
+  const size_t b = static_cast<size_t>(std::find(names.begin(), names.end(), "context-switches") - names.begin());
+  ASSERT_LT(b, names.size());
   const std::vector<double> before = g.read();
-  // Fresh anonymous pages, a few regions of them (this kernel does not count every region's first faults).
-  const size_t bytes = 1000 * 4096;
-  std::vector<void*> maps;
-  for (int r = 0; r < 4; ++r) {
-    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ASSERT_NE(m, MAP_FAILED);
-    for (size_t k = 0; k < bytes; k += 4096) static_cast<volatile char*>(m)[k] = 1;
-    maps.push_back(m);
-  }
-  for (void* m : maps) munmap(m, bytes);
+  for (int k = 0; k < 20; ++k) std::this_thread::sleep_for(std::chrono::microseconds(200));
   const std::vector<double> after = g.read();
-  const double named = after[i] - before[i];
-  const double builtin = after[static_cast<size_t>(minor - names.begin())] - before[static_cast<size_t>(minor - names.begin())] +
-                         after[static_cast<size_t>(major - names.begin())] - before[static_cast<size_t>(major - names.begin())];
-  EXPECT_GE(named, 1000);
+  const double named = after[i] - before[i], builtin = after[b] - before[b];
+  EXPECT_GE(named, 10);  // most sleeps (a short one may return without switching)
   EXPECT_DOUBLE_EQ(named, builtin);  // the same event, read in the same group
 }
 
