@@ -36,5 +36,8 @@ print(f"profiler overhead on {model}, {rounds} interleaved rounds (t/s, median (
 for test, name in (("pp", "pp128"), ("tg", "tg128")):
     off, on = ts("off", test), ts("on", test)
     ov = 100 * (1 - st.median(on) / st.median(off))
-    print(f"{name}: off {st.median(off):.1f} ({min(off):.1f}-{max(off):.1f})  on {st.median(on):.1f} ({min(on):.1f}-{max(on):.1f})  overhead {ov:.1f}%")
+    # Paired: each round's on/off ratio (the two runs of a round are back to back, so drift cancels).
+    pr = [100 * (1 - a / b) for a, b in zip(on, off)]
+    print(f"{name}: off {st.median(off):.1f} ({min(off):.1f}-{max(off):.1f})  on {st.median(on):.1f} ({min(on):.1f}-{max(on):.1f})  "
+          f"overhead {ov:.1f}% (per-round pairs: median {st.median(pr):.1f}%, {min(pr):.1f}..{max(pr):.1f}%)")
 PY

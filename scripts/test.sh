@@ -9,8 +9,8 @@ scripts/build.sh
 ctest --test-dir build --output-on-failure -j"$(nproc)"
 if [ "${TOKENSCOPE_SKIP_SANITIZERS:-0}" != 1 ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTOKENSCOPE_SANITIZE=address >/dev/null
-  cmake --build build-asan -j"$(nproc)" --target test_gguf test_formats test_tokenizer
-  ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -L '^(gguf|formats|tokenizer)$'
+  cmake --build build-asan -j"$(nproc)" --target test_gguf test_formats test_tokenizer test_profile
+  ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -L '^(gguf|formats|tokenizer|profile)$'
   cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DTOKENSCOPE_SANITIZE=thread >/dev/null
   cmake --build build-tsan -j"$(nproc)" --target test_runtime
   ctest --test-dir build-tsan --output-on-failure -L '^runtime$'
