@@ -61,6 +61,9 @@ std::unique_ptr<Session> Session::open(const SessionOptions& opts) {
     std::vector<int> tids(static_cast<size_t>(s->pool_->size()));
     s->pool_->run([&](int ith, int) { tids[static_cast<size_t>(ith)] = static_cast<int>(::gettid()); });
     opts.profiler->open_counters(tids);
+    // Each pool thread's share of every op, for the per-thread tracks of the trace.
+    opts.profiler->set_thread_count(s->pool_->size());
+    s->pool_->set_observer(opts.profiler);
   }
   return s;
 }

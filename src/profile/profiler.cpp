@@ -1,5 +1,7 @@
 #include "profile/profiler.h"
 
+#include <algorithm>
+
 #include <unistd.h>
 
 #include <chrono>
@@ -64,6 +66,11 @@ Profiler::~Profiler() = default;
 void Profiler::open_counters(const std::vector<int>& tids) {
   tids_ = tids;
   counters_ = std::make_unique<CounterGroup>(tids, extra_events_);
+}
+
+void Profiler::set_thread_count(int n) {
+  thread_spans_.assign(static_cast<size_t>(std::max(n, 0)), {});
+  for (auto& v : thread_spans_) v.reserve(1 << 14);
 }
 
 void Profiler::begin_step(Stage stage, int64_t past, int64_t n_eval) {

@@ -72,6 +72,16 @@ class Profiler {
   void open_counters(const std::vector<int>& tids);
   void request_events(std::vector<CounterSpec> extra) { extra_events_ = std::move(extra); }
   const CounterGroup* counters() const { return counters_.get(); }
+  // Per pool thread, the spans of work it did (each thread appends only to its own list while a job runs;
+  // read them once the run is over). set_thread_count() sizes the lists before any job.
+  void set_thread_count(int n);
+  void add_thread_span(int ith, double t0_us, double t1_us) {
+    if (ith >= 0 && static_cast<size_t>(ith) < thread_spans_.size()) thread_spans_[static_cast<size_t>(ith)].push_back({t0_us, t1_us});
+  }
+  struct Span {
+    double t0_us, t1_us;
+  };
+  const std::vector<std::vector<Span>>& thread_spans() const { return thread_spans_; }
   // OS thread ids of the pool threads (index = pool thread), as given to open_counters().
   const std::vector<int>& thread_ids() const { return tids_; }
 
@@ -82,6 +92,7 @@ class Profiler {
   std::unique_ptr<CounterGroup> counters_;
   std::vector<std::vector<double>> step_start_counts_;  // [thread][counter]
   std::vector<int> tids_;
+  std::vector<std::vector<Span>> thread_spans_;
   std::vector<CounterSpec> extra_events_;
   bool in_step_ = false;
 };

@@ -281,6 +281,27 @@ std::string trace_json(const Profiler& p) {
                    {{"op", o.name}, {"kind", op_kind_name(o.kind)}, {"layer", o.layer}, {"flops", o.flops},
                     {"bytes", o.bytes}, {"m", o.m}, {"n", o.n}, {"k", o.k}, {"format", o.format}, {"step", o.step}}}});
   }
+  // The other pool threads' work: each job span inside an op is named after that op (ops are recorded
+  // in time order, so the enclosing op is the last one that started before the span).
+  const auto& ops = p.ops();
+  for (size_t t = 1; t < p.thread_spans().size() && t < tids.size(); ++t) {
+    for (const auto& sp : p.thread_spans()[t]) {
+      auto it = std::upper_bound(ops.begin(), ops.end(), sp.t0_us,
+                                 [](double v, const OpRecord& o) { return v < o.t0_us; });
+      const OpRecord* o = it == ops.begin() ? nullptr : &*(it - 1);
+      if (o && sp.t0_us > o->t1_us) o = nullptr;  // between ops (e.g. a pool job outside the forward pass)
+      nlohmann::json e = {{"ph", "X"},
+                          {"name", o ? (o->layer >= 0 ? strfmt("%s [%d]", o->name, o->layer) : std::string(o->name))
+                                     : std::string("pool job")},
+                          {"cat", o ? op_kind_name(o->kind) : "pool"},
+                          {"pid", kPid},
+                          {"tid", tids[t]},
+                          {"ts", sp.t0_us},
+                          {"dur", sp.t1_us - sp.t0_us}};
+      if (o) e["args"] = {{"op", o->name}, {"layer", o->layer}, {"pool_thread", t}};
+      ev.push_back(std::move(e));
+    }
+  }
   nlohmann::json j = {{"traceEvents", ev}, {"displayTimeUnit", "ms"}};
   return j.dump();
 }

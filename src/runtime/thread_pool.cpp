@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "base/error.h"
+#include "profile/profiler.h"
 
 namespace tokenscope {
 
@@ -143,7 +144,7 @@ void ThreadPool::worker(int ith) {
     }
     seen = g;
     if (stop_.load(std::memory_order_acquire)) return;
-    (*job_)(ith, n_threads_);
+    run_job(ith);
     if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_sleeping_.load(std::memory_order_seq_cst))
       pending_.notify_one();
   }
@@ -174,8 +175,18 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
   pending_.store(n_threads_ - 1, std::memory_order_release);
   generation_.fetch_add(1, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
-  fn(0, n_threads_);
+  run_job(0);
   wait_for_workers();
+}
+
+void ThreadPool::run_job(int ith) {
+  if (!observer_) {
+    (*job_)(ith, n_threads_);
+    return;
+  }
+  const double t0 = observer_->now_us();
+  (*job_)(ith, n_threads_);
+  observer_->add_thread_span(ith, t0, observer_->now_us());
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn) {

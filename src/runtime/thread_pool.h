@@ -17,6 +17,7 @@
 #include <vector>
 
 namespace tokenscope {
+namespace profile { class Profiler; }
 
 enum class BarrierMode { spin, futex, hybrid };
 const char* barrier_mode_name(BarrierMode m);
@@ -37,6 +38,8 @@ class ThreadPool {
   // n_threads >= 1 (the caller counts as one).
   explicit ThreadPool(int n_threads, const PoolOptions& options = {});
   const PoolOptions& options() const { return opts_; }
+  // Reports each thread's share of every job to the profiler (null: off). Call while no job runs.
+  void set_observer(profile::Profiler* p) { observer_ = p; }
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -56,8 +59,11 @@ class ThreadPool {
 
   void wait_for_workers();
 
+  void run_job(int ith);
+
   int n_threads_;
   PoolOptions opts_;
+  profile::Profiler* observer_ = nullptr;
   std::vector<std::thread> threads_;
   const std::function<void(int, int)>* job_ = nullptr;
   alignas(64) std::atomic<uint32_t> generation_{0};

@@ -95,6 +95,30 @@ TEST_F(ProfiledRun, OpsCoverEveryLayerWithShapesAndCosts) {
   EXPECT_EQ(sampling, 5);
 }
 
+TEST_F(ProfiledRun, EveryPoolThreadHasOpSpansInsideTheOps) {
+  // The second pool thread's share of the work: spans inside the ops, and in the trace on its own track,
+  // named after the op they belong to.
+  ASSERT_EQ(prof_.thread_spans().size(), 2u);
+  const auto& worker = prof_.thread_spans()[1];
+  ASSERT_GT(worker.size(), 20u);
+  size_t inside = 0;
+  for (const auto& sp : worker) {
+    EXPECT_LE(sp.t0_us, sp.t1_us);
+    for (const auto& op : prof_.ops())
+      if (sp.t0_us >= op.t0_us && sp.t1_us <= op.t1_us) {
+        ++inside;
+        break;
+      }
+  }
+  EXPECT_GT(inside, worker.size() * 9 / 10);  // all but pool jobs outside the forward pass (counter setup)
+  const json trace = json::parse(trace_json(prof_));
+  const int worker_tid = prof_.thread_ids().at(1);
+  int named = 0;
+  for (const auto& e : trace["traceEvents"])
+    if (e["ph"] == "X" && e["tid"] == worker_tid && e["name"].get<std::string>().rfind("attn_qkv", 0) == 0) ++named;
+  EXPECT_GE(named, 2 * 5);  // at least one attn_qkv span per layer and step
+}
+
 TEST_F(ProfiledRun, SoftwareCountersAreNonZeroWithoutHardwareOnes) {
   ASSERT_NE(prof_.counters(), nullptr);
   const auto& names = prof_.counters()->names();
