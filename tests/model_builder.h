@@ -9,6 +9,7 @@
 
 #include "formats/tensor_type.h"
 #include "gguf/gguf.h"
+#include "tokenizer/tokenizer.h"
 
 namespace tokenscope::testing {
 
@@ -20,26 +21,8 @@ struct TinyModelSpec {
   uint32_t seed = 1;
 };
 
-// GPT-2 byte-to-unicode mapping: byte b -> code point, as UTF-8.
-inline std::string byte_token(int b) {
-  int cp;
-  if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) {
-    cp = b;
-  } else {
-    int n = 0;
-    for (int x = 0; x < b; ++x)
-      if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255))) ++n;
-    cp = 256 + n;
-  }
-  std::string s;
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else {
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
+// GPT-2 byte-to-unicode mapping: byte b -> its vocabulary entry (UTF-8).
+inline std::string byte_token(int b) { return gpt2_byte_token(static_cast<uint8_t>(b)); }
 
 inline void add_tiny_vocab(gguf::Writer& w) {
   std::vector<std::string> tokens;

@@ -7,6 +7,7 @@
 
 #include "base/error.h"
 #include "gguf/gguf.h"
+#include "tokenizer/tokenizer.h"
 
 namespace tokenscope {
 
@@ -97,20 +98,10 @@ namespace {
 
 // A minimal byte-level vocabulary of n tokens: the 256 GPT-2 byte tokens, <|endoftext|>, then fillers.
 void minimal_vocab(gguf::Writer& w, int64_t n, const std::string& pre) {
-  auto printable = [](int b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255); };
   std::vector<std::string> tokens;
   std::vector<int32_t> types;
-  int extra = 0;
   for (int b = 0; b < 256; ++b) {
-    const int cp = printable(b) ? b : 256 + extra++;
-    std::string s;
-    if (cp < 0x80) {
-      s += static_cast<char>(cp);
-    } else {
-      s += static_cast<char>(0xC0 | (cp >> 6));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-    tokens.push_back(s);
+    tokens.push_back(gpt2_byte_token(static_cast<uint8_t>(b)));
     types.push_back(1);
   }
   tokens.push_back("<|endoftext|>");

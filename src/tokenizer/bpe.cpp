@@ -234,4 +234,15 @@ class BpeTokenizer final : public VocabTokenizer {
 
 std::unique_ptr<Tokenizer> make_bpe(const gguf::File& file) { return std::make_unique<BpeTokenizer>(file); }
 
+std::string byte_token_text(uint8_t b) {
+  static const std::array<uint32_t, 256> table = byte_to_codepoint_table();
+  std::string s;
+  unicode::append_utf8(s, table[b]);
+  return s;
+}
+
 }  // namespace tokenscope::tok
+
+namespace tokenscope {
+std::string gpt2_byte_token(uint8_t b) { return tok::byte_token_text(b); }
+}  // namespace tokenscope

@@ -37,6 +37,9 @@ class Tokenizer {
   virtual std::optional<TokenId> find_token(std::string_view text) const = 0;
 };
 
+// The vocabulary entry of byte b in a byte-level BPE (GPT-2's byte-to-code-point mapping, as UTF-8).
+std::string gpt2_byte_token(uint8_t b);
+
 // Chat templates: the common formats, recognised from tokenizer.chat_template.
 struct ChatMessage {
   std::string role;     // "system", "user", "assistant"
