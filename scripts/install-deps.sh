@@ -3,7 +3,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake git python3 python3-pip libgtest-dev libgmock-dev libbenchmark-dev
       nlohmann-json3-dev libcli11-dev
-      libjs-chart.js chromium systemtap-sdt-dev libpfm4-dev)  # profiler: report charts and their render test, USDT, named PMU events
+      libjs-chart.js chromium systemtap-sdt-dev libpfm4-dev  # profiler: report charts and their render test, USDT, named PMU events
+      g++-aarch64-linux-gnu qemu-user-static)  # the Arm NEON kernels, cross-built and tested under qemu (scripts/test-arm.sh)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

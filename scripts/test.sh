@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone: install dependencies, build, fetch the models, run the tests,
-# then the sanitizer builds (ASan+UBSan on the input-parsing layers, TSan on the thread pool).
+# then the Arm NEON kernels (cross-built, run under qemu), then the sanitizer builds (ASan+UBSan on the input-parsing layers, TSan on the thread pool).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/fetch-models.sh all >/dev/null
 scripts/build.sh
 ctest --test-dir build --output-on-failure -j"$(nproc)"
+if [ "${TOKENSCOPE_SKIP_ARM:-0}" != 1 ]; then
+  scripts/test-arm.sh
+fi
 if [ "${TOKENSCOPE_SKIP_SANITIZERS:-0}" != 1 ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTOKENSCOPE_SANITIZE=address >/dev/null
   cmake --build build-asan -j"$(nproc)" --target test_gguf test_formats test_tokenizer test_profile

@@ -191,6 +191,11 @@ TEST(KernelSelection, IsaNamesRoundTripAndUnavailableIsaIsAnError) {
   EXPECT_FALSE(isa_available(Isa::neon));
   EXPECT_THROW(select_isa(Isa::neon), tokenscope::Error);
 #endif
+#if defined(TS_HAVE_ARM)
+  EXPECT_FALSE(isa_available(Isa::avx2));
+  EXPECT_FALSE(isa_available(Isa::avx512));
+  EXPECT_THROW(select_isa(Isa::avx2), tokenscope::Error);
+#endif
   const Isa before = active_isa();
   select_isa(Isa::scalar);
   EXPECT_EQ(active().isa, Isa::scalar);

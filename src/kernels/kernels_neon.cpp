@@ -1,0 +1,422 @@
+// Arm NEON kernels: Armv8.2-A with the dot-product (sdot) and half-precision extensions, 128-bit vectors.
+// Integer dot products use vdotq_s32 (four int8 x int8 products summed into each int32 lane); the packed
+// multiply uses the by-lane form, so one instruction multiplies four packed weight rows by four
+// activation bytes. Every kernel here has its scalar reference in kernels_scalar.cpp / kernels_packed.cpp
+// and is tested against it (tests/unit/kernels_test.cpp, cross-built and run under qemu-aarch64).
+#include <arm_neon.h>
+
+#include <cstring>
+
+#include "base/fp16.h"
+#include "formats/blocks.h"
+#include "formats/quant_ref.h"
+#include "kernels/kernels_internal.h"
+
+namespace tokenscope::kernels::detail {
+namespace {
+
+inline int8x16_t low_nibbles(uint8x16_t q) { return vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F))); }
+inline int8x16_t high_nibbles(uint8x16_t q) { return vreinterpretq_s8_u8(vshrq_n_u8(q, 4)); }
+
+// ---- Activation quantization (bit-identical to the scalar neon_quantize_q8_0 / _q8_1). ----
+
+// Quantizes 32 floats: returns d's float value, writes 32 int8 and (if sum) the sum of the quants.
+// vcvtnq rounds to nearest even, as nearbyint does in the default rounding mode.
+inline float quantize_block_q8(const float* x, int8_t* q, int* sum) {
+  float32x4_t v[8];
+  float32x4_t mx = vdupq_n_f32(0.0f);
+  for (int k = 0; k < 8; ++k) {
+    v[k] = vld1q_f32(x + 4 * k);
+    mx = vmaxq_f32(mx, vabsq_f32(v[k]));
+  }
+  const float amax = vmaxvq_f32(mx);
+  const float id = amax != 0.f ? 127.f / amax : 0.f;
+  int32x4_t s = vdupq_n_s32(0);
+  for (int k = 0; k < 8; k += 2) {
+    const int32x4_t i0 = vcvtnq_s32_f32(vmulq_n_f32(v[k], id));
+    const int32x4_t i1 = vcvtnq_s32_f32(vmulq_n_f32(v[k + 1], id));
+    s = vaddq_s32(s, vaddq_s32(i0, i1));
+    const int16x8_t h = vcombine_s16(vmovn_s32(i0), vmovn_s32(i1));
+    vst1_s8(q + 4 * k, vmovn_s16(h));
+  }
+  if (sum) *sum = vaddvq_s32(s);
+  return amax / 127.f;
+}
+
+void neon_quantize_q8_0(const float* x, void* y, int64_t n) {
+  auto* b = static_cast<BlockQ8_0*>(y);
+  for (int64_t i = 0; i < n / QK8_0; ++i) b[i].d = fp32_to_fp16(quantize_block_q8(x + i * QK8_0, b[i].qs, nullptr));
+}
+
+void neon_quantize_q8_1(const float* x, void* y, int64_t n) {
+  auto* b = static_cast<BlockQ8_1*>(y);
+  for (int64_t i = 0; i < n / QK8_1; ++i) {
+    int sum = 0;
+    const float d = quantize_block_q8(x + i * QK8_1, b[i].qs, &sum);
+    b[i].d = fp32_to_fp16(d);
+    b[i].s = fp32_to_fp16(d * static_cast<float>(sum));
+  }
+}
+
+// ---- Dot products of one weight row and one quantized activation row. ----
+
+float dot_q4_0_q8_0(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ4_0*>(w);
+  const auto* y = static_cast<const BlockQ8_0*>(a);
+  const int8x16_t eight = vdupq_n_s8(8);
+  float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
+  const int64_t nb = n / QK4_0;
+  int64_t i = 0;
+  for (; i + 1 < nb; i += 2) {
+    const uint8x16_t q0 = vld1q_u8(x[i].qs), q1 = vld1q_u8(x[i + 1].qs);
+    int32x4_t s0 = vdotq_s32(vdupq_n_s32(0), vsubq_s8(low_nibbles(q0), eight), vld1q_s8(y[i].qs));
+    s0 = vdotq_s32(s0, vsubq_s8(high_nibbles(q0), eight), vld1q_s8(y[i].qs + 16));
+    int32x4_t s1 = vdotq_s32(vdupq_n_s32(0), vsubq_s8(low_nibbles(q1), eight), vld1q_s8(y[i + 1].qs));
+    s1 = vdotq_s32(s1, vsubq_s8(high_nibbles(q1), eight), vld1q_s8(y[i + 1].qs + 16));
+    acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(s0), fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d));
+    acc1 = vfmaq_n_f32(acc1, vcvtq_f32_s32(s1), fp16_to_fp32(x[i + 1].d) * fp16_to_fp32(y[i + 1].d));
+  }
+  for (; i < nb; ++i) {
+    const uint8x16_t q = vld1q_u8(x[i].qs);
+    int32x4_t s = vdotq_s32(vdupq_n_s32(0), vsubq_s8(low_nibbles(q), eight), vld1q_s8(y[i].qs));
+    s = vdotq_s32(s, vsubq_s8(high_nibbles(q), eight), vld1q_s8(y[i].qs + 16));
+    acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(s), fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d));
+  }
+  return vaddvq_f32(vaddq_f32(acc0, acc1));
+}
+
+float dot_q4_1_q8_1(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ4_1*>(w);
+  const auto* y = static_cast<const BlockQ8_1*>(a);
+  float32x4_t acc = vdupq_n_f32(0.0f);
+  float summ = 0;
+  for (int64_t i = 0; i < n / QK4_1; ++i) {
+    const uint8x16_t q = vld1q_u8(x[i].qs);  // nibbles 0..15 are valid int8 values
+    int32x4_t s = vdotq_s32(vdupq_n_s32(0), low_nibbles(q), vld1q_s8(y[i].qs));
+    s = vdotq_s32(s, high_nibbles(q), vld1q_s8(y[i].qs + 16));
+    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d));
+    summ += fp16_to_fp32(x[i].m) * fp16_to_fp32(y[i].s);
+  }
+  return vaddvq_f32(acc) + summ;
+}
+
+float dot_q8_0_q8_0(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ8_0*>(w);
+  const auto* y = static_cast<const BlockQ8_0*>(a);
+  float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
+  const int64_t nb = n / QK8_0;
+  int64_t i = 0;
+  for (; i + 1 < nb; i += 2) {
+    int32x4_t s0 = vdotq_s32(vdupq_n_s32(0), vld1q_s8(x[i].qs), vld1q_s8(y[i].qs));
+    s0 = vdotq_s32(s0, vld1q_s8(x[i].qs + 16), vld1q_s8(y[i].qs + 16));
+    int32x4_t s1 = vdotq_s32(vdupq_n_s32(0), vld1q_s8(x[i + 1].qs), vld1q_s8(y[i + 1].qs));
+    s1 = vdotq_s32(s1, vld1q_s8(x[i + 1].qs + 16), vld1q_s8(y[i + 1].qs + 16));
+    acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(s0), fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d));
+    acc1 = vfmaq_n_f32(acc1, vcvtq_f32_s32(s1), fp16_to_fp32(x[i + 1].d) * fp16_to_fp32(y[i + 1].d));
+  }
+  for (; i < nb; ++i) {
+    int32x4_t s = vdotq_s32(vdupq_n_s32(0), vld1q_s8(x[i].qs), vld1q_s8(y[i].qs));
+    s = vdotq_s32(s, vld1q_s8(x[i].qs + 16), vld1q_s8(y[i].qs + 16));
+    acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(s), fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d));
+  }
+  return vaddvq_f32(vaddq_f32(acc0, acc1));
+}
+
+// Q4_K / Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins; the mins enter through the activation's
+// block sums, each sub-block's integer dot is multiplied by its scale. Q5_K adds a fifth bit from qh.
+template <typename Block, bool kFifthBit>
+float dot_qk_min_q8_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const Block*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  const uint8x16_t one = vdupq_n_u8(1);
+  float sum = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) get_scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
+    int summ = 0;
+    for (int j = 0; j < 8; ++j) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    uint8x16_t qh0 = vdupq_n_u8(0), qh1 = vdupq_n_u8(0);
+    if constexpr (kFifthBit) {
+      qh0 = vld1q_u8(x[i].qh);
+      qh1 = vld1q_u8(x[i].qh + 16);
+    }
+    int sumi = 0;
+    for (int c = 0; c < 4; ++c) {
+      const uint8x16_t q0 = vld1q_u8(x[i].qs + 32 * c), q1 = vld1q_u8(x[i].qs + 32 * c + 16);
+      uint8x16_t lo0 = vandq_u8(q0, vdupq_n_u8(0x0F)), lo1 = vandq_u8(q1, vdupq_n_u8(0x0F));
+      uint8x16_t hi0 = vshrq_n_u8(q0, 4), hi1 = vshrq_n_u8(q1, 4);
+      if constexpr (kFifthBit) {
+        const int8x16_t sh_lo = vdupq_n_s8(static_cast<int8_t>(-2 * c)), sh_hi = vdupq_n_s8(static_cast<int8_t>(-2 * c - 1));
+        lo0 = vorrq_u8(lo0, vshlq_n_u8(vandq_u8(vshlq_u8(qh0, sh_lo), one), 4));
+        lo1 = vorrq_u8(lo1, vshlq_n_u8(vandq_u8(vshlq_u8(qh1, sh_lo), one), 4));
+        hi0 = vorrq_u8(hi0, vshlq_n_u8(vandq_u8(vshlq_u8(qh0, sh_hi), one), 4));
+        hi1 = vorrq_u8(hi1, vshlq_n_u8(vandq_u8(vshlq_u8(qh1, sh_hi), one), 4));
+      }
+      const int8_t* q8 = y[i].qs + 64 * c;
+      int32x4_t d0 = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(lo0), vld1q_s8(q8));
+      d0 = vdotq_s32(d0, vreinterpretq_s8_u8(lo1), vld1q_s8(q8 + 16));
+      int32x4_t d1 = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(hi0), vld1q_s8(q8 + 32));
+      d1 = vdotq_s32(d1, vreinterpretq_s8_u8(hi1), vld1q_s8(q8 + 48));
+      sumi += sc[2 * c] * vaddvq_s32(d0) + sc[2 * c + 1] * vaddvq_s32(d1);
+    }
+    const float d = fp16_to_fp32(x[i].d) * y[i].d;
+    const float dmin = fp16_to_fp32(x[i].dmin) * y[i].d;
+    sum += d * static_cast<float>(sumi) - dmin * static_cast<float>(summ);
+  }
+  return sum;
+}
+
+float dot_q4_k_q8_k(int64_t n, const void* w, const void* a) { return dot_qk_min_q8_k<BlockQ4_K, false>(n, w, a); }
+float dot_q5_k_q8_k(int64_t n, const void* w, const void* a) { return dot_qk_min_q8_k<BlockQ5_K, true>(n, w, a); }
+
+// Q6_K: 16 sub-blocks of 16 with int8 scales; 4 low bits in ql, 2 high bits in qh; the -32 offset is
+// folded in through the activation block sums.
+float dot_q6_k_q8_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ6_K*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  const uint8x16_t m4 = vdupq_n_u8(0x0F), m3 = vdupq_n_u8(0x03);
+  float sum = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    int offset = 0;
+    for (int k = 0; k < 16; ++k) offset += x[i].scales[k] * y[i].bsums[k];
+    int sumi = 0;
+    for (int c = 0; c < 2; ++c) {
+      const uint8_t* ql = x[i].ql + 64 * c;
+      const uint8_t* qh = x[i].qh + 32 * c;
+      for (int half = 0; half < 2; ++half) {  // elements ll = 16 * half .. 16 * half + 15 of each run of 32
+        const uint8x16_t l0 = vld1q_u8(ql + 16 * half), l1 = vld1q_u8(ql + 32 + 16 * half);
+        const uint8x16_t h = vld1q_u8(qh + 16 * half);
+        uint8x16_t q[4];
+        q[0] = vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8(vandq_u8(h, m3), 4));
+        q[1] = vorrq_u8(vandq_u8(l1, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h, 2), m3), 4));
+        q[2] = vorrq_u8(vshrq_n_u8(l0, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h, 4), m3), 4));
+        q[3] = vorrq_u8(vshrq_n_u8(l1, 4), vshlq_n_u8(vshrq_n_u8(h, 6), 4));
+        for (int k = 0; k < 4; ++k) {
+          const int e = 128 * c + 32 * k + 16 * half;  // first element of this sub-block of 16
+          const int32x4_t d = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(q[k]), vld1q_s8(y[i].qs + e));
+          sumi += x[i].scales[e / 16] * vaddvq_s32(d);
+        }
+      }
+    }
+    sum += fp16_to_fp32(x[i].d) * y[i].d * static_cast<float>(sumi - 32 * offset);
+  }
+  return sum;
+}
+
+// ---- Float helpers. ----
+
+inline float32x4_t load_f16x4(const uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+
+// The f16 dot product in the order the scalar reference defines (kernels_scalar.cpp): four groups of
+// eight lanes (here two float32x4 each) with fused multiply-adds over chunks of 32, folded
+// (g0 + g2) + (g1 + g3), lanes reduced ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7)), tail in double.
+float dot_f16_f16(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const uint16_t*>(w);
+  const auto* y = static_cast<const uint16_t*>(a);
+  const int64_t n32 = n & ~int64_t{31};
+  double sum = 0.0;
+  if (n32 > 0) {
+    float32x4_t lo[4], hi[4];
+    for (int r = 0; r < 4; ++r) lo[r] = hi[r] = vdupq_n_f32(0.0f);
+    for (int64_t i = 0; i < n32; i += 32)
+      for (int r = 0; r < 4; ++r) {
+        lo[r] = vfmaq_f32(lo[r], load_f16x4(x + i + 8 * r), load_f16x4(y + i + 8 * r));
+        hi[r] = vfmaq_f32(hi[r], load_f16x4(x + i + 8 * r + 4), load_f16x4(y + i + 8 * r + 4));
+      }
+    const float32x4_t vlo = vaddq_f32(vaddq_f32(lo[0], lo[2]), vaddq_f32(lo[1], lo[3]));
+    const float32x4_t vhi = vaddq_f32(vaddq_f32(hi[0], hi[2]), vaddq_f32(hi[1], hi[3]));
+    const float32x4_t t0 = vaddq_f32(vlo, vhi);       // l + (l + 4)
+    const float32x4_t t1 = vpaddq_f32(t0, t0);         // (t0 + t1), (t2 + t3), ...
+    sum = vgetq_lane_f32(t1, 0) + vgetq_lane_f32(t1, 1);
+  }
+  for (int64_t i = n32; i < n; ++i) sum += static_cast<double>(fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]));
+  return static_cast<float>(sum);
+}
+
+float dot_f32_plain(int64_t n, const float* x, const float* y) {
+  float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    acc0 = vfmaq_f32(acc0, vld1q_f32(x + i), vld1q_f32(y + i));
+    acc1 = vfmaq_f32(acc1, vld1q_f32(x + i + 4), vld1q_f32(y + i + 4));
+  }
+  for (; i + 4 <= n; i += 4) acc0 = vfmaq_f32(acc0, vld1q_f32(x + i), vld1q_f32(y + i));
+  float s = vaddvq_f32(vaddq_f32(acc0, acc1));
+  for (; i < n; ++i) s += x[i] * y[i];
+  return s;
+}
+
+float dot_f32_f32(int64_t n, const void* w, const void* a) {
+  return dot_f32_plain(n, static_cast<const float*>(w), static_cast<const float*>(a));
+}
+
+float dot_f16_pair(int64_t n, const uint16_t* a, const uint16_t* b) { return dot_f16_f16(n, a, b); }
+
+void axpy_f16(int64_t n, float alpha, const uint16_t* x, float* y) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), load_f16x4(x + i), alpha));
+  for (; i < n; ++i) y[i] += alpha * fp16_to_fp32(x[i]);
+}
+
+// vcvt_f16_f32 rounds to nearest even (the default FPCR mode), as fp32_to_fp16 does.
+void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1_u16(y + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+  for (; i < n; ++i) y[i] = fp32_to_fp16(x[i]);
+}
+
+void f16_to_f32(const uint16_t* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(y + i, load_f16x4(x + i));
+  for (; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
+}
+
+// ---- Packed (row-interleaved) weights, layouts in kernels.h. Each 32-byte chunk of a group is two
+// vectors: rows 0..3 and rows 4..7, four bytes per row; vdotq_laneq_s32 multiplies them by four
+// activation bytes (one 32-bit lane of the activation vector) and leaves row r's sum in lane r. ----
+
+template <bool kQ4_1, int NT>
+void gemm_packed_q4_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t act_stride, const int32_t* act_sums,
+                       float* y, int64_t ldy) {
+  const int64_t nb = n / 32;
+  const size_t group_block = kQ4_1 ? 8 * 4 + 128 : 8 * 2 + 128;
+  float32x4_t acc[NT][2];
+  for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = vdupq_n_f32(0.0f);
+  for (int64_t b = 0; b < nb; ++b, g += group_block) {
+    const float16x8_t dh = vreinterpretq_f16_u8(vld1q_u8(g));
+    const float32x4_t dw[2] = {vcvt_f32_f16(vget_low_f16(dh)), vcvt_f32_f16(vget_high_f16(dh))};
+    float32x4_t mw[2] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+    if constexpr (kQ4_1) {
+      const float16x8_t mh = vreinterpretq_f16_u8(vld1q_u8(g + 16));
+      mw[0] = vcvt_f32_f16(vget_low_f16(mh));
+      mw[1] = vcvt_f32_f16(vget_high_f16(mh));
+    }
+    const uint8_t* q = g + (kQ4_1 ? 32 : 16);
+    int8x16_t lo[4][2], hi[4][2];
+    for (int c = 0; c < 4; ++c)
+      for (int h = 0; h < 2; ++h) {
+        const uint8x16_t v = vld1q_u8(q + 32 * c + 16 * h);
+        lo[c][h] = low_nibbles(v);
+        hi[c][h] = high_nibbles(v);
+      }
+    for (int t = 0; t < NT; ++t) {
+      const uint8_t* ab = act + t * act_stride + b * (kQ4_1 ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0));
+      const int8_t* aq = reinterpret_cast<const int8_t*>(ab + (kQ4_1 ? 4 : 2));
+      const int8x16_t a0 = vld1q_s8(aq), a1 = vld1q_s8(aq + 16);
+      int32x4_t s[2];
+      for (int h = 0; h < 2; ++h) {
+        int32x4_t v = vdupq_n_s32(0);
+        v = vdotq_laneq_s32(v, lo[0][h], a0, 0);
+        v = vdotq_laneq_s32(v, lo[1][h], a0, 1);
+        v = vdotq_laneq_s32(v, lo[2][h], a0, 2);
+        v = vdotq_laneq_s32(v, lo[3][h], a0, 3);
+        v = vdotq_laneq_s32(v, hi[0][h], a1, 0);
+        v = vdotq_laneq_s32(v, hi[1][h], a1, 1);
+        v = vdotq_laneq_s32(v, hi[2][h], a1, 2);
+        v = vdotq_laneq_s32(v, hi[3][h], a1, 3);
+        if constexpr (!kQ4_1) v = vsubq_s32(v, vdupq_n_s32(8 * act_sums[t * nb + b]));
+        s[h] = v;
+      }
+      f16_t dab;
+      std::memcpy(&dab, ab, 2);
+      const float da = fp16_to_fp32(dab);
+      for (int h = 0; h < 2; ++h) acc[t][h] = vfmaq_f32(acc[t][h], vmulq_n_f32(dw[h], da), vcvtq_f32_s32(s[h]));
+      if constexpr (kQ4_1) {
+        f16_t sab;
+        std::memcpy(&sab, ab + 2, 2);
+        const float sa = fp16_to_fp32(sab);
+        for (int h = 0; h < 2; ++h) acc[t][h] = vfmaq_n_f32(acc[t][h], mw[h], sa);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) {
+    vst1q_f32(y + t * ldy, acc[t][0]);
+    vst1q_f32(y + t * ldy + 4, acc[t][1]);
+  }
+}
+
+template <int NT>
+void gemm_packed_q8_0_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t act_stride, float* y, int64_t ldy) {
+  const int64_t nb = n / 32;
+  float32x4_t acc[NT][2];
+  for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = vdupq_n_f32(0.0f);
+  for (int64_t b = 0; b < nb; ++b, g += 8 * 2 + 256) {
+    const float16x8_t dh = vreinterpretq_f16_u8(vld1q_u8(g));
+    const float32x4_t dw[2] = {vcvt_f32_f16(vget_low_f16(dh)), vcvt_f32_f16(vget_high_f16(dh))};
+    const int8_t* q = reinterpret_cast<const int8_t*>(g + 16);
+    for (int t = 0; t < NT; ++t) {
+      const auto* a = reinterpret_cast<const BlockQ8_0*>(act + t * act_stride) + b;
+      const int8x16_t a0 = vld1q_s8(a->qs), a1 = vld1q_s8(a->qs + 16);
+      for (int h = 0; h < 2; ++h) {
+        const int8_t* qh = q + 16 * h;
+        int32x4_t v = vdupq_n_s32(0);
+        v = vdotq_laneq_s32(v, vld1q_s8(qh + 0 * 32), a0, 0);
+        v = vdotq_laneq_s32(v, vld1q_s8(qh + 1 * 32), a0, 1);
+        v = vdotq_laneq_s32(v, vld1q_s8(qh + 2 * 32), a0, 2);
+        v = vdotq_laneq_s32(v, vld1q_s8(qh + 3 * 32), a0, 3);
+        v = vdotq_laneq_s32(v, vld1q_s8(qh + 4 * 32), a1, 0);
+        v = vdotq_laneq_s32(v, vld1q_s8(qh + 5 * 32), a1, 1);
+        v = vdotq_laneq_s32(v, vld1q_s8(qh + 6 * 32), a1, 2);
+        v = vdotq_laneq_s32(v, vld1q_s8(qh + 7 * 32), a1, 3);
+        acc[t][h] = vfmaq_f32(acc[t][h], vmulq_n_f32(dw[h], fp16_to_fp32(a->d)), vcvtq_f32_s32(v));
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) {
+    vst1q_f32(y + t * ldy, acc[t][0]);
+    vst1q_f32(y + t * ldy + 4, acc[t][1]);
+  }
+}
+
+template <bool kQ4_1>
+void gemm_packed_q4(int64_t n, const void* w, const void* act, size_t as, const int32_t* sums, int nt, float* y,
+                    int64_t ldy) {
+  const auto* g = static_cast<const uint8_t*>(w);
+  const auto* a = static_cast<const uint8_t*>(act);
+  switch (nt) {
+    case 1: gemm_packed_q4_nt<kQ4_1, 1>(n, g, a, as, sums, y, ldy); break;
+    case 2: gemm_packed_q4_nt<kQ4_1, 2>(n, g, a, as, sums, y, ldy); break;
+    case 3: gemm_packed_q4_nt<kQ4_1, 3>(n, g, a, as, sums, y, ldy); break;
+    default: gemm_packed_q4_nt<kQ4_1, 4>(n, g, a, as, sums, y, ldy); break;
+  }
+}
+
+void gemm_packed_q8_0(int64_t n, const void* w, const void* act, size_t as, const int32_t*, int nt, float* y,
+                      int64_t ldy) {
+  const auto* g = static_cast<const uint8_t*>(w);
+  const auto* a = static_cast<const uint8_t*>(act);
+  switch (nt) {
+    case 1: gemm_packed_q8_0_nt<1>(n, g, a, as, y, ldy); break;
+    case 2: gemm_packed_q8_0_nt<2>(n, g, a, as, y, ldy); break;
+    case 3: gemm_packed_q8_0_nt<3>(n, g, a, as, y, ldy); break;
+    default: gemm_packed_q8_0_nt<4>(n, g, a, as, y, ldy); break;
+  }
+}
+
+}  // namespace
+
+void init_neon(KernelTable& t) {
+  init_scalar(t);
+  t.isa = Isa::neon;
+  auto set = [&](TensorType w, VecDotFn d) { t.weights[static_cast<int>(w)].vec_dot = d; };
+  set(TensorType::F32, dot_f32_f32);
+  set(TensorType::F16, dot_f16_f16);
+  set(TensorType::Q4_0, dot_q4_0_q8_0);
+  set(TensorType::Q4_1, dot_q4_1_q8_1);
+  set(TensorType::Q8_0, dot_q8_0_q8_0);
+  set(TensorType::Q4_K, dot_q4_k_q8_k);
+  set(TensorType::Q5_K, dot_q5_k_q8_k);
+  set(TensorType::Q6_K, dot_q6_k_q8_k);
+  for (TensorType w : {TensorType::Q4_0, TensorType::Q8_0}) t.weights[static_cast<int>(w)].quantize_act = neon_quantize_q8_0;
+  t.weights[static_cast<int>(TensorType::Q4_1)].quantize_act = neon_quantize_q8_1;
+  t.weights[static_cast<int>(TensorType::Q4_0)].gemm_packed = gemm_packed_q4<false>;
+  t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed = gemm_packed_q4<true>;
+  t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed = gemm_packed_q8_0;
+  t.dot_f32 = dot_f32_plain;
+  t.dot_f16 = dot_f16_pair;
+  t.axpy_f16 = axpy_f16;
+  t.f32_to_f16 = f32_to_f16;
+  t.f16_to_f32 = f16_to_f32;
+}
+
+}  // namespace tokenscope::kernels::detail
