@@ -192,19 +192,36 @@ float dot_q4_k_q8_k(int64_t n, const void* w, const void* a) { return dot_qk_min
 template <bool kVnni>
 float dot_q5_k_q8_k(int64_t n, const void* w, const void* a) { return dot_qk_min_q8_k<kVnni, BlockQ5_K, true>(n, w, a); }
 
+// Q6_K: 16 sub-blocks of 16 with int8 scales; 4 low bits in ql, 2 high bits in qh; x = d * sc * (q - 32).
+// q (0..63) times the activation goes through maddubs; the -32 offset comes back through the activation's
+// block sums, scales times bsums in one madd. Each 32-element run has two sub-blocks, i.e. two scales, which
+// one byte shuffle of the sign-extended scales spreads over the run's two 128-bit halves. Integer sums stay
+// in vectors per super-block and the float accumulation is vector-wide: one horizontal sum per row.
 template <bool kVnni>
 float dot_q6_k_q8_k(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const BlockQ6_K*>(w);
   const auto* y = static_cast<const BlockQ8_K*>(a);
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m256i m3 = _mm256_set1_epi8(0x03);
-  float sum = 0;
+  // Per run k (0..3) within a half: i16 scale 2k in the low 128 bits, 2k+1 in the high 128 bits.
+  const __m256i shuf[4] = {
+      _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3),
+      _mm256_setr_epi8(4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7),
+      _mm256_setr_epi8(8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11,
+                       10, 11, 10, 11),
+      _mm256_setr_epi8(12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 14, 15, 14, 15, 14, 15, 14, 15,
+                       14, 15, 14, 15, 14, 15, 14, 15)};
+  __m256 accf = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; ++i) {
-    // The -32 offset is folded in through the block sums: sum((q - 32) * y) = sum(q * y) - 32 * sum(y).
-    int offset = 0;
-    for (int k = 0; k < 16; ++k) offset += x[i].scales[k] * y[i].bsums[k];
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales)));
+    const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].bsums));
+    // 32 * sum over sub-blocks of scale * bsum, subtracted at the end.
+    const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsums), 5);
+    // Scales 8c..8c+7 in both 128-bit lanes, for the halves c = 0, 1.
+    const __m256i sc_halves[2] = {_mm256_permute4x64_epi64(sc16, 0x44), _mm256_permute4x64_epi64(sc16, 0xEE)};
     __m256i acc = _mm256_setzero_si256();
     for (int c = 0; c < 2; ++c) {
+      const __m256i sc_half = sc_halves[c];
       const uint8_t* ql = x[i].ql + 64 * c;
       const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
       const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
@@ -218,15 +235,15 @@ float dot_q6_k_q8_k(int64_t n, const void* w, const void* a) {
       q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
       for (int k = 0; k < 4; ++k) {
-        const int8_t* sc = x[i].scales + 8 * c + 2 * k;  // two sub-blocks of 16 in this 32-element run
-        const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
         const __m256i yy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 128 * c + 32 * k));
-        acc = _mm256_add_epi32(acc, scaled_u8s8(q[k], yy, scale));
+        const __m256i scale = _mm256_shuffle_epi8(sc_half, shuf[k]);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yy), scale));
       }
     }
-    sum += fp16_to_fp32(x[i].d) * y[i].d * static_cast<float>(hsum_i32(acc) - 32 * offset);
+    acc = _mm256_sub_epi32(acc, offset);
+    accf = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(x[i].d) * y[i].d), _mm256_cvtepi32_ps(acc), accf);
   }
-  return sum;
+  return hsum(accf);
 }
 
 // f16 x f16 dot product with f32 FMAs in a fixed order: four 8-lane accumulators over chunks of 32,

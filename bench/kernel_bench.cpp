@@ -1,0 +1,98 @@
+// Kernel micro-benchmarks (Google Benchmark): one weight row x one activation row (vec_dot, the decode
+// GEMV's inner loop) and the packed 8-row multiply, per weight type and per ISA this machine has, on a
+// matrix that fits in L2, so the figures are the kernels' compute throughput (weight GB/s), not DRAM's.
+//   build/tokenscope_kernel_bench --benchmark_filter=Q6_K
+// Compare ISAs or revisions side by side in one run (the machines here are shared and noisy).
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "formats/tensor_type.h"
+#include "kernels/kernels.h"
+
+using namespace tokenscope;
+using namespace tokenscope::kernels;
+
+namespace {
+
+constexpr int64_t kCols = 1024;
+constexpr int64_t kRows = 256;  // 256 x 1024 weights: 144..544 KiB, resident in L2
+
+struct Setup {
+  std::vector<uint8_t> w, act, packed;
+  std::vector<int32_t> sums;
+  size_t row_bytes = 0, act_bytes = 0, group_bytes = 0;
+};
+
+Setup make_setup(const WeightKernels& k, TensorType wt) {
+  Setup s;
+  std::mt19937 rng(42);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(kCols));
+  s.row_bytes = row_size(wt, kCols);
+  s.w.resize(s.row_bytes * kRows);
+  for (int64_t r = 0; r < kRows; ++r) {
+    for (auto& v : x) v = nd(rng) * 0.05f;
+    quantize_row(wt, x.data(), s.w.data() + r * s.row_bytes, kCols);
+  }
+  s.act_bytes = row_size(k.act_type, kCols);
+  s.act.resize(s.act_bytes * 4);
+  for (int t = 0; t < 4; ++t) {
+    for (auto& v : x) v = nd(rng);
+    k.quantize_act(x.data(), s.act.data() + t * s.act_bytes, kCols);
+  }
+  s.sums.assign(static_cast<size_t>(4 * kCols / 32), 0);
+  if (k.pack_rows) {
+    s.group_bytes = k.packed_group_bytes(kCols);
+    s.packed.resize(s.group_bytes * (kRows / kPackRows));
+    for (int64_t g = 0; g < kRows / kPackRows; ++g)
+      k.pack_rows(s.w.data() + g * kPackRows * s.row_bytes, s.row_bytes, kCols, s.packed.data() + g * s.group_bytes);
+  }
+  return s;
+}
+
+void bm_vec_dot(benchmark::State& state, Isa isa, TensorType wt) {
+  const WeightKernels& k = table(isa).for_type(wt);
+  const Setup s = make_setup(k, wt);
+  float sink = 0;
+  for (auto _ : state) {
+    for (int64_t r = 0; r < kRows; ++r) sink += k.vec_dot(kCols, s.w.data() + r * s.row_bytes, s.act.data());
+    benchmark::DoNotOptimize(sink);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(s.w.size()));
+}
+
+void bm_packed(benchmark::State& state, Isa isa, TensorType wt, int nt) {
+  const WeightKernels& k = table(isa).for_type(wt);
+  const Setup s = make_setup(k, wt);
+  float y[4 * kPackRows];
+  for (auto _ : state) {
+    for (int64_t g = 0; g < kRows / kPackRows; ++g)
+      k.gemm_packed(kCols, s.packed.data() + g * s.group_bytes, s.act.data(), s.act_bytes, s.sums.data(), nt, y,
+                    kPackRows);
+    benchmark::DoNotOptimize(y);
+  }
+  // Weight bytes per pass, and the integer multiply-adds (tokens x weights) as items.
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(s.packed.size()));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * kRows * kCols * nt);
+}
+
+const bool registered = [] {
+  for (Isa isa : available_isas()) {
+    for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
+                          TensorType::Q6_K, TensorType::F16}) {
+      const std::string name = std::string(type_name(wt)) + "/" + isa_name(isa);
+      benchmark::RegisterBenchmark(("vec_dot/" + name).c_str(), bm_vec_dot, isa, wt);
+      if (table(isa).for_type(wt).gemm_packed)
+        for (int nt : {1, 4})
+          benchmark::RegisterBenchmark(("packed/" + name + "/nt" + std::to_string(nt)).c_str(), bm_packed, isa, wt, nt);
+    }
+  }
+  return true;
+}();
+
+}  // namespace
+
+BENCHMARK_MAIN();
