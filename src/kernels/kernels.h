@@ -63,6 +63,20 @@ struct KernelTable {
   void (*axpy_f16)(int64_t n, float a, const uint16_t* x, float* y) = nullptr;  // y += a * x
   void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n) = nullptr;
   void (*f16_to_f32)(const uint16_t* x, float* y, int64_t n) = nullptr;
+  // out[j] = dot_f16(n, x + j * stride, y) for j < count, each bit-identical to dot_f16 (one call for many
+  // rows: the attention scores of one query, or its value rows against the probabilities).
+  void (*dot_f16_rows)(int64_t n, const uint16_t* x, int64_t stride, int64_t count, const uint16_t* y,
+                       float* out) = nullptr;
+  // x[i] = exp(x[i] - sub) in place; returns the sum of the results (in double). SIMD variants use a
+  // polynomial exp with a relative error of a few float ulps; results below ~1e-38 may be flushed to 0.
+  double (*exp_sum_f32)(float* x, int64_t n, float sub) = nullptr;
+  // out[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i] (out may alias g).
+  void (*silu_mul_f32)(const float* g, const float* u, float* out, int64_t n) = nullptr;
+  // c[i * ldc + j] (+)= sum over l < k of a[i * lda + l] * f16(b[j * ldb + l]), i < m, j < n: a small GEMM
+  // with f32 rows on the left and f16 rows on the right (attention tiles: queries x keys, probabilities x
+  // value rows). accumulate false overwrites c. Summation order unspecified (f32 accumulation).
+  void (*gemm_f32_f16t)(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb,
+                        float* c, int64_t ldc, bool accumulate) = nullptr;
 
   const WeightKernels& for_type(TensorType t) const { return weights[static_cast<int>(t)]; }
 };

@@ -198,6 +198,30 @@ void f_f16_to_f32(const uint16_t* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
 }
 
+void f_dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t count, const uint16_t* y, float* out) {
+  for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_f16(n, x + j * stride, y);
+}
+double f_exp_sum_f32(float* x, int64_t n, float sub) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - sub);
+    sum += static_cast<double>(x[i]);
+  }
+  return sum;
+}
+void f_silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+void f_gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb,
+                     float* c, int64_t ldc, bool accumulate) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      float s = accumulate ? c[i * ldc + j] : 0.0f;
+      for (int64_t l = 0; l < k; ++l) s += a[i * lda + l] * fp16_to_fp32(b[j * ldb + l]);
+      c[i * ldc + j] = s;
+    }
+}
+
 void set(KernelTable& t, TensorType w, TensorType act, QuantizeActFn q, VecDotFn d) {
   t.weights[static_cast<int>(w)] = WeightKernels{true, act, q, d};
 }
@@ -230,6 +254,10 @@ void init_scalar(KernelTable& t) {
   t.axpy_f16 = f_axpy_f16;
   t.f32_to_f16 = f_f32_to_f16;
   t.f16_to_f32 = f_f16_to_f32;
+  t.dot_f16_rows = f_dot_f16_rows;
+  t.exp_sum_f32 = f_exp_sum_f32;
+  t.silu_mul_f32 = f_silu_mul_f32;
+  t.gemm_f32_f16t = f_gemm_f32_f16t;
 }
 
 }  // namespace tokenscope::kernels::detail

@@ -5,6 +5,8 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 
@@ -264,8 +266,165 @@ inline float dot_f16_f16(int64_t n, const void* w, const void* a) {
     const __m128 t1 = _mm_hadd_ps(t0, t0);
     sum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
   }
-  for (int64_t i = n32; i < n; ++i) sum += static_cast<double>(fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]));
+  const int64_t tail = n - n32;
+  if (tail > 0) {
+    // The tail's products in float (8 at a time, from zero-padded copies), then added in order in double.
+    alignas(32) uint16_t tx[32] = {}, ty[32] = {};
+    alignas(32) float p[32];
+    std::memcpy(tx, x + n32, static_cast<size_t>(tail) * 2);
+    std::memcpy(ty, y + n32, static_cast<size_t>(tail) * 2);
+    for (int64_t c = 0; c < tail; c += 8)
+      _mm256_store_ps(p + c, _mm256_mul_ps(load_f16x8(tx + c), load_f16x8(ty + c)));
+    for (int64_t i = 0; i < tail; ++i) sum += static_cast<double>(p[i]);
+  }
   return static_cast<float>(sum);
+}
+
+inline void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t count, const uint16_t* y, float* out) {
+  for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_f16(n, x + j * stride, y);
+}
+
+// exp on 8 floats: x = k * ln2 + r with |r| <= ln2 / 2, exp(r) by a degree-6 polynomial, 2^k through the
+// exponent bits. Inputs below -87.3 give 0 (exp would be subnormal), above 88.7 give +inf.
+inline __m256 exp8(__m256 x) {
+  const __m256 hi = _mm256_set1_ps(88.7228f), lo = _mm256_set1_ps(-87.3365f);
+  const __m256 too_small = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  const __m256 too_big = _mm256_cmp_ps(x, hi, _CMP_GT_OQ);
+  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+  const __m256 k = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693145752f), xc);  // ln2 split in a high and a low part
+  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(1.42860677e-6f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 720);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  // 2^k in two halves (k up to 128 would overflow the exponent field in one step).
+  const __m256i ki = _mm256_cvtps_epi32(k);
+  const __m256i k1 = _mm256_srai_epi32(ki, 1), k2 = _mm256_sub_epi32(ki, k1);
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, _mm256_set1_epi32(127)), 23));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, _mm256_set1_epi32(127)), 23));
+  __m256 res = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+  res = _mm256_blendv_ps(res, _mm256_setzero_ps(), too_small);
+  return _mm256_blendv_ps(res, _mm256_set1_ps(INFINITY), too_big);
+}
+
+inline double exp_sum_f32(float* x, int64_t n, float sub) {
+  const __m256 vs = _mm256_set1_ps(sub);
+  __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs));
+    _mm256_storeu_ps(x + i, e);
+    acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+  }
+  if (i < n) {
+    alignas(32) float t[8] = {};
+    const int64_t rest = n - i;
+    std::memcpy(t, x + i, static_cast<size_t>(rest) * 4);
+    _mm256_store_ps(t, exp8(_mm256_sub_ps(_mm256_load_ps(t), vs)));
+    std::memcpy(x + i, t, static_cast<size_t>(rest) * 4);
+    for (int64_t j = 0; j < rest; ++j) acc0 = _mm256_add_pd(acc0, _mm256_set_pd(0, 0, 0, t[j]));
+  }
+  alignas(32) double d[4];
+  _mm256_store_pd(d, _mm256_add_pd(acc0, acc1));
+  return (d[0] + d[1]) + (d[2] + d[3]);
+}
+
+inline void silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 vg = _mm256_loadu_ps(g + i);
+    const __m256 e = exp8(_mm256_xor_ps(vg, sign));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(vg, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+  }
+  for (; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+// 8 x 8 transpose of f32 rows r[0..7] in place (row j becomes column j).
+inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// c (+)= a x b^T with b in f16: blocks of 8 b rows are converted and transposed into bt[l][8] (for up to
+// kKc values of l at a time), then each a row broadcasts its values against bt: 8 outputs per FMA, no
+// horizontal sums. Four a rows at a time share each bt load.
+inline void gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb,
+                          float* c, int64_t ldc, bool accumulate) {
+  constexpr int64_t kKc = 256;
+  alignas(32) float bt[kKc * 8];
+  for (int64_t j0 = 0; j0 < n; j0 += 8) {
+    const int64_t nj = std::min<int64_t>(8, n - j0);
+    for (int64_t l0 = 0; l0 < k; l0 += kKc) {
+      const int64_t kl = std::min(kKc, k - l0);
+      const uint16_t* bb = b + j0 * ldb + l0;
+      int64_t l = 0;
+      if (nj == 8) {
+        for (; l + 8 <= kl; l += 8) {
+          __m256 r[8];
+          for (int jj = 0; jj < 8; ++jj) r[jj] = load_f16x8(bb + jj * ldb + l);
+          transpose8(r);
+          for (int q = 0; q < 8; ++q) _mm256_store_ps(bt + (l + q) * 8, r[q]);
+        }
+      }
+      for (; l < kl; ++l)
+        for (int64_t jj = 0; jj < 8; ++jj) bt[l * 8 + jj] = jj < nj ? fp16_to_fp32(bb[jj * ldb + l]) : 0.0f;
+      const bool add = accumulate || l0 > 0;
+      auto finish = [&](int64_t i, __m256 acc) {
+        float* ci = c + i * ldc + j0;
+        if (nj == 8) {
+          _mm256_storeu_ps(ci, add ? _mm256_add_ps(acc, _mm256_loadu_ps(ci)) : acc);
+        } else {
+          alignas(32) float t[8];
+          _mm256_store_ps(t, acc);
+          for (int64_t jj = 0; jj < nj; ++jj) ci[jj] = add ? ci[jj] + t[jj] : t[jj];
+        }
+      };
+      int64_t i = 0;
+      for (; i + 4 <= m; i += 4) {
+        const float* a0 = a + i * lda + l0;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(),
+               acc3 = _mm256_setzero_ps();
+        for (int64_t q = 0; q < kl; ++q) {
+          const __m256 bl = _mm256_load_ps(bt + q * 8);
+          acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + q), bl, acc0);
+          acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + lda + q), bl, acc1);
+          acc2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + 2 * lda + q), bl, acc2);
+          acc3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + 3 * lda + q), bl, acc3);
+        }
+        finish(i, acc0);
+        finish(i + 1, acc1);
+        finish(i + 2, acc2);
+        finish(i + 3, acc3);
+      }
+      for (; i < m; ++i) {
+        const float* ai = a + i * lda + l0;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t q = 0; q < kl; ++q) acc = _mm256_fmadd_ps(_mm256_broadcast_ss(ai + q), _mm256_load_ps(bt + q * 8), acc);
+        finish(i, acc);
+      }
+    }
+  }
 }
 
 inline float dot_f32_plain(int64_t n, const float* x, const float* y) {
@@ -482,6 +641,10 @@ void set_float_helpers(Table& t) {
   t.axpy_f16 = axpy_f16;
   t.f32_to_f16 = f32_to_f16;
   t.f16_to_f32 = f16_to_f32;
+  t.dot_f16_rows = dot_f16_rows;
+  t.exp_sum_f32 = exp_sum_f32;
+  t.silu_mul_f32 = silu_mul_f32;
+  t.gemm_f32_f16t = gemm_f32_f16t;
 }
 
 }  // namespace

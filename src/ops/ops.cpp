@@ -225,8 +225,8 @@ void attention_tiled(Context& ctx, const float* q, const uint16_t* k_cache, cons
   const int64_t n_kv_max = pos0 + T;
   const auto& k = ctx.k();
   const int nth = ctx.pool().size();
-  // Per thread: query rows (f32, rounded through f16), probabilities, one converted K or V^T row.
-  const int64_t per_thread = rows_max * head_dim + rows_max * n_kv_max + std::max(n_kv_max, head_dim) + 64;
+  // Per thread: query rows (f32, rounded through f16), probabilities, the tile's output rows.
+  const int64_t per_thread = rows_max * head_dim + rows_max * n_kv_max + rows_max * head_dim + 64;
   float* scratch = ctx.float_scratch(static_cast<size_t>(nth * per_thread));
   uint16_t* half_scratch = reinterpret_cast<uint16_t*>(ctx.act_scratch(static_cast<size_t>(nth) * 2 *
                                                                        static_cast<size_t>(std::max(n_kv_max, head_dim))));
@@ -248,40 +248,31 @@ void attention_tiled(Context& ctx, const float* q, const uint16_t* k_cache, cons
           k.f32_to_f16(q + (t * n_head + kvh * group + g) * head_dim, h, head_dim);
           k.f16_to_f32(h, qs + r * head_dim, head_dim);
         }
-      // Scores.
+      // Scores: the tile's query rows x the keys it sees (one small GEMM; masked entries are skipped below).
       const uint16_t* kh = k_cache + kvh * head_dim;
-      for (int64_t j = 0; j < n_kv_tile; ++j) {
-        k.f16_to_f32(kh + j * kv_stride, row, head_dim);
-        for (int64_t r = 0; r < nrows; ++r) {
-          const int64_t t = t0 + r / group;
-          ps[r * n_kv_max + j] = j <= pos0 + t ? k.dot_f32(head_dim, qs + r * head_dim, row) * scale : -INFINITY;
-        }
-      }
+      k.gemm_f32_f16t(nrows, n_kv_tile, head_dim, qs, head_dim, kh, kv_stride, ps, n_kv_max, false);
       // Softmax per row; probabilities rounded to f16 (as the V product in llama.cpp's path sees them).
       for (int64_t r = 0; r < nrows; ++r) {
         float* p = ps + r * n_kv_max;
         const int64_t n_kv = pos0 + t0 + r / group + 1;
         float mx = -INFINITY;
-        for (int64_t j = 0; j < n_kv; ++j) mx = std::max(mx, p[j]);
-        double sum = 0.0;
         for (int64_t j = 0; j < n_kv; ++j) {
-          p[j] = std::exp(p[j] - mx);
-          sum += static_cast<double>(p[j]);
+          p[j] *= scale;
+          mx = std::max(mx, p[j]);
         }
-        const float inv = static_cast<float>(1.0 / sum);
+        const float inv = static_cast<float>(1.0 / k.exp_sum_f32(p, n_kv, mx));
         for (int64_t j = 0; j < n_kv; ++j) p[j] *= inv;
         k.f32_to_f16(p, h, n_kv);
         k.f16_to_f32(h, p, n_kv);
         for (int64_t j = n_kv; j < n_kv_tile; ++j) p[j] = 0.0f;
       }
-      // Output: one V^T row (a value dimension over the tile's keys) at a time, against every row's probabilities.
+      // Output: probabilities x the value rows (V^T: a row per value dimension over positions), into the
+      // tile's rows of out (token t, head kvh * group + g).
       const uint16_t* vh = vt_cache + kvh * head_dim * n_ctx;
-      for (int64_t i = 0; i < head_dim; ++i) {
-        k.f16_to_f32(vh + i * n_ctx, row, n_kv_tile);
-        for (int64_t r = 0; r < nrows; ++r) {
-          const int64_t t = t0 + r / group, hq = kvh * group + r % group;
-          out[(t * n_head + hq) * head_dim + i] = k.dot_f32(n_kv_tile, ps + r * n_kv_max, row);
-        }
+      k.gemm_f32_f16t(nrows, head_dim, n_kv_tile, ps, n_kv_max, vh, n_ctx, row, head_dim, false);
+      for (int64_t r = 0; r < nrows; ++r) {
+        const int64_t t = t0 + r / group, hq = kvh * group + r % group;
+        std::memcpy(out + (t * n_head + hq) * head_dim, row + r * head_dim, static_cast<size_t>(head_dim) * 4);
       }
     }
   });
@@ -316,36 +307,26 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
       const int64_t kvh = h / group;
       const int64_t n_kv = pos0 + t + 1;
       k.f32_to_f16(q + (t * n_head + h) * head_dim, q16, head_dim);
-      float mx = -INFINITY;
       const uint16_t* kh = k_cache + kvh * head_dim;
+      k.dot_f16_rows(head_dim, kh, kv_stride, n_kv, q16, scores);
+      float mx = -INFINITY;
       for (int64_t j = 0; j < n_kv; ++j) {
-        const float s = k.dot_f16(head_dim, kh + j * kv_stride, q16) * scale;
-        scores[j] = s;
-        mx = std::max(mx, s);
+        scores[j] *= scale;
+        mx = std::max(mx, scores[j]);
       }
-      double sum = 0.0;
-      for (int64_t j = 0; j < n_kv; ++j) {
-        const float v = std::exp(scores[j] - mx);
-        scores[j] = v;
-        sum += static_cast<double>(v);
-      }
-      const float inv = static_cast<float>(1.0 / sum);
+      const float inv = static_cast<float>(1.0 / k.exp_sum_f32(scores, n_kv, mx));
       for (int64_t j = 0; j < n_kv; ++j) scores[j] *= inv;
       k.f32_to_f16(scores, p16, n_kv);
       float* o = out + (t * n_head + h) * head_dim;
       const uint16_t* vh = vt_cache + kvh * head_dim * n_ctx;
-      for (int64_t i = 0; i < head_dim; ++i) o[i] = k.dot_f16(n_kv, vh + i * n_ctx, p16);
+      k.dot_f16_rows(n_kv, vh, n_ctx, head_dim, p16, o);
     }
   });
 }
 
 void swiglu(Context& ctx, const float* gate, const float* up, float* out, int64_t T, int64_t n) {
-  auto body = [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const float g = gate[i];
-      out[i] = g / (1.0f + std::exp(-g)) * up[i];
-    }
-  };
+  const auto& k = ctx.k();
+  auto body = [&](int64_t b, int64_t e) { k.silu_mul_f32(gate + b, up + b, out + b, e - b); };
   const int64_t total = T * n;
   if (total < 8192) {
     body(0, total);

@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "base/error.h"
@@ -114,6 +116,68 @@ TEST_P(KernelIsa, FloatHelpersMatchScalar) {
     ref.axpy_f16(n, 0.37f, ha.data(), y1.data());
     k.axpy_f16(n, 0.37f, ha.data(), y2.data());
     for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y1[i], y2[i], 1e-6f * (1 + std::fabs(y1[i])));
+  }
+}
+
+TEST_P(KernelIsa, AttentionHelpersMatchScalar) {
+  const KernelTable& ref = table(Isa::scalar);
+  const KernelTable& k = table(GetParam());
+  // dot_f16_rows: each output bit-identical to dot_f16 of its row, for ragged lengths and strides.
+  for (int64_t n : {1, 31, 32, 64, 77, 128, 200}) {
+    const int64_t count = 13, stride = n + 5;
+    const auto xs = random_floats(count * stride, 300 + static_cast<uint32_t>(n));
+    const auto ys = random_floats(n, 400 + static_cast<uint32_t>(n));
+    std::vector<uint16_t> hx(xs.size()), hy(ys.size());
+    ref.f32_to_f16(xs.data(), hx.data(), static_cast<int64_t>(xs.size()));
+    ref.f32_to_f16(ys.data(), hy.data(), n);
+    std::vector<float> out(static_cast<size_t>(count), -1.0f);
+    k.dot_f16_rows(n, hx.data(), stride, count, hy.data(), out.data());
+    for (int64_t j = 0; j < count; ++j) EXPECT_EQ(out[j], ref.dot_f16(n, hx.data() + j * stride, hy.data())) << "n=" << n;
+  }
+  // exp_sum_f32 and silu_mul_f32: within a few ulps of libm's exp; -inf (masked scores) gives exactly 0.
+  for (int64_t n : {1, 7, 8, 9, 100, 1001}) {
+    auto x = random_floats(n, 500 + static_cast<uint32_t>(n), 6.0f);
+    if (n > 3) x[2] = -INFINITY;
+    if (n > 5) x[4] = -200.0f;
+    auto x1 = x, x2 = x;
+    const float sub = *std::max_element(x.begin(), x.end()) - 3.0f;  // as softmax subtracts the max; up to e^3
+    const double s1 = ref.exp_sum_f32(x1.data(), n, sub);
+    const double s2 = k.exp_sum_f32(x2.data(), n, sub);
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(x2[i], x1[i], 4e-7 * x1[i] + 1e-37) << "exp n=" << n << " i=" << i;
+    if (n > 3) {
+      EXPECT_EQ(x2[2], 0.0f);
+    }
+    EXPECT_NEAR(s2, s1, 4e-7 * s1);
+    x = random_floats(n, 550 + static_cast<uint32_t>(n), 6.0f);  // silu of finite gates, large ones included
+    if (n > 5) x[4] = -120.0f;
+    const auto u = random_floats(n, 600 + static_cast<uint32_t>(n));
+    std::vector<float> o1(static_cast<size_t>(n)), o2(static_cast<size_t>(n));
+    ref.silu_mul_f32(x.data(), u.data(), o1.data(), n);
+    k.silu_mul_f32(x.data(), u.data(), o2.data(), n);
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(o2[i], o1[i], 1e-6 * std::fabs(o1[i]) + 1e-30) << "silu n=" << n;
+  }
+  // gemm_f32_f16t: ragged m, n, k (k longer than one block of the SIMD versions), overwrite and accumulate.
+  for (auto [m, n, kk] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {3, 7, 5}, {4, 8, 64}, {15, 37, 64},
+                          {5, 64, 300}, {16, 9, 513}}) {
+    const int64_t lda = kk + 3, ldb = kk + 11, ldc = n + 2;
+    const auto a = random_floats(m * lda, 700 + static_cast<uint32_t>(kk));
+    const auto bf = random_floats(n * ldb, 800 + static_cast<uint32_t>(kk));
+    std::vector<uint16_t> b(bf.size());
+    ref.f32_to_f16(bf.data(), b.data(), static_cast<int64_t>(bf.size()));
+    for (bool acc : {false, true}) {
+      std::vector<float> c1(static_cast<size_t>(m * ldc), 0.5f), c2 = c1;
+      ref.gemm_f32_f16t(m, n, kk, a.data(), lda, b.data(), ldb, c1.data(), ldc, acc);
+      k.gemm_f32_f16t(m, n, kk, a.data(), lda, b.data(), ldb, c2.data(), ldc, acc);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double mag = acc ? 0.5 : 0.0;
+          for (int64_t l = 0; l < kk; ++l) mag += std::fabs(a[i * lda + l] * fp16_to_fp32(b[j * ldb + l]));
+          ASSERT_NEAR(c2[i * ldc + j], c1[i * ldc + j], 4 * kk * FLT_EPSILON * mag + 1e-6)
+              << isa_name(GetParam()) << " m=" << m << " n=" << n << " k=" << kk << " i=" << i << " j=" << j;
+        }
+      // Padding columns of c are not touched.
+      for (int64_t i = 0; i < m; ++i) EXPECT_EQ(c2[i * ldc + n], 0.5f);
+    }
   }
 }
 
