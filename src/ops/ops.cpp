@@ -108,6 +108,8 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
     for (; r < w.rows; r += kPlainChunk)
       units.push_back({static_cast<int>(i), r, std::min(kPlainChunk, w.rows - r), false});
   }
+  // A contiguous range of units per thread: each thread streams its part of the weights in order, which
+  // the hardware prefetchers follow (claiming chunks dynamically measured ~6% slower in decode).
   constexpr int64_t kTokenChunk = 64;
   ctx.pool().parallel_for(static_cast<int64_t>(units.size()), 1, [&](int64_t ub, int64_t ue, int) {
     for (int64_t t0 = 0; t0 < T; t0 += kTokenChunk) {
@@ -230,13 +232,13 @@ void attention_tiled(Context& ctx, const float* q, const uint16_t* k_cache, cons
   float* scratch = ctx.float_scratch(static_cast<size_t>(nth * per_thread));
   uint16_t* half_scratch = reinterpret_cast<uint16_t*>(ctx.act_scratch(static_cast<size_t>(nth) * 2 *
                                                                        static_cast<size_t>(std::max(n_kv_max, head_dim))));
-  ctx.pool().run([&](int ith, int nth_run) {
+  // Jobs claimed one at a time: later tiles see more keys, so fixed ranges would unbalance the threads.
+  ctx.pool().parallel_for_dynamic(jobs, 1, [&](int64_t job_b, int64_t job_e, int ith) {
     float* qs = scratch + ith * per_thread;
     float* ps = qs + rows_max * head_dim;
     float* row = ps + rows_max * n_kv_max;
     uint16_t* h = half_scratch + static_cast<size_t>(ith) * static_cast<size_t>(std::max(n_kv_max, head_dim));
-    // Strided assignment: later tiles see more keys, so contiguous ranges would unbalance the threads.
-    for (int64_t job = ith; job < jobs; job += nth_run) {
+    for (int64_t job = job_b; job < job_e; ++job) {
       const int64_t tile = job / n_head_kv, kvh = job % n_head_kv;
       const int64_t t0 = tile * tok_per_tile, t1 = std::min(T, t0 + tok_per_tile);
       const int64_t nrows = (t1 - t0) * group;
@@ -297,7 +299,7 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
   const int64_t per_thread = n_kv_max + (n_kv_max + head_dim + 1) / 2 + 16;
   float* scratch = ctx.float_scratch(static_cast<size_t>(nth * per_thread));
 
-  ctx.pool().parallel_for(T * n_head, 1, [&](int64_t b, int64_t e, int ith) {
+  ctx.pool().parallel_for_dynamic(T * n_head, 1, [&](int64_t b, int64_t e, int ith) {
     float* scores = scratch + ith * per_thread;
     uint16_t* half = reinterpret_cast<uint16_t*>(scores + n_kv_max);
     uint16_t* q16 = half;             // head_dim halves

@@ -207,4 +207,22 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
   });
 }
 
+void ThreadPool::parallel_for_dynamic(int64_t n, int64_t chunk,
+                                      const std::function<void(int64_t, int64_t, int)>& fn) {
+  if (n <= 0) return;
+  chunk = std::max<int64_t>(chunk, 1);
+  if (n_threads_ == 1 || n <= chunk) {
+    fn(0, n, 0);
+    return;
+  }
+  next_chunk_.store(0, std::memory_order_relaxed);  // published to the workers by run()'s release
+  run([&](int ith, int) {
+    for (;;) {
+      const int64_t b = next_chunk_.fetch_add(chunk, std::memory_order_relaxed);
+      if (b >= n) return;
+      fn(b, std::min(n, b + chunk), ith);
+    }
+  });
+}
+
 }  // namespace tokenscope

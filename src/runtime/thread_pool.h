@@ -54,6 +54,11 @@ class ThreadPool {
   // fn(begin, end, ith) on each non-empty chunk.
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn);
 
+  // Like parallel_for, but threads claim chunks of `chunk` items from a shared counter until none are
+  // left: a thread that is slowed down (a busy sibling, the hypervisor) takes fewer chunks instead of
+  // making everyone wait at the barrier. fn may run several times per thread.
+  void parallel_for_dynamic(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t, int)>& fn);
+
  private:
   void worker(int ith);
 
@@ -68,6 +73,7 @@ class ThreadPool {
   const std::function<void(int, int)>* job_ = nullptr;
   alignas(64) std::atomic<uint32_t> generation_{0};
   alignas(64) std::atomic<int> pending_{0};
+  alignas(64) std::atomic<int64_t> next_chunk_{0};
   std::atomic<int> sleepers_{0};
   std::atomic<int> caller_sleeping_{0};
   std::atomic<bool> stop_{false};

@@ -106,6 +106,25 @@ TEST_P(BarrierModes, ParallelForSumsCorrectly) {
   }
 }
 
+TEST_P(BarrierModes, DynamicParallelForCoversEveryItemOnce) {
+  tokenscope::PoolOptions o;
+  o.barrier = GetParam();
+  ThreadPool pool(3, o);
+  for (int rep = 0; rep < 300; ++rep) {
+    const int64_t n = 1 + rep * 7, chunk = 1 + rep % 13;
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+    std::atomic<int> calls{0};
+    pool.parallel_for_dynamic(n, chunk, [&](int64_t b, int64_t e, int ith) {
+      ASSERT_LE(e - b, chunk);
+      ASSERT_TRUE(ith >= 0 && ith < 3);
+      calls.fetch_add(1);
+      for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+    });
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "n=" << n << " i=" << i;
+    ASSERT_EQ(calls.load(), (n + chunk - 1) / chunk);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(All, BarrierModes,
                          ::testing::Values(tokenscope::BarrierMode::spin, tokenscope::BarrierMode::futex,
                                            tokenscope::BarrierMode::hybrid),
