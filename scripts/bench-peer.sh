@@ -41,6 +41,12 @@ if [ "$peer_only" = 0 ]; then
 fi
 for m in "${models[@]}"; do [ -f "$m" ] || { echo "bench-peer: model $m not found" >&2; exit 2; }; done
 
+bw_gbs=0
+if [ "$peer_only" = 0 ]; then
+  # Read bandwidth of this machine now (tokenscope's own measurement), for the decode bandwidth figures.
+  bw_gbs=$(build/tokenscope sysinfo --refresh 2>/dev/null | sed -n 's/^read bandwidth: *\([0-9.]*\) GB\/s.*/\1/p')
+  bw_gbs=${bw_gbs:-0}
+fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 peer_commit=$(git -C "$peer_dir/../.." rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -71,10 +77,11 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
-python3 - "$out" "$rounds" "$pp" "$tg" "$threads" "$peer_commit" "$peer_only" "${models[@]}" <<'EOF'
+python3 - "$out" "$rounds" "$pp" "$tg" "$threads" "$peer_commit" "$peer_only" "$bw_gbs" "${models[@]}" <<'EOF'
 import glob, json, os, re, statistics as st, subprocess, sys
-out, rounds, pp, tg, threads, peer_commit, peer_only = sys.argv[1:8]
-models = sys.argv[8:]
+out, rounds, pp, tg, threads, peer_commit, peer_only, bw_gbs = sys.argv[1:9]
+models = sys.argv[9:]
+bw_gbs = float(bw_gbs)
 rounds, pp, tg = int(rounds), int(pp), int(tg)
 cpu = "unknown CPU"
 for line in open("/proc/cpuinfo"):
@@ -101,11 +108,12 @@ def load(path):
 print(f"machine: {cpu} ({isa}), {threads} threads; peer: ik_llama.cpp {peer_commit} (best of -rtr 0/1 x -fa 0/1 per round); {rounds} rounds, interleaved\n")
 for m in models:
     b = os.path.basename(m)
+    decode_note = ""
     print(f"### {b}\n")
     print("| test | tokenscope t/s median (min-max) | peer t/s median (min-max) | best peer flags (most rounds) | ratio median (min-max) |")
     print("|---|---|---|---|---|")
     for name, n_prompt, n_gen in ((f"pp{pp}", pp, 0), (f"tg{tg}", 0, tg)):
-        ours, peer, ratios, best_flags = [], [], [], []
+        ours, peer, ratios, best_flags, wbytes = [], [], [], [], []
         for r in range(1, rounds + 1):
             best, best_f = None, None
             for f in glob.glob(f"{out}/peer-{b}-{r}-*.json"):
@@ -115,14 +123,22 @@ for m in models:
             if best is not None:
                 peer.append(best); best_flags.append(best_f)
             if peer_only == "0":
-                v, _ = ts_of(load(f"{out}/ours-{b}-{r}.json"), n_prompt, n_gen)
+                v, rec = ts_of(load(f"{out}/ours-{b}-{r}.json"), n_prompt, n_gen)
                 if v is not None:
                     ours.append(v)
+                    wbytes.append(rec.get("model_size", 0))
                     if best is not None:
                         ratios.append(v / best)
         fmt = lambda xs: f"{st.median(xs):.1f} ({min(xs):.1f}-{max(xs):.1f})" if xs else "-"
         rfmt = lambda xs: f"{st.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})" if xs else "-"
         flags_mode = max(set(best_flags), key=best_flags.count) if best_flags else "-"
         print(f"| {name} | {fmt(ours)} | {fmt(peer)} | {flags_mode} | {rfmt(ratios)} |")
+        if n_gen and ours and wbytes and bw_gbs > 0:
+            use = [v * wbytes[0] / 1e9 / bw_gbs for v in ours]
+            decode_note = (f"decode: {wbytes[0] / 1e6:.1f} MB of weights per token x {st.median(ours):.1f} tok/s = "
+                           f"{st.median(ours) * wbytes[0] / 1e9:.1f} GB/s, {100 * st.median(use):.0f}% "
+                           f"({100 * min(use):.0f}-{100 * max(use):.0f}%) of the measured read bandwidth {bw_gbs:.1f} GB/s")
     print()
+    if decode_note:
+        print(decode_note + "\n")
 EOF
