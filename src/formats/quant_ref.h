@@ -51,6 +51,17 @@ inline void get_scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
     *m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
   }
 }
+// All 8 scales of a Q4_K / Q5_K block into sc, and the sum over sub-blocks of min j times the activation's
+// sum over sub-block j (two Q8_K bsums of 16 each): the term the mins contribute, in integer units.
+inline int scales_and_min_sum_k4(const uint8_t* scales, const int16_t* bsums, uint8_t sc[8]) {
+  int summ = 0;
+  for (int j = 0; j < 8; ++j) {
+    uint8_t m;
+    get_scale_min_k4(j, scales, &sc[j], &m);
+    summ += m * (bsums[2 * j] + bsums[2 * j + 1]);
+  }
+  return summ;
+}
 // Inverse of get_scale_min_k4: packs 8 six-bit scales and mins into 12 bytes.
 void pack_scale_min_k4(const uint8_t sc[8], const uint8_t m[8], uint8_t out[12]);
 

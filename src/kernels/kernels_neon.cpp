@@ -131,10 +131,8 @@ float dot_qk_min_q8_k(int64_t n, const void* w, const void* a) {
   const uint8x16_t one = vdupq_n_u8(1);
   float sum = 0;
   for (int64_t i = 0; i < n / QK_K; ++i) {
-    uint8_t sc[8], mn[8];
-    for (int j = 0; j < 8; ++j) get_scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
-    int summ = 0;
-    for (int j = 0; j < 8; ++j) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    uint8_t sc[8];
+    const int summ = scales_and_min_sum_k4(x[i].scales, y[i].bsums, sc);
     uint8x16_t qh0 = vdupq_n_u8(0), qh1 = vdupq_n_u8(0);
     if constexpr (kFifthBit) {
       qh0 = vld1q_u8(x[i].qh);
