@@ -19,6 +19,15 @@ namespace tokenscope::kernels::x86 {
 // linker can never hand the AVX2 table a function compiled for AVX-512.
 namespace {
 
+// Weights stream from memory once per token in decode. Software prefetches kPrefetchAhead bytes ahead of
+// the block being multiplied (one per cache line of it) measured +15-20% decode tok/s over the hardware
+// prefetchers alone on the Zen 3 VM (2048 slightly ahead of 1024; side by side, 4 rounds).
+constexpr size_t kPrefetchAhead = 2048;
+inline void prefetch_ahead(const void* block, size_t bytes) {
+  const char* p = static_cast<const char*>(block) + kPrefetchAhead;
+  for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+}
+
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -155,6 +164,7 @@ float dot_qk_min_q8_k(int64_t n, const void* w, const void* a) {
   const __m256i one = _mm256_set1_epi8(1);
   float sum = 0;
   for (int64_t i = 0; i < n / QK_K; ++i) {
+    prefetch_ahead(x + i, sizeof(Block));
     uint8_t sc[8];
     const int summ = scales_and_min_sum_k4(x[i].scales, y[i].bsums, sc);
     __m256i qh = _mm256_setzero_si256();
@@ -213,6 +223,7 @@ float dot_q6_k_q8_k(int64_t n, const void* w, const void* a) {
                        14, 15, 14, 15, 14, 15, 14, 15)};
   __m256 accf = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; ++i) {
+    prefetch_ahead(x + i, sizeof(BlockQ6_K));
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales)));
     const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].bsums));
     // 32 * sum over sub-blocks of scale * bsum, subtracted at the end.
@@ -513,6 +524,7 @@ void gemm_packed_q4_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t a
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b, g += group_block) {
+    if constexpr (NT == 1) prefetch_ahead(g, group_block);  // decode streams; prefill reuses the group
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
     __m256 mw = _mm256_setzero_ps();
     if constexpr (kQ4_1) mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
@@ -542,6 +554,7 @@ void gemm_packed_q8_0_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b, g += 8 * 2 + 256) {
+    if constexpr (NT == 1) prefetch_ahead(g, 8 * 2 + 256);
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
     const uint8_t* q = g + 16;
     for (int t = 0; t < NT; ++t) {
