@@ -275,17 +275,9 @@ inline float dot_f16_f16(int64_t n, const void* w, const void* a) {
     const __m128 t1 = _mm_hadd_ps(t0, t0);
     sum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
   }
-  const int64_t tail = n - n32;
-  if (tail > 0) {
-    // The tail's products in float (8 at a time, from zero-padded copies), then added in order in double.
-    alignas(32) uint16_t tx[32] = {}, ty[32] = {};
-    alignas(32) float p[32];
-    std::memcpy(tx, x + n32, static_cast<size_t>(tail) * 2);
-    std::memcpy(ty, y + n32, static_cast<size_t>(tail) * 2);
-    for (int64_t c = 0; c < tail; c += 8)
-      _mm256_store_ps(p + c, _mm256_mul_ps(load_f16x8(tx + c), load_f16x8(ty + c)));
-    for (int64_t i = 0; i < tail; ++i) sum += static_cast<double>(p[i]);
-  }
+  // The tail in order, in double. (A zero-padded copy read back as vectors stalls on store forwarding and
+  // was slower; callers with long rows avoid the tail: see ops::kAttnPad.)
+  for (int64_t i = n32; i < n; ++i) sum += static_cast<double>(fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]));
   return static_cast<float>(sum);
 }
 

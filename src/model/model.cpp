@@ -130,20 +130,12 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   return m;
 }
 
-KVCache::KVCache(const ModelConfig& cfg, int64_t n_ctx) : n_ctx_(n_ctx) {
-  const size_t per = static_cast<size_t>(n_ctx * cfg.n_head_kv * cfg.head_dim);
-  k_.resize(static_cast<size_t>(cfg.n_layer));
-  v_.resize(static_cast<size_t>(cfg.n_layer));
-  for (auto& b : k_) b.assign(per, 0);
-  for (auto& b : v_) b.assign(per, 0);
-}
-
-uint64_t KVCache::bytes() const {
-  uint64_t b = 0;
-  for (const auto& x : k_) b += x.size() * 2;
-  for (const auto& x : v_) b += x.size() * 2;
-  return b;
-}
+KVCache::KVCache(const ModelConfig& cfg, int64_t n_ctx)
+    : n_ctx_(n_ctx),
+      v_stride_((n_ctx + kKvPad - 1) / kKvPad * kKvPad),
+      n_layer_(cfg.n_layer),
+      per_layer_(static_cast<size_t>(v_stride_ * cfg.n_head_kv * cfg.head_dim)),
+      buf_(per_layer_ * 2 * sizeof(uint16_t) * static_cast<size_t>(cfg.n_layer)) {}
 
 void Forward::reserve(int64_t T) {
   if (T <= cap_) return;
@@ -229,8 +221,8 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
     });
     op(OpKind::attention, il, "attention", profile::attention_cost(T, pos0, c.n_head, c.n_head_kv, hd), [&] {
       ops::store_f16(ctx, k_.data(), kv.k(il), T, kv_dim, pos0);
-      ops::store_f16_transposed(ctx, v_.data(), kv.v(il), T, kv_dim, pos0, kv.n_ctx());
-      ops::attention(ctx, q_.data(), kv.k(il), kv.v(il), att_.data(), T, pos0, kv.n_ctx(), c.n_head, c.n_head_kv, hd,
+      ops::store_f16_transposed(ctx, v_.data(), kv.v(il), T, kv_dim, pos0, kv.v_stride());
+      ops::attention(ctx, q_.data(), kv.k(il), kv.v(il), att_.data(), T, pos0, kv.v_stride(), c.n_head, c.n_head_kv, hd,
                      scale);
     }, T, pos0 + T, hd);
     op(OpKind::matmul, il, "attn_output", mm_cost(l.wo, T), [&] { ops::matmul(ctx, l.wo, att_.data(), T, xb); }, T,

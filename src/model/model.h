@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "base/huge_buffer.h"
+
 #include "gguf/gguf.h"
 #include "ops/ops.h"
 #include "profile/profiler.h"
@@ -66,14 +68,25 @@ class KVCache {
  public:
   KVCache(const ModelConfig& cfg, int64_t n_ctx);
   int64_t n_ctx() const { return n_ctx_; }
-  uint16_t* k(int64_t layer) { return k_[static_cast<size_t>(layer)].data(); }
-  // Values are stored transposed: [n_head_kv * head_dim][n_ctx], a row per value dimension.
-  uint16_t* v(int64_t layer) { return v_[static_cast<size_t>(layer)].data(); }
-  uint64_t bytes() const;
+  // Keys: [n_ctx][n_head_kv * head_dim], a row per position.
+  uint16_t* k(int64_t layer) { return base() + static_cast<size_t>(2 * layer) * per_layer_; }
+  // Values are stored transposed: [n_head_kv * head_dim][v_stride()], a row per value dimension; the row
+  // length is n_ctx rounded up to a multiple of 32 (kKvPad), and positions past the last stored one, up to
+  // the next multiple of 32, hold zeros, so the attention's value products run over whole 32-blocks.
+  static constexpr int64_t kKvPad = 32;
+  int64_t v_stride() const { return v_stride_; }
+  uint16_t* v(int64_t layer) { return base() + static_cast<size_t>(2 * layer + 1) * per_layer_; }
+  uint64_t bytes() const { return static_cast<uint64_t>(per_layer_) * 2 * 2 * static_cast<uint64_t>(n_layer_); }
+  // Whether the cache's memory was advised to use transparent huge pages (see base/huge_buffer.h).
+  bool huge_pages() const { return buf_.huge_pages_advised(); }
 
  private:
+  uint16_t* base() { return static_cast<uint16_t*>(buf_.data()); }
   int64_t n_ctx_;
-  std::vector<std::vector<uint16_t>> k_, v_;
+  int64_t v_stride_;
+  int64_t n_layer_;
+  size_t per_layer_;  // f16 values in one layer's K (and in its V)
+  HugeBuffer buf_;
 };
 
 // Runs the forward pass. Holds the activation buffers, sized for the largest batch seen.

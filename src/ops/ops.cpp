@@ -205,8 +205,13 @@ void store_f16(Context& ctx, const float* x, uint16_t* cache, int64_t T, int64_t
 void store_f16_transposed(Context& ctx, const float* x, uint16_t* cache_t, int64_t T, int64_t n, int64_t pos0,
                           int64_t n_ctx) {
   (void)ctx;
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t i = 0; i < n; ++i) cache_t[i * n_ctx + pos0 + t] = fp32_to_fp16(x[t * n + i]);
+  TS_CHECK_MSG(n_ctx % kAttnPad == 0, "transposed cache rows must be a multiple of %d long", static_cast<int>(kAttnPad));
+  const int64_t end = pos0 + T, pad_end = std::min(n_ctx, (end + kAttnPad - 1) / kAttnPad * kAttnPad);
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t* row = cache_t + i * n_ctx;
+    for (int64_t t = 0; t < T; ++t) row[pos0 + t] = fp32_to_fp16(x[t * n + i]);
+    for (int64_t p = end; p < pad_end; ++p) row[p] = 0;  // keeps the block's unused tail zero (see attention)
+  }
 }
 
 namespace {
@@ -294,9 +299,11 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
   const int64_t kv_stride = n_head_kv * head_dim;
   const int64_t n_kv_max = pos0 + T;
   const auto& k = ctx.k();
-  // Per-thread scratch: scores (f32), then the query and the probabilities in f16.
+  // Per-thread scratch: scores (f32), then the query and the probabilities in f16 (zero-padded to a
+  // multiple of kAttnPad positions).
   const int nth = ctx.pool().size();
-  const int64_t per_thread = n_kv_max + (n_kv_max + head_dim + 1) / 2 + 16;
+  const int64_t n_pad_max = std::min(n_ctx, (n_kv_max + kAttnPad - 1) / kAttnPad * kAttnPad);
+  const int64_t per_thread = n_pad_max + (n_pad_max + head_dim + 1) / 2 + 16;
   float* scratch = ctx.float_scratch(static_cast<size_t>(nth * per_thread));
 
   ctx.pool().parallel_for_dynamic(T * n_head, 1, [&](int64_t b, int64_t e, int ith) {
@@ -319,9 +326,13 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
       const float inv = static_cast<float>(1.0 / k.exp_sum_f32(scores, n_kv, mx));
       for (int64_t j = 0; j < n_kv; ++j) scores[j] *= inv;
       k.f32_to_f16(scores, p16, n_kv);
+      // Value products over whole blocks of kAttnPad positions: the cache holds zeros past the last
+      // stored position (store_f16_transposed), the probabilities are zero-padded here.
+      const int64_t n_pad = std::min(n_ctx, (n_kv + kAttnPad - 1) / kAttnPad * kAttnPad);
+      for (int64_t j = n_kv; j < n_pad; ++j) p16[j] = 0;
       float* o = out + (t * n_head + h) * head_dim;
       const uint16_t* vh = vt_cache + kvh * head_dim * n_ctx;
-      k.dot_f16_rows(n_kv, vh, n_ctx, head_dim, p16, o);
+      k.dot_f16_rows(n_pad, vh, n_ctx, head_dim, p16, o);
     }
   });
 }

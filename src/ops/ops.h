@@ -83,19 +83,26 @@ enum class RopeStyle { normal, neox };  // normal: adjacent pairs (llama); neox:
 void rope(Context& ctx, float* x, int64_t T, int64_t n_heads, int64_t head_dim, int64_t n_rot,
           const int32_t* pos, float freq_base, RopeStyle style);
 
+// Positions per block of the transposed value cache: rows are a multiple of kAttnPad long, and
+// store_f16_transposed keeps the unused tail of the last block zero, so the one-query attention multiplies
+// whole blocks (no ragged tail in its f16 dot products).
+constexpr int64_t kAttnPad = 32;
+
 // Causal multi-head attention with grouped KV heads over an F16 cache.
 // q: [T][n_head*hd]; k_cache: [n_ctx][n_head_kv*hd] f16 (a row per position); vt_cache: the values
 // transposed, [n_head_kv*hd][n_ctx] f16 (a row per value dimension), both already holding positions
 // 0 .. pos0+T-1; query t sits at position pos0+t and sees keys 0..pos0+t. out: [T][n_head*hd].
 // The arithmetic follows llama.cpp's non-flash path (f16 scores, f32 softmax with a double sum,
-// probabilities rounded to f16, f16 dot products over positions) so that greedy outputs agree.
+// probabilities rounded to f16, f16 dot products over positions) so that greedy outputs agree; the value
+// products run over zero-padded blocks of kAttnPad positions (n_ctx, the rows' length, is a multiple of it).
 void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
                int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                float scale);
 
 // Stores k/v rows [T][n] as f16 into cache rows pos0..pos0+T-1.
 void store_f16(Context& ctx, const float* x, uint16_t* cache, int64_t T, int64_t n, int64_t pos0);
-// Stores rows [T][n] as f16 into the transposed cache [n][n_ctx], columns pos0..pos0+T-1.
+// Stores rows [T][n] as f16 into the transposed cache [n][n_ctx], columns pos0..pos0+T-1, and zeros the
+// columns after them up to the next multiple of kAttnPad (n_ctx must be a multiple of kAttnPad).
 void store_f16_transposed(Context& ctx, const float* x, uint16_t* cache_t, int64_t T, int64_t n, int64_t pos0,
                           int64_t n_ctx);
 

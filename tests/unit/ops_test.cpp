@@ -120,14 +120,16 @@ TEST_P(Attention, BothPathsMatchDoubleReference) {
   ops::Context ctx(pool, kernels::table(GetParam()));
   std::mt19937 rng(11);
   std::normal_distribution<float> nd(0.f, 1.f);
-  const int64_t hd = 64, n_ctx = 80;
+  const int64_t hd = 64, n_ctx = 96;  // a multiple of ops::kAttnPad
   struct Shape {
     int64_t n_head, n_head_kv, pos0, T;
   };
   for (Shape sh : {Shape{9, 3, 0, 1}, Shape{9, 3, 5, 3}, Shape{9, 3, 0, 20}, Shape{4, 4, 7, 33}, Shape{8, 2, 30, 9},
                    Shape{16, 2, 0, 70}}) {
     const int64_t kvd = sh.n_head_kv * hd, n_kv = sh.pos0 + sh.T;
-    std::vector<uint16_t> kc(static_cast<size_t>(n_ctx * kvd)), vt(static_cast<size_t>(kvd * n_ctx));
+    // The value cache starts full of NaN (stale values; 0 x NaN is NaN): storing must zero the unused tail of
+    // the last block, which the one-query path multiplies by zero-padded probabilities.
+    std::vector<uint16_t> kc(static_cast<size_t>(n_ctx * kvd)), vt(static_cast<size_t>(kvd * n_ctx), uint16_t{0x7E00});  // f16 NaN
     std::vector<float> kf(static_cast<size_t>(n_kv * kvd)), vf(static_cast<size_t>(n_kv * kvd));
     for (auto& v : kf) v = nd(rng);
     for (auto& v : vf) v = nd(rng);

@@ -1,0 +1,33 @@
+// Zero-initialized memory for large working sets (the KV cache), mapped with transparent huge pages
+// requested (madvise MADV_HUGEPAGE): attention reads the value cache transposed, one row per value
+// dimension, n_ctx positions apart; with 4 KiB pages every row is its own page and decode spends its
+// time in page walks, with 2 MiB pages a layer's cache is a handful of TLB entries.
+#pragma once
+
+#include <cstddef>
+
+namespace tokenscope {
+
+class HugeBuffer {
+ public:
+  HugeBuffer() = default;
+  // Maps `bytes` (rounded up to 2 MiB), zero-filled. Throws tokenscope::Error if the mapping fails.
+  explicit HugeBuffer(size_t bytes);
+  ~HugeBuffer();
+  HugeBuffer(HugeBuffer&& o) noexcept;
+  HugeBuffer& operator=(HugeBuffer&& o) noexcept;
+  HugeBuffer(const HugeBuffer&) = delete;
+  HugeBuffer& operator=(const HugeBuffer&) = delete;
+
+  void* data() const { return data_; }
+  size_t size() const { return size_; }
+  // Whether the kernel accepted the huge-page advice (THP "madvise" or "always" mode); false with THP off.
+  bool huge_pages_advised() const { return advised_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+  bool advised_ = false;
+};
+
+}  // namespace tokenscope
