@@ -55,6 +55,8 @@ struct WeightKernels {
 
 struct KernelTable {
   Isa isa = Isa::scalar;
+  const char* features = "";  // sub-features the table uses beyond its ISA's baseline, e.g. "dotprod+i8mm"
+
   WeightKernels weights[40];  // indexed by static_cast<int>(TensorType)
 
   // Float helpers used by attention and the elementwise ops.

@@ -7,6 +7,7 @@ namespace tokenscope::kernels::detail {
 void init_avx2(KernelTable& t) {
   init_scalar(t);
   t.isa = Isa::avx2;
+  t.features = "fma+f16c+bmi2";
   auto set = [&](TensorType w, VecDotFn d) { t.weights[static_cast<int>(w)].vec_dot = d; };
   set(TensorType::F32, x86::dot_f32_f32);
   set(TensorType::F16, x86::dot_f16_f16);

@@ -91,6 +91,7 @@ float dot_q8_0_q8_0(int64_t n, const void* w, const void* a) {
 void init_avx512(KernelTable& t) {
   init_scalar(t);
   t.isa = Isa::avx512;
+  t.features = "avx512bw+vnni";
   auto set = [&](TensorType w, VecDotFn d) { t.weights[static_cast<int>(w)].vec_dot = d; };
   set(TensorType::F32, x86::dot_f32_f32);
   set(TensorType::F16, x86::dot_f16_f16);

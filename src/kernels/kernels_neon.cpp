@@ -4,6 +4,8 @@
 // activation bytes. Every kernel here has its scalar reference in kernels_scalar.cpp / kernels_packed.cpp
 // and is tested against it (tests/unit/kernels_test.cpp, cross-built and run under qemu-aarch64).
 #include <arm_neon.h>
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
 
 #include <cstring>
 
@@ -391,6 +393,119 @@ void gemm_packed_q8_0(int64_t n, const void* w, const void* act, size_t as, cons
   }
 }
 
+// ---- i8mm (SMMLA): a 2 x 8 by 8 x 2 int8 matrix multiply per instruction, 32 multiply-adds. Two packed
+// chunk vectors (c, c + 1) of rows 0..3 zipped by 32-bit lanes hold rows (0, 1) and rows (2, 3) with 8
+// consecutive elements each: the weight operands. Two tokens' 8 activation bytes side by side are the
+// other. The 2 x 2 result lanes are (t, r), (t, r + 1), (t + 1, r), (t + 1, r + 1). Used for pairs of
+// tokens (prefill); a single token goes to the sdot kernels above. Same layouts, same integer sums. ----
+
+#define TS_I8MM __attribute__((target("arch=armv8.2-a+fp16+dotprod+i8mm")))
+
+// Two tokens' bytes [off, off + 8) side by side.
+TS_I8MM inline int8x16_t token_pair(const int8_t* a0, const int8_t* a1, int off) {
+  return vcombine_s8(vld1_s8(a0 + off), vld1_s8(a1 + off));
+}
+
+// Scales in the result lanes' order: weight scales of rows (r, r + 1) twice; activation scale per token pair.
+TS_I8MM inline float32x4_t rows_twice(float32x4_t d4, int pair) {  // d4 = scales of rows 4h..4h+3; pair 0 or 1
+  const float32x2_t two = pair == 0 ? vget_low_f32(d4) : vget_high_f32(d4);
+  return vcombine_f32(two, two);
+}
+
+template <int kType>  // 0: Q4_0, 1: Q4_1, 2: Q8_0
+TS_I8MM void gemm_packed_i8mm_2t(int64_t n, const uint8_t* g, const uint8_t* act0, const uint8_t* act1,
+                                 const int32_t* sums0, const int32_t* sums1, float* y0, float* y1) {
+  const int64_t nb = n / 32;
+  const size_t ablock = kType == 1 ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
+  const size_t aoff = kType == 1 ? 4 : 2;
+  const size_t gblock = kType == 0 ? 8 * 2 + 128 : kType == 1 ? 8 * 4 + 128 : 8 * 2 + 256;
+  // acc[h][p]: rows 4h + 2p, 4h + 2p + 1 for the two tokens.
+  float32x4_t acc[2][2];
+  for (auto& a : acc) a[0] = a[1] = vdupq_n_f32(0.0f);
+  for (int64_t b = 0; b < nb; ++b, g += gblock) {
+    const int8_t* q0 = reinterpret_cast<const int8_t*>(act0 + b * ablock + aoff);
+    const int8_t* q1 = reinterpret_cast<const int8_t*>(act1 + b * ablock + aoff);
+    int32x4_t s[2][2];
+    for (auto& x : s) x[0] = x[1] = vdupq_n_s32(0);
+    if constexpr (kType == 2) {
+      const int8_t* w = reinterpret_cast<const int8_t*>(g + 16);
+      for (int c = 0; c < 8; c += 2) {
+        const int8x16_t a = token_pair(q0, q1, 4 * c);
+        for (int h = 0; h < 2; ++h) {
+          const int32x4_t lo = vreinterpretq_s32_s8(vld1q_s8(w + 32 * c + 16 * h));
+          const int32x4_t hi = vreinterpretq_s32_s8(vld1q_s8(w + 32 * (c + 1) + 16 * h));
+          s[h][0] = vmmlaq_s32(s[h][0], a, vreinterpretq_s8_s32(vzip1q_s32(lo, hi)));
+          s[h][1] = vmmlaq_s32(s[h][1], a, vreinterpretq_s8_s32(vzip2q_s32(lo, hi)));
+        }
+      }
+    } else {
+      const uint8_t* w = g + (kType == 1 ? 32 : 16);
+      for (int c = 0; c < 4; c += 2) {
+        const int8x16_t alo = token_pair(q0, q1, 4 * c), ahi = token_pair(q0, q1, 16 + 4 * c);
+        for (int h = 0; h < 2; ++h) {
+          const uint8x16_t v0 = vld1q_u8(w + 32 * c + 16 * h), v1 = vld1q_u8(w + 32 * (c + 1) + 16 * h);
+          const int32x4_t l0 = vreinterpretq_s32_s8(low_nibbles(v0)), l1 = vreinterpretq_s32_s8(low_nibbles(v1));
+          const int32x4_t h0 = vreinterpretq_s32_s8(high_nibbles(v0)), h1 = vreinterpretq_s32_s8(high_nibbles(v1));
+          s[h][0] = vmmlaq_s32(s[h][0], alo, vreinterpretq_s8_s32(vzip1q_s32(l0, l1)));
+          s[h][1] = vmmlaq_s32(s[h][1], alo, vreinterpretq_s8_s32(vzip2q_s32(l0, l1)));
+          s[h][0] = vmmlaq_s32(s[h][0], ahi, vreinterpretq_s8_s32(vzip1q_s32(h0, h1)));
+          s[h][1] = vmmlaq_s32(s[h][1], ahi, vreinterpretq_s8_s32(vzip2q_s32(h0, h1)));
+        }
+      }
+      if constexpr (kType == 0) {  // the -8 offset: 8 x each token's block sum, per result lane
+        const int32x4_t off = vcombine_s32(vdup_n_s32(8 * sums0[b]), vdup_n_s32(8 * sums1[b]));
+        for (auto& x : s) x[0] = vsubq_s32(x[0], off), x[1] = vsubq_s32(x[1], off);
+      }
+    }
+    f16_t d0h, d1h;
+    std::memcpy(&d0h, act0 + b * ablock, 2);
+    std::memcpy(&d1h, act1 + b * ablock, 2);
+    const float32x4_t da = vcombine_f32(vdup_n_f32(fp16_to_fp32(d0h)), vdup_n_f32(fp16_to_fp32(d1h)));
+    const float16x8_t dh = vreinterpretq_f16_u8(vld1q_u8(g));
+    const float32x4_t dw[2] = {vcvt_f32_f16(vget_low_f16(dh)), vcvt_f32_f16(vget_high_f16(dh))};
+    float32x4_t mw[2] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)}, sa = vdupq_n_f32(0.0f);
+    if constexpr (kType == 1) {
+      const float16x8_t mh = vreinterpretq_f16_u8(vld1q_u8(g + 16));
+      mw[0] = vcvt_f32_f16(vget_low_f16(mh));
+      mw[1] = vcvt_f32_f16(vget_high_f16(mh));
+      f16_t s0h, s1h;
+      std::memcpy(&s0h, act0 + b * ablock + 2, 2);
+      std::memcpy(&s1h, act1 + b * ablock + 2, 2);
+      sa = vcombine_f32(vdup_n_f32(fp16_to_fp32(s0h)), vdup_n_f32(fp16_to_fp32(s1h)));
+    }
+    for (int h = 0; h < 2; ++h)
+      for (int p = 0; p < 2; ++p) {
+        acc[h][p] = vfmaq_f32(acc[h][p], vmulq_f32(rows_twice(dw[h], p), da), vcvtq_f32_s32(s[h][p]));
+        if constexpr (kType == 1) acc[h][p] = vfmaq_f32(acc[h][p], rows_twice(mw[h], p), sa);
+      }
+  }
+  for (int h = 0; h < 2; ++h)
+    for (int p = 0; p < 2; ++p) {
+      const int r = 4 * h + 2 * p;
+      y0[r] = vgetq_lane_f32(acc[h][p], 0);
+      y0[r + 1] = vgetq_lane_f32(acc[h][p], 1);
+      y1[r] = vgetq_lane_f32(acc[h][p], 2);
+      y1[r + 1] = vgetq_lane_f32(acc[h][p], 3);
+    }
+}
+
+// Token pairs through SMMLA, an odd last token through the sdot kernel.
+template <int kType>
+void gemm_packed_i8mm(int64_t n, const void* w, const void* act, size_t as, const int32_t* sums, int nt, float* y,
+                      int64_t ldy) {
+  const auto* g = static_cast<const uint8_t*>(w);
+  const auto* a = static_cast<const uint8_t*>(act);
+  const int64_t nb = n / 32;
+  int t = 0;
+  for (; t + 2 <= nt; t += 2)
+    gemm_packed_i8mm_2t<kType>(n, g, a + t * as, a + (t + 1) * as, sums + t * nb, sums + (t + 1) * nb, y + t * ldy,
+                               y + (t + 1) * ldy);
+  if (t < nt) {
+    if constexpr (kType == 2) gemm_packed_q8_0_nt<1>(n, g, a + t * as, as, y + t * ldy, ldy);
+    else gemm_packed_q4_nt<kType == 1, 1>(n, g, a + t * as, as, sums + t * nb, y + t * ldy, ldy);
+  }
+}
+
 }  // namespace
 
 void init_neon(KernelTable& t) {
@@ -410,6 +525,13 @@ void init_neon(KernelTable& t) {
   t.weights[static_cast<int>(TensorType::Q4_0)].gemm_packed = gemm_packed_q4<false>;
   t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed = gemm_packed_q4<true>;
   t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed = gemm_packed_q8_0;
+  t.features = "dotprod";
+  if (getauxval(AT_HWCAP2) & HWCAP2_I8MM) {
+    t.weights[static_cast<int>(TensorType::Q4_0)].gemm_packed = gemm_packed_i8mm<0>;
+    t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed = gemm_packed_i8mm<1>;
+    t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed = gemm_packed_i8mm<2>;
+    t.features = "dotprod+i8mm";
+  }
   t.dot_f32 = dot_f32_plain;
   t.dot_f16 = dot_f16_pair;
   t.axpy_f16 = axpy_f16;

@@ -248,6 +248,8 @@ INSTANTIATE_TEST_SUITE_P(Isas, KernelIsa, ::testing::ValuesIn(available_isas()),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
 TEST(KernelSelection, IsaNamesRoundTripAndUnavailableIsaIsAnError) {
+  // Printed for scripts/test-arm.sh, which checks that qemu's CPU models reach the expected variants.
+  for (Isa i : available_isas()) std::printf("kernel table: %s [%s]\n", isa_name(i), table(i).features);
   for (Isa i : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon}) EXPECT_EQ(isa_from_name(isa_name(i)), i);
   EXPECT_FALSE(isa_from_name("sse9").has_value());
   EXPECT_TRUE(isa_available(Isa::scalar));
