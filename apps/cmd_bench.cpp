@@ -165,7 +165,8 @@ int cmd_bench(const BenchArgs& a) {
   nlohmann::json records = nlohmann::json::array();
   const bool md = a.output == "md";
   if (md) {
-    std::printf("cpu: %s | build isa: best %s\n\n", cpu.c_str(), kernels::isa_name(kernels::active_isa()));
+    std::printf("cpu: %s | best isa: %s [%s]\n\n", cpu.c_str(), kernels::isa_name(kernels::active_isa()),
+                kernels::active().features);
     std::printf("| %-34s | %10s | %8s | %-6s | %7s | %-7s | %14s | %20s |\n", "model", "size", "params", "isa",
                 "threads", "barrier", "test", "t/s");
     std::printf("| %s | %s: | %s: | %s | %s: | %s | %s: | %s: |\n", std::string(34, '-').c_str(),
@@ -221,6 +222,7 @@ int cmd_bench(const BenchArgs& a) {
                 {"model_n_params", n_params},
                 {"cpu_info", cpu},
                 {"isa", kernels::isa_name(s->isa())},
+                {"isa_features", kernels::table(s->isa()).features},
                 {"barrier", barrier},
                 {"profiler", a.profile},
                 {"cpu_mask", a.cpu_mask},
