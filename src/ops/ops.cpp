@@ -225,7 +225,7 @@ void attention_tiled(Context& ctx, const float* q, const uint16_t* k_cache, cons
                      float scale) {
   const int64_t group = n_head / n_head_kv;
   const int64_t kv_stride = n_head_kv * head_dim;
-  const int64_t tok_per_tile = std::max<int64_t>(1, 16 / group);
+  const int64_t tok_per_tile = std::max<int64_t>(1, 32 / group);  // ~32 query rows per tile
   const int64_t tiles = (T + tok_per_tile - 1) / tok_per_tile;
   const int64_t jobs = tiles * n_head_kv;
   const int64_t rows_max = group * tok_per_tile;
