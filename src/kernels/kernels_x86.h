@@ -367,62 +367,80 @@ inline void transpose8(__m256 r[8]) {
   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-// c (+)= a x b^T with b in f16: blocks of 8 b rows are converted and transposed into bt[l][8] (for up to
+// c (+)= a x b^T with b in f16: blocks of 16 b rows are converted and transposed into bt[l][16] (for up to
 // kKc values of l at a time), then each a row broadcasts its values against bt: 8 outputs per FMA, no
-// horizontal sums. Four a rows at a time share each bt load.
+// horizontal sums. The micro-kernel takes 4 a rows x 16 columns (8 accumulators): 6 loads per 8 FMAs.
 inline void gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb,
                           float* c, int64_t ldc, bool accumulate) {
-  constexpr int64_t kKc = 256;
-  alignas(32) float bt[kKc * 8];
-  for (int64_t j0 = 0; j0 < n; j0 += 8) {
-    const int64_t nj = std::min<int64_t>(8, n - j0);
+  constexpr int64_t kKc = 128, kNb = 16;
+  alignas(32) float bt[kKc * kNb];
+  for (int64_t j0 = 0; j0 < n; j0 += kNb) {
+    const int64_t nj = std::min<int64_t>(kNb, n - j0);
     for (int64_t l0 = 0; l0 < k; l0 += kKc) {
       const int64_t kl = std::min(kKc, k - l0);
       const uint16_t* bb = b + j0 * ldb + l0;
-      int64_t l = 0;
-      if (nj == 8) {
-        for (; l + 8 <= kl; l += 8) {
-          __m256 r[8];
-          for (int jj = 0; jj < 8; ++jj) r[jj] = load_f16x8(bb + jj * ldb + l);
-          transpose8(r);
-          for (int q = 0; q < 8; ++q) _mm256_store_ps(bt + (l + q) * 8, r[q]);
+      for (int64_t half = 0; half < 2; ++half) {  // columns 8 * half .. 8 * half + 7 of the block
+        const int64_t jh = 8 * half, nh = std::max<int64_t>(0, std::min<int64_t>(8, nj - jh));
+        int64_t l = 0;
+        if (nh == 8) {
+          for (; l + 8 <= kl; l += 8) {
+            __m256 r[8];
+            for (int jj = 0; jj < 8; ++jj) r[jj] = load_f16x8(bb + (jh + jj) * ldb + l);
+            transpose8(r);
+            for (int q = 0; q < 8; ++q) _mm256_store_ps(bt + (l + q) * kNb + jh, r[q]);
+          }
         }
+        for (; l < kl; ++l)
+          for (int64_t jj = 0; jj < 8; ++jj) bt[l * kNb + jh + jj] = jj < nh ? fp16_to_fp32(bb[(jh + jj) * ldb + l]) : 0.0f;
       }
-      for (; l < kl; ++l)
-        for (int64_t jj = 0; jj < 8; ++jj) bt[l * 8 + jj] = jj < nj ? fp16_to_fp32(bb[jj * ldb + l]) : 0.0f;
       const bool add = accumulate || l0 > 0;
-      auto finish = [&](int64_t i, __m256 acc) {
+      auto finish = [&](int64_t i, __m256 lo, __m256 hi) {
         float* ci = c + i * ldc + j0;
-        if (nj == 8) {
-          _mm256_storeu_ps(ci, add ? _mm256_add_ps(acc, _mm256_loadu_ps(ci)) : acc);
+        if (nj == kNb) {
+          _mm256_storeu_ps(ci, add ? _mm256_add_ps(lo, _mm256_loadu_ps(ci)) : lo);
+          _mm256_storeu_ps(ci + 8, add ? _mm256_add_ps(hi, _mm256_loadu_ps(ci + 8)) : hi);
         } else {
-          alignas(32) float t[8];
-          _mm256_store_ps(t, acc);
+          alignas(32) float t[kNb];
+          _mm256_store_ps(t, lo);
+          _mm256_store_ps(t + 8, hi);
           for (int64_t jj = 0; jj < nj; ++jj) ci[jj] = add ? ci[jj] + t[jj] : t[jj];
         }
       };
       int64_t i = 0;
       for (; i + 4 <= m; i += 4) {
         const float* a0 = a + i * lda + l0;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(),
-               acc3 = _mm256_setzero_ps();
+        __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
+               c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
+               c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
         for (int64_t q = 0; q < kl; ++q) {
-          const __m256 bl = _mm256_load_ps(bt + q * 8);
-          acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + q), bl, acc0);
-          acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + lda + q), bl, acc1);
-          acc2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + 2 * lda + q), bl, acc2);
-          acc3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + 3 * lda + q), bl, acc3);
+          const __m256 b0 = _mm256_load_ps(bt + q * kNb), b1 = _mm256_load_ps(bt + q * kNb + 8);
+          __m256 av = _mm256_broadcast_ss(a0 + q);
+          c00 = _mm256_fmadd_ps(av, b0, c00);
+          c01 = _mm256_fmadd_ps(av, b1, c01);
+          av = _mm256_broadcast_ss(a0 + lda + q);
+          c10 = _mm256_fmadd_ps(av, b0, c10);
+          c11 = _mm256_fmadd_ps(av, b1, c11);
+          av = _mm256_broadcast_ss(a0 + 2 * lda + q);
+          c20 = _mm256_fmadd_ps(av, b0, c20);
+          c21 = _mm256_fmadd_ps(av, b1, c21);
+          av = _mm256_broadcast_ss(a0 + 3 * lda + q);
+          c30 = _mm256_fmadd_ps(av, b0, c30);
+          c31 = _mm256_fmadd_ps(av, b1, c31);
         }
-        finish(i, acc0);
-        finish(i + 1, acc1);
-        finish(i + 2, acc2);
-        finish(i + 3, acc3);
+        finish(i, c00, c01);
+        finish(i + 1, c10, c11);
+        finish(i + 2, c20, c21);
+        finish(i + 3, c30, c31);
       }
       for (; i < m; ++i) {
         const float* ai = a + i * lda + l0;
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t q = 0; q < kl; ++q) acc = _mm256_fmadd_ps(_mm256_broadcast_ss(ai + q), _mm256_load_ps(bt + q * 8), acc);
-        finish(i, acc);
+        __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+        for (int64_t q = 0; q < kl; ++q) {
+          const __m256 av = _mm256_broadcast_ss(ai + q);
+          lo = _mm256_fmadd_ps(av, _mm256_load_ps(bt + q * kNb), lo);
+          hi = _mm256_fmadd_ps(av, _mm256_load_ps(bt + q * kNb + 8), hi);
+        }
+        finish(i, lo, hi);
       }
     }
   }
