@@ -7,6 +7,8 @@
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "base/fp16.h"
@@ -269,6 +271,126 @@ void f16_to_f32(const uint16_t* x, float* y, int64_t n) {
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) vst1q_f32(y + i, load_f16x4(x + i));
   for (; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
+}
+
+void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t count, const uint16_t* y, float* out) {
+  for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_f16(n, x + j * stride, y);
+}
+
+// exp on 4 floats, as the x86 exp8: x = k * ln2 + r, degree-6 polynomial, 2^k in two halves; below -87.3
+// gives 0, above 88.7 gives +inf.
+inline float32x4_t exp4(float32x4_t x) {
+  const float32x4_t hi = vdupq_n_f32(88.7228f), lo = vdupq_n_f32(-87.3365f);
+  const uint32x4_t too_small = vcltq_f32(x, lo), too_big = vcgtq_f32(x, hi);
+  const float32x4_t xc = vminq_f32(vmaxq_f32(x, lo), hi);
+  const float32x4_t k = vrndnq_f32(vmulq_n_f32(xc, 1.44269504f));
+  float32x4_t r = vfmsq_n_f32(xc, k, 0.693145752f);
+  r = vfmsq_n_f32(r, k, 1.42860677e-6f);
+  float32x4_t p = vdupq_n_f32(1.0f / 720);
+  p = vfmaq_f32(vdupq_n_f32(1.0f / 120), p, r);
+  p = vfmaq_f32(vdupq_n_f32(1.0f / 24), p, r);
+  p = vfmaq_f32(vdupq_n_f32(1.0f / 6), p, r);
+  p = vfmaq_f32(vdupq_n_f32(0.5f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+  const int32x4_t ki = vcvtq_s32_f32(k);
+  const int32x4_t k1 = vshrq_n_s32(ki, 1), k2 = vsubq_s32(ki, k1);
+  const float32x4_t s1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(k1, vdupq_n_s32(127)), 23));
+  const float32x4_t s2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(k2, vdupq_n_s32(127)), 23));
+  float32x4_t res = vmulq_f32(vmulq_f32(p, s1), s2);
+  res = vbslq_f32(too_small, vdupq_n_f32(0.0f), res);
+  return vbslq_f32(too_big, vdupq_n_f32(INFINITY), res);
+}
+
+double exp_sum_f32(float* x, int64_t n, float sub) {
+  const float32x4_t vs = vdupq_n_f32(sub);
+  float64x2_t acc0 = vdupq_n_f64(0.0), acc1 = vdupq_n_f64(0.0);
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float32x4_t e = exp4(vsubq_f32(vld1q_f32(x + i), vs));
+    vst1q_f32(x + i, e);
+    acc0 = vaddq_f64(acc0, vcvt_f64_f32(vget_low_f32(e)));
+    acc1 = vaddq_f64(acc1, vcvt_high_f64_f32(e));
+  }
+  double sum = vaddvq_f64(vaddq_f64(acc0, acc1));
+  for (; i < n; ++i) {
+    float t[4] = {x[i] - sub, 0, 0, 0};
+    x[i] = vgetq_lane_f32(exp4(vld1q_f32(t)), 0);
+    sum += static_cast<double>(x[i]);
+  }
+  return sum;
+}
+
+void silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float32x4_t vg = vld1q_f32(g + i);
+    const float32x4_t e = exp4(vnegq_f32(vg));
+    vst1q_f32(out + i, vmulq_f32(vdivq_f32(vg, vaddq_f32(vdupq_n_f32(1.0f), e)), vld1q_f32(u + i)));
+  }
+  for (; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+// c (+)= a x b^T with b in f16: 8 b rows at a time converted and transposed into bt[l][8] (scalar gather,
+// then reused by every a row), 4 a rows x 8 columns per step (8 accumulators of 4 lanes).
+void gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb,
+                   float* c, int64_t ldc, bool accumulate) {
+  constexpr int64_t kKc = 128;
+  alignas(16) float bt[kKc * 8];
+  for (int64_t j0 = 0; j0 < n; j0 += 8) {
+    const int64_t nj = std::min<int64_t>(8, n - j0);
+    for (int64_t l0 = 0; l0 < k; l0 += kKc) {
+      const int64_t kl = std::min(kKc, k - l0);
+      for (int64_t jj = 0; jj < 8; ++jj) {
+        if (jj < nj) {
+          const uint16_t* row = b + (j0 + jj) * ldb + l0;
+          int64_t l = 0;
+          for (; l + 4 <= kl; l += 4) {
+            const float32x4_t v = load_f16x4(row + l);
+            bt[(l + 0) * 8 + jj] = vgetq_lane_f32(v, 0);
+            bt[(l + 1) * 8 + jj] = vgetq_lane_f32(v, 1);
+            bt[(l + 2) * 8 + jj] = vgetq_lane_f32(v, 2);
+            bt[(l + 3) * 8 + jj] = vgetq_lane_f32(v, 3);
+          }
+          for (; l < kl; ++l) bt[l * 8 + jj] = fp16_to_fp32(row[l]);
+        } else {
+          for (int64_t l = 0; l < kl; ++l) bt[l * 8 + jj] = 0.0f;
+        }
+      }
+      const bool add = accumulate || l0 > 0;
+      auto finish = [&](int64_t i, float32x4_t lo, float32x4_t hi) {
+        float t[8];
+        vst1q_f32(t, lo);
+        vst1q_f32(t + 4, hi);
+        float* ci = c + i * ldc + j0;
+        for (int64_t jj = 0; jj < nj; ++jj) ci[jj] = add ? ci[jj] + t[jj] : t[jj];
+      };
+      int64_t i = 0;
+      for (; i + 4 <= m; i += 4) {
+        const float* a0 = a + i * lda + l0;
+        float32x4_t acc[4][2];
+        for (auto& x : acc) x[0] = x[1] = vdupq_n_f32(0.0f);
+        for (int64_t q = 0; q < kl; ++q) {
+          const float32x4_t b0 = vld1q_f32(bt + q * 8), b1 = vld1q_f32(bt + q * 8 + 4);
+          for (int r = 0; r < 4; ++r) {
+            const float av = a0[r * lda + q];
+            acc[r][0] = vfmaq_n_f32(acc[r][0], b0, av);
+            acc[r][1] = vfmaq_n_f32(acc[r][1], b1, av);
+          }
+        }
+        for (int r = 0; r < 4; ++r) finish(i + r, acc[r][0], acc[r][1]);
+      }
+      for (; i < m; ++i) {
+        const float* ai = a + i * lda + l0;
+        float32x4_t lo = vdupq_n_f32(0.0f), hi = vdupq_n_f32(0.0f);
+        for (int64_t q = 0; q < kl; ++q) {
+          lo = vfmaq_n_f32(lo, vld1q_f32(bt + q * 8), ai[q]);
+          hi = vfmaq_n_f32(hi, vld1q_f32(bt + q * 8 + 4), ai[q]);
+        }
+        finish(i, lo, hi);
+      }
+    }
+  }
 }
 
 // ---- Packed (row-interleaved) weights, layouts in kernels.h. Each 32-byte chunk of a group is two
@@ -537,6 +659,10 @@ void init_neon(KernelTable& t) {
   t.axpy_f16 = axpy_f16;
   t.f32_to_f16 = f32_to_f16;
   t.f16_to_f32 = f16_to_f32;
+  t.dot_f16_rows = dot_f16_rows;
+  t.exp_sum_f32 = exp_sum_f32;
+  t.silu_mul_f32 = silu_mul_f32;
+  t.gemm_f32_f16t = gemm_f32_f16t;
 }
 
 }  // namespace tokenscope::kernels::detail
