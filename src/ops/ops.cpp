@@ -78,17 +78,19 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
   uint8_t* act = ctx.act_scratch(act_row * static_cast<size_t>(T));
 
   // 1. Activations into the weights' paired activation format (Q8_0, Q8_1, Q8_K, F16, ...), once.
-  if (T == 1) {
-    wk0.quantize_act(x, act, K);
-  } else {
-    ctx.pool().parallel_for(T, 4, [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t) wk0.quantize_act(x + t * K, act + static_cast<size_t>(t) * act_row, K);
-    });
-  }
   int32_t* sums = nullptr;
-  if (K % 32 == 0 && wk0.gemm_packed) {
-    sums = ctx.int_scratch(static_cast<size_t>(T * (K / 32)));
-    block_sums(act, act_row, wk0.act_type, T, K, sums);
+  if (K % 32 == 0 && wk0.gemm_packed) sums = ctx.int_scratch(static_cast<size_t>(T * (K / 32)));
+  auto quantize_rows = [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      uint8_t* a = act + static_cast<size_t>(t) * act_row;
+      wk0.quantize_act(x + t * K, a, K);
+      if (sums) block_sums(a, act_row, wk0.act_type, 1, K, sums + t * (K / 32));
+    }
+  };
+  if (T == 1) {
+    quantize_rows(0, 1);
+  } else {
+    ctx.pool().parallel_for(T, 4, [&](int64_t b, int64_t e, int) { quantize_rows(b, e); });
   }
 
   // 2. Work units: groups of kPackRows rows for packed weights, chunks of 16 rows otherwise; one list over
@@ -110,6 +112,7 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
   }
   // A contiguous range of units per thread: each thread streams its part of the weights in order, which
   // the hardware prefetchers follow (claiming chunks dynamically measured ~6% slower in decode).
+  // (Chunks sized to keep the activations in L1, 8 or 16 KiB, measured the same as 64 tokens.)
   constexpr int64_t kTokenChunk = 64;
   ctx.pool().parallel_for(static_cast<int64_t>(units.size()), 1, [&](int64_t ub, int64_t ue, int) {
     for (int64_t t0 = 0; t0 < T; t0 += kTokenChunk) {
