@@ -79,14 +79,15 @@ kernels::Isa isa_or_best(const std::string& name) {
 int cmd_sysinfo(const SysinfoArgs& a) {
   if (a.threads < 0) fail("-t must be >= 1 (got %d)", a.threads);
   const int threads = a.threads > 0 ? a.threads : available_cpus();
-  const MachineInfo m = machine_info(threads, isa_or_best(a.isa), a.refresh);
+  const kernels::Isa isa = isa_or_best(a.isa);
+  const MachineInfo m = machine_info(threads, isa, a.refresh);
   if (a.json) {
     std::printf("%s\n", machine_info_json(m).c_str());
   } else {
-    std::printf("cpu:            %s\nthreads:        %d\nisa:            %s\nread bandwidth: %.1f GB/s\n"
+    std::printf("cpu:            %s\nthreads:        %d\nisa:            %s [%s]\nread bandwidth: %.1f GB/s\n"
                 "int8 peak:      %.0f GOP/s (fastest packed GEMM kernel, in cache)\nf32 peak:       %.0f GFLOP/s "
                 "(dot_f32 kernel, in cache)\nridge point:    %.1f int8 ops per byte\nmeasured:       %s%s\n",
-                m.cpu.c_str(), m.threads, m.isa.c_str(), m.read_gbs, m.peak_int8_gops, m.peak_f32_gflops,
+                m.cpu.c_str(), m.threads, m.isa.c_str(), kernels::table(isa).features, m.read_gbs, m.peak_int8_gops, m.peak_f32_gflops,
                 m.read_gbs > 0 ? m.peak_int8_gops / m.read_gbs : 0.0, m.measured_at.c_str(),
                 m.from_cache ? (" (cached in " + sysinfo_cache_path() + ")").c_str() : "");
   }
