@@ -261,7 +261,9 @@ TEST(ProfilePfm, NamedEventsResolveAndCount) {
   const std::vector<double> after = g.read();
   const double named = after[i] - before[i], builtin = after[b] - before[b];
   EXPECT_GE(named, 10);  // most sleeps (a short one may return without switching)
-  EXPECT_DOUBLE_EQ(named, builtin);  // the same event, read in the same group
+  // The same event, read in one group read; the switch-out that happens while the group itself is being
+  // scheduled out can land in one member and not yet in the other (seen once in CI: 19 vs 20).
+  EXPECT_NEAR(named, builtin, 1.0);
 }
 
 }  // namespace
