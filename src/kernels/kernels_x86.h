@@ -567,15 +567,20 @@ void gemm_packed_q8_0_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t
     if constexpr (NT == 1) prefetch_ahead(g, 8 * 2 + 256);
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
     const uint8_t* q = g + 16;
+    // Chunk-outer: each chunk's |w| is formed once for all tokens; the signs move onto the activations.
+    const BlockQ8_0* a[NT];
+    __m256i s[NT];
     for (int t = 0; t < NT; ++t) {
-      const auto* a = reinterpret_cast<const BlockQ8_0*>(act + t * act_stride) + b;
-      __m256i s = _mm256_setzero_si256();
-      for (int c = 0; c < 8; ++c) {
-        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
-        s = dpbusd<kVnni>(s, _mm256_sign_epi8(w, w), _mm256_sign_epi8(bcast4(a->qs + 4 * c), w));
-      }
-      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(fp16_to_fp32(a->d))), _mm256_cvtepi32_ps(s), acc[t]);
+      a[t] = reinterpret_cast<const BlockQ8_0*>(act + t * act_stride) + b;
+      s[t] = _mm256_setzero_si256();
     }
+    for (int c = 0; c < 8; ++c) {
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
+      const __m256i aw = _mm256_sign_epi8(w, w);
+      for (int t = 0; t < NT; ++t) s[t] = dpbusd<kVnni>(s[t], aw, _mm256_sign_epi8(bcast4(a[t]->qs + 4 * c), w));
+    }
+    for (int t = 0; t < NT; ++t)
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(fp16_to_fp32(a[t]->d))), _mm256_cvtepi32_ps(s[t]), acc[t]);
   }
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(y + t * ldy, acc[t]);
 }
