@@ -25,7 +25,7 @@ HugeBuffer::HugeBuffer(size_t bytes) {
   }
   data_ = p;
 #if defined(MADV_HUGEPAGE)
-  advised_ = madvise(data_, size_, MADV_HUGEPAGE) == 0;
+  madvise(data_, size_, MADV_HUGEPAGE);  // advice only: with THP off the buffer keeps 4 KiB pages
 #endif
 }
 
@@ -34,14 +34,13 @@ HugeBuffer::~HugeBuffer() {
 }
 
 HugeBuffer::HugeBuffer(HugeBuffer&& o) noexcept
-    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), advised_(o.advised_) {}
+    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
 
 HugeBuffer& HugeBuffer::operator=(HugeBuffer&& o) noexcept {
   if (this != &o) {
     if (data_) munmap(data_, size_);
     data_ = std::exchange(o.data_, nullptr);
     size_ = std::exchange(o.size_, 0);
-    advised_ = o.advised_;
   }
   return *this;
 }

@@ -21,13 +21,10 @@ class HugeBuffer {
 
   void* data() const { return data_; }
   size_t size() const { return size_; }
-  // Whether the kernel accepted the huge-page advice (THP "madvise" or "always" mode); false with THP off.
-  bool huge_pages_advised() const { return advised_; }
 
  private:
   void* data_ = nullptr;
   size_t size_ = 0;
-  bool advised_ = false;
 };
 
 }  // namespace tokenscope

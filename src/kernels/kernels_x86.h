@@ -248,7 +248,7 @@ float dot_q6_k_q8_k(int64_t n, const void* w, const void* a) {
       for (int k = 0; k < 4; ++k) {
         const __m256i yy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 128 * c + 32 * k));
         const __m256i scale = _mm256_shuffle_epi8(sc_half, shuf[k]);
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yy), scale));
+        acc = _mm256_add_epi32(acc, scaled_u8s8(q[k], yy, scale));
       }
     }
     acc = _mm256_sub_epi32(acc, offset);

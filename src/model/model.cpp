@@ -132,7 +132,7 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
 
 KVCache::KVCache(const ModelConfig& cfg, int64_t n_ctx)
     : n_ctx_(n_ctx),
-      v_stride_((n_ctx + kKvPad - 1) / kKvPad * kKvPad),
+      v_stride_((n_ctx + ops::kAttnPad - 1) / ops::kAttnPad * ops::kAttnPad),
       n_layer_(cfg.n_layer),
       per_layer_(static_cast<size_t>(v_stride_ * cfg.n_head_kv * cfg.head_dim)),
       buf_(per_layer_ * 2 * sizeof(uint16_t) * static_cast<size_t>(cfg.n_layer)) {}

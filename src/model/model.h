@@ -71,14 +71,11 @@ class KVCache {
   // Keys: [n_ctx][n_head_kv * head_dim], a row per position.
   uint16_t* k(int64_t layer) { return base() + static_cast<size_t>(2 * layer) * per_layer_; }
   // Values are stored transposed: [n_head_kv * head_dim][v_stride()], a row per value dimension; the row
-  // length is n_ctx rounded up to a multiple of 32 (kKvPad), and positions past the last stored one, up to
-  // the next multiple of 32, hold zeros, so the attention's value products run over whole 32-blocks.
-  static constexpr int64_t kKvPad = 32;
+  // length is n_ctx rounded up to a multiple of ops::kAttnPad, which ops::store_f16_transposed and the
+  // attention's value products rely on.
   int64_t v_stride() const { return v_stride_; }
   uint16_t* v(int64_t layer) { return base() + static_cast<size_t>(2 * layer + 1) * per_layer_; }
   uint64_t bytes() const { return static_cast<uint64_t>(per_layer_) * 2 * 2 * static_cast<uint64_t>(n_layer_); }
-  // Whether the cache's memory was advised to use transparent huge pages (see base/huge_buffer.h).
-  bool huge_pages() const { return buf_.huge_pages_advised(); }
 
  private:
   uint16_t* base() { return static_cast<uint16_t*>(buf_.data()); }

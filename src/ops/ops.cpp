@@ -38,18 +38,17 @@ void pack_weight(Weight& w) {
 
 namespace {
 
-// Integer sum of each activation block's quants (the packed Q4_0 kernel needs it for its -8 offset).
-void block_sums(const uint8_t* act, size_t act_row, TensorType act_type, int64_t T, int64_t K, int32_t* sums) {
-  const int64_t nb = K / 32;
+// Integer sum of each activation block's quants in one quantized row (the packed Q4_0 kernel needs it for
+// its -8 offset).
+void block_sums(const uint8_t* act, TensorType act_type, int64_t K, int32_t* sums) {
   const size_t bb = row_size(act_type, 32);
   const size_t qoff = act_type == TensorType::Q8_1 ? 4 : 2;  // the quants follow d (and s)
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t b = 0; b < nb; ++b) {
-      const auto* q = reinterpret_cast<const int8_t*>(act + static_cast<size_t>(t) * act_row + b * bb + qoff);
-      int32_t s = 0;
-      for (int j = 0; j < 32; ++j) s += q[j];
-      sums[t * nb + b] = s;
-    }
+  for (int64_t b = 0; b < K / 32; ++b) {
+    const auto* q = reinterpret_cast<const int8_t*>(act + b * bb + qoff);
+    int32_t s = 0;
+    for (int j = 0; j < 32; ++j) s += q[j];
+    sums[b] = s;
+  }
 }
 
 }  // namespace
@@ -84,7 +83,7 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
     for (int64_t t = b; t < e; ++t) {
       uint8_t* a = act + static_cast<size_t>(t) * act_row;
       wk0.quantize_act(x + t * K, a, K);
-      if (sums) block_sums(a, act_row, wk0.act_type, 1, K, sums + t * (K / 32));
+      if (sums) block_sums(a, wk0.act_type, K, sums + t * (K / 32));
     }
   };
   if (T == 1) {
