@@ -20,17 +20,9 @@
 using namespace tokenscope;
 using namespace tokenscope::profile;
 using nlohmann::json;
+using tokenscope::testing::burn_cpu;
 
 namespace {
-
-// Busy work for about ms milliseconds (so the task clock moves).
-double burn(double ms) {
-  const auto t0 = std::chrono::steady_clock::now();
-  volatile double x = 1;
-  while (std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() < ms)
-    for (int i = 0; i < 1000; ++i) x = x * 1.0000001 + 1e-9;
-  return x;
-}
 
 TEST(ProfileCost, QuantizedMatmulByHand) {
   // Q4_0: blocks of 32 weights in 18 bytes (f16 scale + 16 bytes of nibbles). A [4096 -> 11008] matrix,
@@ -77,7 +69,7 @@ TEST(ProfileCounters, SoftwareCountersCountPerThreadWithoutHardwareOnes) {
   std::thread helper([&] {
     helper_tid = static_cast<int>(::gettid());
     while (!go) std::this_thread::yield();
-    burn(30);
+    burn_cpu(30);
     done = true;
   });
   while (helper_tid == 0) std::this_thread::yield();
@@ -89,13 +81,13 @@ TEST(ProfileCounters, SoftwareCountersCountPerThreadWithoutHardwareOnes) {
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
   const auto before = g.read_per_thread();
   go = true;
-  burn(10);
+  burn_cpu(10);
   helper.join();
   const auto after = g.read_per_thread();
   ASSERT_EQ(after.size(), 2u);
   const double mine = after[0][0] - before[0][0], theirs = after[1][0] - before[1][0];
-  EXPECT_GT(mine, 2);     // ~10 ms on this thread (less when the machine is loaded)
-  EXPECT_GT(theirs, 10);  // ~30 ms on the helper
+  EXPECT_GT(mine, 8);     // 10 ms of CPU on this thread
+  EXPECT_GT(theirs, 25);  // 30 ms of CPU on the helper
   EXPECT_LT(mine, theirs);
   const auto sum = g.read();
   EXPECT_NEAR(sum[0], after[0][0] + after[1][0], 1.0);
@@ -115,7 +107,7 @@ void fake_run(Profiler& p) {
     const int64_t past = s == 0 ? 0 : 77 + s, n = s == 0 ? 78 : 1;
     p.begin_step(s == 0 ? Stage::prefill : Stage::decode, past, n);
     const double t0 = p.now_us();
-    burn(s == 0 ? 8 : 2);
+    burn_cpu(s == 0 ? 8 : 2);
     const double t1 = p.now_us();
     const double mid = t0 + 0.8 * (t1 - t0);
     p.add_op(OpKind::matmul, 0, "ffn_down", t0, mid, matmul_cost(n, 576, 1536, 48 * 20), n, 576, 1536, "Q4_1");
@@ -148,7 +140,7 @@ TEST(ProfileSteps, MarkersOpsAndStageSummary) {
   EXPECT_EQ(p.steps()[1].tid, static_cast<int>(::gettid()));
   for (const auto& s : p.steps()) {
     ASSERT_EQ(s.thread_counters.size(), 1u);
-    EXPECT_GT(s.counters[0], 0.5) << "task clock of step " << s.index;  // >= 2 ms burnt
+    EXPECT_GT(s.counters[0], 1.5) << "task clock of step " << s.index;  // >= 2 ms of CPU burnt
     EXPECT_DOUBLE_EQ(s.counters[0], s.thread_counters[0][0]);
   }
   ASSERT_EQ(p.ops().size(), 12u);

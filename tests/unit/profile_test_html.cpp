@@ -23,12 +23,6 @@ using namespace tokenscope::testing;
 
 namespace {
 
-void burn(double ms) {
-  const auto t0 = std::chrono::steady_clock::now();
-  volatile double x = 1;
-  while (std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() < ms) x = x * 1.0000001;
-}
-
 // A summary with the shape of a real run: 2 layers, a 78-token prefill and 6 decode steps, counters of this thread.
 std::string sample_summary() {
   Profiler p;
@@ -38,17 +32,17 @@ std::string sample_summary() {
     p.begin_step(s == 0 ? Stage::prefill : Stage::decode, past, n);
     for (int layer = 0; layer < 2; ++layer) {
       double t = p.now_us();
-      burn(s == 0 ? 1.0 : 0.3);
+      burn_cpu(s == 0 ? 1.0 : 0.3);
       p.add_op(OpKind::matmul, layer, "attn_qkv", t, p.now_us(), matmul_cost(n, 1152, 576, 18 * 20), n, 1152, 576, "Q4_1");
       t = p.now_us();
-      burn(0.1);
+      burn_cpu(0.1);
       p.add_op(OpKind::attention, layer, "attention", t, p.now_us(), attention_cost(n, past, 9, 3, 64), n, past + n, 64);
       t = p.now_us();
-      burn(0.05);
+      burn_cpu(0.05);
       p.add_op(OpKind::rmsnorm, layer, "ffn_norm", t, p.now_us(), elementwise_cost(n * 576, 4, 1, 1));
     }
     const double t = p.now_us();
-    burn(0.2);
+    burn_cpu(0.2);
     p.add_op(OpKind::output, -1, "output", t, p.now_us(), matmul_cost(1, 49152, 576, 18 * 20), 1, 49152, 576, "Q4_1");
     p.end_step();
   }
