@@ -42,6 +42,14 @@ using PackRowsFn = void (*)(const void* src, size_t row_bytes, int64_t n, void* 
 using GemmPackedFn = void (*)(int64_t n, const void* w_group, const void* act, size_t act_stride,
                               const int32_t* act_sums, int nt, float* y, int64_t ldy);
 
+// Optional wider multiply of two adjacent groups at once (rows 0..2*kPackRows-1; the second group starts
+// group_bytes after the first), for ISAs whose vectors hold 16 int32 lanes: y[t * ldy + r] for
+// r < 2 * kPackRows, t < nt (nt <= kPacked2MaxTokens). Bit-identical to the same table's gemm_packed on each
+// group, so a row's result does not depend on which of the two computed it.
+using GemmPacked2Fn = void (*)(int64_t n, const void* w_group, size_t group_bytes, const void* act,
+                               size_t act_stride, const int32_t* act_sums, int nt, float* y, int64_t ldy);
+constexpr int kPacked2MaxTokens = 8;
+
 struct WeightKernels {
   bool supported = false;
   TensorType act_type = TensorType::F32;  // activation format the weight type is paired with
@@ -51,6 +59,7 @@ struct WeightKernels {
   size_t (*packed_group_bytes)(int64_t n) = nullptr;
   PackRowsFn pack_rows = nullptr;
   GemmPackedFn gemm_packed = nullptr;
+  GemmPacked2Fn gemm_packed2 = nullptr;  // null: use gemm_packed per group
 };
 
 struct KernelTable {

@@ -86,6 +86,132 @@ float dot_q8_0_q8_0(int64_t n, const void* w, const void* a) {
   return sum;
 }
 
+// ---- Packed groups, two at a time (GemmPacked2Fn): lanes 0..7 hold the first group's rows, 8..15 the
+// second's, so each 512-bit vpdpbusd covers 16 rows and one broadcast activation serves both groups. ----
+
+// 32 bytes of each group at the same offset, as one vector (first group low).
+inline __m512i load_pair(const uint8_t* g0, const uint8_t* g1) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g0))),
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g1)), 1);
+}
+
+// 8 f16 of each group as 16 floats.
+inline __m512 load_pair_f16(const uint8_t* g0, const uint8_t* g1) {
+  const __m256i h = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g0))),
+                                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(g1)), 1);
+  return _mm512_cvtph_ps(h);
+}
+
+inline __m512i bcast4_512(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// Q4_0 / Q4_1: per token and block, sum of q * a with q the unsigned nibbles (Q4_0's -8 comes off through
+// the activation block sums), as in gemm_packed_q4_nt.
+template <bool kQ4_1, int NT>
+void gemm_packed2_q4_nt(int64_t n, const uint8_t* g0, size_t group_bytes, const uint8_t* act, size_t act_stride,
+                        const int32_t* act_sums, float* y, int64_t ldy) {
+  using ABlock = std::conditional_t<kQ4_1, BlockQ8_1, BlockQ8_0>;
+  const int64_t nb = n / 32;
+  const size_t block = kQ4_1 ? 8 * 4 + 128 : 8 * 2 + 128;
+  const uint8_t* g1 = g0 + group_bytes;
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, g0 += block, g1 += block) {
+    if constexpr (NT == 1) {  // decode streams both groups; prefill reuses them across tokens
+      x86::prefetch_ahead(g0, block);
+      x86::prefetch_ahead(g1, block);
+    }
+    const __m512 dw = load_pair_f16(g0, g1);
+    __m512 mw = _mm512_setzero_ps();
+    if constexpr (kQ4_1) mw = load_pair_f16(g0 + 16, g1 + 16);
+    const size_t qoff = kQ4_1 ? 32 : 16;
+    __m512i lo[4], hi[4];
+    for (int c = 0; c < 4; ++c) {
+      const __m512i v = load_pair(g0 + qoff + 32 * c, g1 + qoff + 32 * c);
+      lo[c] = _mm512_and_si512(v, m4);
+      hi[c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    }
+    for (int t = 0; t < NT; ++t) {
+      const auto* a = reinterpret_cast<const ABlock*>(act + t * act_stride) + b;
+      // Two chains of four (low and high nibbles) to halve the vpdpbusd latency chain.
+      __m512i sl = _mm512_setzero_si512(), sh = _mm512_setzero_si512();
+      for (int c = 0; c < 4; ++c) {
+        sl = _mm512_dpbusd_epi32(sl, lo[c], bcast4_512(a->qs + 4 * c));
+        sh = _mm512_dpbusd_epi32(sh, hi[c], bcast4_512(a->qs + 16 + 4 * c));
+      }
+      __m512i s = _mm512_add_epi32(sl, sh);
+      if constexpr (!kQ4_1) s = _mm512_sub_epi32(s, _mm512_set1_epi32(8 * act_sums[t * nb + b]));
+      const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(fp16_to_fp32(a->d)));
+      acc[t] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(s), acc[t]);
+      if constexpr (kQ4_1) acc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(fp16_to_fp32(a->s)), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(y + t * ldy, acc[t]);
+}
+
+// Q8_0: the weights move to unsigned (w + 128, one xor per chunk shared by all tokens) so one vpdpbusd
+// does each chunk; 128 * (sum of the activation block) comes off afterwards. Exact: the int32 sums stay
+// below 32 * 255 * 127.
+template <int NT>
+void gemm_packed2_q8_0_nt(int64_t n, const uint8_t* g0, size_t group_bytes, const uint8_t* act, size_t act_stride,
+                          const int32_t* act_sums, float* y, int64_t ldy) {
+  const int64_t nb = n / 32;
+  constexpr size_t block = 8 * 2 + 256;
+  const uint8_t* g1 = g0 + group_bytes;
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, g0 += block, g1 += block) {
+    if constexpr (NT == 1) {
+      x86::prefetch_ahead(g0, block);
+      x86::prefetch_ahead(g1, block);
+    }
+    const __m512 dw = load_pair_f16(g0, g1);
+    const BlockQ8_0* a[NT];
+    __m512i s[NT];
+    for (int t = 0; t < NT; ++t) {
+      a[t] = reinterpret_cast<const BlockQ8_0*>(act + t * act_stride) + b;
+      s[t] = _mm512_set1_epi32(-128 * act_sums[t * nb + b]);
+    }
+    for (int c = 0; c < 8; ++c) {
+      const __m512i w = _mm512_xor_si512(load_pair(g0 + 16 + 32 * c, g1 + 16 + 32 * c), bias);
+      for (int t = 0; t < NT; ++t) s[t] = _mm512_dpbusd_epi32(s[t], w, bcast4_512(a[t]->qs + 4 * c));
+    }
+    for (int t = 0; t < NT; ++t)
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(fp16_to_fp32(a[t]->d))), _mm512_cvtepi32_ps(s[t]), acc[t]);
+  }
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(y + t * ldy, acc[t]);
+}
+
+template <template <int> class F>
+void by_nt8(int nt, int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* sums, float* y,
+            int64_t ldy) {
+  const auto* g = static_cast<const uint8_t*>(w);
+  const auto* a = static_cast<const uint8_t*>(act);
+  switch (nt) {
+    case 1: F<1>::run(n, g, gb, a, as, sums, y, ldy); break;
+    case 2: F<2>::run(n, g, gb, a, as, sums, y, ldy); break;
+    case 3: F<3>::run(n, g, gb, a, as, sums, y, ldy); break;
+    case 4: F<4>::run(n, g, gb, a, as, sums, y, ldy); break;
+    case 5: F<5>::run(n, g, gb, a, as, sums, y, ldy); break;
+    case 6: F<6>::run(n, g, gb, a, as, sums, y, ldy); break;
+    case 7: F<7>::run(n, g, gb, a, as, sums, y, ldy); break;
+    default: F<8>::run(n, g, gb, a, as, sums, y, ldy); break;
+  }
+}
+
+template <int NT> struct P2Q4_0 { static void run(int64_t n, const uint8_t* g, size_t gb, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) { gemm_packed2_q4_nt<false, NT>(n, g, gb, a, as, s, y, ldy); } };
+template <int NT> struct P2Q4_1 { static void run(int64_t n, const uint8_t* g, size_t gb, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) { gemm_packed2_q4_nt<true, NT>(n, g, gb, a, as, s, y, ldy); } };
+template <int NT> struct P2Q8_0 { static void run(int64_t n, const uint8_t* g, size_t gb, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) { gemm_packed2_q8_0_nt<NT>(n, g, gb, a, as, s, y, ldy); } };
+
+void gemm_packed2_q4_0(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt8<P2Q4_0>(nt, n, w, gb, act, as, s, y, ldy); }
+void gemm_packed2_q4_1(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt8<P2Q4_1>(nt, n, w, gb, act, as, s, y, ldy); }
+void gemm_packed2_q8_0(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt8<P2Q8_0>(nt, n, w, gb, act, as, s, y, ldy); }
+
 }  // namespace
 
 void init_avx512(KernelTable& t) {
@@ -104,6 +230,9 @@ void init_avx512(KernelTable& t) {
   t.weights[static_cast<int>(TensorType::Q4_0)].gemm_packed = x86::PackedQ4<true>::q4_0;
   t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed = x86::PackedQ4<true>::q4_1;
   t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed = x86::PackedQ4<true>::q8_0;
+  t.weights[static_cast<int>(TensorType::Q4_0)].gemm_packed2 = gemm_packed2_q4_0;
+  t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed2 = gemm_packed2_q4_1;
+  t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed2 = gemm_packed2_q8_0;
   x86::set_float_helpers(t);
 }
 

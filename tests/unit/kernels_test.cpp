@@ -244,6 +244,75 @@ TEST_P(KernelIsa, PackedGemmMatchesPerRowDotProducts) {
   }
 }
 
+// The two-group multiply (16 rows, up to kPacked2MaxTokens tokens): bit-identical to the same table's
+// one-group multiply on each group, and close to the scalar per-row dot products.
+TEST_P(KernelIsa, Packed2GemmEqualsOneGroupAtATime) {
+  const KernelTable& ref = table(Isa::scalar);
+  const KernelTable& k = table(GetParam());
+  uint32_t seed = 5000;
+  int tested = 0;
+  for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0}) {
+    const WeightKernels& kk = k.for_type(wt);
+    if (GetParam() == Isa::avx512) {
+      ASSERT_NE(kk.gemm_packed2, nullptr) << type_name(wt);
+    }
+    if (!kk.gemm_packed2) continue;
+    ++tested;
+    for (int64_t nblk : {1, 2, 5, 18, 48}) {
+      const int64_t n = nblk * 32;
+      const size_t rb = row_size(wt, n);
+      std::vector<uint8_t> rows(rb * 2 * kPackRows);
+      for (int r = 0; r < 2 * kPackRows; ++r) {
+        const auto x = random_floats(n, seed++, 0.05f);
+        quantize_row(wt, x.data(), rows.data() + r * rb, n);
+      }
+      // Two groups with a gap between them (the kernel must use group_bytes, not assume adjacency).
+      const size_t gsize = kk.packed_group_bytes(n), gb = gsize + 64;
+      std::vector<uint8_t> groups(gb + gsize, 0xAB);
+      kk.pack_rows(rows.data(), rb, n, groups.data());
+      kk.pack_rows(rows.data() + kPackRows * rb, rb, n, groups.data() + gb);
+      const size_t ab = row_size(kk.act_type, n);
+      for (int nt = 1; nt <= kPacked2MaxTokens; ++nt) {
+        std::vector<uint8_t> act(ab * nt);
+        std::vector<int32_t> sums(static_cast<size_t>(nt * nblk));
+        for (int t = 0; t < nt; ++t) {
+          const auto xa = random_floats(n, seed++);
+          kk.quantize_act(xa.data(), act.data() + t * ab, n);
+          const int8_t* q = reinterpret_cast<const int8_t*>(act.data() + t * ab);
+          const size_t bb = row_size(kk.act_type, 32);
+          const size_t qoff = kk.act_type == TensorType::Q8_1 ? 4 : 2;
+          for (int64_t b = 0; b < nblk; ++b) {
+            int sum = 0;
+            for (int j = 0; j < 32; ++j) sum += q[b * bb + qoff + j];
+            sums[t * nblk + b] = sum;
+          }
+        }
+        const int64_t ldy = 2 * kPackRows + 3;
+        std::vector<float> y2(static_cast<size_t>(ldy * nt), -1.0f), y1 = y2;
+        kk.gemm_packed2(n, groups.data(), gb, act.data(), ab, sums.data(), nt, y2.data(), ldy);
+        for (int t0 = 0; t0 < nt; t0 += 4) {
+          const int m = std::min(4, nt - t0);
+          for (int g = 0; g < 2; ++g)
+            kk.gemm_packed(n, groups.data() + g * gb, act.data() + t0 * ab, ab, sums.data() + t0 * nblk, m,
+                           y1.data() + t0 * ldy + g * kPackRows, ldy);
+        }
+        for (int t = 0; t < nt; ++t) {
+          for (int r = 0; r < 2 * kPackRows; ++r) {
+            ASSERT_EQ(y2[t * ldy + r], y1[t * ldy + r]) << isa_name(GetParam()) << " " << type_name(wt) << " n=" << n
+                                                         << " nt=" << nt << " t=" << t << " r=" << r;
+            const float want = ref.for_type(wt).vec_dot(n, rows.data() + r * rb, act.data() + t * ab);
+            ASSERT_NEAR(y2[t * ldy + r], want, (nblk + 16) * FLT_EPSILON * (std::fabs(want) + 1.0));
+          }
+          EXPECT_EQ(y2[t * ldy + 2 * kPackRows], -1.0f);  // nothing written past the 16 rows
+        }
+      }
+    }
+  }
+  if (GetParam() == Isa::avx512) {
+    EXPECT_EQ(tested, 3);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, KernelIsa, ::testing::ValuesIn(available_isas()),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
