@@ -212,6 +212,78 @@ void gemm_packed2_q4_0(int64_t n, const void* w, size_t gb, const void* act, siz
 void gemm_packed2_q4_1(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt8<P2Q4_1>(nt, n, w, gb, act, as, s, y, ldy); }
 void gemm_packed2_q8_0(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt8<P2Q8_0>(nt, n, w, gb, act, as, s, y, ldy); }
 
+// ---- f32 x f16^T small GEMM (attention tiles), 512-bit: panels of 32 b rows are converted and
+// transposed into bt[l][32] (8 x 8 transposes, as the 256-bit version), then an MR x 32 micro-kernel
+// (MR <= 8 a rows, two zmm per row: 16 FMAs per 8 broadcasts and 2 loads). ----
+
+template <int MR>
+inline void f16t_micro(const float* a, int64_t lda, const float* bt, int64_t kl, float* c, int64_t ldc, int64_t nj,
+                       bool add) {
+  constexpr int64_t kNb = 32;
+  __m512 acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int64_t q = 0; q < kl; ++q) {
+    const __m512 b0 = _mm512_load_ps(bt + q * kNb), b1 = _mm512_load_ps(bt + q * kNb + 16);
+    for (int i = 0; i < MR; ++i) {
+      const __m512 av = _mm512_set1_ps(a[i * lda + q]);
+      acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+    }
+  }
+  const __mmask16 m0 = static_cast<__mmask16>(nj >= 16 ? 0xFFFF : (1u << nj) - 1);
+  const __mmask16 m1 = static_cast<__mmask16>(nj >= 32 ? 0xFFFF : nj <= 16 ? 0 : (1u << (nj - 16)) - 1);
+  for (int i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    __m512 lo = acc[i][0], hi = acc[i][1];
+    if (add) {
+      lo = _mm512_add_ps(lo, _mm512_maskz_loadu_ps(m0, ci));
+      hi = _mm512_add_ps(hi, _mm512_maskz_loadu_ps(m1, ci + 16));
+    }
+    _mm512_mask_storeu_ps(ci, m0, lo);
+    _mm512_mask_storeu_ps(ci + 16, m1, hi);
+  }
+}
+
+void gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb,
+                   float* c, int64_t ldc, bool accumulate) {
+  constexpr int64_t kKc = 128, kNb = 32;
+  alignas(64) float bt[kKc * kNb];
+  for (int64_t j0 = 0; j0 < n; j0 += kNb) {
+    const int64_t nj = std::min<int64_t>(kNb, n - j0);
+    for (int64_t l0 = 0; l0 < k; l0 += kKc) {
+      const int64_t kl = std::min(kKc, k - l0);
+      const uint16_t* bb = b + j0 * ldb + l0;
+      for (int64_t part = 0; part < 4; ++part) {  // columns 8 * part .. 8 * part + 7 of the panel
+        const int64_t jh = 8 * part, nh = std::max<int64_t>(0, std::min<int64_t>(8, nj - jh));
+        int64_t l = 0;
+        if (nh == 8) {
+          for (; l + 8 <= kl; l += 8) {
+            __m256 r[8];
+            for (int jj = 0; jj < 8; ++jj) r[jj] = x86::load_f16x8(bb + (jh + jj) * ldb + l);
+            x86::transpose8(r);
+            for (int q = 0; q < 8; ++q) _mm256_store_ps(bt + (l + q) * kNb + jh, r[q]);
+          }
+        }
+        for (; l < kl; ++l)
+          for (int64_t jj = 0; jj < 8; ++jj) bt[l * kNb + jh + jj] = jj < nh ? fp16_to_fp32(bb[(jh + jj) * ldb + l]) : 0.0f;
+      }
+      const bool add = accumulate || l0 > 0;
+      int64_t i = 0;
+      for (; i + 8 <= m; i += 8) f16t_micro<8>(a + i * lda + l0, lda, bt, kl, c + i * ldc + j0, ldc, nj, add);
+      switch (m - i) {
+        case 7: f16t_micro<7>(a + i * lda + l0, lda, bt, kl, c + i * ldc + j0, ldc, nj, add); break;
+        case 6: f16t_micro<6>(a + i * lda + l0, lda, bt, kl, c + i * ldc + j0, ldc, nj, add); break;
+        case 5: f16t_micro<5>(a + i * lda + l0, lda, bt, kl, c + i * ldc + j0, ldc, nj, add); break;
+        case 4: f16t_micro<4>(a + i * lda + l0, lda, bt, kl, c + i * ldc + j0, ldc, nj, add); break;
+        case 3: f16t_micro<3>(a + i * lda + l0, lda, bt, kl, c + i * ldc + j0, ldc, nj, add); break;
+        case 2: f16t_micro<2>(a + i * lda + l0, lda, bt, kl, c + i * ldc + j0, ldc, nj, add); break;
+        case 1: f16t_micro<1>(a + i * lda + l0, lda, bt, kl, c + i * ldc + j0, ldc, nj, add); break;
+        default: break;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void init_avx512(KernelTable& t) {
@@ -234,6 +306,7 @@ void init_avx512(KernelTable& t) {
   t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed2 = gemm_packed2_q4_1;
   t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed2 = gemm_packed2_q8_0;
   x86::set_float_helpers(t);
+  t.gemm_f32_f16t = gemm_f32_f16t;
 }
 
 }  // namespace tokenscope::kernels::detail
