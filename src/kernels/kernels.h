@@ -81,6 +81,11 @@ struct KernelTable {
   // x[i] = exp(x[i] - sub) in place; returns the sum of the results (in double). SIMD variants use a
   // polynomial exp with a relative error of a few float ulps; results below ~1e-38 may be flushed to 0.
   double (*exp_sum_f32)(float* x, int64_t n, float sub) = nullptr;
+  // One attention row's softmax in place, with llama.cpp's non-flash rounding points: x[i] *= scale,
+  // m = max, e[i] = exp(x[i] - m) (as exp_sum_f32, summed in double), x[i] = f16(e[i] * float(1 / sum))
+  // read back as f32. Elementwise steps match the scalar version exactly; only exp and the sum's order may
+  // differ (as exp_sum_f32).
+  void (*softmax_f16r)(float* x, int64_t n, float scale) = nullptr;
   // out[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i] (out may alias g).
   void (*silu_mul_f32)(const float* g, const float* u, float* out, int64_t n) = nullptr;
   // c[i * ldc + j] (+)= sum over l < k of a[i * lda + l] * f16(b[j * ldb + l]), i < m, j < n: a small GEMM

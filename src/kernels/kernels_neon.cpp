@@ -321,6 +321,25 @@ double exp_sum_f32(float* x, int64_t n, float sub) {
   return sum;
 }
 
+void softmax_f16r(float* x, int64_t n, float scale) {
+  const float32x4_t vs = vdupq_n_f32(scale);
+  float32x4_t vmx = vdupq_n_f32(-INFINITY);
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float32x4_t v = vmulq_f32(vld1q_f32(x + i), vs);
+    vst1q_f32(x + i, v);
+    vmx = vmaxq_f32(vmx, v);
+  }
+  float mx = vmaxvq_f32(vmx);
+  for (; i < n; ++i) {
+    x[i] *= scale;
+    mx = std::max(mx, x[i]);
+  }
+  const float inv = static_cast<float>(1.0 / exp_sum_f32(x, n, mx));
+  for (i = 0; i + 4 <= n; i += 4) vst1q_f32(x + i, vcvt_f32_f16(vcvt_f16_f32(vmulq_n_f32(vld1q_f32(x + i), inv))));
+  for (; i < n; ++i) x[i] = fp16_to_fp32(fp32_to_fp16(x[i] * inv));
+}
+
 void silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) {
@@ -662,6 +681,7 @@ void init_neon(KernelTable& t) {
   t.dot_f16_rows = dot_f16_rows;
   t.exp_sum_f32 = exp_sum_f32;
   t.silu_mul_f32 = silu_mul_f32;
+  t.softmax_f16r = softmax_f16r;
   t.gemm_f32_f16t = gemm_f32_f16t;
 }
 

@@ -1,4 +1,5 @@
 // Scalar reference kernels: the definition every SIMD variant is tested against.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -209,6 +210,15 @@ double f_exp_sum_f32(float* x, int64_t n, float sub) {
   }
   return sum;
 }
+void f_softmax_f16r(float* x, int64_t n, float scale) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] *= scale;
+    mx = std::max(mx, x[i]);
+  }
+  const float inv = static_cast<float>(1.0 / f_exp_sum_f32(x, n, mx));
+  for (int64_t i = 0; i < n; ++i) x[i] = fp16_to_fp32(fp32_to_fp16(x[i] * inv));
+}
 void f_silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
@@ -256,6 +266,7 @@ void init_scalar(KernelTable& t) {
   t.f16_to_f32 = f_f16_to_f32;
   t.dot_f16_rows = f_dot_f16_rows;
   t.exp_sum_f32 = f_exp_sum_f32;
+  t.softmax_f16r = f_softmax_f16r;
   t.silu_mul_f32 = f_silu_mul_f32;
   t.gemm_f32_f16t = f_gemm_f32_f16t;
 }

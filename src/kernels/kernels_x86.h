@@ -336,6 +336,32 @@ inline double exp_sum_f32(float* x, int64_t n, float sub) {
   return (d[0] + d[1]) + (d[2] + d[3]);
 }
 
+inline void softmax_f16r(float* x, int64_t n, float scale) {
+  const __m256 vs = _mm256_set1_ps(scale);
+  __m256 vmx = _mm256_set1_ps(-INFINITY);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vs);
+    _mm256_storeu_ps(x + i, v);
+    vmx = _mm256_max_ps(vmx, v);
+  }
+  alignas(32) float m8[8];
+  _mm256_store_ps(m8, vmx);
+  float mx = -INFINITY;
+  for (float v : m8) mx = std::max(mx, v);
+  for (; i < n; ++i) {
+    x[i] *= scale;
+    mx = std::max(mx, x[i]);
+  }
+  const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / exp_sum_f32(x, n, mx)));
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(x + i), inv), _MM_FROUND_TO_NEAREST_INT);
+    _mm256_storeu_ps(x + i, _mm256_cvtph_ps(h));
+  }
+  const float inv1 = _mm256_cvtss_f32(inv);
+  for (; i < n; ++i) x[i] = fp16_to_fp32(fp32_to_fp16(x[i] * inv1));
+}
+
 inline void silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
   const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
   int64_t i = 0;
@@ -670,6 +696,7 @@ void set_float_helpers(Table& t) {
   t.dot_f16_rows = dot_f16_rows;
   t.exp_sum_f32 = exp_sum_f32;
   t.silu_mul_f32 = silu_mul_f32;
+  t.softmax_f16r = softmax_f16r;
   t.gemm_f32_f16t = gemm_f32_f16t;
 }
 

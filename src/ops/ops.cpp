@@ -277,15 +277,7 @@ void attention_tiled(Context& ctx, const float* q, const uint16_t* k_cache, cons
       for (int64_t r = 0; r < nrows; ++r) {
         float* p = ps + r * n_kv_max;
         const int64_t n_kv = pos0 + t0 + r / group + 1;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < n_kv; ++j) {
-          p[j] *= scale;
-          mx = std::max(mx, p[j]);
-        }
-        const float inv = static_cast<float>(1.0 / k.exp_sum_f32(p, n_kv, mx));
-        for (int64_t j = 0; j < n_kv; ++j) p[j] *= inv;
-        k.f32_to_f16(p, h, n_kv);
-        k.f16_to_f32(h, p, n_kv);
+        k.softmax_f16r(p, n_kv, scale);
         for (int64_t j = n_kv; j < n_kv_tile; ++j) p[j] = 0.0f;
       }
       // Output: probabilities x the value rows (V^T: a row per value dimension over positions), into the

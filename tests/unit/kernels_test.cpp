@@ -156,6 +156,23 @@ TEST_P(KernelIsa, AttentionHelpersMatchScalar) {
     k.silu_mul_f32(x.data(), u.data(), o2.data(), n);
     for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(o2[i], o1[i], 1e-6 * std::fabs(o1[i]) + 1e-30) << "silu n=" << n;
   }
+  // softmax_f16r: probabilities on the f16 grid, each within one f16 step of the scalar one (exp may differ by
+  // a few float ulps and so round to the neighbouring half), summing to ~1; the largest score gets the largest.
+  for (int64_t n : {1, 7, 8, 9, 33, 100, 1001}) {
+    const auto x = random_floats(n, 900 + static_cast<uint32_t>(n), 20.0f);
+    auto p1 = x, p2 = x;
+    ref.softmax_f16r(p1.data(), n, 0.125f);
+    k.softmax_f16r(p2.data(), n, 0.125f);
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      EXPECT_EQ(p2[i], fp16_to_fp32(fp32_to_fp16(p2[i]))) << "not on the f16 grid, n=" << n;
+      EXPECT_NEAR(p2[i], p1[i], std::ldexp(std::fabs(p1[i]), -10) + 1e-7) << "softmax n=" << n << " i=" << i;
+      sum += p2[i];
+    }
+    EXPECT_NEAR(sum, 1.0, 2e-3 + n * 1e-4) << "n=" << n;
+    const auto imax = std::max_element(x.begin(), x.end()) - x.begin();
+    EXPECT_EQ(*std::max_element(p2.begin(), p2.end()), p2[static_cast<size_t>(imax)]);
+  }
   // gemm_f32_f16t: ragged m, n, k (k longer than one block of the SIMD versions), overwrite and accumulate.
   for (auto [m, n, kk] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {3, 7, 5}, {4, 8, 64}, {15, 37, 64},
                           {5, 64, 300}, {16, 9, 513}}) {
