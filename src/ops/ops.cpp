@@ -219,14 +219,21 @@ void store_f16(Context& ctx, const float* x, uint16_t* cache, int64_t T, int64_t
 
 void store_f16_transposed(Context& ctx, const float* x, uint16_t* cache_t, int64_t T, int64_t n, int64_t pos0,
                           int64_t n_ctx) {
-  (void)ctx;
   TS_CHECK_MSG(n_ctx % kAttnPad == 0, "transposed cache rows must be a multiple of %d long", static_cast<int>(kAttnPad));
   const int64_t end = pos0 + T, pad_end = std::min(n_ctx, (end + kAttnPad - 1) / kAttnPad * kAttnPad);
-  for (int64_t i = 0; i < n; ++i) {
-    uint16_t* row = cache_t + i * n_ctx;
-    for (int64_t t = 0; t < T; ++t) row[pos0 + t] = fp32_to_fp16(x[t * n + i]);
-    for (int64_t p = end; p < pad_end; ++p) row[p] = 0;  // keeps the block's unused tail zero (see attention)
+  // Rows to f16 with the SIMD converter, then transposed in blocks of tokens that stay in L1.
+  auto* h = reinterpret_cast<uint16_t*>(ctx.act_scratch(static_cast<size_t>(T * n) * 2));
+  ctx.k().f32_to_f16(x, h, T * n);
+  constexpr int64_t kBlock = 32;
+  for (int64_t t0 = 0; t0 < T; t0 += kBlock) {
+    const int64_t t1 = std::min(T, t0 + kBlock);
+    for (int64_t i = 0; i < n; ++i) {
+      uint16_t* row = cache_t + i * n_ctx + pos0;
+      for (int64_t t = t0; t < t1; ++t) row[t] = h[t * n + i];
+    }
   }
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t p = end; p < pad_end; ++p) cache_t[i * n_ctx + p] = 0;  // the block's unused tail stays zero (see attention)
 }
 
 namespace {
