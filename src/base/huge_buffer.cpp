@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 
@@ -14,16 +15,22 @@ namespace {
 constexpr size_t kHugePage = size_t{2} << 20;
 }
 
-HugeBuffer::HugeBuffer(size_t bytes) {
+HugeBuffer::HugeBuffer(size_t bytes, const char* what) {
   if (bytes == 0) return;
   size_ = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-  void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  // One huge page more than needed, then the unaligned head and tail are unmapped: transparent huge pages
+  // only back 2 MiB-aligned ranges.
+  void* p = mmap(nullptr, size_ + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
     const int err = errno;
     size_ = 0;
-    fail("cannot map %zu bytes for the KV cache: %s (lower the context size with -c)", bytes, std::strerror(err));
+    fail("cannot map %zu bytes for %s: %s", bytes, what, std::strerror(err));
   }
-  data_ = p;
+  const auto base = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t aligned = (base + kHugePage - 1) / kHugePage * kHugePage;
+  if (aligned > base) munmap(p, aligned - base);
+  if (const size_t tail = base + size_ + kHugePage - (aligned + size_)) munmap(reinterpret_cast<void*>(aligned + size_), tail);
+  data_ = reinterpret_cast<void*>(aligned);
 #if defined(MADV_HUGEPAGE)
   madvise(data_, size_, MADV_HUGEPAGE);  // advice only: with THP off the buffer keeps 4 KiB pages
 #endif

@@ -1,4 +1,4 @@
-// Zero-initialized memory for large working sets (the KV cache), mapped with transparent huge pages
+// Zero-initialized memory for large working sets (the KV cache, the packed weights), 2 MiB-aligned and mapped with transparent huge pages
 // requested (madvise MADV_HUGEPAGE): attention reads the value cache transposed, one row per value
 // dimension, n_ctx positions apart; with 4 KiB pages every row is its own page and decode spends its
 // time in page walks, with 2 MiB pages a layer's cache is a handful of TLB entries.
@@ -11,8 +11,8 @@ namespace tokenscope {
 class HugeBuffer {
  public:
   HugeBuffer() = default;
-  // Maps `bytes` (rounded up to 2 MiB), zero-filled. Throws tokenscope::Error if the mapping fails.
-  explicit HugeBuffer(size_t bytes);
+  // Maps `bytes` (rounded up to 2 MiB), zero-filled. Throws tokenscope::Error naming `what` if the mapping fails.
+  explicit HugeBuffer(size_t bytes, const char* what = "the KV cache (lower the context size with -c)");
   ~HugeBuffer();
   HugeBuffer(HugeBuffer&& o) noexcept;
   HugeBuffer& operator=(HugeBuffer&& o) noexcept;

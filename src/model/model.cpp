@@ -36,7 +36,6 @@ struct Loader {
     w.cols = cols;
     w.rows = rows;
     w.row_bytes = row_size(t.type, cols);
-    ops::pack_weight(w);
     return w;
   }
 
@@ -100,7 +99,6 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   m->tok_embd_ = L.matrix("token_embd.weight", c.n_embd, c.n_vocab);
   c.tied_output = f.find_tensor("output.weight") == nullptr;
   m->output_ = c.tied_output ? m->tok_embd_ : L.matrix("output.weight", c.n_embd, c.n_vocab);
-  m->tok_embd_.packed.reset();  // the embedding table is read by rows; only the output projection multiplies
   m->output_norm_ = L.vector("output_norm.weight", c.n_embd);
 
   const int64_t D = c.n_embd, hd = c.head_dim;
@@ -127,6 +125,13 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
       m->weight_bytes_ += w->row_bytes * static_cast<uint64_t>(w->rows);
   }
   m->weight_bytes_ += m->output_.row_bytes * static_cast<uint64_t>(m->output_.rows);
+  // Packed copies in one huge-page buffer, in the order a token visits them (the embedding table is read by
+  // rows and stays unpacked; only the output projection multiplies).
+  std::vector<ops::Weight*> to_pack;
+  for (LayerWeights& l : m->layers_)
+    for (ops::Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) to_pack.push_back(w);
+  to_pack.push_back(&m->output_);
+  ops::pack_weights(to_pack);
   return m;
 }
 

@@ -23,17 +23,34 @@ float* Context::float_scratch(size_t n) {
   return f32_.data();
 }
 
-void pack_weight(Weight& w) {
-  const kernels::WeightKernels& wk = kernels::table(kernels::Isa::scalar).for_type(w.type);
-  if (!wk.pack_rows || w.rows < kernels::kPackRows) return;
-  const int64_t groups = w.rows / kernels::kPackRows;
-  const size_t gb = wk.packed_group_bytes(w.cols);
-  auto buf = std::make_shared<std::vector<uint8_t>>(gb * static_cast<size_t>(groups));
-  for (int64_t g = 0; g < groups; ++g)
-    wk.pack_rows(w.data + static_cast<size_t>(g * kernels::kPackRows) * w.row_bytes, w.row_bytes, w.cols,
-                 buf->data() + static_cast<size_t>(g) * gb);
-  w.packed = std::move(buf);
-  w.packed_group_bytes = gb;
+void pack_weights(const std::vector<Weight*>& ws) {
+  constexpr size_t kAlign = 64;
+  auto packable = [](const Weight& w) {
+    const kernels::WeightKernels& wk = kernels::table(kernels::Isa::scalar).for_type(w.type);
+    return wk.pack_rows != nullptr && w.rows >= kernels::kPackRows;
+  };
+  size_t total = 0;
+  for (const Weight* w : ws) {
+    if (!packable(*w)) continue;
+    const size_t gb = kernels::table(kernels::Isa::scalar).for_type(w->type).packed_group_bytes(w->cols);
+    total += (gb * static_cast<size_t>(w->rows / kernels::kPackRows) + kAlign - 1) / kAlign * kAlign;
+  }
+  if (total == 0) return;
+  auto buf = std::make_shared<const HugeBuffer>(total, "the packed weights");
+  auto* out = static_cast<uint8_t*>(buf->data());
+  for (Weight* w : ws) {
+    if (!packable(*w)) continue;
+    const kernels::WeightKernels& wk = kernels::table(kernels::Isa::scalar).for_type(w->type);
+    const int64_t groups = w->rows / kernels::kPackRows;
+    const size_t gb = wk.packed_group_bytes(w->cols);
+    for (int64_t g = 0; g < groups; ++g)
+      wk.pack_rows(w->data + static_cast<size_t>(g * kernels::kPackRows) * w->row_bytes, w->row_bytes, w->cols,
+                   out + static_cast<size_t>(g) * gb);
+    w->packed = out;
+    w->packed_group_bytes = gb;
+    w->packed_owner = buf;
+    out += (gb * static_cast<size_t>(groups) + kAlign - 1) / kAlign * kAlign;
+  }
 }
 
 namespace {
@@ -128,7 +145,7 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
         const kernels::WeightKernels& wk = ctx.k().for_type(w.type);
         const int64_t N = w.rows;
         if (un.packed) {
-          const uint8_t* g = w.packed->data() + static_cast<size_t>(un.row0 / R) * w.packed_group_bytes;
+          const uint8_t* g = w.packed + static_cast<size_t>(un.row0 / R) * w.packed_group_bytes;
           if (un.rows == 2 * R) {
             for (int64_t t = t0; t < t1; t += kernels::kPacked2MaxTokens) {
               const int nt = static_cast<int>(std::min<int64_t>(kernels::kPacked2MaxTokens, t1 - t));

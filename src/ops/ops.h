@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "base/huge_buffer.h"
 #include "formats/tensor_type.h"
 #include "kernels/kernels.h"
 #include "runtime/thread_pool.h"
@@ -25,14 +26,19 @@ struct Weight {
   int64_t rows = 0;  // ne[1], the number of outputs
   size_t row_bytes = 0;
   // Row-interleaved copy for the packed GEMM (see kernels.h), groups of kernels::kPackRows rows; rows
-  // past the last full group stay in `data` only. Empty when the type has no packed kernels.
-  std::shared_ptr<const std::vector<uint8_t>> packed;
+  // past the last full group stay in `data` only. Null when the type has no packed kernels. Points into
+  // packed_owner, a huge-page buffer shared by the weights packed together.
+  const uint8_t* packed = nullptr;
   size_t packed_group_bytes = 0;
+  std::shared_ptr<const HugeBuffer> packed_owner;
   bool empty() const { return data == nullptr; }
 };
 
-// Fills w.packed when the weight's type has a packed layout (done once, at model load).
-void pack_weight(Weight& w);
+// Fills w.packed for each weight whose type has a packed layout (done once, at model load), all in one
+// buffer of transparent huge pages: decode streams every weight once per token, and 2 MiB pages keep the
+// walk through ~100 MB of weights out of the TLB's way.
+void pack_weights(const std::vector<Weight*>& ws);
+inline void pack_weight(Weight& w) { pack_weights({&w}); }
 
 // Everything an op needs to run: the pool, the kernel table and reusable scratch memory.
 // Ops may grow the scratch buffers; kernels never allocate.
