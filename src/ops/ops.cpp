@@ -114,33 +114,54 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
   //    thread's weights stream past them.
   constexpr int64_t R = kernels::kPackRows;
   constexpr int64_t kPlainChunk = 16;
-  using Unit = Context::MatmulUnit;
-  std::vector<Unit>& units = ctx.units_scratch();
-  units.clear();
-  for (size_t i = 0; i < outs.size(); ++i) {
-    const Weight& w = *outs[i].w;
-    const bool packed = w.packed && ctx.k().for_type(w.type).gemm_packed && sums;
-    int64_t r = 0;
-    if (packed) {
+  // Per output: pairs of groups, then single groups, then plain chunks, numbered consecutively across the
+  // outputs (unit_at maps a number back; no list is built, decode's output projection alone has 6k units).
+  std::vector<Context::MatmulUnits>& spans = ctx.units_scratch();
+  spans.clear();
+  int64_t n_units = 0;
+  for (const MatmulOut& o : outs) {
+    const Weight& w = *o.w;
+    Context::MatmulUnits sp;
+    sp.first = n_units;
+    if (w.packed && ctx.k().for_type(w.type).gemm_packed && sums) {
       // Two groups per unit where the table multiplies pairs (16 int32 lanes), then single groups. Not in
       // decode: one weight stream per thread measured ~15% faster there than the pair's two (Zen 5, tg128).
-      if (ctx.k().for_type(w.type).gemm_packed2 && T >= 4)
-        for (; r + 2 * R <= w.rows; r += 2 * R) units.push_back({static_cast<int>(i), r, 2 * R, true});
-      for (; r + R <= w.rows; r += R) units.push_back({static_cast<int>(i), r, R, true});
+      if (ctx.k().for_type(w.type).gemm_packed2 && T >= 4) sp.pairs = w.rows / (2 * R);
+      sp.singles = (w.rows - sp.pairs * 2 * R) / R;
     }
-    for (; r < w.rows; r += kPlainChunk)
-      units.push_back({static_cast<int>(i), r, std::min(kPlainChunk, w.rows - r), false});
+    const int64_t rest = w.rows - sp.pairs * 2 * R - sp.singles * R;
+    sp.plains = (rest + kPlainChunk - 1) / kPlainChunk;
+    n_units += sp.pairs + sp.singles + sp.plains;
+    spans.push_back(sp);
   }
+  struct Unit {
+    size_t out;
+    int64_t row0, rows;
+    bool packed;
+  };
+  auto unit_at = [&](int64_t u) {
+    size_t i = 0;
+    while (i + 1 < spans.size() && spans[i + 1].first <= u) ++i;
+    const Context::MatmulUnits& sp = spans[i];
+    int64_t l = u - sp.first;
+    if (l < sp.pairs) return Unit{i, l * 2 * R, 2 * R, true};
+    l -= sp.pairs;
+    const int64_t row_s = sp.pairs * 2 * R;
+    if (l < sp.singles) return Unit{i, row_s + l * R, R, true};
+    l -= sp.singles;
+    const int64_t row0 = row_s + sp.singles * R + l * kPlainChunk;
+    return Unit{i, row0, std::min(kPlainChunk, outs[i].w->rows - row0), false};
+  };
   // A contiguous range of units per thread: each thread streams its part of the weights in order, which
   // the hardware prefetchers follow (claiming chunks dynamically measured ~6% slower in decode).
   // (Chunks sized to keep the activations in L1, 8 or 16 KiB, measured the same as 64 tokens.)
   constexpr int64_t kTokenChunk = 64;
-  ctx.pool().parallel_for(static_cast<int64_t>(units.size()), 1, [&](int64_t ub, int64_t ue, int) {
+  ctx.pool().parallel_for(n_units, 1, [&](int64_t ub, int64_t ue, int) {
     for (int64_t t0 = 0; t0 < T; t0 += kTokenChunk) {
       const int64_t t1 = std::min(T, t0 + kTokenChunk);
       for (int64_t u = ub; u < ue; ++u) {
-        const Unit& un = units[static_cast<size_t>(u)];
-        const MatmulOut& o = outs[static_cast<size_t>(un.out)];
+        const Unit un = unit_at(u);
+        const MatmulOut& o = outs[un.out];
         const Weight& w = *o.w;
         const kernels::WeightKernels& wk = ctx.k().for_type(w.type);
         const int64_t N = w.rows;

@@ -51,13 +51,12 @@ class Context {
   uint8_t* act_scratch(size_t bytes);
   float* float_scratch(size_t n);
   int32_t* int_scratch(size_t n);
-  // A matmul work unit (rows row0..row0+rows of output `out`), for matmul_multi's work list.
-  struct MatmulUnit {
-    int out;
-    int64_t row0, rows;
-    bool packed;
+  // How matmul_multi splits one output into work units (counts of each kind; `first`: the number of its
+  // first unit in the list over all outputs).
+  struct MatmulUnits {
+    int64_t first = 0, pairs = 0, singles = 0, plains = 0;
   };
-  std::vector<MatmulUnit>& units_scratch() { return units_; }
+  std::vector<MatmulUnits>& units_scratch() { return units_; }
 
  private:
   ThreadPool& pool_;
@@ -65,7 +64,7 @@ class Context {
   std::vector<uint8_t> act_;
   std::vector<float> f32_;
   std::vector<int32_t> i32_;
-  std::vector<MatmulUnit> units_;
+  std::vector<MatmulUnits> units_;
 };
 
 // y[T][W.rows] = x[T][W.cols] * W^T (+ bias[W.rows] if given).

@@ -79,13 +79,15 @@ TEST_P(Matmul, MultiMatchesReferenceOnPackedPlainAndMixedWeights) {
                   Combo{TensorType::Q4_0, TensorType::Q4_1}, Combo{TensorType::F16, TensorType::F32},
                   Combo{TensorType::Q8_0, TensorType::Q8_0}}) {
     for (int64_t T : {1, 3, 5, 70}) {
-      OwnedWeight w1 = make_weight(c.a, K, 21, 1);  // 2 packed groups + 5 plain rows
+      // 29 rows: a pair of packed groups (where the table has a pair kernel and T >= 4), a single group and
+      // 5 plain rows; 16 rows: one pair (or two groups).
+      OwnedWeight w1 = make_weight(c.a, K, 29, 1);
       OwnedWeight w2 = make_weight(c.b, K, 16, 2);
       std::vector<float> x(static_cast<size_t>(T * K));
       for (auto& v : x) v = nd(rng);
-      std::vector<float> bias1(21);
+      std::vector<float> bias1(29);
       for (auto& v : bias1) v = nd(rng);
-      std::vector<float> y1(static_cast<size_t>(T * 21), NAN), y2(static_cast<size_t>(T * 16), NAN);
+      std::vector<float> y1(static_cast<size_t>(T * 29), NAN), y2(static_cast<size_t>(T * 16), NAN);
       ops::matmul_multi(ctx, {{&w1.w, y1.data(), bias1.data()}, {&w2.w, y2.data()}}, x.data(), T);
       const auto r1 = reference(k, w1.w, x, T, bias1);
       const auto r2 = reference(k, w2.w, x, T, {});
