@@ -156,7 +156,7 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
   // the hardware prefetchers follow (claiming chunks dynamically measured ~6% slower in decode).
   // (Chunks sized to keep the activations in L1, 8 or 16 KiB, measured the same as 64 tokens.)
   constexpr int64_t kTokenChunk = 64;
-  ctx.pool().parallel_for(n_units, 1, [&](int64_t ub, int64_t ue, int) {
+  auto body = [&](int64_t ub, int64_t ue, int) {
     for (int64_t t0 = 0; t0 < T; t0 += kTokenChunk) {
       const int64_t t1 = std::min(T, t0 + kTokenChunk);
       for (int64_t u = ub; u < ue; ++u) {
@@ -192,7 +192,13 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
             for (int64_t r = un.row0; r < un.row0 + un.rows; ++r) o.y[t * N + r] += o.bias[r];
       }
     }
-  });
+  };
+  // Decode: each thread streams its own range, and one done early takes small pieces from the back of the
+  // other's (the VM's vCPUs are not equally fast from moment to moment). Measured +3% on the Q8_0 and
+  // Qwen-shape models, -1% on Q4_0 (6 interleaved rounds, Zen 5). Prefill keeps the plain split, whose
+  // per-thread ranges are walked token chunk by token chunk.
+  if (T == 1) ctx.pool().parallel_for_stealing(n_units, 4, body);
+  else ctx.pool().parallel_for(n_units, 1, body);
 }
 
 static void rmsnorm_row(const float* x, const float* weight, float* y, int64_t n, float eps) {

@@ -112,6 +112,7 @@ int available_cpus() {
 ThreadPool::ThreadPool(int n_threads, const PoolOptions& options) : n_threads_(n_threads), opts_(options) {
   TS_CHECK(n_threads >= 1);
   if (!opts_.cpus.empty()) pin_to(opts_.cpus[0]);
+  ranges_ = std::make_unique<StealRange[]>(static_cast<size_t>(n_threads));
   threads_.reserve(static_cast<size_t>(n_threads - 1));
   for (int i = 1; i < n_threads; ++i) threads_.emplace_back([this, i] { worker(i); });
 }
@@ -221,6 +222,56 @@ void ThreadPool::parallel_for_dynamic(int64_t n, int64_t chunk,
       const int64_t b = next_chunk_.fetch_add(chunk, std::memory_order_relaxed);
       if (b >= n) return;
       fn(b, std::min(n, b + chunk), ith);
+    }
+  });
+}
+
+namespace {
+constexpr uint64_t pack_range(uint64_t front, uint64_t back) { return front | back << 32; }
+}  // namespace
+
+void ThreadPool::parallel_for_stealing(int64_t n, int64_t chunk,
+                                       const std::function<void(int64_t, int64_t, int)>& fn) {
+  if (n <= 0) return;
+  TS_CHECK(n < (int64_t{1} << 31));
+  chunk = std::max<int64_t>(chunk, 1);
+  const int nth = static_cast<int>(std::min<int64_t>(n_threads_, (n + chunk - 1) / chunk));
+  if (nth <= 1) {
+    fn(0, n, 0);
+    return;
+  }
+  const int64_t per = (n + nth - 1) / nth;
+  for (int i = 0; i < n_threads_; ++i) {
+    const uint64_t b = static_cast<uint64_t>(std::min(n, per * i)), e = static_cast<uint64_t>(std::min(n, per * (i + 1)));
+    ranges_[static_cast<size_t>(i)].v.store(i < nth ? pack_range(b, e) : pack_range(0, 0), std::memory_order_relaxed);
+  }
+  run([&](int ith, int) {
+    // Own range, from the front.
+    std::atomic<uint64_t>& own = ranges_[static_cast<size_t>(ith)].v;
+    uint64_t v = own.load(std::memory_order_relaxed);
+    for (;;) {
+      const uint64_t f = v & 0xFFFFFFFFu, b = v >> 32;
+      if (f >= b) break;
+      const uint64_t take = std::max<uint64_t>(static_cast<uint64_t>(chunk), (b - f) / 4);
+      const uint64_t nf = std::min(b, f + take);
+      if (own.compare_exchange_weak(v, pack_range(nf, b), std::memory_order_relaxed)) {
+        fn(static_cast<int64_t>(f), static_cast<int64_t>(nf), ith);
+        v = own.load(std::memory_order_relaxed);
+      }
+    }
+    // Then others' ranges, from the back.
+    for (int k = 1; k < n_threads_; ++k) {
+      std::atomic<uint64_t>& other = ranges_[static_cast<size_t>((ith + k) % n_threads_)].v;
+      uint64_t w = other.load(std::memory_order_relaxed);
+      for (;;) {
+        const uint64_t f = w & 0xFFFFFFFFu, b = w >> 32;
+        if (f >= b) break;
+        const uint64_t nb = b - std::min<uint64_t>(b - f, static_cast<uint64_t>(chunk));
+        if (other.compare_exchange_weak(w, pack_range(f, nb), std::memory_order_relaxed)) {
+          fn(static_cast<int64_t>(nb), static_cast<int64_t>(b), ith);
+          w = other.load(std::memory_order_relaxed);
+        }
+      }
     }
   });
 }

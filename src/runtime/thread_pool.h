@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,6 +60,12 @@ class ThreadPool {
   // making everyone wait at the barrier. fn may run several times per thread.
   void parallel_for_dynamic(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t, int)>& fn);
 
+  // Like parallel_for (each thread walks its own contiguous range front to back, so its reads stay one
+  // sequential stream for the prefetchers), but a thread done with its range takes chunks of `chunk`
+  // items from the back of a range still in progress. Owners claim shrinking pieces (a quarter of what
+  // is left, at least `chunk`), so the claims cost a few atomics per range. n < 2^31.
+  void parallel_for_stealing(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t, int)>& fn);
+
  private:
   void worker(int ith);
 
@@ -74,6 +81,11 @@ class ThreadPool {
   alignas(64) std::atomic<uint32_t> generation_{0};
   alignas(64) std::atomic<int> pending_{0};
   alignas(64) std::atomic<int64_t> next_chunk_{0};
+  // parallel_for_stealing: per thread, its range's unclaimed part [front, back) as front | back << 32.
+  struct alignas(64) StealRange {
+    std::atomic<uint64_t> v{0};
+  };
+  std::unique_ptr<StealRange[]> ranges_;
   std::atomic<int> sleepers_{0};
   std::atomic<int> caller_sleeping_{0};
   std::atomic<bool> stop_{false};

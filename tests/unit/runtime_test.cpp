@@ -125,6 +125,31 @@ TEST_P(BarrierModes, DynamicParallelForCoversEveryItemOnce) {
   }
 }
 
+TEST_P(BarrierModes, StealingParallelForCoversEveryItemOnceAndStealsFromSlowThreads) {
+  tokenscope::PoolOptions o;
+  o.barrier = GetParam();
+  ThreadPool pool(3, o);
+  for (int rep = 0; rep < 300; ++rep) {
+    const int64_t n = 1 + rep * 7, chunk = 1 + rep % 5;
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+    std::atomic<int64_t> by_thread0{0};
+    // Thread 0 is slowed down on every other repetition: the others must take part of its range.
+    const bool slow0 = rep % 2 == 1 && n >= 3 * 4 * chunk;
+    pool.parallel_for_stealing(n, chunk, [&](int64_t b, int64_t e, int ith) {
+      ASSERT_LT(b, e);
+      ASSERT_TRUE(ith >= 0 && ith < 3);
+      if (ith == 0) {
+        by_thread0.fetch_add(e - b);
+        if (slow0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+    });
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "n=" << n << " i=" << i;
+    const int64_t share0 = std::min(n, (n + 2) / 3);  // thread 0's own range (when there are enough chunks)
+    if (slow0) EXPECT_LT(by_thread0.load(), share0) << "n=" << n;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(All, BarrierModes,
                          ::testing::Values(tokenscope::BarrierMode::spin, tokenscope::BarrierMode::futex,
                                            tokenscope::BarrierMode::hybrid),
