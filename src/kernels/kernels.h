@@ -86,6 +86,9 @@ struct KernelTable {
   // read back as f32. Elementwise steps match the scalar version exactly; only exp and the sum's order may
   // differ (as exp_sum_f32).
   void (*softmax_f16r)(float* x, int64_t n, float scale) = nullptr;
+  // y[i] = (x[i] * s) * w[i] with s = 1 / sqrt(mean(x^2) + eps), the squares (float) summed in double
+  // (in place allowed). Only the sum's order may differ from the scalar version.
+  void (*rmsnorm_f32)(const float* x, const float* w, float* y, int64_t n, float eps) = nullptr;
   // out[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i] (out may alias g).
   void (*silu_mul_f32)(const float* g, const float* u, float* out, int64_t n) = nullptr;
   // c[i * ldc + j] (+)= sum over l < k of a[i * lda + l] * f16(b[j * ldb + l]), i < m, j < n: a small GEMM

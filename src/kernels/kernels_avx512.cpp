@@ -284,6 +284,76 @@ void gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
   }
 }
 
+// ---- 512-bit exp (the same range reduction and polynomial as x86::exp8) and the helpers built on it. ----
+
+inline __m512 exp16(__m512 x) {
+  const __m512 hi = _mm512_set1_ps(88.7228f), lo = _mm512_set1_ps(-87.3365f);
+  const __mmask16 too_small = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+  const __mmask16 too_big = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
+  const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145752f), xc);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.42860677e-6f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  const __m512i ki = _mm512_cvtps_epi32(k);
+  const __m512i k1 = _mm512_srai_epi32(ki, 1), k2 = _mm512_sub_epi32(ki, k1);
+  const __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(k1, _mm512_set1_epi32(127)), 23));
+  const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(k2, _mm512_set1_epi32(127)), 23));
+  __m512 res = _mm512_mul_ps(_mm512_mul_ps(p, s1), s2);
+  res = _mm512_mask_mov_ps(res, too_small, _mm512_setzero_ps());
+  return _mm512_mask_mov_ps(res, too_big, _mm512_set1_ps(INFINITY));
+}
+
+inline __mmask16 tail_mask(int64_t rest) { return static_cast<__mmask16>(rest >= 16 ? 0xFFFF : (1u << rest) - 1); }
+
+double exp_sum_f32(float* x, int64_t n, float sub) {
+  const __m512 vs = _mm512_set1_ps(sub);
+  __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vs)));
+    _mm512_mask_storeu_ps(x + i, m, e);
+    acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+    acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+  }
+  return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+}
+
+void softmax_f16r(float* x, int64_t n, float scale) {
+  const __m512 vs = _mm512_set1_ps(scale);
+  __m512 vmx = _mm512_set1_ps(-INFINITY);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs);
+    _mm512_mask_storeu_ps(x + i, m, v);
+    vmx = _mm512_mask_max_ps(vmx, m, vmx, v);
+  }
+  const float mx = _mm512_reduce_max_ps(vmx);
+  const __m512 inv = _mm512_set1_ps(static_cast<float>(1.0 / exp_sum_f32(x, n, mx)));
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m256i h = _mm512_cvtps_ph(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv), _MM_FROUND_TO_NEAREST_INT);
+    _mm512_mask_storeu_ps(x + i, m, _mm512_cvtph_ps(h));
+  }
+}
+
+void silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512 vg = _mm512_maskz_loadu_ps(m, g + i);
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), vg));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_div_ps(vg, _mm512_add_ps(one, e)), _mm512_maskz_loadu_ps(m, u + i)));
+  }
+}
+
 }  // namespace
 
 void init_avx512(KernelTable& t) {
@@ -307,6 +377,9 @@ void init_avx512(KernelTable& t) {
   t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed2 = gemm_packed2_q8_0;
   x86::set_float_helpers(t);
   t.gemm_f32_f16t = gemm_f32_f16t;
+  t.exp_sum_f32 = exp_sum_f32;
+  t.softmax_f16r = softmax_f16r;
+  t.silu_mul_f32 = silu_mul_f32;
 }
 
 }  // namespace tokenscope::kernels::detail

@@ -219,6 +219,12 @@ void f_softmax_f16r(float* x, int64_t n, float scale) {
   const float inv = static_cast<float>(1.0 / f_exp_sum_f32(x, n, mx));
   for (int64_t i = 0; i < n; ++i) x[i] = fp16_to_fp32(fp32_to_fp16(x[i] * inv));
 }
+void f_rmsnorm_f32(const float* x, const float* w, float* y, int64_t n, float eps) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(n)) + eps);
+  for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * w[i];
+}
 void f_silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
@@ -267,6 +273,7 @@ void init_scalar(KernelTable& t) {
   t.dot_f16_rows = f_dot_f16_rows;
   t.exp_sum_f32 = f_exp_sum_f32;
   t.softmax_f16r = f_softmax_f16r;
+  t.rmsnorm_f32 = f_rmsnorm_f32;
   t.silu_mul_f32 = f_silu_mul_f32;
   t.gemm_f32_f16t = f_gemm_f32_f16t;
 }

@@ -362,6 +362,26 @@ inline void softmax_f16r(float* x, int64_t n, float scale) {
   for (; i < n; ++i) x[i] = fp16_to_fp32(fp32_to_fp16(x[i] * inv1));
 }
 
+inline void rmsnorm_f32(const float* x, const float* w, float* y, int64_t n, float eps) {
+  __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 sq = _mm256_mul_ps(v, v);
+    a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
+    a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
+  }
+  alignas(32) double d[4];
+  _mm256_store_pd(d, _mm256_add_pd(a0, a1));
+  double sum = (d[0] + d[1]) + (d[2] + d[3]);
+  for (; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(n)) + eps);
+  const __m256 vs = _mm256_set1_ps(scale);
+  for (i = 0; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(w + i)));
+  for (; i < n; ++i) y[i] = (x[i] * scale) * w[i];
+}
+
 inline void silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
   const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
   int64_t i = 0;
@@ -697,6 +717,7 @@ void set_float_helpers(Table& t) {
   t.exp_sum_f32 = exp_sum_f32;
   t.silu_mul_f32 = silu_mul_f32;
   t.softmax_f16r = softmax_f16r;
+  t.rmsnorm_f32 = rmsnorm_f32;
   t.gemm_f32_f16t = gemm_f32_f16t;
 }
 

@@ -201,21 +201,14 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
   else ctx.pool().parallel_for(n_units, 1, body);
 }
 
-static void rmsnorm_row(const float* x, const float* weight, float* y, int64_t n, float eps) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
-  const float mean = static_cast<float>(sum / static_cast<double>(n));
-  const float scale = 1.0f / std::sqrt(mean + eps);
-  for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * weight[i];
-}
-
 void rmsnorm(Context& ctx, const float* x, const float* weight, float* y, int64_t T, int64_t n, float eps) {
+  const auto& k = ctx.k();
   if (T < 4) {
-    for (int64_t t = 0; t < T; ++t) rmsnorm_row(x + t * n, weight, y + t * n, n, eps);
+    for (int64_t t = 0; t < T; ++t) k.rmsnorm_f32(x + t * n, weight, y + t * n, n, eps);
     return;
   }
   ctx.pool().parallel_for(T, 2, [&](int64_t b, int64_t e, int) {
-    for (int64_t t = b; t < e; ++t) rmsnorm_row(x + t * n, weight, y + t * n, n, eps);
+    for (int64_t t = b; t < e; ++t) k.rmsnorm_f32(x + t * n, weight, y + t * n, n, eps);
   });
 }
 

@@ -173,6 +173,21 @@ TEST_P(KernelIsa, AttentionHelpersMatchScalar) {
     const auto imax = std::max_element(x.begin(), x.end()) - x.begin();
     EXPECT_EQ(*std::max_element(p2.begin(), p2.end()), p2[static_cast<size_t>(imax)]);
   }
+  // rmsnorm_f32: the same as the scalar version up to the double sum's order (so to a float ulp or two).
+  for (int64_t n : {1, 7, 8, 9, 64, 576, 1001}) {
+    const auto x = random_floats(n, 950 + static_cast<uint32_t>(n), 3.0f);
+    const auto w = random_floats(n, 960 + static_cast<uint32_t>(n));
+    std::vector<float> y1(static_cast<size_t>(n)), y2 = y1;
+    ref.rmsnorm_f32(x.data(), w.data(), y1.data(), n, 1e-5f);
+    k.rmsnorm_f32(x.data(), w.data(), y2.data(), n, 1e-5f);
+    double ss = 0;
+    for (float v : x) ss += static_cast<double>(v) * v;
+    const double scale = 1.0 / std::sqrt(ss / static_cast<double>(n) + 1e-5);
+    for (int64_t i = 0; i < n; ++i) {
+      EXPECT_NEAR(y2[i], y1[i], 4e-7 * std::fabs(y1[i])) << "rmsnorm n=" << n << " i=" << i;
+      EXPECT_NEAR(y2[i], x[i] * scale * w[i], 1e-6 * std::fabs(x[i] * scale * w[i]) + 1e-30);
+    }
+  }
   // gemm_f32_f16t: ragged m, n, k (k longer than one block of the SIMD versions), overwrite and accumulate.
   for (auto [m, n, kk] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {3, 7, 5}, {4, 8, 64}, {15, 37, 64},
                           {5, 64, 300}, {16, 9, 513}}) {
