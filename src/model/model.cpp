@@ -155,6 +155,7 @@ void Forward::reserve(int64_t T) {
   gate_.resize(n(c.n_ff));
   up_.resize(n(c.n_ff));
   pos_.resize(static_cast<size_t>(T));
+  rope_cs_.resize(n(c.n_rot));
   cap_ = T;
 }
 
@@ -207,6 +208,9 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
   const profile::Cost add_cost = profile::elementwise_cost(T * D, 1, 2, 1);
   const profile::Cost rope_cost = profile::elementwise_cost(T * (c.n_head + c.n_head_kv) * hd, 3, 1, 1);
 
+  op(OpKind::rope, -1, "rope_table", profile::Cost{3.0 * static_cast<double>(T * c.n_rot), 4.0 * static_cast<double>(T * c.n_rot)},
+     [&] { ops::rope_table(ctx, pos_.data(), T, c.n_rot, c.rope_freq_base, rope_cs_.data()); });
+
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const LayerWeights& l = m_.layer(il);
     const char* fmt = type_name(l.wq.type);
@@ -221,8 +225,8 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
        },
        T, l.wq.rows + l.wk.rows + l.wv.rows, D, fmt);
     op(OpKind::rope, il, "rope", rope_cost, [&] {
-      ops::rope(ctx, q_.data(), T, c.n_head, hd, c.n_rot, pos_.data(), c.rope_freq_base, c.rope_style);
-      ops::rope(ctx, k_.data(), T, c.n_head_kv, hd, c.n_rot, pos_.data(), c.rope_freq_base, c.rope_style);
+      ops::rope(ctx, q_.data(), T, c.n_head, hd, c.n_rot, rope_cs_.data(), c.rope_style);
+      ops::rope(ctx, k_.data(), T, c.n_head_kv, hd, c.n_rot, rope_cs_.data(), c.rope_style);
     });
     op(OpKind::attention, il, "attention", profile::attention_cost(T, pos0, c.n_head, c.n_head_kv, hd), [&] {
       ops::store_f16(ctx, k_.data(), kv.k(il), T, kv_dim, pos0);

@@ -104,6 +104,7 @@ class Forward {
   int64_t cap_ = 0;
   std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_, ffn_;
   std::vector<int32_t> pos_;
+  std::vector<float> rope_cs_;  // ops::rope_table of the batch's positions
 };
 
 }  // namespace tokenscope

@@ -212,42 +212,51 @@ void rmsnorm(Context& ctx, const float* x, const float* weight, float* y, int64_
   });
 }
 
-void rope(Context& ctx, float* x, int64_t T, int64_t n_heads, int64_t head_dim, int64_t n_rot,
-          const int32_t* pos, float freq_base, RopeStyle style) {
-  TS_CHECK(n_rot % 2 == 0 && n_rot <= head_dim);
+void rope_table(Context& ctx, const int32_t* pos, int64_t T, int64_t n_rot, float freq_base, float* cs) {
+  TS_CHECK(n_rot % 2 == 0);
   const float theta_scale = std::pow(freq_base, -2.0f / static_cast<float>(n_rot));
-  auto one_token = [&](int64_t t, float* cs) {
-    // cos/sin per pair, theta advanced by repeated multiplication (as ggml does, for identical rounding).
-    float theta = static_cast<float>(pos[t]);
-    for (int64_t i = 0; i < n_rot / 2; ++i) {
-      cs[2 * i] = std::cos(theta);
-      cs[2 * i + 1] = std::sin(theta);
-      theta *= theta_scale;
-    }
-    float* row = x + t * n_heads * head_dim;
-    for (int64_t h = 0; h < n_heads; ++h) {
-      float* v = row + h * head_dim;
+  auto rows = [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      float theta = static_cast<float>(pos[t]);
+      float* c = cs + t * n_rot;
       for (int64_t i = 0; i < n_rot / 2; ++i) {
-        const int64_t a = style == RopeStyle::normal ? 2 * i : i;
-        const int64_t b = style == RopeStyle::normal ? 2 * i + 1 : i + n_rot / 2;
-        const float c = cs[2 * i], s = cs[2 * i + 1];
-        const float x0 = v[a], x1 = v[b];
-        v[a] = x0 * c - x1 * s;
-        v[b] = x0 * s + x1 * c;
+        c[2 * i] = std::cos(theta);
+        c[2 * i + 1] = std::sin(theta);
+        theta *= theta_scale;
       }
     }
   };
-  std::vector<float> cs_single;
-  if (T < 4) {
-    cs_single.resize(static_cast<size_t>(n_rot));
-    for (int64_t t = 0; t < T; ++t) one_token(t, cs_single.data());
+  if (T < 16) {
+    rows(0, T);
     return;
   }
-  const int nth = ctx.pool().size();
-  float* cs_all = ctx.float_scratch(static_cast<size_t>(nth * n_rot));
-  ctx.pool().parallel_for(T, 2, [&](int64_t b, int64_t e, int ith) {
-    for (int64_t t = b; t < e; ++t) one_token(t, cs_all + ith * n_rot);
-  });
+  ctx.pool().parallel_for(T, 8, [&](int64_t b, int64_t e, int) { rows(b, e); });
+}
+
+void rope(Context& ctx, float* x, int64_t T, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cs,
+          RopeStyle style) {
+  TS_CHECK(n_rot % 2 == 0 && n_rot <= head_dim);
+  auto rows = [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const float* c = cs + t * n_rot;
+      for (int64_t h = 0; h < n_heads; ++h) {
+        float* v = x + (t * n_heads + h) * head_dim;
+        for (int64_t i = 0; i < n_rot / 2; ++i) {
+          const int64_t a = style == RopeStyle::normal ? 2 * i : i;
+          const int64_t b2 = style == RopeStyle::normal ? 2 * i + 1 : i + n_rot / 2;
+          const float co = c[2 * i], si = c[2 * i + 1];
+          const float x0 = v[a], x1 = v[b2];
+          v[a] = x0 * co - x1 * si;
+          v[b2] = x0 * si + x1 * co;
+        }
+      }
+    }
+  };
+  if (T < 4) {
+    rows(0, T);
+    return;
+  }
+  ctx.pool().parallel_for(T, 2, [&](int64_t b, int64_t e, int) { rows(b, e); });
 }
 
 void store_f16(Context& ctx, const float* x, uint16_t* cache, int64_t T, int64_t n, int64_t pos0) {

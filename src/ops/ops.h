@@ -84,9 +84,13 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
 void rmsnorm(Context& ctx, const float* x, const float* weight, float* y, int64_t T, int64_t n, float eps);
 
 enum class RopeStyle { normal, neox };  // normal: adjacent pairs (llama); neox: halves (qwen2, gemma)
-// Rotates the first n_rot dims of each head in x[T][n_heads*head_dim] for positions pos[t].
-void rope(Context& ctx, float* x, int64_t T, int64_t n_heads, int64_t head_dim, int64_t n_rot,
-          const int32_t* pos, float freq_base, RopeStyle style);
+// cos and sin of every rotated pair i < n_rot / 2 at positions pos[t], interleaved: cs[t * n_rot + 2i] = cos,
+// cs[t * n_rot + 2i + 1] = sin, the angle pos * freq_base^(-2i/n_rot) advanced by repeated multiplication
+// (as ggml does, for identical rounding). Computed once per batch; every layer's rope reads it.
+void rope_table(Context& ctx, const int32_t* pos, int64_t T, int64_t n_rot, float freq_base, float* cs);
+// Rotates the first n_rot dims of each head in x[T][n_heads*head_dim] by the angles of rope_table.
+void rope(Context& ctx, float* x, int64_t T, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cs,
+          RopeStyle style);
 
 // Positions per block of the transposed value cache: rows are a multiple of kAttnPad long, and
 // store_f16_transposed keeps the unused tail of the last block zero, so the one-query attention multiplies

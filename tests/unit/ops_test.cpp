@@ -99,6 +99,40 @@ TEST_P(Matmul, MultiMatchesReferenceOnPackedPlainAndMixedWeights) {
   }
 }
 
+// rope over a precomputed table: each pair (adjacent for llama, halves for neox) turned by pos * base^(-2i/n_rot);
+// dims past n_rot untouched.
+TEST(Rope, TableRotatesPairsByPositionAngles) {
+  ThreadPool pool(2);
+  ops::Context ctx(pool, kernels::table(kernels::Isa::scalar));
+  const int64_t T = 19, H = 3, hd = 8, n_rot = 6;
+  const float base = 10000.0f;
+  std::vector<int32_t> pos(T);
+  for (int64_t t = 0; t < T; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(100 + 3 * t);
+  std::vector<float> cs(static_cast<size_t>(T * n_rot));
+  ops::rope_table(ctx, pos.data(), T, n_rot, base, cs.data());
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (ops::RopeStyle style : {ops::RopeStyle::normal, ops::RopeStyle::neox}) {
+    std::vector<float> x(static_cast<size_t>(T * H * hd));
+    for (auto& v : x) v = nd(rng);
+    auto y = x;
+    ops::rope(ctx, y.data(), T, H, hd, n_rot, cs.data(), style);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t h = 0; h < H; ++h) {
+        const float* in = x.data() + (t * H + h) * hd;
+        const float* out = y.data() + (t * H + h) * hd;
+        for (int64_t i = 0; i < n_rot / 2; ++i) {
+          const double th = pos[static_cast<size_t>(t)] * std::pow(double{base}, -2.0 * i / n_rot);
+          const int64_t a = style == ops::RopeStyle::normal ? 2 * i : i;
+          const int64_t b = style == ops::RopeStyle::normal ? 2 * i + 1 : i + n_rot / 2;
+          EXPECT_NEAR(out[a], in[a] * std::cos(th) - in[b] * std::sin(th), 2e-4) << "t=" << t << " i=" << i;
+          EXPECT_NEAR(out[b], in[a] * std::sin(th) + in[b] * std::cos(th), 2e-4) << "t=" << t << " i=" << i;
+        }
+        for (int64_t d = n_rot; d < hd; ++d) EXPECT_EQ(out[d], in[d]);
+      }
+  }
+}
+
 TEST(Matmul, PackingHappensOnlyForPackableTypesWithAFullGroup) {
   EXPECT_TRUE(make_weight(TensorType::Q4_0, 64, 8, 1).w.packed);
   EXPECT_TRUE(make_weight(TensorType::Q8_0, 64, 17, 1).w.packed);
