@@ -354,6 +354,37 @@ void silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
   }
 }
 
+// ---- Activation quantization, 512-bit: the same arithmetic as x86::quantize_block_q8 (scale 127 / amax,
+// round to nearest even), so the quants are bit-identical on every x86 table. ----
+
+inline float quantize_block_q8_512(const float* x, int8_t* q, int* sum) {
+  const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+  const float id = amax != 0.f ? 127.f / amax : 0.f;
+  const __m512 mul = _mm512_set1_ps(id);
+  const __m512i i0 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(v0, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  const __m512i i1 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(v1, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  if (sum) *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtsepi32_epi8(i0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtsepi32_epi8(i1));
+  return amax / 127.f;
+}
+
+void quantize_act_q8_0_512(const float* x, void* y, int64_t n) {
+  auto* b = static_cast<BlockQ8_0*>(y);
+  for (int64_t i = 0; i < n / QK8_0; ++i) b[i].d = fp32_to_fp16(quantize_block_q8_512(x + i * QK8_0, b[i].qs, nullptr));
+}
+
+void quantize_act_q8_1_512(const float* x, void* y, int64_t n) {
+  auto* b = static_cast<BlockQ8_1*>(y);
+  for (int64_t i = 0; i < n / QK8_1; ++i) {
+    int sum = 0;
+    const float d = quantize_block_q8_512(x + i * QK8_1, b[i].qs, &sum);
+    b[i].d = fp32_to_fp16(d);
+    b[i].s = fp32_to_fp16(d * static_cast<float>(sum));
+  }
+}
+
 }  // namespace
 
 void init_avx512(KernelTable& t) {
@@ -380,6 +411,8 @@ void init_avx512(KernelTable& t) {
   t.exp_sum_f32 = exp_sum_f32;
   t.softmax_f16r = softmax_f16r;
   t.silu_mul_f32 = silu_mul_f32;
+  for (TensorType w : {TensorType::Q4_0, TensorType::Q8_0}) t.weights[static_cast<int>(w)].quantize_act = quantize_act_q8_0_512;
+  t.weights[static_cast<int>(TensorType::Q4_1)].quantize_act = quantize_act_q8_1_512;
 }
 
 }  // namespace tokenscope::kernels::detail
