@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "base/error.h"
 #include "base/fp16.h"
@@ -25,31 +26,39 @@ float* Context::float_scratch(size_t n) {
 
 void pack_weights(const std::vector<Weight*>& ws) {
   constexpr size_t kAlign = 64;
+  auto round_up = [](size_t b) { return (b + kAlign - 1) / kAlign * kAlign; };
   auto packable = [](const Weight& w) {
     const kernels::WeightKernels& wk = kernels::table(kernels::Isa::scalar).for_type(w.type);
     return wk.pack_rows != nullptr && w.rows >= kernels::kPackRows;
   };
+  // Packed groups where the type has a layout; otherwise a plain copy of the rows (the same bytes, but on
+  // huge pages instead of the file mapping's 4 KiB ones).
+  auto bytes_of = [&](const Weight& w) {
+    if (!packable(w)) return w.row_bytes * static_cast<size_t>(w.rows);
+    const size_t gb = kernels::table(kernels::Isa::scalar).for_type(w.type).packed_group_bytes(w.cols);
+    return gb * static_cast<size_t>(w.rows / kernels::kPackRows);
+  };
   size_t total = 0;
-  for (const Weight* w : ws) {
-    if (!packable(*w)) continue;
-    const size_t gb = kernels::table(kernels::Isa::scalar).for_type(w->type).packed_group_bytes(w->cols);
-    total += (gb * static_cast<size_t>(w->rows / kernels::kPackRows) + kAlign - 1) / kAlign * kAlign;
-  }
+  for (const Weight* w : ws) total += round_up(bytes_of(*w));
   if (total == 0) return;
-  auto buf = std::make_shared<const HugeBuffer>(total, "the packed weights");
+  auto buf = std::make_shared<const HugeBuffer>(total, "the weights' packed copies");
   auto* out = static_cast<uint8_t*>(buf->data());
   for (Weight* w : ws) {
-    if (!packable(*w)) continue;
-    const kernels::WeightKernels& wk = kernels::table(kernels::Isa::scalar).for_type(w->type);
-    const int64_t groups = w->rows / kernels::kPackRows;
-    const size_t gb = wk.packed_group_bytes(w->cols);
-    for (int64_t g = 0; g < groups; ++g)
-      wk.pack_rows(w->data + static_cast<size_t>(g * kernels::kPackRows) * w->row_bytes, w->row_bytes, w->cols,
-                   out + static_cast<size_t>(g) * gb);
-    w->packed = out;
-    w->packed_group_bytes = gb;
+    if (packable(*w)) {
+      const kernels::WeightKernels& wk = kernels::table(kernels::Isa::scalar).for_type(w->type);
+      const int64_t groups = w->rows / kernels::kPackRows;
+      const size_t gb = wk.packed_group_bytes(w->cols);
+      for (int64_t g = 0; g < groups; ++g)
+        wk.pack_rows(w->data + static_cast<size_t>(g * kernels::kPackRows) * w->row_bytes, w->row_bytes, w->cols,
+                     out + static_cast<size_t>(g) * gb);
+      w->packed = out;
+      w->packed_group_bytes = gb;
+    } else {
+      std::memcpy(out, w->data, bytes_of(*w));
+      w->data = out;
+    }
     w->packed_owner = buf;
-    out += (gb * static_cast<size_t>(groups) + kAlign - 1) / kAlign * kAlign;
+    out += round_up(bytes_of(*w));
   }
 }
 

@@ -27,16 +27,18 @@ struct Weight {
   size_t row_bytes = 0;
   // Row-interleaved copy for the packed GEMM (see kernels.h), groups of kernels::kPackRows rows; rows
   // past the last full group stay in `data` only. Null when the type has no packed kernels. Points into
-  // packed_owner, a huge-page buffer shared by the weights packed together.
+  // packed_owner, a huge-page buffer shared by the weights packed together (pack_weights), which may also
+  // hold the copy `data` points at.
   const uint8_t* packed = nullptr;
   size_t packed_group_bytes = 0;
   std::shared_ptr<const HugeBuffer> packed_owner;
   bool empty() const { return data == nullptr; }
 };
 
-// Fills w.packed for each weight whose type has a packed layout (done once, at model load), all in one
-// buffer of transparent huge pages: decode streams every weight once per token, and 2 MiB pages keep the
-// walk through ~100 MB of weights out of the TLB's way.
+// Moves each weight onto transparent huge pages, once at model load: a packed copy (w.packed) where its type
+// has a packed layout, else a plain copy of its rows (w.data then points at the copy). Decode streams
+// every weight once per token, and 2 MiB pages keep the walk through ~100 MB of weights out of the TLB's way
+// (the file mapping has 4 KiB pages). The rows of a packed weight past its last full group stay in the file.
 void pack_weights(const std::vector<Weight*>& ws);
 inline void pack_weight(Weight& w) { pack_weights({&w}); }
 
