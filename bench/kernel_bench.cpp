@@ -1,5 +1,5 @@
 // Kernel micro-benchmarks (Google Benchmark): one weight row x one activation row (vec_dot, the decode
-// GEMV's inner loop) and the packed 8-row multiply, per weight type and per ISA this machine has, on a
+// GEMV's inner loop), the packed 8-row multiply and the 16-row one (gemm_packed2), per weight type and per ISA this machine has, on a
 // matrix that fits in L2, so the figures are the kernels' compute throughput (weight GB/s), not DRAM's.
 //   build/tokenscope_kernel_bench --benchmark_filter=Q6_K
 // Compare ISAs or revisions side by side in one run (the machines here are shared and noisy).
@@ -38,12 +38,12 @@ Setup make_setup(const WeightKernels& k, TensorType wt) {
     quantize_row(wt, x.data(), s.w.data() + r * s.row_bytes, kCols);
   }
   s.act_bytes = row_size(k.act_type, kCols);
-  s.act.resize(s.act_bytes * 4);
-  for (int t = 0; t < 4; ++t) {
+  s.act.resize(s.act_bytes * kPacked2MaxTokens);
+  for (int t = 0; t < kPacked2MaxTokens; ++t) {
     for (auto& v : x) v = nd(rng);
     k.quantize_act(x.data(), s.act.data() + t * s.act_bytes, kCols);
   }
-  s.sums.assign(static_cast<size_t>(4 * kCols / 32), 0);
+  s.sums.assign(static_cast<size_t>(kPacked2MaxTokens * kCols / 32), 0);
   if (k.pack_rows) {
     s.group_bytes = k.packed_group_bytes(kCols);
     s.packed.resize(s.group_bytes * (kRows / kPackRows));
@@ -79,6 +79,21 @@ void bm_packed(benchmark::State& state, Isa isa, TensorType wt, int nt) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * kRows * kCols * nt);
 }
 
+// Two groups (16 rows) per call, as prefill uses them on AVX-512.
+void bm_packed2(benchmark::State& state, Isa isa, TensorType wt, int nt) {
+  const WeightKernels& k = table(isa).for_type(wt);
+  const Setup s = make_setup(k, wt);
+  float y[kPacked2MaxTokens * 2 * kPackRows];
+  for (auto _ : state) {
+    for (int64_t g = 0; g + 1 < kRows / kPackRows; g += 2)
+      k.gemm_packed2(kCols, s.packed.data() + g * s.group_bytes, s.group_bytes, s.act.data(), s.act_bytes,
+                     s.sums.data(), nt, y, 2 * kPackRows);
+    benchmark::DoNotOptimize(y);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(s.packed.size()));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * kRows * kCols * nt);
+}
+
 const bool registered = [] {
   for (Isa isa : available_isas()) {
     for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
@@ -88,6 +103,9 @@ const bool registered = [] {
       if (table(isa).for_type(wt).gemm_packed)
         for (int nt : {1, 4})
           benchmark::RegisterBenchmark(("packed/" + name + "/nt" + std::to_string(nt)).c_str(), bm_packed, isa, wt, nt);
+      if (table(isa).for_type(wt).gemm_packed2)
+        for (int nt : {1, 8})
+          benchmark::RegisterBenchmark(("packed2/" + name + "/nt" + std::to_string(nt)).c_str(), bm_packed2, isa, wt, nt);
     }
   }
   return true;
