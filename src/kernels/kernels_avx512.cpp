@@ -357,31 +357,79 @@ void silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
 // ---- Activation quantization, 512-bit: the same arithmetic as x86::quantize_block_q8 (scale 127 / amax,
 // round to nearest even), so the quants are bit-identical on every x86 table. ----
 
-inline float quantize_block_q8_512(const float* x, int8_t* q, int* sum) {
-  const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
-  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-  const float id = amax != 0.f ? 127.f / amax : 0.f;
-  const __m512 mul = _mm512_set1_ps(id);
-  const __m512i i0 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(v0, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-  const __m512i i1 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(v1, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-  if (sum) *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtsepi32_epi8(i0));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtsepi32_epi8(i1));
-  return amax / 127.f;
+// Horizontal reduction of four 16-lane vectors at once: on return, 128-bit lane b of the result holds the
+// reduction of v[b] in each of its four elements.
+template <typename Op>
+inline __m512 reduce4(__m512 v0, __m512 v1, __m512 v2, __m512 v3, Op op) {
+  const __m512 t01 = op(_mm512_shuffle_f32x4(v0, v1, 0x44), _mm512_shuffle_f32x4(v0, v1, 0xEE));  // v0 | v1 halves
+  const __m512 t23 = op(_mm512_shuffle_f32x4(v2, v3, 0x44), _mm512_shuffle_f32x4(v2, v3, 0xEE));
+  __m512 u = op(_mm512_shuffle_f32x4(t01, t23, 0x88), _mm512_shuffle_f32x4(t01, t23, 0xDD));    // lane b: v[b]
+  u = op(u, _mm512_permute_ps(u, 0x4E));
+  return op(u, _mm512_permute_ps(u, 0xB1));
 }
 
-void quantize_act_q8_0_512(const float* x, void* y, int64_t n) {
-  auto* b = static_cast<BlockQ8_0*>(y);
-  for (int64_t i = 0; i < n / QK8_0; ++i) b[i].d = fp32_to_fp16(quantize_block_q8_512(x + i * QK8_0, b[i].qs, nullptr));
+// Quantizes 4 consecutive blocks of 32 floats: writes each block's 32 quants to q[b] and returns the four
+// d values (amax / 127) in a vector; sums (if wanted) gets the four quant sums.
+template <bool kSums>
+inline __m128 quantize4_q8(const float* x, int8_t* const q[4], int32_t sums[4]) {
+  __m512 v[8], m[4];
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  for (int b = 0; b < 4; ++b) {
+    v[2 * b] = _mm512_loadu_ps(x + 32 * b);
+    v[2 * b + 1] = _mm512_loadu_ps(x + 32 * b + 16);
+    m[b] = _mm512_max_ps(_mm512_andnot_ps(sign, v[2 * b]), _mm512_andnot_ps(sign, v[2 * b + 1]));
+  }
+  const __m512 amax = reduce4(m[0], m[1], m[2], m[3], [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); });
+  const __mmask16 nz = _mm512_cmp_ps_mask(amax, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+  const __m512 id = _mm512_maskz_div_ps(nz, _mm512_set1_ps(127.f), amax);  // 127 / amax, 0 for an all-zero block
+  __m512 isum[4];
+  for (int b = 0; b < 4; ++b) {
+    const __m512 mul = _mm512_permutexvar_ps(_mm512_set1_epi32(4 * b), id);
+    const __m512i i0 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(v[2 * b], mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m512i i1 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(v[2 * b + 1], mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q[b]), _mm512_cvtsepi32_epi8(i0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q[b] + 16), _mm512_cvtsepi32_epi8(i1));
+    if constexpr (kSums) isum[b] = _mm512_castsi512_ps(_mm512_add_epi32(i0, i1));
+  }
+  if constexpr (kSums) {
+    const __m512 s = reduce4(isum[0], isum[1], isum[2], isum[3], [](__m512 a, __m512 b) {
+      return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+    });
+    const __m512i si = _mm512_castps_si512(s);
+    alignas(64) int32_t lanes[16];
+    _mm512_store_si512(lanes, si);
+    for (int b = 0; b < 4; ++b) sums[b] = lanes[4 * b];
+  }
+  // d = amax / 127 per block (lane 4b).
+  const __m512 d = _mm512_div_ps(amax, _mm512_set1_ps(127.f));
+  return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), d));
 }
 
-void quantize_act_q8_1_512(const float* x, void* y, int64_t n) {
-  auto* b = static_cast<BlockQ8_1*>(y);
-  for (int64_t i = 0; i < n / QK8_1; ++i) {
-    int sum = 0;
-    const float d = quantize_block_q8_512(x + i * QK8_1, b[i].qs, &sum);
-    b[i].d = fp32_to_fp16(d);
-    b[i].s = fp32_to_fp16(d * static_cast<float>(sum));
+template <typename Block, bool kQ8_1>
+void quantize_act_q8_512(const float* x, void* y, int64_t n) {
+  auto* blk = static_cast<Block*>(y);
+  const int64_t nb = n / 32;
+  int64_t i = 0;
+  for (; i + 4 <= nb; i += 4) {
+    int8_t* const q[4] = {blk[i].qs, blk[i + 1].qs, blk[i + 2].qs, blk[i + 3].qs};
+    int32_t sums[4];
+    const __m128 d = quantize4_q8<kQ8_1>(x + i * 32, q, sums);
+    alignas(16) uint16_t dh[8];
+    _mm_store_si128(reinterpret_cast<__m128i*>(dh), _mm_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT));
+    if constexpr (kQ8_1) {
+      alignas(16) float df[4];
+      _mm_store_ps(df, d);
+      const __m128 s = _mm_mul_ps(d, _mm_cvtepi32_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sums))));
+      alignas(16) uint16_t sh[8];
+      _mm_store_si128(reinterpret_cast<__m128i*>(sh), _mm_cvtps_ph(s, _MM_FROUND_TO_NEAREST_INT));
+      for (int b = 0; b < 4; ++b) blk[i + b].s = sh[b];
+    }
+    for (int b = 0; b < 4; ++b) blk[i + b].d = dh[b];
+  }
+  // The last (nb % 4) blocks: the 256-bit path (same arithmetic).
+  if (i < nb) {
+    if constexpr (kQ8_1) x86::quantize_act_q8_1(x + i * 32, blk + i, (nb - i) * 32);
+    else x86::quantize_act_q8_0(x + i * 32, blk + i, (nb - i) * 32);
   }
 }
 
@@ -411,8 +459,8 @@ void init_avx512(KernelTable& t) {
   t.exp_sum_f32 = exp_sum_f32;
   t.softmax_f16r = softmax_f16r;
   t.silu_mul_f32 = silu_mul_f32;
-  for (TensorType w : {TensorType::Q4_0, TensorType::Q8_0}) t.weights[static_cast<int>(w)].quantize_act = quantize_act_q8_0_512;
-  t.weights[static_cast<int>(TensorType::Q4_1)].quantize_act = quantize_act_q8_1_512;
+  for (TensorType w : {TensorType::Q4_0, TensorType::Q8_0}) t.weights[static_cast<int>(w)].quantize_act = quantize_act_q8_512<BlockQ8_0, false>;
+  t.weights[static_cast<int>(TensorType::Q4_1)].quantize_act = quantize_act_q8_512<BlockQ8_1, true>;
 }
 
 }  // namespace tokenscope::kernels::detail

@@ -213,6 +213,31 @@ TEST_P(KernelIsa, AttentionHelpersMatchScalar) {
   }
 }
 
+// Activation quantization on awkward blocks (all zero, tiny values whose d is subnormal in f16, huge values
+// whose d overflows f16, one outlier) is byte-identical to the scalar quantizer, in every position of a
+// row (the SIMD versions work on groups of blocks).
+TEST_P(KernelIsa, ActivationQuantizationOfEdgeBlocksIsExact) {
+  const KernelTable& ref = table(Isa::scalar);
+  const KernelTable& k = table(GetParam());
+  const std::vector<float> specials = {0.0f, 1e-30f, 3e-7f, 1e7f, -2.5f};
+  for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0}) {
+    const WeightKernels& kk = k.for_type(wt);
+    for (int64_t nblk : {1, 4, 5, 9}) {
+      for (int64_t where = 0; where < nblk; ++where) {
+        for (float sp : specials) {
+          const int64_t n = nblk * 32;
+          auto x = random_floats(n, 77 + static_cast<uint32_t>(where), 1.0f);
+          for (int j = 0; j < 32; ++j) x[where * 32 + j] = sp == -2.5f ? (j == 7 ? 1000.0f : 0.001f * j) : sp * (j % 3 - 1);
+          std::vector<uint8_t> a(row_size(kk.act_type, n)), a2 = a;
+          ref.for_type(wt).quantize_act(x.data(), a.data(), n);
+          kk.quantize_act(x.data(), a2.data(), n);
+          ASSERT_EQ(a, a2) << type_name(wt) << " nblk=" << nblk << " block " << where << " special " << sp;
+        }
+      }
+    }
+  }
+}
+
 TEST_P(KernelIsa, ZeroBlocksGiveZero) {
   const KernelTable& k = table(GetParam());
   for (TensorType wt : kWeightTypes) {
