@@ -236,7 +236,7 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
     }, T, pos0 + T, hd);
     op(OpKind::matmul, il, "attn_output", mm_cost(l.wo, T), [&] { ops::matmul(ctx, l.wo, att_.data(), T, xb); }, T,
        l.wo.rows, l.wo.cols, type_name(l.wo.type));
-    op(OpKind::add, il, "residual", add_cost, [&] { ops::add_inplace(x, xb, T * D); });
+    op(OpKind::add, il, "residual", add_cost, [&] { ops::add_inplace(ctx, x, xb, T * D); });
 
     op(OpKind::rmsnorm, il, "ffn_norm", norm_cost, [&] { ops::rmsnorm(ctx, x, l.ffn_norm.data(), xb, T, D, c.norm_eps); });
     op(OpKind::matmul, il, "ffn_gate_up", sum(mm_cost(l.w_gate, T), mm_cost(l.w_up, T)),
@@ -246,7 +246,7 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
        [&] { ops::swiglu(ctx, gate_.data(), up_.data(), gate_.data(), T, c.n_ff); });
     op(OpKind::matmul, il, "ffn_down", mm_cost(l.w_down, T), [&] { ops::matmul(ctx, l.w_down, gate_.data(), T, xb); },
        T, l.w_down.rows, l.w_down.cols, type_name(l.w_down.type));
-    op(OpKind::add, il, "residual", add_cost, [&] { ops::add_inplace(x, xb, T * D); });
+    op(OpKind::add, il, "residual", add_cost, [&] { ops::add_inplace(ctx, x, xb, T * D); });
   }
 
   const ops::Weight& out = m_.output();

@@ -417,8 +417,15 @@ void swiglu(Context& ctx, const float* gate, const float* up, float* out, int64_
   ctx.pool().parallel_for(total, 4096, [&](int64_t b, int64_t e, int) { body(b, e); });
 }
 
-void add_inplace(float* y, const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+void add_inplace(Context& ctx, float* y, const float* x, int64_t n) {
+  auto body = [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] += x[i];
+  };
+  if (n < 16384) {  // decode's one row: cheaper than waking the pool
+    body(0, n);
+    return;
+  }
+  ctx.pool().parallel_for(n, 8192, [&](int64_t b, int64_t e, int) { body(b, e); });
 }
 
 void embedding_row(const Weight& table, int64_t id, float* out) {

@@ -120,8 +120,8 @@ void store_f16_transposed(Context& ctx, const float* x, uint16_t* cache_t, int64
 // out[t][i] = silu(gate[t][i]) * up[t][i]
 void swiglu(Context& ctx, const float* gate, const float* up, float* out, int64_t T, int64_t n);
 
-// y += x, elementwise over n.
-void add_inplace(float* y, const float* x, int64_t n);
+// y += x, elementwise over n (split across the pool for prefill-sized rows).
+void add_inplace(Context& ctx, float* y, const float* x, int64_t n);
 
 // Dequantizes row `id` of an embedding table into out[cols].
 void embedding_row(const Weight& table, int64_t id, float* out);
