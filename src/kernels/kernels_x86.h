@@ -281,8 +281,45 @@ inline float dot_f16_f16(int64_t n, const void* w, const void* a) {
   return static_cast<float>(sum);
 }
 
+// Many rows against one y: y is converted to f32 once (on the stack, up to kDotRowsMax elements), rows go
+// four at a time and their final reductions share the horizontal adds. Each row's sum uses dot_f16_f16's
+// accumulators, order and reduction tree, so every result is bit-identical to it.
 inline void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t count, const uint16_t* y, float* out) {
-  for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_f16(n, x + j * stride, y);
+  constexpr int64_t kDotRowsMax = 4096;
+  const int64_t n32 = n & ~int64_t{31};
+  if (n32 == 0 || n32 > kDotRowsMax || count < 4) {
+    for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_f16(n, x + j * stride, y);
+    return;
+  }
+  alignas(32) float yf[kDotRowsMax];
+  for (int64_t i = 0; i < n32; i += 8) _mm256_store_ps(yf + i, load_f16x8(y + i));
+  int64_t j = 0;
+  for (; j + 4 <= count; j += 4) {
+    __m256 acc[4][4];
+    for (int q = 0; q < 4; ++q)
+      for (int r = 0; r < 4; ++r) acc[q][r] = _mm256_setzero_ps();
+    const uint16_t* xr[4] = {x + j * stride, x + (j + 1) * stride, x + (j + 2) * stride, x + (j + 3) * stride};
+    for (int64_t i = 0; i < n32; i += 32)
+      for (int r = 0; r < 4; ++r) {
+        const __m256 yv = _mm256_load_ps(yf + i + 8 * r);
+        for (int q = 0; q < 4; ++q) acc[q][r] = _mm256_fmadd_ps(load_f16x8(xr[q] + i + 8 * r), yv, acc[q][r]);
+      }
+    __m128 t0[4];
+    for (int q = 0; q < 4; ++q) {
+      const __m256 v = _mm256_add_ps(_mm256_add_ps(acc[q][0], acc[q][2]), _mm256_add_ps(acc[q][1], acc[q][3]));
+      t0[q] = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    }
+    // hadd(t0, t0) then hadd again gives (t0[0] + t0[1]) + (t0[2] + t0[3]) per row; two rows per hadd here.
+    const __m128 h = _mm_hadd_ps(_mm_hadd_ps(t0[0], t0[1]), _mm_hadd_ps(t0[2], t0[3]));
+    alignas(16) float sums[4];
+    _mm_store_ps(sums, h);
+    for (int q = 0; q < 4; ++q) {
+      double sum = sums[q];
+      for (int64_t i = n32; i < n; ++i) sum += static_cast<double>(fp16_to_fp32(xr[q][i]) * fp16_to_fp32(y[i]));
+      out[j + q] = static_cast<float>(sum);
+    }
+  }
+  for (; j < count; ++j) out[j] = dot_f16_f16(n, x + j * stride, y);
 }
 
 // exp on 8 floats: x = k * ln2 + r with |r| <= ln2 / 2, exp(r) by a degree-6 polynomial, 2^k through the

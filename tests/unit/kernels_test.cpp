@@ -123,7 +123,7 @@ TEST_P(KernelIsa, AttentionHelpersMatchScalar) {
   const KernelTable& ref = table(Isa::scalar);
   const KernelTable& k = table(GetParam());
   // dot_f16_rows: each output bit-identical to dot_f16 of its row, for ragged lengths and strides.
-  for (int64_t n : {1, 31, 32, 64, 77, 128, 200}) {
+  for (int64_t n : {1, 31, 32, 64, 77, 128, 200, 1000, 4200}) {  // 4200: longer than the SIMD rows' y buffer
     const int64_t count = 13, stride = n + 5;
     const auto xs = random_floats(count * stride, 300 + static_cast<uint32_t>(n));
     const auto ys = random_floats(n, 400 + static_cast<uint32_t>(n));
