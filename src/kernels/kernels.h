@@ -48,7 +48,7 @@ using GemmPackedFn = void (*)(int64_t n, const void* w_group, const void* act, s
 // group, so a row's result does not depend on which of the two computed it.
 using GemmPacked2Fn = void (*)(int64_t n, const void* w_group, size_t group_bytes, const void* act,
                                size_t act_stride, const int32_t* act_sums, int nt, float* y, int64_t ldy);
-constexpr int kPacked2MaxTokens = 8;
+constexpr int kPacked2MaxTokens = 16;
 
 struct WeightKernels {
   bool supported = false;

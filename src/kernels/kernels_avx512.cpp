@@ -3,6 +3,9 @@
 #include "kernels/kernels_internal.h"
 #include "kernels/kernels_x86.h"
 
+#include <array>
+#include <utility>
+
 namespace tokenscope::kernels::detail {
 
 namespace {
@@ -187,26 +190,34 @@ void gemm_packed2_q8_0_nt(int64_t n, const uint8_t* g0, size_t group_bytes, cons
   for (int t = 0; t < NT; ++t) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
 
+// Dispatch on the number of tokens (1..kPacked2MaxTokens) through a table of the instantiations.
+template <template <int> class F, size_t... I>
+constexpr auto nt_table(std::index_sequence<I...>) {
+  using Fn = void (*)(int64_t, const uint8_t*, size_t, const uint8_t*, size_t, const int32_t*, float*, int64_t);
+  return std::array<Fn, sizeof...(I)>{&F<static_cast<int>(I) + 1>::run...};
+}
+
 template <template <int> class F>
 void by_nt8(int nt, int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* sums, float* y,
             int64_t ldy) {
-  const auto* g = static_cast<const uint8_t*>(w);
-  const auto* a = static_cast<const uint8_t*>(act);
-  switch (nt) {
-    case 1: F<1>::run(n, g, gb, a, as, sums, y, ldy); break;
-    case 2: F<2>::run(n, g, gb, a, as, sums, y, ldy); break;
-    case 3: F<3>::run(n, g, gb, a, as, sums, y, ldy); break;
-    case 4: F<4>::run(n, g, gb, a, as, sums, y, ldy); break;
-    case 5: F<5>::run(n, g, gb, a, as, sums, y, ldy); break;
-    case 6: F<6>::run(n, g, gb, a, as, sums, y, ldy); break;
-    case 7: F<7>::run(n, g, gb, a, as, sums, y, ldy); break;
-    default: F<8>::run(n, g, gb, a, as, sums, y, ldy); break;
-  }
+  static constexpr auto table = nt_table<F>(std::make_index_sequence<kPacked2MaxTokens>());
+  const int i = std::clamp(nt, 1, kPacked2MaxTokens) - 1;
+  table[static_cast<size_t>(i)](n, static_cast<const uint8_t*>(w), gb, static_cast<const uint8_t*>(act), as, sums, y, ldy);
 }
 
 template <int NT> struct P2Q4_0 { static void run(int64_t n, const uint8_t* g, size_t gb, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) { gemm_packed2_q4_nt<false, NT>(n, g, gb, a, as, s, y, ldy); } };
 template <int NT> struct P2Q4_1 { static void run(int64_t n, const uint8_t* g, size_t gb, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) { gemm_packed2_q4_nt<true, NT>(n, g, gb, a, as, s, y, ldy); } };
-template <int NT> struct P2Q8_0 { static void run(int64_t n, const uint8_t* g, size_t gb, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) { gemm_packed2_q8_0_nt<NT>(n, g, gb, a, as, s, y, ldy); } };
+// Q8_0 keeps an int32 and a float accumulator per token: more than 8 tokens would spill, so they go in two calls.
+template <int NT> struct P2Q8_0 {
+  static void run(int64_t n, const uint8_t* g, size_t gb, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) {
+    if constexpr (NT <= 8) {
+      gemm_packed2_q8_0_nt<NT>(n, g, gb, a, as, s, y, ldy);
+    } else {
+      gemm_packed2_q8_0_nt<8>(n, g, gb, a, as, s, y, ldy);
+      gemm_packed2_q8_0_nt<NT - 8>(n, g, gb, a + 8 * as, as, s + 8 * (n / 32), y + 8 * ldy, ldy);
+    }
+  }
+};
 
 void gemm_packed2_q4_0(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt8<P2Q4_0>(nt, n, w, gb, act, as, s, y, ldy); }
 void gemm_packed2_q4_1(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt8<P2Q4_1>(nt, n, w, gb, act, as, s, y, ldy); }
