@@ -141,13 +141,14 @@ void gemm_packed2_q4_nt(int64_t n, const uint8_t* g0, size_t group_bytes, const 
     for (int t = 0; t < NT; ++t) {
       const auto* a = reinterpret_cast<const ABlock*>(act + t * act_stride) + b;
       // Two chains of four (low and high nibbles) to halve the vpdpbusd latency chain.
-      __m512i sl = _mm512_setzero_si512(), sh = _mm512_setzero_si512();
+      // Q4_0's -8 offset enters as the starting value of one chain.
+      __m512i sl = kQ4_1 ? _mm512_setzero_si512() : _mm512_set1_epi32(-8 * act_sums[t * nb + b]);
+      __m512i sh = _mm512_setzero_si512();
       for (int c = 0; c < 4; ++c) {
         sl = _mm512_dpbusd_epi32(sl, lo[c], bcast4_512(a->qs + 4 * c));
         sh = _mm512_dpbusd_epi32(sh, hi[c], bcast4_512(a->qs + 16 + 4 * c));
       }
-      __m512i s = _mm512_add_epi32(sl, sh);
-      if constexpr (!kQ4_1) s = _mm512_sub_epi32(s, _mm512_set1_epi32(8 * act_sums[t * nb + b]));
+      const __m512i s = _mm512_add_epi32(sl, sh);
       const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(fp16_to_fp32(a->d)));
       acc[t] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(s), acc[t]);
       if constexpr (kQ4_1) acc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(fp16_to_fp32(a->s)), acc[t]);
