@@ -86,7 +86,7 @@ int cmd_sysinfo(const SysinfoArgs& a) {
   } else {
     std::printf("cpu:            %s\nthreads:        %d\nisa:            %s [%s]\nread bandwidth: %.1f GB/s\n"
                 "int8 peak:      %.0f GOP/s (fastest packed GEMM kernel, in cache)\nf32 peak:       %.0f GFLOP/s "
-                "(dot_f32 kernel, in cache)\nridge point:    %.1f int8 ops per byte\nmeasured:       %s%s\n",
+                "(attention GEMM kernel, in cache)\nridge point:    %.1f int8 ops per byte\nmeasured:       %s%s\n",
                 m.cpu.c_str(), m.threads, m.isa.c_str(), kernels::table(isa).features, m.read_gbs, m.peak_int8_gops, m.peak_f32_gflops,
                 m.read_gbs > 0 ? m.peak_int8_gops / m.read_gbs : 0.0, m.measured_at.c_str(),
                 m.from_cache ? (" (cached in " + sysinfo_cache_path() + ")").c_str() : "");

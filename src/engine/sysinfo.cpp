@@ -34,6 +34,11 @@ std::string cpu_name() {
 
 }  // namespace
 
+namespace {
+// Version of how measure_machine measures; cached entries of another version are not used.
+constexpr int kSysinfoMethod = 2;
+}  // namespace
+
 std::string sysinfo_cache_path() {
   const char* home = std::getenv("HOME");
   return std::string(home ? home : "/tmp") + "/.cache/tokenscope/sysinfo.json";
@@ -73,8 +78,9 @@ MachineInfo measure_machine(int threads, kernels::Isa isa) {
     if (sink[0] == 42) std::fprintf(stderr, " ");  // keep the sums alive
   }
 
-  // Peak int8: the fastest packed GEMM kernel (8 rows x 4 tokens per call), K = 2048, data in L1/L2,
-  // each kernel run for at least 0.2 s on every thread.
+  // Peak int8: the fastest packed GEMM kernel as prefill calls it (the 16-row pair kernel with its full token
+  // count where the table has one, else 8 rows x 4 tokens), K = 2048, data in L1/L2, each kernel run for at
+  // least 0.2 s on every thread.
   {
     const int64_t K = 2048;
     std::vector<float> x(static_cast<size_t>(K));
@@ -82,44 +88,50 @@ MachineInfo measure_machine(int threads, kernels::Isa isa) {
     for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0}) {
       const kernels::WeightKernels& wk = k.for_type(wt);
       if (!wk.gemm_packed) continue;
+      const bool pair = wk.gemm_packed2 != nullptr;
+      const int rows = pair ? 2 * kernels::kPackRows : kernels::kPackRows;
+      const int nt = pair ? kernels::kPacked2MaxTokens : 4;
       const size_t rb = row_size(wt, K), ab = row_size(wk.act_type, K);
-      std::vector<uint8_t> rows(rb * kernels::kPackRows), act(ab * 4);
-      for (int r = 0; r < kernels::kPackRows; ++r) quantize_row(wt, x.data(), rows.data() + r * rb, K);
-      for (int t = 0; t < 4; ++t) wk.quantize_act(x.data(), act.data() + t * ab, K);
-      std::vector<uint8_t> group(wk.packed_group_bytes(K));
-      wk.pack_rows(rows.data(), rb, K, group.data());
-      std::vector<int32_t> sums(static_cast<size_t>(4 * K / 32), 0);
+      std::vector<uint8_t> wrows(rb * static_cast<size_t>(rows)), act(ab * static_cast<size_t>(nt));
+      for (int r = 0; r < rows; ++r) quantize_row(wt, x.data(), wrows.data() + r * rb, K);
+      for (int t = 0; t < nt; ++t) wk.quantize_act(x.data(), act.data() + t * ab, K);
+      const size_t gb = wk.packed_group_bytes(K);
+      std::vector<uint8_t> groups(gb * static_cast<size_t>(rows / kernels::kPackRows));
+      for (int g = 0; g < rows / kernels::kPackRows; ++g)
+        wk.pack_rows(wrows.data() + static_cast<size_t>(g * kernels::kPackRows) * rb, rb, K, groups.data() + g * gb);
+      std::vector<int32_t> sums(static_cast<size_t>(nt * K / 32), 0);
       int64_t calls = 0;
       const auto t0 = std::chrono::steady_clock::now();
       while (seconds_since(t0) < 0.2) {
         pool.run([&](int, int) {
-          float y[4 * kernels::kPackRows];
-          for (int c = 0; c < 500; ++c)
-            wk.gemm_packed(K, group.data(), act.data(), ab, sums.data(), 4, y, kernels::kPackRows);
+          std::vector<float> y(static_cast<size_t>(nt * rows));
+          for (int c = 0; c < 200; ++c) {
+            if (pair) wk.gemm_packed2(K, groups.data(), gb, act.data(), ab, sums.data(), nt, y.data(), rows);
+            else wk.gemm_packed(K, groups.data(), act.data(), ab, sums.data(), nt, y.data(), rows);
+          }
         });
-        calls += 500;
+        calls += 200;
       }
-      const double gops = 2.0 * kernels::kPackRows * 4 * K * static_cast<double>(calls) * threads / seconds_since(t0) / 1e9;
+      const double gops = 2.0 * rows * nt * K * static_cast<double>(calls) * threads / seconds_since(t0) / 1e9;
       m.peak_int8_gops = std::max(m.peak_int8_gops, gops);
     }
   }
 
-  // Peak f32: dot_f32 over 2 x 4096 floats (in L1/L2).
+  // Peak f32: the attention tiles' small GEMM (gemm_f32_f16t, 32 x 64 x 64, in L1).
   {
-    const int64_t n = 4096;
-    std::vector<float> a(static_cast<size_t>(n), 1.0f), b(static_cast<size_t>(n), 0.5f);
-    std::vector<float> sink(static_cast<size_t>(threads));
+    const int64_t M = 32, N = 64, Kd = 64;
+    std::vector<float> a(static_cast<size_t>(M * Kd), 0.5f);
+    std::vector<uint16_t> b(static_cast<size_t>(N * Kd), 0x3C00);  // f16 1.0
     int64_t calls = 0;
     const auto t0 = std::chrono::steady_clock::now();
     while (seconds_since(t0) < 0.2) {
-      pool.run([&](int ith, int) {
-        float s = 0;
-        for (int c = 0; c < 2000; ++c) s += k.dot_f32(n, a.data(), b.data());
-        sink[static_cast<size_t>(ith)] += s;
+      pool.run([&](int, int) {
+        std::vector<float> c(static_cast<size_t>(M * N));
+        for (int r = 0; r < 500; ++r) k.gemm_f32_f16t(M, N, Kd, a.data(), Kd, b.data(), Kd, c.data(), N, false);
       });
-      calls += 2000;
+      calls += 500;
     }
-    m.peak_f32_gflops = 2.0 * n * static_cast<double>(calls) * threads / seconds_since(t0) / 1e9;
+    m.peak_f32_gflops = 2.0 * M * N * Kd * static_cast<double>(calls) * threads / seconds_since(t0) / 1e9;
   }
   const std::time_t t = std::time(nullptr);
   char buf[32];
@@ -142,7 +154,10 @@ MachineInfo machine_info(int threads, kernels::Isa isa, bool refresh) {
   const std::string cpu = cpu_name(), isa_s = kernels::isa_name(isa);
   if (!refresh) {
     for (const auto& e : all) {
-      if (e.value("cpu", "") == cpu && e.value("threads", 0) == threads && e.value("isa", "") == isa_s) {
+      // Entries of an older measuring method (e.g. before the bandwidth moved to huge pages and the peaks to
+      // the widest kernels) are measured again.
+      if (e.value("cpu", "") == cpu && e.value("threads", 0) == threads && e.value("isa", "") == isa_s &&
+          e.value("method", 1) == kSysinfoMethod) {
         MachineInfo m;
         m.cpu = cpu;
         m.threads = threads;
@@ -160,7 +175,9 @@ MachineInfo machine_info(int threads, kernels::Isa isa, bool refresh) {
   nlohmann::json kept = nlohmann::json::array();
   for (const auto& e : all)
     if (!(e.value("cpu", "") == cpu && e.value("threads", 0) == threads && e.value("isa", "") == isa_s)) kept.push_back(e);
-  kept.push_back(nlohmann::json::parse(machine_info_json(m)));
+  auto entry = nlohmann::json::parse(machine_info_json(m));
+  entry["method"] = kSysinfoMethod;
+  kept.push_back(entry);
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
   std::ofstream(path) << kept.dump(2) << "\n";

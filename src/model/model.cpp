@@ -140,7 +140,8 @@ KVCache::KVCache(const ModelConfig& cfg, int64_t n_ctx)
       v_stride_((n_ctx + ops::kAttnPad - 1) / ops::kAttnPad * ops::kAttnPad),
       n_layer_(cfg.n_layer),
       per_layer_(static_cast<size_t>(v_stride_ * cfg.n_head_kv * cfg.head_dim)),
-      buf_(per_layer_ * 2 * sizeof(uint16_t) * static_cast<size_t>(cfg.n_layer)) {}
+      buf_(per_layer_ * 2 * sizeof(uint16_t) * static_cast<size_t>(cfg.n_layer),
+           "the KV cache (lower the context size with -c)", /*prefault=*/true) {}
 
 void Forward::reserve(int64_t T) {
   if (T <= cap_) return;
