@@ -385,13 +385,7 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
       k.f32_to_f16(q + (t * n_head + h) * head_dim, q16, head_dim);
       const uint16_t* kh = k_cache + kvh * head_dim;
       k.dot_f16_rows(head_dim, kh, kv_stride, n_kv, q16, scores);
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < n_kv; ++j) {
-        scores[j] *= scale;
-        mx = std::max(mx, scores[j]);
-      }
-      const float inv = static_cast<float>(1.0 / k.exp_sum_f32(scores, n_kv, mx));
-      for (int64_t j = 0; j < n_kv; ++j) scores[j] *= inv;
+      k.softmax_f16r(scores, n_kv, scale);  // already on the f16 grid: the conversion below is exact
       k.f32_to_f16(scores, p16, n_kv);
       // Value products over whole blocks of kAttnPad positions: the cache holds zeros past the last
       // stored position (store_f16_transposed), the probabilities are zero-padded here.
