@@ -265,20 +265,7 @@ void gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
     for (int64_t l0 = 0; l0 < k; l0 += kKc) {
       const int64_t kl = std::min(kKc, k - l0);
       const uint16_t* bb = b + j0 * ldb + l0;
-      for (int64_t part = 0; part < 4; ++part) {  // columns 8 * part .. 8 * part + 7 of the panel
-        const int64_t jh = 8 * part, nh = std::max<int64_t>(0, std::min<int64_t>(8, nj - jh));
-        int64_t l = 0;
-        if (nh == 8) {
-          for (; l + 8 <= kl; l += 8) {
-            __m256 r[8];
-            for (int jj = 0; jj < 8; ++jj) r[jj] = x86::load_f16x8(bb + (jh + jj) * ldb + l);
-            x86::transpose8(r);
-            for (int q = 0; q < 8; ++q) _mm256_store_ps(bt + (l + q) * kNb + jh, r[q]);
-          }
-        }
-        for (; l < kl; ++l)
-          for (int64_t jj = 0; jj < 8; ++jj) bt[l * kNb + jh + jj] = jj < nh ? fp16_to_fp32(bb[(jh + jj) * ldb + l]) : 0.0f;
-      }
+      x86::pack_f16t_panel<kNb>(bb, ldb, nj, kl, bt);
       const bool add = accumulate || l0 > 0;
       int64_t i = 0;
       for (; i + 8 <= m; i += 8) f16t_micro<8>(a + i * lda + l0, lda, bt, kl, c + i * ldc + j0, ldc, nj, add);

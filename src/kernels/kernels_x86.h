@@ -450,6 +450,26 @@ inline void transpose8(__m256 r[8]) {
   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
+// Converts b rows 0..nj-1 (nj <= kNb, ldb apart) over l < kl from f16 and transposes them into bt[l][kNb],
+// columns past nj zero: 8 x 8 transposes for full groups of 8 rows, a scalar gather for the rest.
+template <int64_t kNb>
+inline void pack_f16t_panel(const uint16_t* bb, int64_t ldb, int64_t nj, int64_t kl, float* bt) {
+  for (int64_t jh = 0; jh < kNb; jh += 8) {  // columns jh .. jh + 7 of the panel
+    const int64_t nh = std::max<int64_t>(0, std::min<int64_t>(8, nj - jh));
+    int64_t l = 0;
+    if (nh == 8) {
+      for (; l + 8 <= kl; l += 8) {
+        __m256 r[8];
+        for (int jj = 0; jj < 8; ++jj) r[jj] = load_f16x8(bb + (jh + jj) * ldb + l);
+        transpose8(r);
+        for (int q = 0; q < 8; ++q) _mm256_store_ps(bt + (l + q) * kNb + jh, r[q]);
+      }
+    }
+    for (; l < kl; ++l)
+      for (int64_t jj = 0; jj < 8; ++jj) bt[l * kNb + jh + jj] = jj < nh ? fp16_to_fp32(bb[(jh + jj) * ldb + l]) : 0.0f;
+  }
+}
+
 // c (+)= a x b^T with b in f16: blocks of 16 b rows are converted and transposed into bt[l][16] (for up to
 // kKc values of l at a time), then each a row broadcasts its values against bt: 8 outputs per FMA, no
 // horizontal sums. The micro-kernel takes 4 a rows x 16 columns (8 accumulators): 6 loads per 8 FMAs.
@@ -462,20 +482,7 @@ inline void gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64
     for (int64_t l0 = 0; l0 < k; l0 += kKc) {
       const int64_t kl = std::min(kKc, k - l0);
       const uint16_t* bb = b + j0 * ldb + l0;
-      for (int64_t half = 0; half < 2; ++half) {  // columns 8 * half .. 8 * half + 7 of the block
-        const int64_t jh = 8 * half, nh = std::max<int64_t>(0, std::min<int64_t>(8, nj - jh));
-        int64_t l = 0;
-        if (nh == 8) {
-          for (; l + 8 <= kl; l += 8) {
-            __m256 r[8];
-            for (int jj = 0; jj < 8; ++jj) r[jj] = load_f16x8(bb + (jh + jj) * ldb + l);
-            transpose8(r);
-            for (int q = 0; q < 8; ++q) _mm256_store_ps(bt + (l + q) * kNb + jh, r[q]);
-          }
-        }
-        for (; l < kl; ++l)
-          for (int64_t jj = 0; jj < 8; ++jj) bt[l * kNb + jh + jj] = jj < nh ? fp16_to_fp32(bb[(jh + jj) * ldb + l]) : 0.0f;
-      }
+      pack_f16t_panel<kNb>(bb, ldb, nj, kl, bt);
       const bool add = accumulate || l0 > 0;
       auto finish = [&](int64_t i, __m256 lo, __m256 hi) {
         float* ci = c + i * ldc + j0;

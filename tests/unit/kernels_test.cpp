@@ -252,6 +252,20 @@ TEST_P(KernelIsa, ZeroBlocksGiveZero) {
   }
 }
 
+// Quantizes one activation row into the type's activation format and fills the per-block quant sums the
+// packed kernels take.
+void quantize_with_sums(const WeightKernels& kk, const std::vector<float>& x, uint8_t* act, int32_t* sums) {
+  const int64_t n = static_cast<int64_t>(x.size());
+  kk.quantize_act(x.data(), act, n);
+  const size_t bb = row_size(kk.act_type, 32);
+  const size_t qoff = kk.act_type == TensorType::Q8_1 ? 4 : 2;  // the quants follow d (and s)
+  for (int64_t b = 0; b < n / 32; ++b) {
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) sum += static_cast<int8_t>(act[b * bb + qoff + j]);
+    sums[b] = sum;
+  }
+}
+
 TEST_P(KernelIsa, PackedGemmMatchesPerRowDotProducts) {
   const KernelTable& ref = table(Isa::scalar);
   const KernelTable& k = table(GetParam());
@@ -273,18 +287,7 @@ TEST_P(KernelIsa, PackedGemmMatchesPerRowDotProducts) {
       for (int nt = 1; nt <= 4; ++nt) {
         std::vector<uint8_t> act(ab * nt);
         std::vector<int32_t> sums(static_cast<size_t>(nt * nblk));
-        for (int t = 0; t < nt; ++t) {
-          const auto xa = random_floats(n, seed++);
-          kk.quantize_act(xa.data(), act.data() + t * ab, n);
-          const int8_t* q = reinterpret_cast<const int8_t*>(act.data() + t * ab);
-          const size_t bb = row_size(kk.act_type, 32);
-          const size_t qoff = kk.act_type == TensorType::Q8_1 ? 4 : 2;
-          for (int64_t b = 0; b < nblk; ++b) {
-            int sum = 0;
-            for (int j = 0; j < 32; ++j) sum += q[b * bb + qoff + j];
-            sums[t * nblk + b] = sum;
-          }
-        }
+        for (int t = 0; t < nt; ++t) quantize_with_sums(kk, random_floats(n, seed++), act.data() + t * ab, sums.data() + t * nblk);
         const int64_t ldy = 11;
         std::vector<float> y(static_cast<size_t>(ldy * nt + kPackRows), -1.0f);
         kk.gemm_packed(n, group.data(), act.data(), ab, sums.data(), nt, y.data(), ldy);
@@ -332,18 +335,7 @@ TEST_P(KernelIsa, Packed2GemmEqualsOneGroupAtATime) {
       for (int nt = 1; nt <= kPacked2MaxTokens; ++nt) {
         std::vector<uint8_t> act(ab * nt);
         std::vector<int32_t> sums(static_cast<size_t>(nt * nblk));
-        for (int t = 0; t < nt; ++t) {
-          const auto xa = random_floats(n, seed++);
-          kk.quantize_act(xa.data(), act.data() + t * ab, n);
-          const int8_t* q = reinterpret_cast<const int8_t*>(act.data() + t * ab);
-          const size_t bb = row_size(kk.act_type, 32);
-          const size_t qoff = kk.act_type == TensorType::Q8_1 ? 4 : 2;
-          for (int64_t b = 0; b < nblk; ++b) {
-            int sum = 0;
-            for (int j = 0; j < 32; ++j) sum += q[b * bb + qoff + j];
-            sums[t * nblk + b] = sum;
-          }
-        }
+        for (int t = 0; t < nt; ++t) quantize_with_sums(kk, random_floats(n, seed++), act.data() + t * ab, sums.data() + t * nblk);
         const int64_t ldy = 2 * kPackRows + 3;
         std::vector<float> y2(static_cast<size_t>(ldy * nt), -1.0f), y1 = y2;
         kk.gemm_packed2(n, groups.data(), gb, act.data(), ab, sums.data(), nt, y2.data(), ldy);
