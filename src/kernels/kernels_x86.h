@@ -288,12 +288,15 @@ inline float dot_f16_f16(int64_t n, const void* w, const void* a) {
 inline void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t count, const uint16_t* y, float* out) {
   constexpr int64_t kDotRowsMax = 4096;
   const int64_t n32 = n & ~int64_t{31};
-  if (n32 == 0 || n32 > kDotRowsMax || count < 4) {
+  if (n32 == 0 || count < 4) {
     for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_f16(n, x + j * stride, y);
     return;
   }
+  // Longer rows convert y once per four rows instead (the same values: the f16 -> f32 conversion is exact).
+  const bool buffered = n32 <= kDotRowsMax;
   alignas(32) float yf[kDotRowsMax];
-  for (int64_t i = 0; i < n32; i += 8) _mm256_store_ps(yf + i, load_f16x8(y + i));
+  if (buffered)
+    for (int64_t i = 0; i < n32; i += 8) _mm256_store_ps(yf + i, load_f16x8(y + i));
   int64_t j = 0;
   for (; j + 4 <= count; j += 4) {
     __m256 acc[4][4];
@@ -302,7 +305,7 @@ inline void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t c
     const uint16_t* xr[4] = {x + j * stride, x + (j + 1) * stride, x + (j + 2) * stride, x + (j + 3) * stride};
     for (int64_t i = 0; i < n32; i += 32)
       for (int r = 0; r < 4; ++r) {
-        const __m256 yv = _mm256_load_ps(yf + i + 8 * r);
+        const __m256 yv = buffered ? _mm256_load_ps(yf + i + 8 * r) : load_f16x8(y + i + 8 * r);
         for (int q = 0; q < 4; ++q) acc[q][r] = _mm256_fmadd_ps(load_f16x8(xr[q] + i + 8 * r), yv, acc[q][r]);
       }
     __m128 t0[4];
