@@ -14,8 +14,7 @@ class HugeBuffer {
   // Maps `bytes` (rounded up to 2 MiB), zero-filled. Throws tokenscope::Error naming `what` if the mapping fails.
   // prefault: fault every page in now rather than at first touch (the KV cache: otherwise the first prompt's
   // attention pays for the kernel clearing ~100 MB of pages, and a profile would show it as attention time).
-  explicit HugeBuffer(size_t bytes, const char* what = "the KV cache (lower the context size with -c)",
-                      bool prefault = false);
+  HugeBuffer(size_t bytes, const char* what, bool prefault = false);
   ~HugeBuffer();
   HugeBuffer(HugeBuffer&& o) noexcept;
   HugeBuffer& operator=(HugeBuffer&& o) noexcept;

@@ -10,14 +10,20 @@ namespace tokenscope::kernels::detail {
 
 namespace {
 
-inline __m512i load2x32(const int8_t* a, const int8_t* b) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a))),
-                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)), 1);
+// 32 bytes from a (low half) and 32 from b (high half).
+inline __m512i load2x32(const void* a, const void* b) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(static_cast<const __m256i*>(a))),
+                            _mm256_loadu_si256(static_cast<const __m256i*>(b)), 1);
 }
 
 // Two Q4 blocks' 64 nibbles in element order, as u8 0..15.
 inline __m512i unpack2_nibbles(const uint8_t* qa, const uint8_t* qb) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(x86::unpack_nibbles(qa)), x86::unpack_nibbles(qb), 1);
+}
+
+// Mask of the first `rest` of 16 lanes (none for rest <= 0).
+inline __mmask16 tail_mask(int64_t rest) {
+  return static_cast<__mmask16>(rest >= 16 ? 0xFFFF : rest <= 0 ? 0 : (1u << rest) - 1);
 }
 
 // Per-lane scale: d0 for lanes 0..7, d1 for lanes 8..15.
@@ -92,12 +98,6 @@ float dot_q8_0_q8_0(int64_t n, const void* w, const void* a) {
 // ---- Packed groups, two at a time (GemmPacked2Fn): lanes 0..7 hold the first group's rows, 8..15 the
 // second's, so each 512-bit vpdpbusd covers 16 rows and one broadcast activation serves both groups. ----
 
-// 32 bytes of each group at the same offset, as one vector (first group low).
-inline __m512i load_pair(const uint8_t* g0, const uint8_t* g1) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g0))),
-                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g1)), 1);
-}
-
 // 8 f16 of each group as 16 floats.
 inline __m512 load_pair_f16(const uint8_t* g0, const uint8_t* g1) {
   const __m256i h = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g0))),
@@ -134,7 +134,7 @@ void gemm_packed2_q4_nt(int64_t n, const uint8_t* g0, size_t group_bytes, const 
     const size_t qoff = kQ4_1 ? 32 : 16;
     __m512i lo[4], hi[4];
     for (int c = 0; c < 4; ++c) {
-      const __m512i v = load_pair(g0 + qoff + 32 * c, g1 + qoff + 32 * c);
+      const __m512i v = load2x32(g0 + qoff + 32 * c, g1 + qoff + 32 * c);
       lo[c] = _mm512_and_si512(v, m4);
       hi[c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
     }
@@ -182,7 +182,7 @@ void gemm_packed2_q8_0_nt(int64_t n, const uint8_t* g0, size_t group_bytes, cons
       s[t] = _mm512_set1_epi32(-128 * act_sums[t * nb + b]);
     }
     for (int c = 0; c < 8; ++c) {
-      const __m512i w = _mm512_xor_si512(load_pair(g0 + 16 + 32 * c, g1 + 16 + 32 * c), bias);
+      const __m512i w = _mm512_xor_si512(load2x32(g0 + 16 + 32 * c, g1 + 16 + 32 * c), bias);
       for (int t = 0; t < NT; ++t) s[t] = _mm512_dpbusd_epi32(s[t], w, bcast4_512(a[t]->qs + 4 * c));
     }
     for (int t = 0; t < NT; ++t)
@@ -199,7 +199,7 @@ constexpr auto nt_table(std::index_sequence<I...>) {
 }
 
 template <template <int> class F>
-void by_nt8(int nt, int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* sums, float* y,
+void by_nt(int nt, int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* sums, float* y,
             int64_t ldy) {
   static constexpr auto table = nt_table<F>(std::make_index_sequence<kPacked2MaxTokens>());
   const int i = std::clamp(nt, 1, kPacked2MaxTokens) - 1;
@@ -220,9 +220,9 @@ template <int NT> struct P2Q8_0 {
   }
 };
 
-void gemm_packed2_q4_0(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt8<P2Q4_0>(nt, n, w, gb, act, as, s, y, ldy); }
-void gemm_packed2_q4_1(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt8<P2Q4_1>(nt, n, w, gb, act, as, s, y, ldy); }
-void gemm_packed2_q8_0(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt8<P2Q8_0>(nt, n, w, gb, act, as, s, y, ldy); }
+void gemm_packed2_q4_0(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2Q4_0>(nt, n, w, gb, act, as, s, y, ldy); }
+void gemm_packed2_q4_1(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2Q4_1>(nt, n, w, gb, act, as, s, y, ldy); }
+void gemm_packed2_q8_0(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2Q8_0>(nt, n, w, gb, act, as, s, y, ldy); }
 
 // ---- f32 x f16^T small GEMM (attention tiles), 512-bit: panels of 32 b rows are converted and
 // transposed into bt[l][32] (8 x 8 transposes, as the 256-bit version), then an MR x 32 micro-kernel
@@ -242,8 +242,7 @@ inline void f16t_micro(const float* a, int64_t lda, const float* bt, int64_t kl,
       acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
     }
   }
-  const __mmask16 m0 = static_cast<__mmask16>(nj >= 16 ? 0xFFFF : (1u << nj) - 1);
-  const __mmask16 m1 = static_cast<__mmask16>(nj >= 32 ? 0xFFFF : nj <= 16 ? 0 : (1u << (nj - 16)) - 1);
+  const __mmask16 m0 = tail_mask(nj), m1 = tail_mask(nj - 16);
   for (int i = 0; i < MR; ++i) {
     float* ci = c + i * ldc;
     __m512 lo = acc[i][0], hi = acc[i][1];
@@ -309,8 +308,6 @@ inline __m512 exp16(__m512 x) {
   res = _mm512_mask_mov_ps(res, too_small, _mm512_setzero_ps());
   return _mm512_mask_mov_ps(res, too_big, _mm512_set1_ps(INFINITY));
 }
-
-inline __mmask16 tail_mask(int64_t rest) { return static_cast<__mmask16>(rest >= 16 ? 0xFFFF : (1u << rest) - 1); }
 
 double exp_sum_f32(float* x, int64_t n, float sub) {
   const __m512 vs = _mm512_set1_ps(sub);
@@ -416,8 +413,6 @@ void quantize_act_q8_512(const float* x, void* y, int64_t n) {
     alignas(16) uint16_t dh[8];
     _mm_store_si128(reinterpret_cast<__m128i*>(dh), _mm_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT));
     if constexpr (kQ8_1) {
-      alignas(16) float df[4];
-      _mm_store_ps(df, d);
       const __m128 s = _mm_mul_ps(d, _mm_cvtepi32_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sums))));
       alignas(16) uint16_t sh[8];
       _mm_store_si128(reinterpret_cast<__m128i*>(sh), _mm_cvtps_ph(s, _MM_FROUND_TO_NEAREST_INT));

@@ -121,17 +121,15 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
       l.bk = L.vector(p + "attn_k.bias", kv_dim);
       l.bv = L.vector(p + "attn_v.bias", kv_dim);
     }
-    for (const ops::Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
-      m->weight_bytes_ += w->row_bytes * static_cast<uint64_t>(w->rows);
   }
-  m->weight_bytes_ += m->output_.row_bytes * static_cast<uint64_t>(m->output_.rows);
-  // Packed copies in one huge-page buffer, in the order a token visits them (the embedding table is read by
-  // rows and stays unpacked; only the output projection multiplies).
-  std::vector<ops::Weight*> to_pack;
+  // The matrices a token multiplies, in the order it visits them (the embedding table is read by rows; only
+  // the output projection multiplies): their bytes per token, and their packed copies in one huge-page buffer.
+  std::vector<ops::Weight*> matrices;
   for (LayerWeights& l : m->layers_)
-    for (ops::Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) to_pack.push_back(w);
-  to_pack.push_back(&m->output_);
-  ops::pack_weights(to_pack);
+    for (ops::Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) matrices.push_back(w);
+  matrices.push_back(&m->output_);
+  for (const ops::Weight* w : matrices) m->weight_bytes_ += w->row_bytes * static_cast<uint64_t>(w->rows);
+  ops::pack_weights(matrices);
   return m;
 }
 
