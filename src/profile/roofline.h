@@ -14,7 +14,7 @@ struct MachineInfo {
   std::string isa;
   double read_gbs = 0;         // GB/s (1e9 bytes)
   double peak_int8_gops = 0;   // int8 multiply-adds x 2 per second, packed GEMM kernel, in cache
-  double peak_f32_gflops = 0;  // f32 FMA x 2 per second, dot_f32 kernel, in cache
+  double peak_f32_gflops = 0;  // f32 FMA x 2 per second, the attention GEMM kernel, in cache
   std::string measured_at;
   bool from_cache = false;
 };
