@@ -81,6 +81,8 @@ struct KernelTable {
   // x[i] = exp(x[i] - sub) in place; returns the sum of the results (in double). SIMD variants use a
   // polynomial exp with a relative error of a few float ulps; results below ~1e-38 may be flushed to 0.
   double (*exp_sum_f32)(float* x, int64_t n, float sub) = nullptr;
+  // The largest of x[0..n) (-inf for n == 0; NaNs are not expected). Exact on every ISA.
+  float (*max_f32)(const float* x, int64_t n) = nullptr;
   // One attention row's softmax in place, with llama.cpp's non-flash rounding points: x[i] *= scale,
   // m = max, e[i] = exp(x[i] - m) (as exp_sum_f32, summed in double), x[i] = f16(e[i] * float(1 / sum))
   // read back as f32. Elementwise steps match the scalar version exactly; only exp and the sum's order may

@@ -322,6 +322,20 @@ double exp_sum_f32(float* x, int64_t n, float sub) {
   return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
 }
 
+float max_f32(const float* x, int64_t n) {
+  __m512 v0 = _mm512_set1_ps(-INFINITY), v1 = v0;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    v0 = _mm512_max_ps(v0, _mm512_loadu_ps(x + i));
+    v1 = _mm512_max_ps(v1, _mm512_loadu_ps(x + i + 16));
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    v0 = _mm512_mask_max_ps(v0, m, v0, _mm512_maskz_loadu_ps(m, x + i));
+  }
+  return _mm512_reduce_max_ps(_mm512_max_ps(v0, v1));
+}
+
 void softmax_f16r(float* x, int64_t n, float scale) {
   const __m512 vs = _mm512_set1_ps(scale);
   __m512 vmx = _mm512_set1_ps(-INFINITY);
@@ -452,6 +466,7 @@ void init_avx512(KernelTable& t) {
   t.gemm_f32_f16t = gemm_f32_f16t;
   t.exp_sum_f32 = exp_sum_f32;
   t.softmax_f16r = softmax_f16r;
+  t.max_f32 = max_f32;
   t.silu_mul_f32 = silu_mul_f32;
   for (TensorType w : {TensorType::Q4_0, TensorType::Q8_0}) t.weights[static_cast<int>(w)].quantize_act = quantize_act_q8_512<BlockQ8_0, false>;
   t.weights[static_cast<int>(TensorType::Q4_1)].quantize_act = quantize_act_q8_512<BlockQ8_1, true>;

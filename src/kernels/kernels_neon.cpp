@@ -321,6 +321,18 @@ double exp_sum_f32(float* x, int64_t n, float sub) {
   return sum;
 }
 
+float max_f32(const float* x, int64_t n) {
+  float32x4_t v0 = vdupq_n_f32(-INFINITY), v1 = v0;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    v0 = vmaxq_f32(v0, vld1q_f32(x + i));
+    v1 = vmaxq_f32(v1, vld1q_f32(x + i + 4));
+  }
+  float mx = vmaxvq_f32(vmaxq_f32(v0, v1));
+  for (; i < n; ++i) mx = std::max(mx, x[i]);
+  return mx;
+}
+
 void softmax_f16r(float* x, int64_t n, float scale) {
   const float32x4_t vs = vdupq_n_f32(scale);
   float32x4_t vmx = vdupq_n_f32(-INFINITY);
@@ -682,6 +694,7 @@ void init_neon(KernelTable& t) {
   t.exp_sum_f32 = exp_sum_f32;
   t.silu_mul_f32 = silu_mul_f32;
   t.softmax_f16r = softmax_f16r;
+  t.max_f32 = max_f32;
   t.gemm_f32_f16t = gemm_f32_f16t;
 }
 

@@ -210,6 +210,11 @@ double f_exp_sum_f32(float* x, int64_t n, float sub) {
   }
   return sum;
 }
+float f_max_f32(const float* x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+  return mx;
+}
 void f_softmax_f16r(float* x, int64_t n, float scale) {
   float mx = -INFINITY;
   for (int64_t i = 0; i < n; ++i) {
@@ -272,6 +277,7 @@ void init_scalar(KernelTable& t) {
   t.f16_to_f32 = f_f16_to_f32;
   t.dot_f16_rows = f_dot_f16_rows;
   t.exp_sum_f32 = f_exp_sum_f32;
+  t.max_f32 = f_max_f32;
   t.softmax_f16r = f_softmax_f16r;
   t.rmsnorm_f32 = f_rmsnorm_f32;
   t.silu_mul_f32 = f_silu_mul_f32;

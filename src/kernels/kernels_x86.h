@@ -377,6 +377,21 @@ inline double exp_sum_f32(float* x, int64_t n, float sub) {
   return (d[0] + d[1]) + (d[2] + d[3]);
 }
 
+inline float max_f32(const float* x, int64_t n) {
+  __m256 v0 = _mm256_set1_ps(-INFINITY), v1 = v0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    v0 = _mm256_max_ps(v0, _mm256_loadu_ps(x + i));
+    v1 = _mm256_max_ps(v1, _mm256_loadu_ps(x + i + 8));
+  }
+  alignas(32) float m8[8];
+  _mm256_store_ps(m8, _mm256_max_ps(v0, v1));
+  float mx = -INFINITY;
+  for (float v : m8) mx = std::max(mx, v);
+  for (; i < n; ++i) mx = std::max(mx, x[i]);
+  return mx;
+}
+
 inline void softmax_f16r(float* x, int64_t n, float scale) {
   const __m256 vs = _mm256_set1_ps(scale);
   __m256 vmx = _mm256_set1_ps(-INFINITY);
@@ -765,6 +780,7 @@ void set_float_helpers(Table& t) {
   t.exp_sum_f32 = exp_sum_f32;
   t.silu_mul_f32 = silu_mul_f32;
   t.softmax_f16r = softmax_f16r;
+  t.max_f32 = max_f32;
   t.rmsnorm_f32 = rmsnorm_f32;
   t.gemm_f32_f16t = gemm_f32_f16t;
 }

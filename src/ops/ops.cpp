@@ -292,11 +292,17 @@ void store_f16_transposed(Context& ctx, const float* x, uint16_t* cache_t, int64
 
 namespace {
 
-// Prefill: a tile of query rows (the heads sharing one KV head x a few consecutive tokens) goes over the
-// keys together, so each K row and each V^T row is converted from f16 once per tile instead of once per
-// query. Same rounding points as the one-query path (q and the probabilities rounded to f16), different
-// summation order (f32 dot products).
-void attention_tiled(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
+// Prefill, flash-attention style: a tile of query rows (the heads sharing one KV head x a few consecutive
+// tokens) walks the keys in blocks of kFlashKeys with an online softmax (running max m and sum l per row;
+// when the max grows, the row's partial output and sum are rescaled by exp(m_old - m_new)). Only a
+// rows x kFlashKeys score block ever exists, whatever the context length, and each K row and V^T row is
+// converted from f16 once per tile instead of once per query. q is rounded through f16 as the one-query path
+// rounds it; scores, probabilities and the output stay f32 (f32 dot products: a different summation order
+// and rounding from the one-query path, within the attention test's bound).
+// 512 keys: a prompt of up to 512 tokens is one block (no rescaling); 256 measured ~2% slower on pp512.
+constexpr int64_t kFlashKeys = 512;
+
+void attention_flash(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
                      int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                      float scale) {
   const int64_t group = n_head / n_head_kv;
@@ -305,49 +311,66 @@ void attention_tiled(Context& ctx, const float* q, const uint16_t* k_cache, cons
   const int64_t tiles = (T + tok_per_tile - 1) / tok_per_tile;
   const int64_t jobs = tiles * n_head_kv;
   const int64_t rows_max = group * tok_per_tile;
-  const int64_t n_kv_max = pos0 + T;
   const auto& k = ctx.k();
   const int nth = ctx.pool().size();
-  // Per thread: query rows (f32, rounded through f16), probabilities, the tile's output rows.
-  const int64_t per_thread = rows_max * head_dim + rows_max * n_kv_max + rows_max * head_dim + 64;
+  // Per thread: query rows (f32, rounded through f16, times scale), one score block, the output rows,
+  // the running max and sum per row.
+  const int64_t per_thread = rows_max * (2 * head_dim + kFlashKeys + 2) + 64;
   float* scratch = ctx.float_scratch(static_cast<size_t>(nth * per_thread));
-  uint16_t* half_scratch = reinterpret_cast<uint16_t*>(ctx.act_scratch(static_cast<size_t>(nth) * 2 *
-                                                                       static_cast<size_t>(std::max(n_kv_max, head_dim))));
+  uint16_t* half_scratch = reinterpret_cast<uint16_t*>(ctx.act_scratch(static_cast<size_t>(nth * head_dim) * 2));
   // Jobs claimed one at a time: later tiles see more keys, so fixed ranges would unbalance the threads.
   ctx.pool().parallel_for_dynamic(jobs, 1, [&](int64_t job_b, int64_t job_e, int ith) {
     float* qs = scratch + ith * per_thread;
-    float* ps = qs + rows_max * head_dim;
-    float* row = ps + rows_max * n_kv_max;
-    uint16_t* h = half_scratch + static_cast<size_t>(ith) * static_cast<size_t>(std::max(n_kv_max, head_dim));
+    float* s = qs + rows_max * head_dim;
+    float* acc = s + rows_max * kFlashKeys;
+    float* m = acc + rows_max * head_dim;
+    float* l = m + rows_max;
+    uint16_t* h = half_scratch + ith * head_dim;
     for (int64_t job = job_b; job < job_e; ++job) {
       const int64_t tile = job / n_head_kv, kvh = job % n_head_kv;
       const int64_t t0 = tile * tok_per_tile, t1 = std::min(T, t0 + tok_per_tile);
       const int64_t nrows = (t1 - t0) * group;
       const int64_t n_kv_tile = pos0 + t1;  // keys the last token of the tile sees
-      // Query rows in order (token, head within group), rounded through f16 as the one-query path does.
+      // Query rows in order (token, head within group); the softmax scale is folded in.
       for (int64_t t = t0; t < t1; ++t)
         for (int64_t g = 0; g < group; ++g) {
           const int64_t r = (t - t0) * group + g;
           k.f32_to_f16(q + (t * n_head + kvh * group + g) * head_dim, h, head_dim);
           k.f16_to_f32(h, qs + r * head_dim, head_dim);
+          for (int64_t i = 0; i < head_dim; ++i) qs[r * head_dim + i] *= scale;
         }
-      // Scores: the tile's query rows x the keys it sees (one small GEMM; masked entries are skipped below).
+      std::fill(m, m + nrows, -INFINITY);
+      std::fill(l, l + nrows, 0.0f);
+      std::fill(acc, acc + nrows * head_dim, 0.0f);
       const uint16_t* kh = k_cache + kvh * head_dim;
-      k.gemm_f32_f16t(nrows, n_kv_tile, head_dim, qs, head_dim, kh, kv_stride, ps, n_kv_max, false);
-      // Softmax per row; probabilities rounded to f16 (as the V product in llama.cpp's path sees them).
-      for (int64_t r = 0; r < nrows; ++r) {
-        float* p = ps + r * n_kv_max;
-        const int64_t n_kv = pos0 + t0 + r / group + 1;
-        k.softmax_f16r(p, n_kv, scale);
-        for (int64_t j = n_kv; j < n_kv_tile; ++j) p[j] = 0.0f;
-      }
-      // Output: probabilities x the value rows (V^T: a row per value dimension over positions), into the
-      // tile's rows of out (token t, head kvh * group + g).
       const uint16_t* vh = vt_cache + kvh * head_dim * n_ctx;
-      k.gemm_f32_f16t(nrows, head_dim, n_kv_tile, ps, n_kv_max, vh, n_ctx, row, head_dim, false);
+      for (int64_t j0 = 0; j0 < n_kv_tile; j0 += kFlashKeys) {
+        const int64_t nb = std::min(kFlashKeys, n_kv_tile - j0);
+        k.gemm_f32_f16t(nrows, nb, head_dim, qs, head_dim, kh + j0 * kv_stride, kv_stride, s, kFlashKeys, false);
+        for (int64_t r = 0; r < nrows; ++r) {
+          float* p = s + r * kFlashKeys;
+          // Keys of this block the row sees (causal mask): the rest get probability 0.
+          const int64_t seen = std::clamp<int64_t>(pos0 + t0 + r / group + 1 - j0, 0, nb);
+          std::fill(p + seen, p + nb, 0.0f);
+          if (seen == 0) continue;
+          const float m_new = std::max(m[r], k.max_f32(p, seen));
+          const float sum = static_cast<float>(k.exp_sum_f32(p, seen, m_new));
+          if (m_new > m[r] && l[r] > 0.0f) {  // the max grew: rescale what the row has so far
+            const float c = std::exp(m[r] - m_new);
+            l[r] *= c;
+            for (int64_t i = 0; i < head_dim; ++i) acc[r * head_dim + i] *= c;
+          }
+          l[r] += sum;
+          m[r] = m_new;
+        }
+        // Output rows += probabilities x the block's value rows (V^T: a row per value dimension).
+        k.gemm_f32_f16t(nrows, head_dim, nb, s, kFlashKeys, vh + j0, n_ctx, acc, head_dim, true);
+      }
       for (int64_t r = 0; r < nrows; ++r) {
         const int64_t t = t0 + r / group, hq = kvh * group + r % group;
-        std::memcpy(out + (t * n_head + hq) * head_dim, row + r * head_dim, static_cast<size_t>(head_dim) * 4);
+        const float inv = 1.0f / l[r];
+        float* o = out + (t * n_head + hq) * head_dim;
+        for (int64_t i = 0; i < head_dim; ++i) o[i] = acc[r * head_dim + i] * inv;
       }
     }
   });
@@ -360,7 +383,7 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
                float scale) {
   TS_CHECK(n_head % n_head_kv == 0);
   if (T >= 8) {
-    attention_tiled(ctx, q, k_cache, vt_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale);
+    attention_flash(ctx, q, k_cache, vt_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale);
     return;
   }
   const int64_t group = n_head / n_head_kv;

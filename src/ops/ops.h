@@ -103,9 +103,11 @@ constexpr int64_t kAttnPad = 32;
 // q: [T][n_head*hd]; k_cache: [n_ctx][n_head_kv*hd] f16 (a row per position); vt_cache: the values
 // transposed, [n_head_kv*hd][n_ctx] f16 (a row per value dimension), both already holding positions
 // 0 .. pos0+T-1; query t sits at position pos0+t and sees keys 0..pos0+t. out: [T][n_head*hd].
-// The arithmetic follows llama.cpp's non-flash path (f16 scores, f32 softmax with a double sum,
-// probabilities rounded to f16, f16 dot products over positions) so that greedy outputs agree; the value
-// products run over zero-padded blocks of kAttnPad positions (n_ctx, the rows' length, is a multiple of it).
+// Decode (T < 8, one query at a time) follows llama.cpp's non-flash path (f16 scores, f32 softmax with a
+// double sum, probabilities rounded to f16, f16 dot products over positions) so that greedy outputs agree;
+// the value products run over zero-padded blocks of kAttnPad positions (n_ctx, the rows' length, is a
+// multiple of it). Prefill (T >= 8) is flash-attention style: tiles of query rows walk the keys in blocks
+// with an online softmax, so no score matrix longer than one block of keys is ever held.
 void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
                int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                float scale);

@@ -156,6 +156,19 @@ TEST_P(KernelIsa, AttentionHelpersMatchScalar) {
     k.silu_mul_f32(x.data(), u.data(), o2.data(), n);
     for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(o2[i], o1[i], 1e-6 * std::fabs(o1[i]) + 1e-30) << "silu n=" << n;
   }
+  // max_f32: exact, wherever the largest sits (each vector lane, the tail), all -inf, and n == 0.
+  EXPECT_EQ(k.max_f32(nullptr, 0), -INFINITY);
+  for (int64_t n : {1, 7, 8, 15, 16, 17, 31, 32, 33, 100, 1001}) {
+    auto x = random_floats(n, 970 + static_cast<uint32_t>(n), 50.0f);
+    for (int64_t at = 0; at < n; at += std::max<int64_t>(1, n / 9)) {
+      auto y = x;
+      y[static_cast<size_t>(at)] = 1000.0f + static_cast<float>(at);
+      EXPECT_EQ(k.max_f32(y.data(), n), y[static_cast<size_t>(at)]) << "max n=" << n << " at=" << at;
+    }
+    EXPECT_EQ(k.max_f32(x.data(), n), ref.max_f32(x.data(), n)) << "max n=" << n;
+    std::vector<float> ninf(static_cast<size_t>(n), -INFINITY);
+    EXPECT_EQ(k.max_f32(ninf.data(), n), -INFINITY);
+  }
   // softmax_f16r: probabilities on the f16 grid, each within one f16 step of the scalar one (exp may differ by
   // a few float ulps and so round to the neighbouring half), summing to ~1; the largest score gets the largest.
   for (int64_t n : {1, 7, 8, 9, 33, 100, 1001}) {

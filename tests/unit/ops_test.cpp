@@ -156,13 +156,16 @@ TEST_P(Attention, BothPathsMatchDoubleReference) {
   ops::Context ctx(pool, kernels::table(GetParam()));
   std::mt19937 rng(11);
   std::normal_distribution<float> nd(0.f, 1.f);
-  const int64_t hd = 64, n_ctx = 96;  // a multiple of ops::kAttnPad
+  const int64_t hd = 64;
   struct Shape {
     int64_t n_head, n_head_kv, pos0, T;
   };
+  // The prefill path walks the keys in blocks of 512: the last shapes span two, one with a tile whose first
+  // rows see none of the second block (pos0 505) and one from position 0.
   for (Shape sh : {Shape{9, 3, 0, 1}, Shape{9, 3, 5, 3}, Shape{9, 3, 0, 20}, Shape{4, 4, 7, 33}, Shape{8, 2, 30, 9},
-                   Shape{16, 2, 0, 70}}) {
+                   Shape{16, 2, 0, 70}, Shape{9, 3, 505, 20}, Shape{9, 3, 600, 2}, Shape{8, 2, 0, 530}}) {
     const int64_t kvd = sh.n_head_kv * hd, n_kv = sh.pos0 + sh.T;
+    const int64_t n_ctx = std::max<int64_t>(96, (n_kv + 5 + 31) / 32 * 32);  // a multiple of ops::kAttnPad
     // The value cache starts full of NaN (stale values; 0 x NaN is NaN): storing must zero the unused tail of
     // the last block, which the one-query path multiplies by zero-padded probabilities.
     std::vector<uint16_t> kc(static_cast<size_t>(n_ctx * kvd)), vt(static_cast<size_t>(kvd * n_ctx), uint16_t{0x7E00});  // f16 NaN
