@@ -303,6 +303,10 @@ inline void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t c
     for (int q = 0; q < 4; ++q)
       for (int r = 0; r < 4; ++r) acc[q][r] = _mm256_setzero_ps();
     const uint16_t* xr[4] = {x + j * stride, x + (j + 1) * stride, x + (j + 2) * stride, x + (j + 3) * stride};
+    // The rows two groups ahead (short rows far apart in the KV cache: the hardware prefetchers miss them).
+    if (j + 12 <= count)
+      for (int q = 8; q < 12; ++q)
+        for (int64_t i = 0; i < n; i += 32) _mm_prefetch(reinterpret_cast<const char*>(x + (j + q) * stride + i), _MM_HINT_T0);
     for (int64_t i = 0; i < n32; i += 32)
       for (int r = 0; r < 4; ++r) {
         const __m256 yv = buffered ? _mm256_load_ps(yf + i + 8 * r) : load_f16x8(y + i + 8 * r);
