@@ -441,6 +441,61 @@ void quantize_act_q8_512(const float* x, void* y, int64_t n) {
   }
 }
 
+// dot_f16_rows on 512-bit registers: 8 rows per step, rows p and p + 4 sharing a register (low and high
+// 256 bits), so each FMA and conversion serves two rows. Each lane sees the same FMA chain as in
+// x86::dot_f16_rows (four accumulators over chunks of 32), and the reduction keeps dot_f16's order:
+// (a0 + a2) + (a1 + a3), then low + high 128 bits, then two rounds of hadd; bit-identical to dot_f16.
+void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t count, const uint16_t* y, float* out) {
+  constexpr int64_t kDotRowsMax = 4096;
+  const int64_t n32 = n & ~int64_t{31};
+  if (n32 == 0 || n32 > kDotRowsMax || count < 8) {
+    x86::dot_f16_rows(n, x, stride, count, y, out);
+    return;
+  }
+  alignas(64) float yf[kDotRowsMax];
+  for (int64_t i = 0; i < n32; i += 8) _mm256_store_ps(yf + i, x86::load_f16x8(y + i));
+  int64_t j = 0;
+  for (; j + 8 <= count; j += 8) {
+    const uint16_t* xr[8];
+    for (int q = 0; q < 8; ++q) xr[q] = x + (j + q) * stride;
+    if (j + 16 <= count)  // the next group's rows (short rows far apart in the KV cache)
+      for (int64_t q = j + 8; q < j + 16; ++q)
+        for (int64_t i = 0; i < n; i += 32) _mm_prefetch(reinterpret_cast<const char*>(x + q * stride + i), _MM_HINT_T0);
+    __m512 acc[4][4];
+    for (int p = 0; p < 4; ++p)
+      for (int r = 0; r < 4; ++r) acc[p][r] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n32; i += 32)
+      for (int r = 0; r < 4; ++r) {
+        const __m512 yv = _mm512_broadcast_f32x8(_mm256_load_ps(yf + i + 8 * r));
+        for (int p = 0; p < 4; ++p) {
+          const __m256i h = _mm256_inserti128_si256(
+              _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xr[p] + i + 8 * r))),
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(xr[p + 4] + i + 8 * r)), 1);
+          acc[p][r] = _mm512_fmadd_ps(_mm512_cvtph_ps(h), yv, acc[p][r]);
+        }
+      }
+    __m256 t0[4];  // per p: rows p (low 128 bits) and p + 4 (high), each low + high half of its 8 lanes
+    for (int p = 0; p < 4; ++p) {
+      const __m512 v = _mm512_add_ps(_mm512_add_ps(acc[p][0], acc[p][2]), _mm512_add_ps(acc[p][1], acc[p][3]));
+      const __m512 s = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+      t0[p] = _mm512_castps512_ps256(_mm512_shuffle_f32x4(s, s, 0x08));  // 128-bit lanes 0 and 2
+    }
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(t0[0], t0[1]), _mm256_hadd_ps(t0[2], t0[3]));
+    if (n32 == n) {
+      _mm256_storeu_ps(out + j, h);
+      continue;
+    }
+    alignas(32) float sums[8];
+    _mm256_store_ps(sums, h);
+    for (int q = 0; q < 8; ++q) {
+      double sum = sums[q];
+      for (int64_t i = n32; i < n; ++i) sum += static_cast<double>(fp16_to_fp32(xr[q][i]) * fp16_to_fp32(y[i]));
+      out[j + q] = static_cast<float>(sum);
+    }
+  }
+  if (j < count) x86::dot_f16_rows(n, x + j * stride, stride, count - j, y, out + j);
+}
+
 }  // namespace
 
 void init_avx512(KernelTable& t) {
@@ -467,6 +522,7 @@ void init_avx512(KernelTable& t) {
   t.exp_sum_f32 = exp_sum_f32;
   t.softmax_f16r = softmax_f16r;
   t.max_f32 = max_f32;
+  t.dot_f16_rows = dot_f16_rows;
   t.silu_mul_f32 = silu_mul_f32;
   for (TensorType w : {TensorType::Q4_0, TensorType::Q8_0}) t.weights[static_cast<int>(w)].quantize_act = quantize_act_q8_512<BlockQ8_0, false>;
   t.weights[static_cast<int>(TensorType::Q4_1)].quantize_act = quantize_act_q8_512<BlockQ8_1, true>;
