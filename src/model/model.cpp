@@ -210,6 +210,7 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
   op(OpKind::rope, -1, "rope_table", profile::Cost{3.0 * static_cast<double>(T * c.n_rot), 4.0 * static_cast<double>(T * c.n_rot)},
      [&] { ops::rope_table(ctx, pos_.data(), T, c.n_rot, c.rope_freq_base, rope_cs_.data()); });
 
+  const int64_t stale_end = kv.written_end();  // the value cache is zero from here on
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const LayerWeights& l = m_.layer(il);
     const char* fmt = type_name(l.wq.type);
@@ -229,7 +230,7 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
     });
     op(OpKind::attention, il, "attention", profile::attention_cost(T, pos0, c.n_head, c.n_head_kv, hd), [&] {
       ops::store_f16(ctx, k_.data(), kv.k(il), T, kv_dim, pos0);
-      ops::store_f16_transposed(ctx, v_.data(), kv.v(il), T, kv_dim, pos0, kv.v_stride());
+      ops::store_f16_transposed(ctx, v_.data(), kv.v(il), T, kv_dim, pos0, kv.v_stride(), stale_end);
       ops::attention(ctx, q_.data(), kv.k(il), kv.v(il), att_.data(), T, pos0, kv.v_stride(), c.n_head, c.n_head_kv, hd,
                      scale);
     }, T, pos0 + T, hd);
@@ -247,6 +248,8 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
        T, l.w_down.rows, l.w_down.cols, type_name(l.w_down.type));
     op(OpKind::add, il, "residual", add_cost, [&] { ops::add_inplace(ctx, x, xb, T * D); });
   }
+
+  kv.note_written(pos0 + T);
 
   const ops::Weight& out = m_.output();
   if (all_logits) {

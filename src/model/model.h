@@ -1,6 +1,7 @@
 // Decoder-only transformer models (llama, qwen2) as plain C++ forward passes over ops.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -76,6 +77,10 @@ class KVCache {
   int64_t v_stride() const { return v_stride_; }
   uint16_t* v(int64_t layer) { return base() + static_cast<size_t>(2 * layer + 1) * per_layer_; }
   uint64_t bytes() const { return static_cast<uint64_t>(per_layer_) * 2 * 2 * static_cast<uint64_t>(n_layer_); }
+  // One past the highest position ever stored (the buffer starts zero-filled, so everything from here on
+  // is zero; below it, positions past the current sequence may hold a rolled-back sequence's values).
+  int64_t written_end() const { return written_end_; }
+  void note_written(int64_t end) { written_end_ = std::max(written_end_, end); }
 
  private:
   uint16_t* base() { return static_cast<uint16_t*>(buf_.data()); }
@@ -83,6 +88,7 @@ class KVCache {
   int64_t v_stride_;
   int64_t n_layer_;
   size_t per_layer_;  // f16 values in one layer's K (and in its V)
+  int64_t written_end_ = 0;
   HugeBuffer buf_;
 };
 

@@ -272,9 +272,10 @@ void store_f16(Context& ctx, const float* x, uint16_t* cache, int64_t T, int64_t
 }
 
 void store_f16_transposed(Context& ctx, const float* x, uint16_t* cache_t, int64_t T, int64_t n, int64_t pos0,
-                          int64_t n_ctx) {
+                          int64_t n_ctx, int64_t stale_end) {
   TS_CHECK_MSG(n_ctx % kAttnPad == 0, "transposed cache rows must be a multiple of %d long", static_cast<int>(kAttnPad));
-  const int64_t end = pos0 + T, pad_end = std::min(n_ctx, (end + kAttnPad - 1) / kAttnPad * kAttnPad);
+  const int64_t end = pos0 + T;
+  const int64_t pad_end = std::min({n_ctx, (end + kAttnPad - 1) / kAttnPad * kAttnPad, std::max(stale_end, end)});
   // Rows to f16 with the SIMD converter, then transposed in blocks of tokens that stay in L1.
   auto* h = reinterpret_cast<uint16_t*>(ctx.act_scratch(static_cast<size_t>(T * n) * 2));
   ctx.k().f32_to_f16(x, h, T * n);

@@ -116,8 +116,11 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
 void store_f16(Context& ctx, const float* x, uint16_t* cache, int64_t T, int64_t n, int64_t pos0);
 // Stores rows [T][n] as f16 into the transposed cache [n][n_ctx], columns pos0..pos0+T-1, and zeros the
 // columns after them up to the next multiple of kAttnPad (n_ctx must be a multiple of kAttnPad).
+// stale_end: columns at or past it are known to be zero already (never written since the cache was
+// zero-filled), so only those before it are cleared; in steady decode (pos0 + T past everything stored
+// before) nothing is, where clearing the block's tail wrote up to 31 columns x n rows per token.
 void store_f16_transposed(Context& ctx, const float* x, uint16_t* cache_t, int64_t T, int64_t n, int64_t pos0,
-                          int64_t n_ctx);
+                          int64_t n_ctx, int64_t stale_end = INT64_MAX);
 
 // out[t][i] = silu(gate[t][i]) * up[t][i]
 void swiglu(Context& ctx, const float* gate, const float* up, float* out, int64_t T, int64_t n);

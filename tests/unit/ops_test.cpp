@@ -207,6 +207,34 @@ TEST_P(Attention, BothPathsMatchDoubleReference) {
   }
 }
 
+// The value cache's padding invariant with a watermark: columns before stale_end (a rolled-back sequence's
+// values, NaN here) are cleared up to the end of the block; those from stale_end on are trusted to be zero
+// and left alone (seen here by planting a marker there, which a clear would have overwritten).
+TEST(StoreTransposed, ClearsTheBlockTailOnlyBeforeTheWatermark) {
+  ThreadPool pool(1);
+  ops::Context ctx(pool, kernels::active());
+  const int64_t n = 3, n_ctx = 64;
+  const uint16_t kNan = 0x7E00, kMarker = 0x3C00;  // f16 NaN, 1.0
+  const std::vector<float> x = {0.5f, -2.0f, 3.0f, 0.25f, 1.5f, -1.0f};  // two positions x three rows
+  for (int64_t stale_end : {int64_t{0}, int64_t{20}, int64_t{40}, INT64_MAX}) {
+    std::vector<uint16_t> vt(static_cast<size_t>(n * n_ctx), 0);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t p = 0; p < n_ctx; ++p) vt[static_cast<size_t>(i * n_ctx + p)] = p < stale_end ? kNan : (p == 30 ? kMarker : 0);
+    ops::store_f16_transposed(ctx, x.data(), vt.data(), 2, n, 10, n_ctx, stale_end);  // positions 10, 11
+    for (int64_t i = 0; i < n; ++i) {
+      EXPECT_EQ(fp16_to_fp32(vt[static_cast<size_t>(i * n_ctx + 10)]), x[static_cast<size_t>(i)]);
+      EXPECT_EQ(fp16_to_fp32(vt[static_cast<size_t>(i * n_ctx + 11)]), x[static_cast<size_t>(n + i)]);
+      for (int64_t p = 12; p < 32; ++p) {
+        const uint16_t v = vt[static_cast<size_t>(i * n_ctx + p)];
+        if (p < stale_end) EXPECT_EQ(v, 0) << "stale column " << p << " not cleared, stale_end " << stale_end;
+        else EXPECT_EQ(v, p == 30 ? kMarker : 0) << "column " << p << " past the watermark was written, stale_end " << stale_end;
+      }
+      for (int64_t p = 32; p < n_ctx; ++p)  // the next block is not touched
+        EXPECT_EQ(vt[static_cast<size_t>(i * n_ctx + p)], p < stale_end ? kNan : (p == 30 ? kMarker : 0));
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, Attention, ::testing::ValuesIn(kernels::available_isas()),
                          [](const auto& info) { return std::string(kernels::isa_name(info.param)); });
 
