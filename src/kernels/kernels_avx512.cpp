@@ -458,9 +458,7 @@ void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t count, c
   for (; j + 8 <= count; j += 8) {
     const uint16_t* xr[8];
     for (int q = 0; q < 8; ++q) xr[q] = x + (j + q) * stride;
-    if (j + 16 <= count)  // the next group's rows (short rows far apart in the KV cache)
-      for (int64_t q = j + 8; q < j + 16; ++q)
-        for (int64_t i = 0; i < n; i += 32) _mm_prefetch(reinterpret_cast<const char*>(x + q * stride + i), _MM_HINT_T0);
+    if (j + 16 <= count) x86::prefetch_f16_rows(x, stride, n, j + 8, j + 16);  // the next group's rows
     __m512 acc[4][4];
     for (int p = 0; p < 4; ++p)
       for (int r = 0; r < 4; ++r) acc[p][r] = _mm512_setzero_ps();
@@ -487,11 +485,7 @@ void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t count, c
     }
     alignas(32) float sums[8];
     _mm256_store_ps(sums, h);
-    for (int q = 0; q < 8; ++q) {
-      double sum = sums[q];
-      for (int64_t i = n32; i < n; ++i) sum += static_cast<double>(fp16_to_fp32(xr[q][i]) * fp16_to_fp32(y[i]));
-      out[j + q] = static_cast<float>(sum);
-    }
+    for (int q = 0; q < 8; ++q) out[j + q] = dot_f16_finish(sums[q], xr[q], y, n32, n);
   }
   if (j < count) x86::dot_f16_rows(n, x + j * stride, stride, count - j, y, out + j);
 }

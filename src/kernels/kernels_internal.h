@@ -1,9 +1,20 @@
 // Shared between the per-ISA kernel files; not part of the kernels' public interface.
 #pragma once
 
+#include "base/fp16.h"
 #include "kernels/kernels.h"
 
 namespace tokenscope::kernels::detail {
+
+namespace {
+// The end of every f16 x f16 dot product: `chunks` (the SIMD or reference sum over the whole chunks of 32,
+// elements before n32) plus the remaining elements in order, in double. All variants finish alike, which
+// keeps them bit-identical. Internal linkage: each ISA file compiles its own copy with its own flags.
+inline float dot_f16_finish(double chunks, const uint16_t* x, const uint16_t* y, int64_t n32, int64_t n) {
+  for (int64_t i = n32; i < n; ++i) chunks += static_cast<double>(fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]));
+  return static_cast<float>(chunks);
+}
+}  // namespace
 
 // Each ISA file fills a table; the SIMD ones start from the scalar table and override what they speed up.
 void init_scalar(KernelTable& t);

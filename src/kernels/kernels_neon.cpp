@@ -231,8 +231,7 @@ float dot_f16_f16(int64_t n, const void* w, const void* a) {
     const float32x4_t t1 = vpaddq_f32(t0, t0);         // (t0 + t1), (t2 + t3), ...
     sum = vgetq_lane_f32(t1, 0) + vgetq_lane_f32(t1, 1);
   }
-  for (int64_t i = n32; i < n; ++i) sum += static_cast<double>(fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]));
-  return static_cast<float>(sum);
+  return detail::dot_f16_finish(sum, x, y, n32, n);
 }
 
 float dot_f32_plain(int64_t n, const float* x, const float* y) {

@@ -73,8 +73,7 @@ float dot_f16_f16(int64_t n, const void* w, const void* a) {
     const float t0[4] = {v[0] + v[4], v[1] + v[5], v[2] + v[6], v[3] + v[7]};
     sum = (t0[0] + t0[1]) + (t0[2] + t0[3]);
   }
-  for (int64_t i = n32; i < n; ++i) sum += static_cast<double>(fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]));
-  return static_cast<float>(sum);
+  return dot_f16_finish(sum, x, y, n32, n);
 }
 
 float dot_bf16_bf16(int64_t n, const void* w, const void* a) {

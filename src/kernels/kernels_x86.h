@@ -13,6 +13,7 @@
 #include "base/fp16.h"
 #include "formats/blocks.h"
 #include "formats/quant_ref.h"
+#include "kernels/kernels_internal.h"
 
 namespace tokenscope::kernels::x86 {
 // Internal linkage: each including file (compiled with different -m flags) keeps its own copies, so the
@@ -27,6 +28,13 @@ constexpr size_t kPrefetchAhead = 4096;
 inline void prefetch_ahead(const void* block, size_t bytes) {
   const char* p = static_cast<const char*>(block) + kPrefetchAhead;
   for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+}
+
+// Prefetches rows r0..r1-1 of n f16 values, `stride` apart (one prefetch per cache line): attention's rows
+// are short and far apart in the KV cache, where the hardware prefetchers miss them.
+inline void prefetch_f16_rows(const uint16_t* x, int64_t stride, int64_t n, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t i = 0; i < n; i += 32) _mm_prefetch(reinterpret_cast<const char*>(x + r * stride + i), _MM_HINT_T0);
 }
 
 inline float hsum(__m256 v) {
@@ -278,8 +286,7 @@ inline float dot_f16_f16(int64_t n, const void* w, const void* a) {
   }
   // The tail in order, in double. (A zero-padded copy read back as vectors stalls on store forwarding and
   // was slower; callers with long rows avoid the tail: see ops::kAttnPad.)
-  for (int64_t i = n32; i < n; ++i) sum += static_cast<double>(fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]));
-  return static_cast<float>(sum);
+  return detail::dot_f16_finish(sum, x, y, n32, n);
 }
 
 // Many rows against one y: y is converted to f32 once (on the stack, up to kDotRowsMax elements), rows go
@@ -303,10 +310,7 @@ inline void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t c
     for (int q = 0; q < 4; ++q)
       for (int r = 0; r < 4; ++r) acc[q][r] = _mm256_setzero_ps();
     const uint16_t* xr[4] = {x + j * stride, x + (j + 1) * stride, x + (j + 2) * stride, x + (j + 3) * stride};
-    // The rows two groups ahead (short rows far apart in the KV cache: the hardware prefetchers miss them).
-    if (j + 12 <= count)
-      for (int q = 8; q < 12; ++q)
-        for (int64_t i = 0; i < n; i += 32) _mm_prefetch(reinterpret_cast<const char*>(x + (j + q) * stride + i), _MM_HINT_T0);
+    if (j + 12 <= count) prefetch_f16_rows(x, stride, n, j + 8, j + 12);  // the rows two groups ahead
     for (int64_t i = 0; i < n32; i += 32)
       for (int r = 0; r < 4; ++r) {
         const __m256 yv = buffered ? _mm256_load_ps(yf + i + 8 * r) : load_f16x8(y + i + 8 * r);
@@ -321,11 +325,7 @@ inline void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t c
     const __m128 h = _mm_hadd_ps(_mm_hadd_ps(t0[0], t0[1]), _mm_hadd_ps(t0[2], t0[3]));
     alignas(16) float sums[4];
     _mm_store_ps(sums, h);
-    for (int q = 0; q < 4; ++q) {
-      double sum = sums[q];
-      for (int64_t i = n32; i < n; ++i) sum += static_cast<double>(fp16_to_fp32(xr[q][i]) * fp16_to_fp32(y[i]));
-      out[j + q] = static_cast<float>(sum);
-    }
+    for (int q = 0; q < 4; ++q) out[j + q] = detail::dot_f16_finish(sums[q], xr[q], y, n32, n);
   }
   for (; j < count; ++j) out[j] = dot_f16_f16(n, x + j * stride, y);
 }
