@@ -229,7 +229,7 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
       ops::rope(ctx, k_.data(), T, c.n_head_kv, hd, c.n_rot, rope_cs_.data(), c.rope_style);
     });
     op(OpKind::attention, il, "attention", profile::attention_cost(T, pos0, c.n_head, c.n_head_kv, hd), [&] {
-      ops::store_f16(ctx, k_.data(), kv.k(il), T, kv_dim, pos0);
+      ops::store_f16_heads(ctx, k_.data(), kv.k(il), T, c.n_head_kv, hd, pos0, kv.v_stride());
       ops::store_f16_transposed(ctx, v_.data(), kv.v(il), T, kv_dim, pos0, kv.v_stride(), stale_end);
       ops::attention(ctx, q_.data(), kv.k(il), kv.v(il), att_.data(), T, pos0, kv.v_stride(), c.n_head, c.n_head_kv, hd,
                      scale);

@@ -69,7 +69,8 @@ class KVCache {
  public:
   KVCache(const ModelConfig& cfg, int64_t n_ctx);
   int64_t n_ctx() const { return n_ctx_; }
-  // Keys: [n_ctx][n_head_kv * head_dim], a row per position.
+  // Keys, head-major: [n_head_kv][v_stride()][head_dim], one head's keys contiguous (decode's score pass
+  // streams them in order), a row per position.
   uint16_t* k(int64_t layer) { return base() + static_cast<size_t>(2 * layer) * per_layer_; }
   // Values are stored transposed: [n_head_kv * head_dim][v_stride()], a row per value dimension; the row
   // length is n_ctx rounded up to a multiple of ops::kAttnPad, which ops::store_f16_transposed and the

@@ -267,8 +267,12 @@ void rope(Context& ctx, float* x, int64_t T, int64_t n_heads, int64_t head_dim, 
   ctx.pool().parallel_for(T, 2, [&](int64_t b, int64_t e, int) { rows(b, e); });
 }
 
-void store_f16(Context& ctx, const float* x, uint16_t* cache, int64_t T, int64_t n, int64_t pos0) {
-  for (int64_t t = 0; t < T; ++t) ctx.k().f32_to_f16(x + t * n, cache + (pos0 + t) * n, n);
+void store_f16_heads(Context& ctx, const float* x, uint16_t* cache, int64_t T, int64_t n_heads, int64_t head_dim,
+                     int64_t pos0, int64_t n_ctx) {
+  TS_CHECK(pos0 >= 0 && pos0 + T <= n_ctx);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < n_heads; ++h)
+      ctx.k().f32_to_f16(x + (t * n_heads + h) * head_dim, cache + (h * n_ctx + pos0 + t) * head_dim, head_dim);
 }
 
 void store_f16_transposed(Context& ctx, const float* x, uint16_t* cache_t, int64_t T, int64_t n, int64_t pos0,
@@ -308,7 +312,6 @@ void attention_flash(Context& ctx, const float* q, const uint16_t* k_cache, cons
                      int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                      float scale) {
   const int64_t group = n_head / n_head_kv;
-  const int64_t kv_stride = n_head_kv * head_dim;
   const int64_t tok_per_tile = std::max<int64_t>(1, 32 / group);  // ~32 query rows per tile
   const int64_t tiles = (T + tok_per_tile - 1) / tok_per_tile;
   const int64_t jobs = tiles * n_head_kv;
@@ -344,11 +347,11 @@ void attention_flash(Context& ctx, const float* q, const uint16_t* k_cache, cons
       std::fill(m, m + nrows, -INFINITY);
       std::fill(l, l + nrows, 0.0f);
       std::fill(acc, acc + nrows * head_dim, 0.0f);
-      const uint16_t* kh = k_cache + kvh * head_dim;
+      const uint16_t* kh = k_cache + kvh * n_ctx * head_dim;
       const uint16_t* vh = vt_cache + kvh * head_dim * n_ctx;
       for (int64_t j0 = 0; j0 < n_kv_tile; j0 += kFlashKeys) {
         const int64_t nb = std::min(kFlashKeys, n_kv_tile - j0);
-        k.gemm_f32_f16t(nrows, nb, head_dim, qs, head_dim, kh + j0 * kv_stride, kv_stride, s, kFlashKeys, false);
+        k.gemm_f32_f16t(nrows, nb, head_dim, qs, head_dim, kh + j0 * head_dim, head_dim, s, kFlashKeys, false);
         for (int64_t r = 0; r < nrows; ++r) {
           float* p = s + r * kFlashKeys;
           // Keys of this block the row sees (causal mask): the rest get probability 0.
@@ -389,7 +392,6 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
     return;
   }
   const int64_t group = n_head / n_head_kv;
-  const int64_t kv_stride = n_head_kv * head_dim;
   const int64_t n_kv_max = pos0 + T;
   const auto& k = ctx.k();
   // Per-thread scratch: scores (f32), then the query and the probabilities in f16 (zero-padded to a
@@ -409,8 +411,8 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
       const int64_t kvh = h / group;
       const int64_t n_kv = pos0 + t + 1;
       k.f32_to_f16(q + (t * n_head + h) * head_dim, q16, head_dim);
-      const uint16_t* kh = k_cache + kvh * head_dim;
-      k.dot_f16_rows(head_dim, kh, kv_stride, n_kv, q16, scores);
+      const uint16_t* kh = k_cache + kvh * n_ctx * head_dim;
+      k.dot_f16_rows(head_dim, kh, head_dim, n_kv, q16, scores);
       k.softmax_f16r(scores, n_kv, scale);  // already on the f16 grid: the conversion below is exact
       k.f32_to_f16(scores, p16, n_kv);
       // Value products over whole blocks of kAttnPad positions: the cache holds zeros past the last

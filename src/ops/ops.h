@@ -100,8 +100,9 @@ void rope(Context& ctx, float* x, int64_t T, int64_t n_heads, int64_t head_dim, 
 constexpr int64_t kAttnPad = 32;
 
 // Causal multi-head attention with grouped KV heads over an F16 cache.
-// q: [T][n_head*hd]; k_cache: [n_ctx][n_head_kv*hd] f16 (a row per position); vt_cache: the values
-// transposed, [n_head_kv*hd][n_ctx] f16 (a row per value dimension), both already holding positions
+// q: [T][n_head*hd]; k_cache: [n_head_kv][n_ctx][hd] f16 (head-major: one head's keys are contiguous, a row
+// per position); vt_cache: the values transposed, [n_head_kv*hd][n_ctx] f16 (a row per value dimension), both
+// already holding positions
 // 0 .. pos0+T-1; query t sits at position pos0+t and sees keys 0..pos0+t. out: [T][n_head*hd].
 // Decode (T < 8, one query at a time) follows llama.cpp's non-flash path (f16 scores, f32 softmax with a
 // double sum, probabilities rounded to f16, f16 dot products over positions) so that greedy outputs agree;
@@ -112,8 +113,10 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
                int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                float scale);
 
-// Stores k/v rows [T][n] as f16 into cache rows pos0..pos0+T-1.
-void store_f16(Context& ctx, const float* x, uint16_t* cache, int64_t T, int64_t n, int64_t pos0);
+// Stores key rows [T][n_heads*head_dim] as f16 into the head-major cache [n_heads][n_ctx][head_dim], positions
+// pos0..pos0+T-1 of each head.
+void store_f16_heads(Context& ctx, const float* x, uint16_t* cache, int64_t T, int64_t n_heads, int64_t head_dim,
+                     int64_t pos0, int64_t n_ctx);
 // Stores rows [T][n] as f16 into the transposed cache [n][n_ctx], columns pos0..pos0+T-1, and zeros the
 // columns after them up to the next multiple of kAttnPad (n_ctx must be a multiple of kAttnPad).
 // stale_end: columns at or past it are known to be zero already (never written since the cache was

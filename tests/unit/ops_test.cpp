@@ -172,7 +172,7 @@ TEST_P(Attention, BothPathsMatchDoubleReference) {
     std::vector<float> kf(static_cast<size_t>(n_kv * kvd)), vf(static_cast<size_t>(n_kv * kvd));
     for (auto& v : kf) v = nd(rng);
     for (auto& v : vf) v = nd(rng);
-    ops::store_f16(ctx, kf.data(), kc.data(), n_kv, kvd, 0);
+    ops::store_f16_heads(ctx, kf.data(), kc.data(), n_kv, sh.n_head_kv, hd, 0, n_ctx);
     ops::store_f16_transposed(ctx, vf.data(), vt.data(), n_kv, kvd, 0, n_ctx);
     std::vector<float> q(static_cast<size_t>(sh.T * sh.n_head * hd)), out(q.size(), NAN);
     for (auto& v : q) v = nd(rng);
@@ -188,7 +188,7 @@ TEST_P(Attention, BothPathsMatchDoubleReference) {
           double d = 0;
           for (int64_t i = 0; i < hd; ++i)
             d += static_cast<double>(q[(t * sh.n_head + h) * hd + i]) *
-                 fp16_to_fp32(kc[static_cast<size_t>(j * kvd + kvh * hd + i)]);
+                 fp16_to_fp32(kc[static_cast<size_t>((kvh * n_ctx + j) * hd + i)]);
           s[static_cast<size_t>(j)] = d * scale;
           mx = std::max(mx, d * scale);
         }
