@@ -37,6 +37,9 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   cmd->add_option("--barrier", a.barriers, "Barrier modes: spin, futex, hybrid (comma-separated)")
       ->delimiter(',')
       ->capture_default_str();
+  cmd->add_option("--kv-type", a.kv_types, "KV cache types: f16, q8_0 (comma-separated)")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--cpu-mask", a.cpu_mask, "Pin threads to CPUs: hex mask (0x3) or list (0,2-3)");
   cmd->add_option("-r,--repetitions", a.reps, "Repetitions of each test")->capture_default_str();
   cmd->add_option("-o,--output", a.output, "Output format: md, json, jsonl or csv")->capture_default_str();
@@ -160,6 +163,9 @@ int cmd_bench(const BenchArgs& a) {
   }
   if (isas.empty()) isas.push_back(std::nullopt);
   if (a.barriers.empty()) fail("--barrier: no mode given");
+  std::vector<TensorType> kv_types;
+  for (const std::string& n : a.kv_types) kv_types.push_back(parse_kv_type(n));
+  if (kv_types.empty()) fail("--kv-type: no type given");
 
   const std::string cpu = cpu_model_name();
   nlohmann::json records = nlohmann::json::array();
@@ -167,99 +173,105 @@ int cmd_bench(const BenchArgs& a) {
   if (md) {
     std::printf("cpu: %s | best isa: %s [%s]\n\n", cpu.c_str(), kernels::isa_name(kernels::active_isa()),
                 kernels::active().features);
-    std::printf("| %-34s | %10s | %8s | %-6s | %7s | %-7s | %14s | %20s |\n", "model", "size", "params", "isa",
-                "threads", "barrier", "test", "t/s");
-    std::printf("| %s | %s: | %s: | %s | %s: | %s | %s: | %s: |\n", std::string(34, '-').c_str(),
+    std::printf("| %-34s | %10s | %8s | %-6s | %7s | %-7s | %-4s | %14s | %20s |\n", "model", "size", "params", "isa",
+                "threads", "barrier", "kv", "test", "t/s");
+    std::printf("| %s | %s: | %s: | %s | %s: | %s | %s | %s: | %s: |\n", std::string(34, '-').c_str(),
                 std::string(9, '-').c_str(), std::string(7, '-').c_str(), std::string(6, '-').c_str(),
-                std::string(6, '-').c_str(), std::string(7, '-').c_str(), std::string(13, '-').c_str(),
-                std::string(19, '-').c_str());
+                std::string(6, '-').c_str(), std::string(7, '-').c_str(), std::string(4, '-').c_str(),
+                std::string(13, '-').c_str(), std::string(19, '-').c_str());
   }
   bool csv_header = false;
   for (const std::string& model_arg : models) {
     for (int nt : threads) {
       for (const auto& isa : isas) {
         for (const std::string& barrier : a.barriers) {
-          SessionOptions o;
-          o.model_path = resolve_model(model_arg);
-          {
-            // Check the context the tests need against the model's before allocating a KV cache for it.
-            auto f = gguf::File::open(o.model_path);
-            const std::string arch = f->opt_string("general.architecture").value_or("");
-            const int64_t train = f->opt_int(arch + ".context_length").value_or(0);
-            if (train > 0 && need_ctx > train)
-              fail("%s: the tests need %lld tokens of context (depth + prompt + generated), the model was trained "
-                   "for %lld",
-                   o.model_path.c_str(), static_cast<long long>(need_ctx), static_cast<long long>(train));
-          }
-          o.n_threads = nt;
-          o.isa = isa;
-          o.pool = pool_options(barrier, a.cpu_mask);
-          o.n_ctx = need_ctx;
-          profile::Profiler prof;
-          if (a.profile) o.profiler = &prof;
-          auto s = Session::open(o);
-          int64_t n_params = 0;
-          for (const auto& t : s->model().file().tensors()) n_params += t.n_elements;
-          const uint64_t size = s->model().weight_bytes();
-          const std::string fname = o.model_path.substr(o.model_path.find_last_of('/') + 1);
-          for (const Test& t : tests) {
-            if (!a.no_warmup) {
-              Test w = t;
-              if (w.n_gen > 0) w.n_gen = 1;
-              run_once(*s, w);
+          for (const TensorType kv_type : kv_types) {
+            SessionOptions o;
+            o.kv_type = kv_type;
+            o.model_path = resolve_model(model_arg);
+            {
+              // Check the context the tests need against the model's before allocating a KV cache for it.
+              auto f = gguf::File::open(o.model_path);
+              const std::string arch = f->opt_string("general.architecture").value_or("");
+              const int64_t train = f->opt_int(arch + ".context_length").value_or(0);
+              if (train > 0 && need_ctx > train)
+                fail("%s: the tests need %lld tokens of context (depth + prompt + generated), the model was trained "
+                     "for %lld",
+                     o.model_path.c_str(), static_cast<long long>(need_ctx), static_cast<long long>(train));
             }
-            std::vector<double> ns, ts;
-            for (int r = 0; r < a.reps; ++r) {
-              const double dt = run_once(*s, t);
-              ns.push_back(dt);
-              ts.push_back(1e9 * (t.n_prompt + t.n_gen) / dt);
-            }
-            const Stats sn = stats(ns), st = stats(ts);
-            nlohmann::json rec = {
-                {"model_filename", o.model_path},
-                {"model_type", s->model().config().arch + " " + fname},
-                {"model_size", size},
-                {"model_n_params", n_params},
-                {"cpu_info", cpu},
-                {"isa", kernels::isa_name(s->isa())},
-                {"isa_features", kernels::table(s->isa()).features},
-                {"barrier", barrier},
-                {"profiler", a.profile},
-                {"cpu_mask", a.cpu_mask},
-                {"n_threads", s->n_threads()},
-                {"n_prompt", t.n_prompt},
-                {"n_gen", t.n_gen},
-                {"n_depth", t.depth},
-                {"test_time", iso_time()},
-                {"avg_ns", static_cast<int64_t>(sn.mean)},
-                {"stddev_ns", static_cast<int64_t>(sn.stddev)},
-                {"avg_ts", st.mean},
-                {"stddev_ts", st.stddev},
-                {"samples_ns", ns},
-                {"samples_ts", ts},
-            };
-            if (md) {
-              std::printf("| %-34s | %6.2f MiB | %6.2f M | %-6s | %7d | %-7s | %14s | %11.2f ± %6.2f |\n",
-                          fname.substr(0, 34).c_str(), static_cast<double>(size) / (1 << 20),
-                          static_cast<double>(n_params) / 1e6, kernels::isa_name(s->isa()), s->n_threads(),
-                          barrier.c_str(), t.name().c_str(), st.mean, st.stddev);
-              std::fflush(stdout);
-            } else if (a.output == "jsonl") {
-              std::printf("%s\n", rec.dump().c_str());
-              std::fflush(stdout);
-            } else if (a.output == "csv") {
-              if (!csv_header) {
-                std::printf("model_filename,model_size,model_n_params,cpu_info,isa,barrier,n_threads,n_prompt,n_gen,"
-                            "n_depth,test_time,avg_ns,stddev_ns,avg_ts,stddev_ts\n");
-                csv_header = true;
+            o.n_threads = nt;
+            o.isa = isa;
+            o.pool = pool_options(barrier, a.cpu_mask);
+            o.n_ctx = need_ctx;
+            profile::Profiler prof;
+            if (a.profile) o.profiler = &prof;
+            auto s = Session::open(o);
+            int64_t n_params = 0;
+            for (const auto& t : s->model().file().tensors()) n_params += t.n_elements;
+            const uint64_t size = s->model().weight_bytes();
+            const std::string fname = o.model_path.substr(o.model_path.find_last_of('/') + 1);
+            for (const Test& t : tests) {
+              if (!a.no_warmup) {
+                Test w = t;
+                if (w.n_gen > 0) w.n_gen = 1;
+                run_once(*s, w);
               }
-              std::printf("\"%s\",%llu,%lld,\"%s\",%s,%s,%d,%d,%d,%d,%s,%lld,%lld,%.4f,%.4f\n", o.model_path.c_str(),
-                          static_cast<unsigned long long>(size), static_cast<long long>(n_params), cpu.c_str(),
-                          kernels::isa_name(s->isa()), barrier.c_str(), s->n_threads(), t.n_prompt, t.n_gen, t.depth,
-                          iso_time().c_str(), static_cast<long long>(sn.mean), static_cast<long long>(sn.stddev),
-                          st.mean, st.stddev);
+              std::vector<double> ns, ts;
+              for (int r = 0; r < a.reps; ++r) {
+                const double dt = run_once(*s, t);
+                ns.push_back(dt);
+                ts.push_back(1e9 * (t.n_prompt + t.n_gen) / dt);
+              }
+              const Stats sn = stats(ns), st = stats(ts);
+              nlohmann::json rec = {
+                  {"model_filename", o.model_path},
+                  {"model_type", s->model().config().arch + " " + fname},
+                  {"model_size", size},
+                  {"model_n_params", n_params},
+                  {"cpu_info", cpu},
+                  {"isa", kernels::isa_name(s->isa())},
+                  {"isa_features", kernels::table(s->isa()).features},
+                  {"barrier", barrier},
+                  {"type_k", kv_type_name(kv_type)},
+                  {"type_v", kv_type_name(kv_type)},
+                  {"profiler", a.profile},
+                  {"cpu_mask", a.cpu_mask},
+                  {"n_threads", s->n_threads()},
+                  {"n_prompt", t.n_prompt},
+                  {"n_gen", t.n_gen},
+                  {"n_depth", t.depth},
+                  {"test_time", iso_time()},
+                  {"avg_ns", static_cast<int64_t>(sn.mean)},
+                  {"stddev_ns", static_cast<int64_t>(sn.stddev)},
+                  {"avg_ts", st.mean},
+                  {"stddev_ts", st.stddev},
+                  {"samples_ns", ns},
+                  {"samples_ts", ts},
+              };
+              if (md) {
+                std::printf("| %-34s | %6.2f MiB | %6.2f M | %-6s | %7d | %-7s | %-4s | %14s | %11.2f ± %6.2f |\n",
+                            fname.substr(0, 34).c_str(), static_cast<double>(size) / (1 << 20),
+                            static_cast<double>(n_params) / 1e6, kernels::isa_name(s->isa()), s->n_threads(),
+                            barrier.c_str(), kv_type_name(kv_type).c_str(), t.name().c_str(), st.mean, st.stddev);
+                std::fflush(stdout);
+              } else if (a.output == "jsonl") {
+                std::printf("%s\n", rec.dump().c_str());
+                std::fflush(stdout);
+              } else if (a.output == "csv") {
+                if (!csv_header) {
+                  std::printf("model_filename,model_size,model_n_params,cpu_info,isa,barrier,type_k,type_v,n_threads,"
+                              "n_prompt,n_gen,n_depth,test_time,avg_ns,stddev_ns,avg_ts,stddev_ts\n");
+                  csv_header = true;
+                }
+                std::printf("\"%s\",%llu,%lld,\"%s\",%s,%s,%s,%s,%d,%d,%d,%d,%s,%lld,%lld,%.4f,%.4f\n", o.model_path.c_str(),
+                            static_cast<unsigned long long>(size), static_cast<long long>(n_params), cpu.c_str(),
+                            kernels::isa_name(s->isa()), barrier.c_str(), kv_type_name(kv_type).c_str(), kv_type_name(kv_type).c_str(),
+                            s->n_threads(), t.n_prompt, t.n_gen, t.depth,
+                            iso_time().c_str(), static_cast<long long>(sn.mean), static_cast<long long>(sn.stddev),
+                            st.mean, st.stddev);
+              }
+              records.push_back(std::move(rec));
             }
-            records.push_back(std::move(rec));
           }
         }
       }

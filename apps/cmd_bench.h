@@ -15,6 +15,7 @@ struct BenchArgs {
   std::vector<int> threads;                        // empty: all CPUs
   std::vector<std::string> isas;                   // empty: best available
   std::vector<std::string> barriers{"hybrid"};
+  std::vector<std::string> kv_types{"f16"};
   std::string cpu_mask;
   int reps = 5;
   std::string output = "md";                       // md, json, jsonl, csv

@@ -1,5 +1,6 @@
 #include "apps/commands.h"
 
+#include <cctype>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -19,6 +20,20 @@ void add_common_flags(CLI::App& cmd, CommonArgs& a) {
   cmd.add_option("--isa", a.isa, "Force a kernel ISA: scalar, avx2, avx512, neon (default: best available)");
   cmd.add_option("--barrier", a.barrier, "How idle threads wait: spin, futex or hybrid (default: hybrid)");
   cmd.add_option("--cpu-mask", a.cpu_mask, "Pin threads to CPUs: hex mask (0x3) or list (0,2-3); default: no pinning");
+  cmd.add_option("--kv-type", a.kv_type, "KV cache type: f16 or q8_0 (about half the bytes; default: f16)");
+}
+
+TensorType parse_kv_type(const std::string& name) {
+  const auto t = type_from_name(name);
+  if (!t || (*t != TensorType::F16 && *t != TensorType::Q8_0))
+    fail("--kv-type %s: unsupported KV cache type (use f16 or q8_0)", name.c_str());
+  return *t;
+}
+
+std::string kv_type_name(TensorType t) {
+  std::string s = type_name(t);
+  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
 }
 
 PoolOptions pool_options(const std::string& barrier, const std::string& cpu_mask) {
@@ -70,6 +85,7 @@ std::unique_ptr<Session> open_session(const CommonArgs& c, profile::Profiler* pr
   o.n_threads = c.threads;
   o.n_ctx = c.ctx;
   o.pool = pool_options(c.barrier, c.cpu_mask);
+  if (!c.kv_type.empty()) o.kv_type = parse_kv_type(c.kv_type);
   o.profiler = profiler;
   return Session::open(o);
 }
@@ -108,8 +124,9 @@ ChatSetup chat_setup(const Session& s) {
 
 void print_summary(const Session& s, const GenerationStats& st) {
   std::fprintf(stderr, "\n\n");
-  std::fprintf(stderr, "tokenscope: model %s | %d threads | isa %s | ctx %lld\n", s.model().file().path().c_str(),
-               s.n_threads(), kernels::isa_name(s.isa()), static_cast<long long>(s.n_ctx()));
+  std::fprintf(stderr, "tokenscope: model %s | %d threads | isa %s | ctx %lld | kv %s\n", s.model().file().path().c_str(),
+               s.n_threads(), kernels::isa_name(s.isa()), static_cast<long long>(s.n_ctx()),
+               kv_type_name(s.kv_type()).c_str());
   std::fprintf(stderr, "  %-8s %8s %12s %12s %10s\n", "stage", "tokens", "ms", "ms/token", "tok/s");
   std::fprintf(stderr, "  %-8s %8s %12.2f %12s %10s\n", "load", "-", s.load_ms(), "-", "-");
   std::fprintf(stderr, "  %-8s %8lld %12.2f %12.2f %10.2f\n", "prefill", static_cast<long long>(st.prompt_tokens),

@@ -17,6 +17,7 @@ struct CommonArgs {
   std::string isa;       // empty: best available
   std::string barrier;   // empty: hybrid
   std::string cpu_mask;  // empty: no pinning
+  std::string kv_type;   // empty: f16
 };
 
 struct RunArgs {
@@ -55,6 +56,10 @@ std::string resolve_model(const std::string& m);
 std::unique_ptr<Session> open_session(const CommonArgs& c, profile::Profiler* profiler = nullptr);
 // The prompt as a user turn in the model's chat template (with its default system message if none given).
 std::string render_chat_prompt(const Session& s, const std::string& user, const std::string& system);
+// --kv-type into a cache type (f16 or q8_0); throws Error naming the flag.
+TensorType parse_kv_type(const std::string& name);
+// The cache type as the flag and llama-bench's type_k / type_v spell it: "f16", "q8_0".
+std::string kv_type_name(TensorType t);
 // --barrier / --cpu-mask into pool options; throws Error naming the flag.
 PoolOptions pool_options(const std::string& barrier, const std::string& cpu_mask);
 

@@ -50,7 +50,7 @@ std::unique_ptr<Session> Session::open(const SessionOptions& opts) {
   if (opts.isa && !kernels::isa_available(*opts.isa))
     fail("ISA %s is not available on this machine", kernels::isa_name(*opts.isa));
   s->ctx_ = std::make_unique<ops::Context>(*s->pool_, opts.isa ? kernels::table(*opts.isa) : kernels::active());
-  s->kv_ = std::make_unique<KVCache>(c, n_ctx);
+  s->kv_ = std::make_unique<KVCache>(c, n_ctx, opts.kv_type);
   s->fwd_ = std::make_unique<Forward>(*s->model_);
   s->logits_.assign(static_cast<size_t>(c.n_vocab), 0.0f);
   s->load_ms_ = now_ms() - t0;

@@ -23,6 +23,7 @@ struct SessionOptions {
   int64_t n_ctx = 0;   // 0: min(4096, the model's training context)
   std::optional<kernels::Isa> isa;  // unset: the process-wide active ISA (kernels::active())
   PoolOptions pool;                 // barrier mode, CPU pinning
+  TensorType kv_type = TensorType::F16;  // KV cache: F16 or Q8_0
   profile::Profiler* profiler = nullptr;  // records steps, ops and counters when set (must outlive the session)
 };
 
@@ -64,6 +65,7 @@ class Session {
   int n_threads() const { return pool_->size(); }
   kernels::Isa isa() const { return ctx_->k().isa; }
   int64_t n_ctx() const { return kv_->n_ctx(); }
+  TensorType kv_type() const { return kv_->type(); }
   double load_ms() const { return load_ms_; }
   int64_t n_past() const { return static_cast<int64_t>(history_.size()); }
   const std::vector<TokenId>& history() const { return history_; }

@@ -517,6 +517,7 @@ void init_avx512(KernelTable& t) {
   t.softmax_f16r = softmax_f16r;
   t.max_f32 = max_f32;
   t.dot_f16_rows = dot_f16_rows;
+  t.dot_q8_0_rows = detail::vec_dot_rows<dot_q8_0_q8_0>;
   t.silu_mul_f32 = silu_mul_f32;
   for (TensorType w : {TensorType::Q4_0, TensorType::Q8_0}) t.weights[static_cast<int>(w)].quantize_act = quantize_act_q8_512<BlockQ8_0, false>;
   t.weights[static_cast<int>(TensorType::Q4_1)].quantize_act = quantize_act_q8_512<BlockQ8_1, true>;

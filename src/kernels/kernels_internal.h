@@ -14,6 +14,14 @@ inline float dot_f16_finish(double chunks, const uint16_t* x, const uint16_t* y,
   for (int64_t i = n32; i < n; ++i) chunks += static_cast<double>(fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]));
   return static_cast<float>(chunks);
 }
+
+// dot_q8_0_rows from a table's own Q8_0 x Q8_0 dot product (inlined per ISA file), so each score is exactly
+// what that table's vec_dot gives.
+template <float (*Dot)(int64_t, const void*, const void*)>
+void vec_dot_rows(int64_t n, const void* x, size_t stride, int64_t count, const void* y, float* out) {
+  const auto* row = static_cast<const uint8_t*>(x);
+  for (int64_t j = 0; j < count; ++j) out[j] = Dot(n, row + static_cast<size_t>(j) * stride, y);
+}
 }  // namespace
 
 // Each ISA file fills a table; the SIMD ones start from the scalar table and override what they speed up.

@@ -276,6 +276,29 @@ void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t count, c
   for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_f16(n, x + j * stride, y);
 }
 
+// Per block of 32 elements, eight 4-lane accumulators held across all rows; vfmaq_f32 fuses as std::fma.
+void axpy_q8_0_rows(int64_t n, const void* x, size_t stride, int64_t count, const float* p, float* out) {
+  const auto* base = static_cast<const uint8_t*>(x);
+  for (int64_t k = 0; k < n / QK8_0; ++k) {
+    float* o = out + k * QK8_0;
+    float32x4_t a[8];
+    for (int i = 0; i < 8; ++i) a[i] = vld1q_f32(o + 4 * i);
+    for (int64_t j = 0; j < count; ++j) {
+      const auto* b = reinterpret_cast<const BlockQ8_0*>(base + static_cast<size_t>(j) * stride) + k;
+      const float32x4_t s = vdupq_n_f32(p[j] * fp16_to_fp32(b->d));
+      for (int h = 0; h < 2; ++h) {
+        const int8x16_t q = vld1q_s8(b->qs + 16 * h);
+        const int16x8_t lo = vmovl_s8(vget_low_s8(q)), hi = vmovl_s8(vget_high_s8(q));
+        a[4 * h + 0] = vfmaq_f32(a[4 * h + 0], s, vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))));
+        a[4 * h + 1] = vfmaq_f32(a[4 * h + 1], s, vcvtq_f32_s32(vmovl_s16(vget_high_s16(lo))));
+        a[4 * h + 2] = vfmaq_f32(a[4 * h + 2], s, vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))));
+        a[4 * h + 3] = vfmaq_f32(a[4 * h + 3], s, vcvtq_f32_s32(vmovl_s16(vget_high_s16(hi))));
+      }
+    }
+    for (int i = 0; i < 8; ++i) vst1q_f32(o + 4 * i, a[i]);
+  }
+}
+
 // exp on 4 floats, as the x86 exp8: x = k * ln2 + r, degree-6 polynomial, 2^k in two halves; below -87.3
 // gives 0, above 88.7 gives +inf.
 inline float32x4_t exp4(float32x4_t x) {
@@ -690,6 +713,8 @@ void init_neon(KernelTable& t) {
   t.f32_to_f16 = f32_to_f16;
   t.f16_to_f32 = f16_to_f32;
   t.dot_f16_rows = dot_f16_rows;
+  t.dot_q8_0_rows = detail::vec_dot_rows<dot_q8_0_q8_0>;
+  t.axpy_q8_0_rows = axpy_q8_0_rows;
   t.exp_sum_f32 = exp_sum_f32;
   t.silu_mul_f32 = silu_mul_f32;
   t.softmax_f16r = softmax_f16r;

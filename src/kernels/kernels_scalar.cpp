@@ -201,6 +201,16 @@ void f_f16_to_f32(const uint16_t* x, float* y, int64_t n) {
 void f_dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t count, const uint16_t* y, float* out) {
   for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_f16(n, x + j * stride, y);
 }
+void f_axpy_q8_0_rows(int64_t n, const void* x, size_t stride, int64_t count, const float* p, float* out) {
+  for (int64_t j = 0; j < count; ++j) {
+    const auto* b = reinterpret_cast<const BlockQ8_0*>(static_cast<const uint8_t*>(x) + static_cast<size_t>(j) * stride);
+    for (int64_t k = 0; k < n / QK8_0; ++k) {
+      const float s = p[j] * fp16_to_fp32(b[k].d);
+      for (int i = 0; i < QK8_0; ++i)
+        out[k * QK8_0 + i] = std::fma(s, static_cast<float>(b[k].qs[i]), out[k * QK8_0 + i]);
+    }
+  }
+}
 double f_exp_sum_f32(float* x, int64_t n, float sub) {
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) {
@@ -275,6 +285,8 @@ void init_scalar(KernelTable& t) {
   t.f32_to_f16 = f_f32_to_f16;
   t.f16_to_f32 = f_f16_to_f32;
   t.dot_f16_rows = f_dot_f16_rows;
+  t.dot_q8_0_rows = vec_dot_rows<dot_q8_0_q8_0>;
+  t.axpy_q8_0_rows = f_axpy_q8_0_rows;
   t.exp_sum_f32 = f_exp_sum_f32;
   t.max_f32 = f_max_f32;
   t.softmax_f16r = f_softmax_f16r;

@@ -770,6 +770,30 @@ inline void quantize_act_q8_1(const float* x, void* y, int64_t n) {
   }
 }
 
+// axpy_q8_0_rows: per block of 32 elements, four 8-lane accumulators held across all rows (each element's
+// terms in row order, one FMA each, as the scalar version).
+inline void axpy_q8_0_rows(int64_t n, const void* x, size_t stride, int64_t count, const float* p, float* out) {
+  const auto* base = static_cast<const uint8_t*>(x);
+  for (int64_t k = 0; k < n / QK8_0; ++k) {
+    float* o = out + k * QK8_0;
+    __m256 a0 = _mm256_loadu_ps(o), a1 = _mm256_loadu_ps(o + 8), a2 = _mm256_loadu_ps(o + 16), a3 = _mm256_loadu_ps(o + 24);
+    for (int64_t j = 0; j < count; ++j) {
+      const auto* b = reinterpret_cast<const BlockQ8_0*>(base + static_cast<size_t>(j) * stride) + k;
+      const __m256 s = _mm256_set1_ps(p[j] * fp16_to_fp32(b->d));
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs));
+      const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+      a0 = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), a0);
+      a1 = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lo, lo))), a1);
+      a2 = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), a2);
+      a3 = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(hi, hi))), a3);
+    }
+    _mm256_storeu_ps(o, a0);
+    _mm256_storeu_ps(o + 8, a1);
+    _mm256_storeu_ps(o + 16, a2);
+    _mm256_storeu_ps(o + 24, a3);
+  }
+}
+
 // The float helpers are the same on AVX2 and AVX-512 (256-bit F16C / FMA).
 template <typename Table>
 void set_float_helpers(Table& t) {
@@ -781,6 +805,7 @@ void set_float_helpers(Table& t) {
   t.f32_to_f16 = f32_to_f16;
   t.f16_to_f32 = f16_to_f32;
   t.dot_f16_rows = dot_f16_rows;
+  t.axpy_q8_0_rows = axpy_q8_0_rows;
   t.exp_sum_f32 = exp_sum_f32;
   t.silu_mul_f32 = silu_mul_f32;
   t.softmax_f16r = softmax_f16r;

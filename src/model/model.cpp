@@ -133,13 +133,25 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   return m;
 }
 
-KVCache::KVCache(const ModelConfig& cfg, int64_t n_ctx)
+namespace {
+size_t kv_part_bytes(const ModelConfig& cfg, int64_t v_stride, TensorType type) {
+  if (type == TensorType::F16) return static_cast<size_t>(v_stride * cfg.n_head_kv * cfg.head_dim) * sizeof(uint16_t);
+  if (type != TensorType::Q8_0) fail("KV cache type %s is not supported (use f16 or q8_0)", type_name(type));
+  if (cfg.head_dim % 32 != 0)
+    fail("a q8_0 KV cache needs a head size that is a multiple of 32; this model's is %lld (use f16)",
+         static_cast<long long>(cfg.head_dim));
+  return static_cast<size_t>(v_stride * cfg.n_head_kv) * row_size(TensorType::Q8_0, cfg.head_dim);
+}
+}  // namespace
+
+KVCache::KVCache(const ModelConfig& cfg, int64_t n_ctx, TensorType type)
     : n_ctx_(n_ctx),
+      type_(type),
       v_stride_((n_ctx + ops::kAttnPad - 1) / ops::kAttnPad * ops::kAttnPad),
       n_layer_(cfg.n_layer),
-      per_layer_(static_cast<size_t>(v_stride_ * cfg.n_head_kv * cfg.head_dim)),
-      buf_(per_layer_ * 2 * sizeof(uint16_t) * static_cast<size_t>(cfg.n_layer),
-           "the KV cache (lower the context size with -c)", /*prefault=*/true) {}
+      part_bytes_(kv_part_bytes(cfg, v_stride_, type)),
+      buf_(part_bytes_ * 2 * static_cast<size_t>(cfg.n_layer), "the KV cache (lower the context size with -c)",
+           /*prefault=*/true) {}
 
 void Forward::reserve(int64_t T) {
   if (T <= cap_) return;
@@ -210,6 +222,7 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
   op(OpKind::rope, -1, "rope_table", profile::Cost{3.0 * static_cast<double>(T * c.n_rot), 4.0 * static_cast<double>(T * c.n_rot)},
      [&] { ops::rope_table(ctx, pos_.data(), T, c.n_rot, c.rope_freq_base, rope_cs_.data()); });
 
+  const double kv_elem_bytes = kv.type() == TensorType::Q8_0 ? 34.0 / 32.0 : 2.0;
   const int64_t stale_end = kv.written_end();  // the value cache is zero from here on
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const LayerWeights& l = m_.layer(il);
@@ -228,7 +241,14 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
       ops::rope(ctx, q_.data(), T, c.n_head, hd, c.n_rot, rope_cs_.data(), c.rope_style);
       ops::rope(ctx, k_.data(), T, c.n_head_kv, hd, c.n_rot, rope_cs_.data(), c.rope_style);
     });
-    op(OpKind::attention, il, "attention", profile::attention_cost(T, pos0, c.n_head, c.n_head_kv, hd), [&] {
+    op(OpKind::attention, il, "attention", profile::attention_cost(T, pos0, c.n_head, c.n_head_kv, hd, kv_elem_bytes), [&] {
+      if (kv.type() == TensorType::Q8_0) {
+        ops::store_q8_0_heads(ctx, k_.data(), kv.k_q8_0(il), T, c.n_head_kv, hd, pos0, kv.v_stride());
+        ops::store_q8_0_heads(ctx, v_.data(), kv.v_q8_0(il), T, c.n_head_kv, hd, pos0, kv.v_stride());
+        ops::attention_q8_0(ctx, q_.data(), kv.k_q8_0(il), kv.v_q8_0(il), att_.data(), T, pos0, kv.v_stride(), c.n_head,
+                            c.n_head_kv, hd, scale);
+        return;
+      }
       ops::store_f16_heads(ctx, k_.data(), kv.k(il), T, c.n_head_kv, hd, pos0, kv.v_stride());
       ops::store_f16_transposed(ctx, v_.data(), kv.v(il), T, kv_dim, pos0, kv.v_stride(), stale_end);
       ops::attention(ctx, q_.data(), kv.k(il), kv.v(il), att_.data(), T, pos0, kv.v_stride(), c.n_head, c.n_head_kv, hd,

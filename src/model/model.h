@@ -67,28 +67,35 @@ class Model {
 // F16 key/value cache for one sequence: per layer [n_ctx][n_head_kv * head_dim].
 class KVCache {
  public:
-  KVCache(const ModelConfig& cfg, int64_t n_ctx);
+  // type: F16 (the default) or Q8_0 (about half the bytes; needs head_dim a multiple of 32).
+  KVCache(const ModelConfig& cfg, int64_t n_ctx, TensorType type = TensorType::F16);
   int64_t n_ctx() const { return n_ctx_; }
+  TensorType type() const { return type_; }
+  // Q8_0 cache: keys and values both head-major, [n_head_kv][v_stride()] rows of head_dim / 32 Q8_0 blocks
+  // (values not transposed; see ops::attention_q8_0).
+  uint8_t* k_q8_0(int64_t layer) { return bytes_at(2 * layer); }
+  uint8_t* v_q8_0(int64_t layer) { return bytes_at(2 * layer + 1); }
   // Keys, head-major: [n_head_kv][v_stride()][head_dim], one head's keys contiguous (decode's score pass
   // streams them in order), a row per position.
-  uint16_t* k(int64_t layer) { return base() + static_cast<size_t>(2 * layer) * per_layer_; }
+  uint16_t* k(int64_t layer) { return reinterpret_cast<uint16_t*>(bytes_at(2 * layer)); }
   // Values are stored transposed: [n_head_kv * head_dim][v_stride()], a row per value dimension; the row
   // length is n_ctx rounded up to a multiple of ops::kAttnPad, which ops::store_f16_transposed and the
   // attention's value products rely on.
   int64_t v_stride() const { return v_stride_; }
-  uint16_t* v(int64_t layer) { return base() + static_cast<size_t>(2 * layer + 1) * per_layer_; }
-  uint64_t bytes() const { return static_cast<uint64_t>(per_layer_) * 2 * 2 * static_cast<uint64_t>(n_layer_); }
+  uint16_t* v(int64_t layer) { return reinterpret_cast<uint16_t*>(bytes_at(2 * layer + 1)); }
+  uint64_t bytes() const { return static_cast<uint64_t>(part_bytes_) * 2 * static_cast<uint64_t>(n_layer_); }
   // One past the highest position ever stored (the buffer starts zero-filled, so everything from here on
   // is zero; below it, positions past the current sequence may hold a rolled-back sequence's values).
   int64_t written_end() const { return written_end_; }
   void note_written(int64_t end) { written_end_ = std::max(written_end_, end); }
 
  private:
-  uint16_t* base() { return static_cast<uint16_t*>(buf_.data()); }
+  uint8_t* bytes_at(int64_t part) { return static_cast<uint8_t*>(buf_.data()) + static_cast<size_t>(part) * part_bytes_; }
   int64_t n_ctx_;
+  TensorType type_;
   int64_t v_stride_;
   int64_t n_layer_;
-  size_t per_layer_;  // f16 values in one layer's K (and in its V)
+  size_t part_bytes_;  // bytes of one layer's K (and of its V)
   int64_t written_end_ = 0;
   HugeBuffer buf_;
 };

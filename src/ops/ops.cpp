@@ -19,6 +19,11 @@ int32_t* Context::int_scratch(size_t n) {
   return i32_.data();
 }
 
+uint16_t* Context::half_scratch(size_t n) {
+  if (f16_.size() < n) f16_.resize(n);
+  return f16_.data();
+}
+
 float* Context::float_scratch(size_t n) {
   if (f32_.size() < n) f32_.resize(n);
   return f32_.data();
@@ -275,6 +280,16 @@ void store_f16_heads(Context& ctx, const float* x, uint16_t* cache, int64_t T, i
       ctx.k().f32_to_f16(x + (t * n_heads + h) * head_dim, cache + (h * n_ctx + pos0 + t) * head_dim, head_dim);
 }
 
+void store_q8_0_heads(Context& ctx, const float* x, uint8_t* cache, int64_t T, int64_t n_heads, int64_t head_dim,
+                      int64_t pos0, int64_t n_ctx) {
+  TS_CHECK(pos0 >= 0 && pos0 + T <= n_ctx && head_dim % 32 == 0);
+  const size_t row = row_size(TensorType::Q8_0, head_dim);
+  const kernels::QuantizeActFn quantize = ctx.k().for_type(TensorType::Q8_0).quantize_act;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < n_heads; ++h)
+      quantize(x + (t * n_heads + h) * head_dim, cache + static_cast<size_t>(h * n_ctx + pos0 + t) * row, head_dim);
+}
+
 void store_f16_transposed(Context& ctx, const float* x, uint16_t* cache_t, int64_t T, int64_t n, int64_t pos0,
                           int64_t n_ctx, int64_t stale_end) {
   TS_CHECK_MSG(n_ctx % kAttnPad == 0, "transposed cache rows must be a multiple of %d long", static_cast<int>(kAttnPad));
@@ -422,6 +437,65 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
       float* o = out + (t * n_head + h) * head_dim;
       const uint16_t* vh = vt_cache + kvh * head_dim * n_ctx;
       k.dot_f16_rows(n_pad, vh, n_ctx, head_dim, p16, o);
+    }
+  });
+}
+
+void attention_q8_0(Context& ctx, const float* q, const uint8_t* k_cache, const uint8_t* v_cache, float* out,
+                    int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
+                    float scale) {
+  TS_CHECK(n_head % n_head_kv == 0 && head_dim % 32 == 0);
+  const size_t row = row_size(TensorType::Q8_0, head_dim);
+  const int64_t n_kv_max = pos0 + T;
+  const auto& k = ctx.k();
+  if (T >= 8) {
+    // Prefill: an f16 copy of positions 0..n_kv_max-1 in the F16 layout (keys head-major, values transposed),
+    // dequantized in parallel per (head, block of positions), then the flash path.
+    const int64_t n_st = n_kv_max;
+    const int64_t kv_dim = n_head_kv * head_dim;
+    uint16_t* k16 = ctx.half_scratch(static_cast<size_t>(2 * kv_dim * n_st));
+    uint16_t* vt16 = k16 + kv_dim * n_st;
+    constexpr int64_t kPosBlock = 64;
+    const int64_t blocks = (n_st + kPosBlock - 1) / kPosBlock;
+    ctx.pool().parallel_for(n_head_kv * blocks, 1, [&](int64_t b, int64_t e, int) {
+      std::vector<float> f(static_cast<size_t>(head_dim));
+      for (int64_t job = b; job < e; ++job) {
+        const int64_t h = job / blocks, p0 = (job % blocks) * kPosBlock, p1 = std::min(n_st, p0 + kPosBlock);
+        for (int64_t p = p0; p < p1; ++p) {
+          const size_t at = static_cast<size_t>(h * n_ctx + p) * row;
+          dequantize_row(TensorType::Q8_0, k_cache + at, f.data(), head_dim);
+          k.f32_to_f16(f.data(), k16 + (h * n_st + p) * head_dim, head_dim);
+          dequantize_row(TensorType::Q8_0, v_cache + at, f.data(), head_dim);
+          for (int64_t i = 0; i < head_dim; ++i) vt16[(h * head_dim + i) * n_st + p] = fp32_to_fp16(f[static_cast<size_t>(i)]);
+        }
+      }
+    });
+    attention_flash(ctx, q, k16, vt16, out, T, pos0, n_st, n_head, n_head_kv, head_dim, scale);
+    return;
+  }
+  const int64_t group = n_head / n_head_kv;
+  const int nth = ctx.pool().size();
+  const kernels::QuantizeActFn quantize = k.for_type(TensorType::Q8_0).quantize_act;
+  // Per thread: the scores, then the query in Q8_0.
+  const int64_t per_thread = n_kv_max + static_cast<int64_t>(row + 3) / 4 + 16;
+  float* scratch = ctx.float_scratch(static_cast<size_t>(nth * per_thread));
+  ctx.pool().parallel_for_dynamic(T * n_head, 1, [&](int64_t b, int64_t e, int ith) {
+    float* scores = scratch + ith * per_thread;
+    auto* q8 = reinterpret_cast<uint8_t*>(scores + n_kv_max);
+    for (int64_t job = b; job < e; ++job) {
+      const int64_t t = job / n_head, h = job % n_head;
+      const int64_t kvh = h / group;
+      const int64_t n_kv = pos0 + t + 1;
+      quantize(q + (t * n_head + h) * head_dim, q8, head_dim);
+      const uint8_t* kh = k_cache + static_cast<size_t>(kvh * n_ctx) * row;
+      k.dot_q8_0_rows(head_dim, kh, row, n_kv, q8, scores);
+      for (int64_t j = 0; j < n_kv; ++j) scores[j] *= scale;
+      const float mx = k.max_f32(scores, n_kv);
+      const float inv = static_cast<float>(1.0 / k.exp_sum_f32(scores, n_kv, mx));
+      float* o = out + (t * n_head + h) * head_dim;
+      std::fill(o, o + head_dim, 0.0f);
+      k.axpy_q8_0_rows(head_dim, v_cache + static_cast<size_t>(kvh * n_ctx) * row, row, n_kv, scores, o);
+      for (int64_t i = 0; i < head_dim; ++i) o[i] *= inv;
     }
   });
 }

@@ -52,6 +52,8 @@ class Context {
   // Scratch bytes for quantized activations; valid until the next call.
   uint8_t* act_scratch(size_t bytes);
   float* float_scratch(size_t n);
+  // f16 staging (attention over a Q8_0 cache in prefill); separate from the buffers above.
+  uint16_t* half_scratch(size_t n);
   int32_t* int_scratch(size_t n);
   // How matmul_multi splits one output into work units (counts of each kind; `first`: the number of its
   // first unit in the list over all outputs).
@@ -66,6 +68,7 @@ class Context {
   std::vector<uint8_t> act_;
   std::vector<float> f32_;
   std::vector<int32_t> i32_;
+  std::vector<uint16_t> f16_;
   std::vector<MatmulUnits> units_;
 };
 
@@ -113,6 +116,20 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
                int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                float scale);
 
+// Attention as above over a Q8_0 cache: keys and values both head-major, [n_head_kv][n_ctx] rows of
+// head_dim / 32 Q8_0 blocks (values not transposed); head_dim must be a multiple of 32.
+// Decode (T < 8): each query is quantized to Q8_0 and scored against the key rows with the Q8_0 dot product
+// (as llama.cpp does with a q8_0 key cache), softmax in f32 (sum in double), then the probability-weighted
+// sum of the value rows in f32 (axpy_q8_0_rows). Prefill (T >= 8): the cache positions 0..pos0+T-1 are
+// dequantized into an f16 copy in the F16 layout and the flash path above runs on it.
+void attention_q8_0(Context& ctx, const float* q, const uint8_t* k_cache, const uint8_t* v_cache, float* out,
+                    int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
+                    float scale);
+
+// Stores key or value rows [T][n_heads*head_dim] as Q8_0 into a head-major cache [n_heads][n_ctx] of rows of
+// head_dim / 32 blocks, positions pos0..pos0+T-1 of each head.
+void store_q8_0_heads(Context& ctx, const float* x, uint8_t* cache, int64_t T, int64_t n_heads, int64_t head_dim,
+                      int64_t pos0, int64_t n_ctx);
 // Stores key rows [T][n_heads*head_dim] as f16 into the head-major cache [n_heads][n_ctx][head_dim], positions
 // pos0..pos0+T-1 of each head.
 void store_f16_heads(Context& ctx, const float* x, uint16_t* cache, int64_t T, int64_t n_heads, int64_t head_dim,

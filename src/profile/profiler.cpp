@@ -37,14 +37,15 @@ Cost matmul_cost(int64_t T, int64_t N, int64_t K, double weight_row_bytes) {
   return c;
 }
 
-Cost attention_cost(int64_t T, int64_t pos0, int64_t n_head, int64_t n_head_kv, int64_t head_dim) {
+Cost attention_cost(int64_t T, int64_t pos0, int64_t n_head, int64_t n_head_kv, int64_t head_dim, double kv_elem_bytes) {
   // Keys seen in total: sum over queries of (pos0 + t + 1).
   const double keys = static_cast<double>(T) * static_cast<double>(pos0) + static_cast<double>(T) * (T + 1) / 2.0;
   Cost c;
   c.flops = 4.0 * static_cast<double>(n_head) * static_cast<double>(head_dim) * keys;  // QK^T and PV
-  // The K and V cache (f16) of every position the last query sees, read once; q in, out written (f32).
+  // The K and V cache (kv_elem_bytes per element) of every position the last query sees, read once; q in,
+  // out written (f32).
   const double n_kv = static_cast<double>(pos0 + T);
-  c.bytes = 2.0 * 2.0 * n_kv * static_cast<double>(n_head_kv * head_dim) +
+  c.bytes = 2.0 * kv_elem_bytes * n_kv * static_cast<double>(n_head_kv * head_dim) +
             2.0 * 4.0 * static_cast<double>(T) * static_cast<double>(n_head * head_dim);
   return c;
 }

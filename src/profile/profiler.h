@@ -46,8 +46,10 @@ struct Cost {
 };
 // y[T][N] = x[T][K] W^T with W stored at weight_row_bytes per row: weights read once, f32 input and output.
 Cost matmul_cost(int64_t T, int64_t N, int64_t K, double weight_row_bytes);
-// Causal attention of T queries at positions pos0.. over an f16 KV cache.
-Cost attention_cost(int64_t T, int64_t pos0, int64_t n_head, int64_t n_head_kv, int64_t head_dim);
+// Causal attention of T queries at positions pos0.. over the KV cache.
+// kv_elem_bytes: bytes per cached element (2 for f16, 34/32 for q8_0).
+Cost attention_cost(int64_t T, int64_t pos0, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
+                    double kv_elem_bytes = 2.0);
 Cost elementwise_cost(int64_t elements, double flops_per_element, int inputs, int outputs);
 
 class Profiler {

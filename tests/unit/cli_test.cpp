@@ -189,6 +189,28 @@ TEST(CliBench, MarkdownAndCsvAndBadFlags) {
   expect_clean_error(run("bench -m " + p + " -p 0 -n 0"), "nothing to run");
   expect_clean_error(run("bench -m " + p + " -p 8 -n 0 --barrier nap"), "nap");
   expect_clean_error(run("bench -m " + p + " -p 100000 -n 0"), "context");
+  expect_clean_error(run("bench -m " + p + " -p 8 -n 0 --kv-type q4_0"), "q4_0");
+  // The tiny model's heads are 16 wide: a Q8_0 cache (blocks of 32) is refused by name.
+  expect_clean_error(run("bench -m " + p + " -p 8 -n 0 --kv-type q8_0"), "multiple of 32");
+  expect_clean_error(run("run -m " + p + " -p hi -n 1 --kv-type bf16"), "bf16");
+}
+
+TEST(CliBench, KvTypesAreTestParametersWithLlamaBenchFieldNames) {
+  TinyModelSpec spec;
+  spec.n_head = 2;  // heads of 32: Q8_0 blocks fit
+  const std::string p = temp_path("tiny-bench-kv.gguf");
+  build_tiny_model(spec).write(p);
+  Result r = run("bench -m " + p + " -p 8 -n 2 -r 1 --kv-type f16,q8_0 -o json", "2>/dev/null");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 4u);  // (pp8, tg2) x (f16, q8_0)
+  EXPECT_EQ(j[0]["type_k"], "f16");
+  EXPECT_EQ(j[1]["type_v"], "f16");
+  EXPECT_EQ(j[2]["type_k"], "q8_0");
+  EXPECT_EQ(j[3]["type_v"], "q8_0");
+  Result run_q8 = run("run -m " + p + " -p hello -n 3 --temp 0 --kv-type q8_0", "2>&1");
+  ASSERT_EQ(run_q8.code, 0) << run_q8.out;
+  EXPECT_NE(run_q8.out.find("kv q8_0"), std::string::npos) << run_q8.out;
 }
 
 }  // namespace

@@ -122,6 +122,47 @@ TEST_P(Reference, Greedy32TokensEqualLlamaCpp) {
   EXPECT_GE(full, kMinFullMatches) << "prompts whose 32 greedy tokens all equal llama.cpp's";
 }
 
+// With the Q8_0 KV cache (keys and values rounded to 8 bits per element, the query to Q8_0 in decode) the
+// logits move further from llama.cpp's f16-cache run; the decisive steps must still agree (teacher-forced,
+// best ISA), and the first-step logits stay within kQ8CacheLogitTolerance of llama.cpp's.
+constexpr double kQ8CacheLogitTolerance = 2.0;
+TEST(ReferenceQ8Cache, TeacherForcedTopTokenEqualsLlamaCppWhereDecisive) {
+  const std::string path = model_path(kSmolLM2);
+  ASSERT_FALSE(path.empty()) << "default model missing: run scripts/fetch-models.sh";
+  const json ref = load_reference();
+  SessionOptions o;
+  o.model_path = path;
+  o.n_threads = 2;
+  o.n_ctx = 512;
+  o.kv_type = TensorType::Q8_0;
+  auto s = Session::open(o);
+  ASSERT_EQ(s->kv_type(), TensorType::Q8_0);
+  int decisive = 0, agree = 0;
+  double worst = 0;
+  for (const auto& c : ref["cases"]) {
+    s->reset();
+    const auto want = c["tokens"].get<std::vector<int32_t>>();
+    const auto margins = c["margins"].get<std::vector<double>>();
+    s->eval(c["prompt_ids"].get<std::vector<int32_t>>());
+    for (const auto& e : c["first_logits_top"])
+      worst = std::max(worst, std::fabs(s->logits()[static_cast<size_t>(e[0].get<int>())] - e[1].get<double>()));
+    for (size_t k = 0; k < want.size(); ++k) {
+      const std::vector<float>& l = s->logits();
+      const int best = static_cast<int>(std::max_element(l.begin(), l.end()) - l.begin());
+      if (margins[k] >= kDecisiveMargin) {
+        ++decisive;
+        agree += best == want[k];
+        EXPECT_EQ(best, want[k]) << c["prompt"] << " step " << k << " (llama.cpp margin " << margins[k] << ")";
+      }
+      s->eval({want[k]});
+    }
+  }
+  EXPECT_GT(decisive, 200);
+  EXPECT_LT(worst, kQ8CacheLogitTolerance);
+  std::printf("q8_0 cache, teacher-forced: %d of %d decisive steps agree; worst first-step top logit gap %.3f\n", agree,
+              decisive, worst);
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, Reference, ::testing::ValuesIn(kernels::available_isas()),
                          [](const auto& info) { return std::string(kernels::isa_name(info.param)); });
 

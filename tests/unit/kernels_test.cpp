@@ -229,6 +229,51 @@ TEST_P(KernelIsa, AttentionHelpersMatchScalar) {
 // Activation quantization on awkward blocks (all zero, tiny values whose d is subnormal in f16, huge values
 // whose d overflows f16, one outlier) is byte-identical to the scalar quantizer, in every position of a
 // row (the SIMD versions work on groups of blocks).
+// The Q8_0 KV cache's two helpers: scores bit-identical to the table's own Q8_0 vec_dot (which the test above
+// holds to the scalar reference's bound), and the value sums bit-identical to the scalar version.
+TEST_P(KernelIsa, Q8_0CacheRowsMatch) {
+  const KernelTable& ref = table(Isa::scalar);
+  const KernelTable& k = table(GetParam());
+  const WeightKernels& q8 = k.for_type(TensorType::Q8_0);
+  uint32_t seed = 2100;
+  for (int64_t n : {32, 64, 96, 128, 256}) {
+    const size_t row = row_size(TensorType::Q8_0, n), stride = row + 6;  // rows not 4-byte aligned
+    for (int64_t count : {1, 2, 7, 50}) {
+      std::vector<uint8_t> rows(stride * static_cast<size_t>(count), 0xAB), y(row);
+      for (int64_t j = 0; j < count; ++j) {
+        const auto x = random_floats(n, seed++, 2.0f);
+        ref.for_type(TensorType::Q8_0).quantize_act(x.data(), rows.data() + static_cast<size_t>(j) * stride, n);
+      }
+      const auto yf = random_floats(n, seed++);
+      ref.for_type(TensorType::Q8_0).quantize_act(yf.data(), y.data(), n);
+      std::vector<float> out(static_cast<size_t>(count) + 1, -7.0f);
+      k.dot_q8_0_rows(n, rows.data(), stride, count, y.data(), out.data());
+      for (int64_t j = 0; j < count; ++j)
+        EXPECT_EQ(out[j], q8.vec_dot(n, rows.data() + static_cast<size_t>(j) * stride, y.data()))
+            << isa_name(GetParam()) << " n=" << n << " row " << j;
+      EXPECT_EQ(out[static_cast<size_t>(count)], -7.0f) << "wrote past the last row";
+
+      auto p = random_floats(count, seed++);
+      for (auto& v : p) v = std::fabs(v) / static_cast<float>(count);  // probabilities-like weights
+      const auto init = random_floats(n + 1, seed++);
+      std::vector<float> a(init), b(init);
+      ref.axpy_q8_0_rows(n, rows.data(), stride, count, p.data(), a.data());
+      k.axpy_q8_0_rows(n, rows.data(), stride, count, p.data(), b.data());
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(b[i], a[i]) << isa_name(GetParam()) << " n=" << n << " count=" << count << " i=" << i;
+      EXPECT_EQ(b[static_cast<size_t>(n)], init[static_cast<size_t>(n)]) << "wrote past n";
+      // And the scalar version is the sum it claims to be (against double).
+      for (int64_t i = 0; i < n; ++i) {
+        double e = init[static_cast<size_t>(i)];
+        for (int64_t j = 0; j < count; ++j) {
+          const auto* blk = reinterpret_cast<const BlockQ8_0*>(rows.data() + static_cast<size_t>(j) * stride) + i / 32;
+          e += static_cast<double>(p[j]) * fp16_to_fp32(blk->d) * blk->qs[i % 32];
+        }
+        EXPECT_NEAR(a[i], e, 1e-5 * (1 + std::fabs(e))) << "n=" << n << " i=" << i;
+      }
+    }
+  }
+}
+
 TEST_P(KernelIsa, ActivationQuantizationOfEdgeBlocksIsExact) {
   const KernelTable& ref = table(Isa::scalar);
   const KernelTable& k = table(GetParam());

@@ -235,6 +235,81 @@ TEST(StoreTransposed, ClearsTheBlockTailOnlyBeforeTheWatermark) {
   }
 }
 
+// The Q8_0 cache against a double reference over the dequantized cache, with the query rounded as each path
+// rounds it: through Q8_0 for decode (T < 8), through f16 for prefill, where the cache values are also rounded
+// to f16 on the way (the f16 staging copy).
+TEST_P(Attention, Q8_0CacheMatchesDoubleReference) {
+  ThreadPool pool(2);
+  ops::Context ctx(pool, kernels::table(GetParam()));
+  std::mt19937 rng(12);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t hd = 64;
+  const size_t row = row_size(TensorType::Q8_0, hd);
+  struct Shape {
+    int64_t n_head, n_head_kv, pos0, T;
+  };
+  for (Shape sh : {Shape{9, 3, 0, 1}, Shape{9, 3, 5, 3}, Shape{9, 3, 0, 20}, Shape{8, 2, 30, 9}, Shape{16, 2, 0, 70},
+                   Shape{9, 3, 505, 20}, Shape{8, 2, 700, 1}}) {
+    const int64_t kvd = sh.n_head_kv * hd, n_kv = sh.pos0 + sh.T;
+    const int64_t n_ctx = n_kv + 7;
+    std::vector<uint8_t> kc(static_cast<size_t>(sh.n_head_kv * n_ctx) * row, 0xFF), vc(kc.size(), 0xFF);
+    std::vector<float> kf(static_cast<size_t>(n_kv * kvd)), vf(kf.size());
+    for (auto& v : kf) v = nd(rng);
+    for (auto& v : vf) v = nd(rng);
+    // Stored in two calls, as a prompt and then its continuation are.
+    const int64_t first = n_kv / 2;
+    for (auto [x, c] : {std::pair{&kf, &kc}, std::pair{&vf, &vc}}) {
+      ops::store_q8_0_heads(ctx, x->data(), c->data(), first, sh.n_head_kv, hd, 0, n_ctx);
+      ops::store_q8_0_heads(ctx, x->data() + first * kvd, c->data(), n_kv - first, sh.n_head_kv, hd, first, n_ctx);
+    }
+    std::vector<float> q(static_cast<size_t>(sh.T * sh.n_head * hd)), out(q.size(), NAN);
+    for (auto& v : q) v = nd(rng);
+    const float scale = 0.125f;
+    ops::attention_q8_0(ctx, q.data(), kc.data(), vc.data(), out.data(), sh.T, sh.pos0, n_ctx, sh.n_head, sh.n_head_kv,
+                        hd, scale);
+    const bool decode = sh.T < 8;
+    auto cached = [&](const std::vector<uint8_t>& c, int64_t kvh, int64_t pos) {
+      std::vector<float> f(static_cast<size_t>(hd));
+      dequantize_row(TensorType::Q8_0, c.data() + static_cast<size_t>(kvh * n_ctx + pos) * row, f.data(), hd);
+      if (!decode)
+        for (auto& v : f) v = fp16_to_fp32(fp32_to_fp16(v));
+      return f;
+    };
+    for (int64_t t = 0; t < sh.T; ++t)
+      for (int64_t h = 0; h < sh.n_head; ++h) {
+        const int64_t kvh = h / (sh.n_head / sh.n_head_kv), nk = sh.pos0 + t + 1;
+        std::vector<float> qr(q.begin() + (t * sh.n_head + h) * hd, q.begin() + (t * sh.n_head + h + 1) * hd);
+        if (decode) {
+          std::vector<uint8_t> q8(row);
+          kernels::table(kernels::Isa::scalar).for_type(TensorType::Q8_0).quantize_act(qr.data(), q8.data(), hd);
+          dequantize_row(TensorType::Q8_0, q8.data(), qr.data(), hd);
+        } else {
+          for (auto& v : qr) v = fp16_to_fp32(fp32_to_fp16(v));
+        }
+        std::vector<double> s(static_cast<size_t>(nk));
+        double mx = -1e300;
+        for (int64_t j = 0; j < nk; ++j) {
+          const auto kr = cached(kc, kvh, j);
+          double d = 0;
+          for (int64_t i = 0; i < hd; ++i) d += static_cast<double>(qr[static_cast<size_t>(i)]) * kr[static_cast<size_t>(i)];
+          s[static_cast<size_t>(j)] = d * scale;
+          mx = std::max(mx, d * scale);
+        }
+        double sum = 0;
+        for (auto& e : s) sum += (e = std::exp(e - mx));
+        std::vector<double> o(static_cast<size_t>(hd), 0.0);
+        for (int64_t j = 0; j < nk; ++j) {
+          const auto vr = cached(vc, kvh, j);
+          for (int64_t i = 0; i < hd; ++i) o[static_cast<size_t>(i)] += s[static_cast<size_t>(j)] / sum * vr[static_cast<size_t>(i)];
+        }
+        for (int64_t i = 0; i < hd; ++i)
+          ASSERT_NEAR(out[(t * sh.n_head + h) * hd + i], o[static_cast<size_t>(i)], 1e-3 * (1 + std::fabs(o[static_cast<size_t>(i)])))
+              << "heads " << sh.n_head << "/" << sh.n_head_kv << " pos0 " << sh.pos0 << " T " << sh.T << " t " << t
+              << " h " << h << " i " << i;
+      }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, Attention, ::testing::ValuesIn(kernels::available_isas()),
                          [](const auto& info) { return std::string(kernels::isa_name(info.param)); });
 
