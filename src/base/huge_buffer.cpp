@@ -15,6 +15,17 @@ namespace {
 constexpr size_t kHugePage = size_t{2} << 20;
 }
 
+void prefault_read(const void* p, size_t bytes) {
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+  if (!p || bytes == 0) return;
+  const uintptr_t page = 4096, b = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  const uintptr_t e = reinterpret_cast<uintptr_t>(p) + bytes;
+  if (madvise(reinterpret_cast<void*>(b), e - b, MADV_POPULATE_READ) != 0)
+    madvise(reinterpret_cast<void*>(b), e - b, MADV_WILLNEED);  // older kernels: at least start reading it in
+}
+
 HugeBuffer::HugeBuffer(size_t bytes, const char* what, bool prefault) {
   if (bytes == 0) return;
   size_ = (bytes + kHugePage - 1) / kHugePage * kHugePage;

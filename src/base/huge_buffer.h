@@ -29,4 +29,10 @@ class HugeBuffer {
   size_t size_ = 0;
 };
 
+// Maps the pages of [p, p + bytes) of a read-only file mapping now (MADV_POPULATE_READ, Linux 5.14+), so that
+// first reads do not fault one page at a time; advice only (ignored where unsupported). The embedding table
+// stays in the model file and decode reads one row of it per token: without this each new token id faulted in
+// its page (measured 1 to 220 us per token on the Qwen1.5-0.5B shape, depending on the page cache).
+void prefault_read(const void* p, size_t bytes);
+
 }  // namespace tokenscope

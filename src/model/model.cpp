@@ -130,6 +130,7 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   matrices.push_back(&m->output_);
   for (const ops::Weight* w : matrices) m->weight_bytes_ += w->row_bytes * static_cast<uint64_t>(w->rows);
   ops::pack_weights(matrices);
+  prefault_read(m->tok_embd_.data, m->tok_embd_.row_bytes * static_cast<size_t>(m->tok_embd_.rows));
   return m;
 }
 
