@@ -79,8 +79,8 @@ struct KernelTable {
   void (*dot_f16_rows)(int64_t n, const uint16_t* x, int64_t stride, int64_t count, const uint16_t* y,
                        float* out) = nullptr;
   // Over a Q8_0 cache (rows of n elements as n / 32 Q8_0 blocks, `stride` bytes apart; n a multiple of 32):
-  // out[j] = dot(row j, y) with y in Q8_0 too, bit-identical to this table's Q8_0 vec_dot (the attention
-  // scores of one query against a Q8_0 key cache).
+  // out[j] = dot(row j, y) with y in Q8_0 too (the attention scores of one query against a Q8_0 key cache):
+  // integer block sums exact, their float combination within the Q8_0 vec_dot's bound of the scalar version.
   void (*dot_q8_0_rows)(int64_t n, const void* x, size_t stride, int64_t count, const void* y, float* out) = nullptr;
   // out[i] += sum over rows j < count, in order, of (p[j] * d) * q[i], one fused multiply-add per term, where d
   // and q are row j's block scale and quant for element i (the probability-weighted sum of Q8_0 value rows).

@@ -441,6 +441,41 @@ void quantize_act_q8_512(const float* x, void* y, int64_t n) {
   }
 }
 
+// axpy_q8_0_rows on 512-bit registers: up to 4 blocks (128 elements) of accumulators held while the rows
+// stream past once (rows outer), two 16-lane FMAs per block per row; each element's terms in row order, one
+// FMA each, so bit-identical to the scalar version.
+template <int NK>
+void axpy_q8_0_group(const uint8_t* base, size_t stride, int64_t count, const float* p, float* out) {
+  __m512 a[2 * NK];
+  for (int i = 0; i < 2 * NK; ++i) a[i] = _mm512_loadu_ps(out + 16 * i);
+  for (int64_t j = 0; j < count; ++j) {
+    const auto* b = reinterpret_cast<const BlockQ8_0*>(base + static_cast<size_t>(j) * stride);
+    for (int k = 0; k < NK; ++k) {
+      const __m512 s = _mm512_set1_ps(p[j] * fp16_to_fp32(b[k].d));
+      const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[k].qs));
+      const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[k].qs + 16));
+      a[2 * k] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), a[2 * k]);
+      a[2 * k + 1] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), a[2 * k + 1]);
+    }
+  }
+  for (int i = 0; i < 2 * NK; ++i) _mm512_storeu_ps(out + 16 * i, a[i]);
+}
+
+void axpy_q8_0_rows(int64_t n, const void* x, size_t stride, int64_t count, const float* p, float* out) {
+  const auto* base = static_cast<const uint8_t*>(x);
+  const int64_t nb = n / QK8_0;
+  for (int64_t k0 = 0; k0 < nb; k0 += 4) {
+    const uint8_t* b = base + static_cast<size_t>(k0) * sizeof(BlockQ8_0);
+    float* o = out + k0 * QK8_0;
+    switch (std::min<int64_t>(4, nb - k0)) {
+      case 1: axpy_q8_0_group<1>(b, stride, count, p, o); break;
+      case 2: axpy_q8_0_group<2>(b, stride, count, p, o); break;
+      case 3: axpy_q8_0_group<3>(b, stride, count, p, o); break;
+      default: axpy_q8_0_group<4>(b, stride, count, p, o); break;
+    }
+  }
+}
+
 // dot_f16_rows on 512-bit registers: 8 rows per step, rows p and p + 4 sharing a register (low and high
 // 256 bits), so each FMA and conversion serves two rows. Each lane sees the same FMA chain as in
 // x86::dot_f16_rows (four accumulators over chunks of 32), and the reduction keeps dot_f16's order:
@@ -517,7 +552,8 @@ void init_avx512(KernelTable& t) {
   t.softmax_f16r = softmax_f16r;
   t.max_f32 = max_f32;
   t.dot_f16_rows = dot_f16_rows;
-  t.dot_q8_0_rows = detail::vec_dot_rows<dot_q8_0_q8_0>;
+  t.dot_q8_0_rows = x86::dot_q8_0_rows<true>;
+  t.axpy_q8_0_rows = axpy_q8_0_rows;
   t.silu_mul_f32 = silu_mul_f32;
   for (TensorType w : {TensorType::Q4_0, TensorType::Q8_0}) t.weights[static_cast<int>(w)].quantize_act = quantize_act_q8_512<BlockQ8_0, false>;
   t.weights[static_cast<int>(TensorType::Q4_1)].quantize_act = quantize_act_q8_512<BlockQ8_1, true>;
