@@ -37,6 +37,33 @@ constexpr double kLogitTolerance = 1.5;
 constexpr double kDecisiveMargin = 1.0;
 constexpr size_t kMinFullMatches = 5;
 
+// Teacher-forced along llama.cpp's greedy path: at each step where llama.cpp's top-1 leads by at least
+// kDecisiveMargin, expects our top-1 to be the same token. Returns {decisive steps, agreeing steps}; with
+// first_gap, also the largest gap to llama.cpp's first-step top logits.
+std::pair<int, int> teacher_forced(Session& s, const json& ref, double* first_gap = nullptr) {
+  int decisive = 0, agree = 0;
+  for (const auto& c : ref["cases"]) {
+    s.reset();
+    const auto want = c["tokens"].get<std::vector<int32_t>>();
+    const auto margins = c["margins"].get<std::vector<double>>();
+    s.eval(c["prompt_ids"].get<std::vector<int32_t>>());
+    if (first_gap)
+      for (const auto& e : c["first_logits_top"])
+        *first_gap = std::max(*first_gap, std::fabs(s.logits()[static_cast<size_t>(e[0].get<int>())] - e[1].get<double>()));
+    for (size_t k = 0; k < want.size(); ++k) {
+      const std::vector<float>& l = s.logits();
+      const int best = static_cast<int>(std::max_element(l.begin(), l.end()) - l.begin());
+      if (margins[k] >= kDecisiveMargin) {
+        ++decisive;
+        agree += best == want[k];
+        EXPECT_EQ(best, want[k]) << c["prompt"] << " step " << k << " (llama.cpp margin " << margins[k] << ")";
+      }
+      s.eval({want[k]});
+    }
+  }
+  return {decisive, agree};
+}
+
 class Reference : public ::testing::TestWithParam<kernels::Isa> {
  protected:
   void SetUp() override {
@@ -81,23 +108,7 @@ TEST_P(Reference, FirstStepLogitsWithinTolerance) {
 }
 
 TEST_P(Reference, TeacherForcedTopTokenEqualsLlamaCppWhereDecisive) {
-  int decisive = 0, agree = 0;
-  for (const auto& c : ref_["cases"]) {
-    session_->reset();
-    const auto want = c["tokens"].get<std::vector<int32_t>>();
-    const auto margins = c["margins"].get<std::vector<double>>();
-    session_->eval(c["prompt_ids"].get<std::vector<int32_t>>());
-    for (size_t k = 0; k < want.size(); ++k) {
-      const std::vector<float>& l = session_->logits();
-      const int best = static_cast<int>(std::max_element(l.begin(), l.end()) - l.begin());
-      if (margins[k] >= kDecisiveMargin) {
-        ++decisive;
-        agree += best == want[k];
-        EXPECT_EQ(best, want[k]) << c["prompt"] << " step " << k << " (llama.cpp margin " << margins[k] << ")";
-      }
-      session_->eval({want[k]});
-    }
-  }
+  const auto [decisive, agree] = teacher_forced(*session_, ref_);
   EXPECT_GT(decisive, 200);
   std::printf("teacher-forced: %d of %d decisive steps agree\n", agree, decisive);
 }
@@ -137,26 +148,8 @@ TEST(ReferenceQ8Cache, TeacherForcedTopTokenEqualsLlamaCppWhereDecisive) {
   o.kv_type = TensorType::Q8_0;
   auto s = Session::open(o);
   ASSERT_EQ(s->kv_type(), TensorType::Q8_0);
-  int decisive = 0, agree = 0;
   double worst = 0;
-  for (const auto& c : ref["cases"]) {
-    s->reset();
-    const auto want = c["tokens"].get<std::vector<int32_t>>();
-    const auto margins = c["margins"].get<std::vector<double>>();
-    s->eval(c["prompt_ids"].get<std::vector<int32_t>>());
-    for (const auto& e : c["first_logits_top"])
-      worst = std::max(worst, std::fabs(s->logits()[static_cast<size_t>(e[0].get<int>())] - e[1].get<double>()));
-    for (size_t k = 0; k < want.size(); ++k) {
-      const std::vector<float>& l = s->logits();
-      const int best = static_cast<int>(std::max_element(l.begin(), l.end()) - l.begin());
-      if (margins[k] >= kDecisiveMargin) {
-        ++decisive;
-        agree += best == want[k];
-        EXPECT_EQ(best, want[k]) << c["prompt"] << " step " << k << " (llama.cpp margin " << margins[k] << ")";
-      }
-      s->eval({want[k]});
-    }
-  }
+  const auto [decisive, agree] = teacher_forced(*s, ref, &worst);
   EXPECT_GT(decisive, 200);
   EXPECT_LT(worst, kQ8CacheLogitTolerance);
   std::printf("q8_0 cache, teacher-forced: %d of %d decisive steps agree; worst first-step top logit gap %.3f\n", agree,

@@ -34,13 +34,20 @@ TEST(Synth, TensorTablesMatchTheShapes) {
     params += n;
   }
   EXPECT_NEAR(static_cast<double>(params), 1.236e9, 0.01e9);  // Llama 3.2 1B: 1.24 B parameters
-  for (const auto& t : llama)
-    if (t.name.find("attn_k.weight") != std::string::npos) EXPECT_EQ(t.dims, (std::vector<int64_t>{2048, 512}));
+  for (const auto& t : llama) {
+    if (t.name.find("attn_k.weight") != std::string::npos) {
+      EXPECT_EQ(t.dims, (std::vector<int64_t>{2048, 512}));
+    }
+  }
   // SmolLM2's 576-wide rows do not fit 256-element K-quant blocks: those matrices fall back to Q8_0.
   const auto smol = synth_tensor_table(model_shape("smollm2-135m"), TensorType::Q4_K);
-  for (const auto& t : smol)
-    if (t.name == "blk.0.attn_q.weight") EXPECT_EQ(t.type, TensorType::Q8_0);
-    else if (t.name == "blk.0.ffn_down.weight") EXPECT_EQ(t.type, TensorType::Q4_K);  // 1536 = 6 x 256
+  for (const auto& t : smol) {
+    if (t.name == "blk.0.attn_q.weight") {
+      EXPECT_EQ(t.type, TensorType::Q8_0);
+    } else if (t.name == "blk.0.ffn_down.weight") {
+      EXPECT_EQ(t.type, TensorType::Q4_K);  // 1536 = 6 x 256
+    }
+  }
   EXPECT_THROW(model_shape("gpt-5"), Error);
   EXPECT_THROW(synth_tensor_table(model_shape("smollm2-135m"), TensorType::Q8_K), Error);
 }
@@ -92,8 +99,11 @@ TEST(Quantize, RealModelToQ8_0KeepsItsPredictions) {
   EXPECT_EQ(r.converted, 210);  // every Q4_1 matrix; token_embd is already Q8_0
   EXPECT_EQ(r.fallbacks, 0);
   auto a = Model::load(real), b = Model::load(q.out);
-  for (const auto& t : b->file().tensors())
-    if (t.dims.size() == 2) EXPECT_EQ(t.type, TensorType::Q8_0) << t.name;
+  for (const auto& t : b->file().tensors()) {
+    if (t.dims.size() == 2) {
+      EXPECT_EQ(t.type, TensorType::Q8_0) << t.name;
+    }
+  }
   EXPECT_EQ(b->file().get_int("general.file_type"), 7);
   ThreadPool pool(2);
   ops::Context ctx(pool, kernels::active());

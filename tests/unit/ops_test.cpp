@@ -149,17 +149,19 @@ namespace {
 
 // Attention over an f16 cache against a double-precision reference (same f16 cache contents), for both
 // paths: one query at a time (T < 8) and the prefill tiles (T >= 8), with GQA groups and a non-zero start.
-class Attention : public ::testing::TestWithParam<kernels::Isa> {};
-
-TEST_P(Attention, BothPathsMatchDoubleReference) {
-  ThreadPool pool(2);
-  ops::Context ctx(pool, kernels::table(GetParam()));
-  std::mt19937 rng(11);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  const int64_t hd = 64;
+class Attention : public ::testing::TestWithParam<kernels::Isa> {
+ protected:
   struct Shape {
     int64_t n_head, n_head_kv, pos0, T;
   };
+  static constexpr int64_t hd = 64;
+  ThreadPool pool{2};
+  ops::Context ctx{pool, kernels::table(GetParam())};
+  std::normal_distribution<float> nd{0.f, 1.f};
+};
+
+TEST_P(Attention, BothPathsMatchDoubleReference) {
+  std::mt19937 rng(11);
   // The prefill path walks the keys in blocks of 512: the last shapes span two, one with a tile whose first
   // rows see none of the second block (pos0 505) and one from position 0.
   for (Shape sh : {Shape{9, 3, 0, 1}, Shape{9, 3, 5, 3}, Shape{9, 3, 0, 20}, Shape{4, 4, 7, 33}, Shape{8, 2, 30, 9},
@@ -239,15 +241,8 @@ TEST(StoreTransposed, ClearsTheBlockTailOnlyBeforeTheWatermark) {
 // rounds it: through Q8_0 for decode (T < 8), through f16 for prefill, where the cache values are also rounded
 // to f16 on the way (the f16 staging copy).
 TEST_P(Attention, Q8_0CacheMatchesDoubleReference) {
-  ThreadPool pool(2);
-  ops::Context ctx(pool, kernels::table(GetParam()));
   std::mt19937 rng(12);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  const int64_t hd = 64;
   const size_t row = row_size(TensorType::Q8_0, hd);
-  struct Shape {
-    int64_t n_head, n_head_kv, pos0, T;
-  };
   for (Shape sh : {Shape{9, 3, 0, 1}, Shape{9, 3, 5, 3}, Shape{9, 3, 0, 20}, Shape{8, 2, 30, 9}, Shape{16, 2, 0, 70},
                    Shape{9, 3, 505, 20}, Shape{8, 2, 700, 1}}) {
     const int64_t kvd = sh.n_head_kv * hd, n_kv = sh.pos0 + sh.T;
