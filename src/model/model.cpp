@@ -238,11 +238,21 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
                            xb, T);
        },
        T, l.wq.rows + l.wk.rows + l.wv.rows, D, fmt);
-    op(OpKind::rope, il, "rope", rope_cost, [&] {
-      ops::rope(ctx, q_.data(), T, c.n_head, hd, c.n_rot, rope_cs_.data(), c.rope_style);
-      ops::rope(ctx, k_.data(), T, c.n_head_kv, hd, c.n_rot, rope_cs_.data(), c.rope_style);
-    });
+    // Decode over the f16 cache: rotation and cache stores run inside the attention's parallel jobs
+    // (ops::attention_decode); the profile then counts them as attention time.
+    const bool fused = T < 8 && kv.type() == TensorType::F16;
+    if (!fused)
+      op(OpKind::rope, il, "rope", rope_cost, [&] {
+        ops::rope(ctx, q_.data(), T, c.n_head, hd, c.n_rot, rope_cs_.data(), c.rope_style);
+        ops::rope(ctx, k_.data(), T, c.n_head_kv, hd, c.n_rot, rope_cs_.data(), c.rope_style);
+      });
     op(OpKind::attention, il, "attention", profile::attention_cost(T, pos0, c.n_head, c.n_head_kv, hd, kv_elem_bytes), [&] {
+      if (fused) {
+        ops::attention_decode(ctx, q_.data(), k_.data(), v_.data(), kv.k(il), kv.v(il), att_.data(), T, pos0,
+                              kv.v_stride(), c.n_head, c.n_head_kv, hd, scale, rope_cs_.data(), c.n_rot, c.rope_style,
+                              stale_end);
+        return;
+      }
       if (kv.type() == TensorType::Q8_0) {
         ops::store_q8_0_heads(ctx, k_.data(), kv.k_q8_0(il), T, c.n_head_kv, hd, pos0, kv.v_stride());
         ops::store_q8_0_heads(ctx, v_.data(), kv.v_q8_0(il), T, c.n_head_kv, hd, pos0, kv.v_stride());

@@ -1,8 +1,10 @@
 #include "ops/ops.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "base/error.h"
 #include "base/fp16.h"
@@ -246,24 +248,26 @@ void rope_table(Context& ctx, const int32_t* pos, int64_t T, int64_t n_rot, floa
   ctx.pool().parallel_for(T, 8, [&](int64_t b, int64_t e, int) { rows(b, e); });
 }
 
+namespace {
+// One head's rotation: the first n_rot dims of v by the angles c (cos, sin interleaved).
+void rope_head(float* v, const float* c, int64_t n_rot, RopeStyle style) {
+  for (int64_t i = 0; i < n_rot / 2; ++i) {
+    const int64_t a = style == RopeStyle::normal ? 2 * i : i;
+    const int64_t b2 = style == RopeStyle::normal ? 2 * i + 1 : i + n_rot / 2;
+    const float co = c[2 * i], si = c[2 * i + 1];
+    const float x0 = v[a], x1 = v[b2];
+    v[a] = x0 * co - x1 * si;
+    v[b2] = x0 * si + x1 * co;
+  }
+}
+}  // namespace
+
 void rope(Context& ctx, float* x, int64_t T, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cs,
           RopeStyle style) {
   TS_CHECK(n_rot % 2 == 0 && n_rot <= head_dim);
   auto rows = [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      const float* c = cs + t * n_rot;
-      for (int64_t h = 0; h < n_heads; ++h) {
-        float* v = x + (t * n_heads + h) * head_dim;
-        for (int64_t i = 0; i < n_rot / 2; ++i) {
-          const int64_t a = style == RopeStyle::normal ? 2 * i : i;
-          const int64_t b2 = style == RopeStyle::normal ? 2 * i + 1 : i + n_rot / 2;
-          const float co = c[2 * i], si = c[2 * i + 1];
-          const float x0 = v[a], x1 = v[b2];
-          v[a] = x0 * co - x1 * si;
-          v[b2] = x0 * si + x1 * co;
-        }
-      }
-    }
+    for (int64_t t = b; t < e; ++t)
+      for (int64_t h = 0; h < n_heads; ++h) rope_head(x + (t * n_heads + h) * head_dim, cs + t * n_rot, n_rot, style);
   };
   if (T < 4) {
     rows(0, T);
@@ -398,6 +402,14 @@ void attention_flash(Context& ctx, const float* q, const uint16_t* k_cache, cons
 
 }  // namespace
 
+namespace {
+// Decode's one-query-at-a-time attention over jobs (token, head); `before`, if set, runs at the start of each
+// job (attention_decode stores the job's KV head and rotates its query there).
+void attention_one_query(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
+                         int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
+                         float scale, const std::function<void(int64_t t, int64_t h, int64_t kvh)>& before);
+}  // namespace
+
 void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
                int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                float scale) {
@@ -406,6 +418,13 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
     attention_flash(ctx, q, k_cache, vt_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale);
     return;
   }
+  attention_one_query(ctx, q, k_cache, vt_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale, nullptr);
+}
+
+namespace {
+void attention_one_query(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
+                         int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
+                         float scale, const std::function<void(int64_t t, int64_t h, int64_t kvh)>& before) {
   const int64_t group = n_head / n_head_kv;
   const int64_t n_kv_max = pos0 + T;
   const auto& k = ctx.k();
@@ -425,6 +444,7 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
       const int64_t t = job / n_head, h = job % n_head;
       const int64_t kvh = h / group;
       const int64_t n_kv = pos0 + t + 1;
+      if (before) before(t, h, kvh);
       k.f32_to_f16(q + (t * n_head + h) * head_dim, q16, head_dim);
       const uint16_t* kh = k_cache + kvh * n_ctx * head_dim;
       k.dot_f16_rows(head_dim, kh, head_dim, n_kv, q16, scores);
@@ -439,6 +459,47 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
       k.dot_f16_rows(n_pad, vh, n_ctx, head_dim, p16, o);
     }
   });
+}
+
+}  // namespace
+
+void attention_decode(Context& ctx, float* q, float* k_new, const float* v_new, uint16_t* k_cache, uint16_t* vt_cache,
+                      float* out, int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv,
+                      int64_t head_dim, float scale, const float* cs, int64_t n_rot, RopeStyle style, int64_t stale_end) {
+  TS_CHECK(T < 8 && n_head % n_head_kv == 0 && n_rot % 2 == 0 && n_rot <= head_dim);
+  TS_CHECK(pos0 >= 0 && pos0 + T <= n_ctx && n_ctx % kAttnPad == 0);
+  const int64_t end = pos0 + T;
+  const int64_t pad_end = std::min({n_ctx, (end + kAttnPad - 1) / kAttnPad * kAttnPad, std::max(stale_end, end)});
+  // Per KV head: 0 = not stored, 1 = being stored by the job that claimed it, 2 = stored.
+  std::vector<std::atomic<int>> state(static_cast<size_t>(n_head_kv));
+  const auto& k = ctx.k();
+  auto store_kv_head = [&](int64_t kvh) {
+    uint16_t h16[256];
+    uint16_t* vt = vt_cache + kvh * head_dim * n_ctx;
+    for (int64_t t = 0; t < T; ++t) {
+      float* kr = k_new + (t * n_head_kv + kvh) * head_dim;
+      rope_head(kr, cs + t * n_rot, n_rot, style);
+      k.f32_to_f16(kr, k_cache + (kvh * n_ctx + pos0 + t) * head_dim, head_dim);
+      for (int64_t i0 = 0; i0 < head_dim; i0 += 256) {  // the value column, through the SIMD converter
+        const int64_t ni = std::min<int64_t>(256, head_dim - i0);
+        k.f32_to_f16(v_new + (t * n_head_kv + kvh) * head_dim + i0, h16, ni);
+        for (int64_t i = 0; i < ni; ++i) vt[(i0 + i) * n_ctx + pos0 + t] = h16[i];
+      }
+    }
+    for (int64_t i = 0; i < head_dim; ++i)
+      for (int64_t p = end; p < pad_end; ++p) vt[i * n_ctx + p] = 0;  // see store_f16_transposed
+  };
+  attention_one_query(ctx, q, k_cache, vt_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale,
+                      [&](int64_t t, int64_t h, int64_t kvh) {
+                        std::atomic<int>& s = state[static_cast<size_t>(kvh)];
+                        int expected = 0;
+                        if (s.load(std::memory_order_acquire) != 2 && s.compare_exchange_strong(expected, 1)) {
+                          store_kv_head(kvh);
+                          s.store(2, std::memory_order_release);
+                        }
+                        while (s.load(std::memory_order_acquire) != 2) cpu_relax();
+                        rope_head(q + (t * n_head + h) * head_dim, cs + t * n_rot, n_rot, style);
+                      });
 }
 
 void attention_q8_0(Context& ctx, const float* q, const uint8_t* k_cache, const uint8_t* v_cache, float* out,

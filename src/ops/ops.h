@@ -116,6 +116,17 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
                int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                float scale);
 
+// Decode (T < 8) with its prologue fused in, equal bit for bit to rope(q), rope(k_new), store_f16_heads(k_new),
+// store_f16_transposed(v_new, stale_end) and attention(): each job (token, head) first makes sure its KV head's
+// new rows are rotated and stored (the first job of a KV head does it; the others wait for it) and rotates its
+// own query head. The rotation and the stores, done by the calling thread alone before, are split across the
+// pool; the scattered writes into the transposed value cache then overlap the other thread's attention.
+// q and k_new are rotated in place; cs: rope_table's angles for the T tokens.
+void attention_decode(Context& ctx, float* q, float* k_new, const float* v_new, uint16_t* k_cache, uint16_t* vt_cache,
+                      float* out, int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv,
+                      int64_t head_dim, float scale, const float* cs, int64_t n_rot, RopeStyle style,
+                      int64_t stale_end = INT64_MAX);
+
 // Attention as above over a Q8_0 cache: keys and values both head-major, [n_head_kv][n_ctx] rows of
 // head_dim / 32 Q8_0 blocks (values not transposed); head_dim must be a multiple of 32.
 // Decode (T < 8): each query is quantized to Q8_0 and scored against the key rows with the Q8_0 dot product

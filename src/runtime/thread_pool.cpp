@@ -13,13 +13,6 @@
 namespace tokenscope {
 
 namespace {
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 // Spinning threads yield the CPU now and then, so an oversubscribed pool (more threads than free
 // cores) still makes progress instead of burning the time slice of the thread everyone waits for.
 inline void spin_pause(int i) {

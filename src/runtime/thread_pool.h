@@ -18,6 +18,15 @@
 #include <vector>
 
 namespace tokenscope {
+
+// One polite step of a spin-wait (x86 pause, Arm yield).
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 namespace profile { class Profiler; }
 
 enum class BarrierMode { spin, futex, hybrid };

@@ -5,6 +5,7 @@
 #include <cfloat>
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -233,6 +234,52 @@ TEST(StoreTransposed, ClearsTheBlockTailOnlyBeforeTheWatermark) {
       }
       for (int64_t p = 32; p < n_ctx; ++p)  // the next block is not touched
         EXPECT_EQ(vt[static_cast<size_t>(i * n_ctx + p)], p < stale_end ? kNan : (p == 30 ? kMarker : 0));
+    }
+  }
+}
+
+// Decode with the rotation and the cache stores fused into the attention jobs equals, bit for bit, the separate
+// ops it replaces: the output, both caches (incl. the cleared tail of the value block under a watermark) and the
+// rotated q and k rows.
+TEST_P(Attention, FusedDecodeEqualsSeparateOps) {
+  std::mt19937 rng(13);
+  for (Shape sh : {Shape{9, 3, 0, 1}, Shape{9, 3, 37, 1}, Shape{16, 16, 64, 1}, Shape{8, 2, 30, 3}, Shape{4, 4, 95, 1}}) {
+    const int64_t kvd = sh.n_head_kv * hd, n_ctx = 128, n_rot = hd, end = sh.pos0 + sh.T;
+    for (ops::RopeStyle style : {ops::RopeStyle::normal, ops::RopeStyle::neox}) {
+      // Caches holding earlier positions, and stale values (NaN) past them up to a watermark.
+      std::vector<uint16_t> kc(static_cast<size_t>(kvd * n_ctx)), vt(kc.size(), uint16_t{0});
+      std::vector<float> hist(static_cast<size_t>(std::max<int64_t>(sh.pos0, 1) * kvd));
+      for (auto& v : hist) v = nd(rng);
+      ops::store_f16_heads(ctx, hist.data(), kc.data(), sh.pos0, sh.n_head_kv, hd, 0, n_ctx);
+      ops::store_f16_transposed(ctx, hist.data(), vt.data(), sh.pos0, kvd, 0, n_ctx);
+      const int64_t stale_end = std::min<int64_t>(n_ctx, end + 20);
+      for (int64_t i = 0; i < kvd; ++i)
+        for (int64_t p = end; p < stale_end; ++p) vt[static_cast<size_t>(i * n_ctx + p)] = 0x7E00;
+      auto kc2 = kc, vt2 = vt;
+      std::vector<float> q(static_cast<size_t>(sh.T * sh.n_head * hd)), kn(static_cast<size_t>(sh.T * kvd)), vn(kn.size());
+      for (auto* v : {&q, &kn, &vn})
+        for (auto& x : *v) x = nd(rng);
+      std::vector<int32_t> pos(static_cast<size_t>(sh.T));
+      for (int64_t t = 0; t < sh.T; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(sh.pos0 + t);
+      std::vector<float> cs(static_cast<size_t>(sh.T * n_rot));
+      ops::rope_table(ctx, pos.data(), sh.T, n_rot, 10000.0f, cs.data());
+      auto q2 = q, kn2 = kn;
+      std::vector<float> out1(q.size(), NAN), out2(q.size(), NAN);
+      ops::rope(ctx, q.data(), sh.T, sh.n_head, hd, n_rot, cs.data(), style);
+      ops::rope(ctx, kn.data(), sh.T, sh.n_head_kv, hd, n_rot, cs.data(), style);
+      ops::store_f16_heads(ctx, kn.data(), kc.data(), sh.T, sh.n_head_kv, hd, sh.pos0, n_ctx);
+      ops::store_f16_transposed(ctx, vn.data(), vt.data(), sh.T, kvd, sh.pos0, n_ctx, stale_end);
+      ops::attention(ctx, q.data(), kc.data(), vt.data(), out1.data(), sh.T, sh.pos0, n_ctx, sh.n_head, sh.n_head_kv, hd,
+                     0.125f);
+      ops::attention_decode(ctx, q2.data(), kn2.data(), vn.data(), kc2.data(), vt2.data(), out2.data(), sh.T, sh.pos0,
+                            n_ctx, sh.n_head, sh.n_head_kv, hd, 0.125f, cs.data(), n_rot, style, stale_end);
+      const std::string at = "heads " + std::to_string(sh.n_head) + "/" + std::to_string(sh.n_head_kv) + " pos0 " +
+                             std::to_string(sh.pos0) + " T " + std::to_string(sh.T);
+      ASSERT_EQ(0, std::memcmp(out1.data(), out2.data(), out1.size() * sizeof(float))) << at;
+      EXPECT_EQ(kc, kc2) << at;
+      EXPECT_EQ(vt, vt2) << at;
+      EXPECT_EQ(q, q2) << at;
+      EXPECT_EQ(kn, kn2) << at;
     }
   }
 }
