@@ -4,8 +4,11 @@
 # in alternating order, and the peer runs with each of its -rtr 0/1 x -fa 0/1 settings (the best of the four
 # counts for that round). Prints, per model and test, medians with min-max spread and the per-round ratio.
 #
-# Usage: scripts/bench-peer.sh [--peer DIR] [--rounds R] [--threads T] [--pp N] [--tg N] [--peer-only] MODEL...
-#   --peer DIR   directory with the peer's llama-bench (default: /work/peer/ik_llama.cpp/build/bin)
+# Usage: scripts/bench-peer.sh [--peer DIR] [--rounds R] [--threads T] [--pp N] [--tg N] [--depth D] [--kv-type T]
+#                              [--peer-only] MODEL...
+#   --peer DIR     directory with the peer's llama-bench (default: /work/peer/ik_llama.cpp/build/bin)
+#   --depth D      generation at KV-cache depth D instead (tg only: ours `bench -d D`, the peer's `-gp D,tg`)
+#   --kv-type T    KV cache type for both engines: f16 (default) or q8_0 (the peer's -ctk/-ctv; it needs -fa 1)
 # Build the peer outside the repository, e.g.:
 #   git clone https://github.com/ikawrakow/ik_llama.cpp /work/peer/ik_llama.cpp && cd /work/peer/ik_llama.cpp &&
 #   cmake -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF && cmake --build build -j --target llama-bench
@@ -18,6 +21,8 @@ threads=$(nproc)
 pp=512
 tg=128
 peer_only=0
+depth=0
+kv=f16
 models=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -26,12 +31,15 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --pp) pp=$2; shift 2 ;;
     --tg) tg=$2; shift 2 ;;
+    --depth) depth=$2; shift 2 ;;
+    --kv-type) kv=$2; shift 2 ;;
     --peer-only) peer_only=1; shift ;;
-    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
     -*) echo "bench-peer: unknown option $1" >&2; exit 2 ;;
     *) models+=("$1"); shift ;;
   esac
 done
+if [ "$depth" != 0 ]; then pp=0; fi
 [ ${#models[@]} -gt 0 ] || { echo "bench-peer: no model given (usage: scripts/bench-peer.sh [options] MODEL...)" >&2; exit 2; }
 peer_bench="$peer_dir/llama-bench"
 [ -x "$peer_bench" ] || { echo "bench-peer: the peer's llama-bench is not at $peer_bench (use --peer DIR)" >&2; exit 2; }
@@ -52,13 +60,16 @@ trap 'rm -rf "$out"' EXIT
 peer_commit=$(git -C "$peer_dir/../.." rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 run_ours() {  # model round
-  build/tokenscope bench -m "$1" -p "$pp" -n "$tg" -t "$threads" -r 1 -o json 2>/dev/null >"$out/ours-$(basename "$1")-$2.json"
+  build/tokenscope bench -m "$1" -p "$pp" -n "$tg" -d "$depth" --kv-type "$kv" -t "$threads" -r 1 -o json 2>/dev/null \
+    >"$out/ours-$(basename "$1")-$2.json"
 }
 run_peer() {  # model round
   local rtr fa
   for rtr in 0 1; do
     for fa in 0 1; do
-      "$peer_bench" -m "$1" -p "$pp" -n "$tg" -t "$threads" -r 1 -rtr "$rtr" -fa "$fa" -o json 2>/dev/null \
+      local tests=(-p "$pp" -n "$tg")
+      [ "$depth" != 0 ] && tests=(-p 0 -n 0 -gp "$depth,$tg")
+      "$peer_bench" -m "$1" "${tests[@]}" -ctk "$kv" -ctv "$kv" -t "$threads" -r 1 -rtr "$rtr" -fa "$fa" -o json 2>/dev/null \
         >"$out/peer-$(basename "$1")-$2-rtr$rtr-fa$fa.json" || echo "[]" >"$out/peer-$(basename "$1")-$2-rtr$rtr-fa$fa.json"
     done
   done
@@ -77,12 +88,12 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
-python3 - "$out" "$rounds" "$pp" "$tg" "$threads" "$peer_commit" "$peer_only" "$bw_gbs" "${models[@]}" <<'EOF'
+python3 - "$out" "$rounds" "$pp" "$tg" "$threads" "$peer_commit" "$peer_only" "$bw_gbs" "$depth" "$kv" "${models[@]}" <<'EOF'
 import glob, json, os, re, statistics as st, subprocess, sys
-out, rounds, pp, tg, threads, peer_commit, peer_only, bw_gbs = sys.argv[1:9]
-models = sys.argv[9:]
+out, rounds, pp, tg, threads, peer_commit, peer_only, bw_gbs, depth, kv = sys.argv[1:11]
+models = sys.argv[11:]
 bw_gbs = float(bw_gbs)
-rounds, pp, tg = int(rounds), int(pp), int(tg)
+rounds, pp, tg, depth = int(rounds), int(pp), int(tg), int(depth)
 cpu = "unknown CPU"
 for line in open("/proc/cpuinfo"):
     if line.lower().startswith("model name"):
@@ -105,19 +116,22 @@ def load(path):
     except Exception:
         return []
 
-print(f"machine: {cpu} ({isa}), {threads} threads; peer: ik_llama.cpp {peer_commit} (best of -rtr 0/1 x -fa 0/1 per round); {rounds} rounds, interleaved\n")
+at = f", generation at depth {depth}" if depth else ""
+print(f"machine: {cpu} ({isa}), {threads} threads; peer: ik_llama.cpp {peer_commit} (best of -rtr 0/1 x -fa 0/1 per round); "
+      f"{rounds} rounds, interleaved; KV cache {kv}{at}\n")
 for m in models:
     b = os.path.basename(m)
     decode_note = ""
     print(f"### {b}\n")
     print("| test | tokenscope t/s median (min-max) | peer t/s median (min-max) | best peer flags (most rounds) | ratio median (min-max) |")
     print("|---|---|---|---|---|")
-    for name, n_prompt, n_gen in ((f"pp{pp}", pp, 0), (f"tg{tg}", 0, tg)):
+    tests = ((f"tg{tg} @ d{depth}", 0, tg),) if depth else ((f"pp{pp}", pp, 0), (f"tg{tg}", 0, tg))
+    for name, n_prompt, n_gen in tests:
         ours, peer, ratios, best_flags, wbytes = [], [], [], [], []
         for r in range(1, rounds + 1):
             best, best_f = None, None
             for f in glob.glob(f"{out}/peer-{b}-{r}-*.json"):
-                v, _ = ts_of(load(f), n_prompt, n_gen)
+                v, _ = ts_of(load(f), depth if depth else n_prompt, n_gen)  # the peer's -gp record: n_prompt = depth
                 if v is not None and (best is None or v > best):
                     best, best_f = v, f.rsplit("-", 2)[-2] + " " + f.rsplit("-", 1)[-1][:-5]
             if best is not None:
@@ -133,7 +147,7 @@ for m in models:
         rfmt = lambda xs: f"{st.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})" if xs else "-"
         flags_mode = max(set(best_flags), key=best_flags.count) if best_flags else "-"
         print(f"| {name} | {fmt(ours)} | {fmt(peer)} | {flags_mode} | {rfmt(ratios)} |")
-        if n_gen and ours and wbytes and bw_gbs > 0:
+        if n_gen and ours and wbytes and bw_gbs > 0 and not depth:
             use = [v * wbytes[0] / 1e9 / bw_gbs for v in ours]
             decode_note = (f"decode: {wbytes[0] / 1e6:.1f} MB of weights per token x {st.median(ours):.1f} tok/s = "
                            f"{st.median(ours) * wbytes[0] / 1e9:.1f} GB/s, {100 * st.median(use):.0f}% "
