@@ -39,6 +39,10 @@ while [ $# -gt 0 ]; do
     *) models+=("$1"); shift ;;
   esac
 done
+case "$kv" in f16|q8_0) ;; *) echo "bench-peer: --kv-type $kv: use f16 or q8_0" >&2; exit 2 ;; esac
+for v in "$rounds" "$pp" "$tg" "$depth" "$threads"; do
+  [[ "$v" =~ ^[0-9]+$ ]] || { echo "bench-peer: '$v' is not a whole number (--rounds, --pp, --tg, --depth, --threads)" >&2; exit 2; }
+done
 if [ "$depth" != 0 ]; then pp=0; fi
 [ ${#models[@]} -gt 0 ] || { echo "bench-peer: no model given (usage: scripts/bench-peer.sh [options] MODEL...)" >&2; exit 2; }
 peer_bench="$peer_dir/llama-bench"
@@ -60,8 +64,8 @@ trap 'rm -rf "$out"' EXIT
 peer_commit=$(git -C "$peer_dir/../.." rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 run_ours() {  # model round
-  build/tokenscope bench -m "$1" -p "$pp" -n "$tg" -d "$depth" --kv-type "$kv" -t "$threads" -r 1 -o json 2>/dev/null \
-    >"$out/ours-$(basename "$1")-$2.json"
+  build/tokenscope bench -m "$1" -p "$pp" -n "$tg" -d "$depth" --kv-type "$kv" -t "$threads" -r 1 -o json \
+    2>"$out/ours.err" >"$out/ours-$(basename "$1")-$2.json" || { echo "bench-peer: tokenscope failed:" >&2; cat "$out/ours.err" >&2; }
 }
 run_peer() {  # model round
   local rtr fa

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone: install dependencies, build, fetch the models, run the tests,
-# then the Arm NEON kernels (cross-built, run under qemu), then the sanitizer builds (ASan+UBSan on the input-parsing layers, TSan on the thread pool).
+# then the Arm NEON kernels (cross-built, run under qemu), then the sanitizer builds (ASan+UBSan on the input-parsing layers, TSan on the thread pool and the fused decode attention).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -15,6 +15,8 @@ if [ "${TOKENSCOPE_SKIP_SANITIZERS:-0}" != 1 ]; then
   cmake --build build-asan -j"$(nproc)" --target test_gguf test_formats test_tokenizer test_profile
   ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -L '^(gguf|formats|tokenizer|profile)$'
   cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DTOKENSCOPE_SANITIZE=thread >/dev/null
-  cmake --build build-tsan -j"$(nproc)" --target test_runtime
+  cmake --build build-tsan -j"$(nproc)" --target test_runtime test_ops
   ctest --test-dir build-tsan --output-on-failure -L '^runtime$'
+  # The fused decode attention's claim/wait protocol between the pool threads (ops::attention_decode).
+  ctest --test-dir build-tsan --output-on-failure -R 'FusedDecode'
 fi

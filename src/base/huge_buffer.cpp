@@ -1,6 +1,7 @@
 #include "base/huge_buffer.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -20,7 +21,8 @@ void prefault_read(const void* p, size_t bytes) {
 #define MADV_POPULATE_READ 22
 #endif
   if (!p || bytes == 0) return;
-  const uintptr_t page = 4096, b = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));  // 16 or 64 KiB on some Arm kernels
+  const uintptr_t b = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
   const uintptr_t e = reinterpret_cast<uintptr_t>(p) + bytes;
   if (madvise(reinterpret_cast<void*>(b), e - b, MADV_POPULATE_READ) != 0)
     madvise(reinterpret_cast<void*>(b), e - b, MADV_WILLNEED);  // older kernels: at least start reading it in

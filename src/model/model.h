@@ -64,7 +64,7 @@ class Model {
   uint64_t weight_bytes_ = 0;
 };
 
-// F16 key/value cache for one sequence: per layer [n_ctx][n_head_kv * head_dim].
+// Key/value cache for one sequence, F16 or Q8_0; the layouts per layer are below.
 class KVCache {
  public:
   // type: F16 (the default) or Q8_0 (about half the bytes; needs head_dim a multiple of 32).

@@ -497,7 +497,7 @@ void attention_decode(Context& ctx, float* q, float* k_new, const float* v_new, 
                           store_kv_head(kvh);
                           s.store(2, std::memory_order_release);
                         }
-                        while (s.load(std::memory_order_acquire) != 2) cpu_relax();
+                        for (int i = 0; s.load(std::memory_order_acquire) != 2; ++i) spin_pause(i);  // yields now and then
                         rope_head(q + (t * n_head + h) * head_dim, cs + t * n_rot, n_rot, style);
                       });
 }

@@ -27,6 +27,12 @@ inline void cpu_relax() {
   asm volatile("yield");
 #endif
 }
+// Spinning threads yield the CPU now and then, so an oversubscribed pool (more threads than free
+// cores) still makes progress instead of burning the time slice of the thread everyone waits for.
+inline void spin_pause(int i) {
+  if ((i & 255) == 255) std::this_thread::yield();
+  else cpu_relax();
+}
 namespace profile { class Profiler; }
 
 enum class BarrierMode { spin, futex, hybrid };

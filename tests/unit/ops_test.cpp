@@ -243,8 +243,23 @@ TEST(StoreTransposed, ClearsTheBlockTailOnlyBeforeTheWatermark) {
 // rotated q and k rows.
 TEST_P(Attention, FusedDecodeEqualsSeparateOps) {
   std::mt19937 rng(13);
-  for (Shape sh : {Shape{9, 3, 0, 1}, Shape{9, 3, 37, 1}, Shape{16, 16, 64, 1}, Shape{8, 2, 30, 3}, Shape{4, 4, 95, 1}}) {
-    const int64_t kvd = sh.n_head_kv * hd, n_ctx = 128, n_rot = hd, end = sh.pos0 + sh.T;
+  // Head size, rotated dims and pool size vary too: partial rotation, a head wider than the 256 values the
+  // store converts at a time, one and three threads.
+  struct Case {
+    int64_t hd, n_rot;
+    int threads;
+    Shape sh;
+  };
+  std::vector<Case> cases;
+  for (Shape sh : {Shape{9, 3, 0, 1}, Shape{9, 3, 37, 1}, Shape{16, 16, 64, 1}, Shape{8, 2, 30, 3}, Shape{4, 4, 95, 1}})
+    cases.push_back({64, 64, 2, sh});
+  cases.push_back({128, 64, 3, Shape{8, 2, 20, 2}});
+  cases.push_back({320, 32, 3, Shape{6, 3, 9, 1}});
+  cases.push_back({32, 32, 1, Shape{9, 3, 50, 3}});
+  for (const auto& [hd, n_rot, threads, sh] : cases) {
+    ThreadPool local_pool(threads);
+    ops::Context ctx(local_pool, kernels::table(GetParam()));
+    const int64_t kvd = sh.n_head_kv * hd, n_ctx = 128, end = sh.pos0 + sh.T;
     for (ops::RopeStyle style : {ops::RopeStyle::normal, ops::RopeStyle::neox}) {
       // Caches holding earlier positions, and stale values (NaN) past them up to a watermark.
       std::vector<uint16_t> kc(static_cast<size_t>(kvd * n_ctx)), vt(kc.size(), uint16_t{0});
@@ -289,9 +304,15 @@ TEST_P(Attention, FusedDecodeEqualsSeparateOps) {
 // to f16 on the way (the f16 staging copy).
 TEST_P(Attention, Q8_0CacheMatchesDoubleReference) {
   std::mt19937 rng(12);
-  const size_t row = row_size(TensorType::Q8_0, hd);
+  // Head sizes of 1, 2, 3 and 5 blocks (the AVX-512 value sums take up to 4 blocks at a time).
+  std::vector<std::pair<int64_t, Shape>> cases;
   for (Shape sh : {Shape{9, 3, 0, 1}, Shape{9, 3, 5, 3}, Shape{9, 3, 0, 20}, Shape{8, 2, 30, 9}, Shape{16, 2, 0, 70},
-                   Shape{9, 3, 505, 20}, Shape{8, 2, 700, 1}}) {
+                   Shape{9, 3, 505, 20}, Shape{8, 2, 700, 1}})
+    cases.push_back({64, sh});
+  for (int64_t d : {32, 96, 160})
+    for (Shape sh : {Shape{9, 3, 17, 1}, Shape{8, 2, 30, 9}, Shape{4, 4, 40, 2}}) cases.push_back({d, sh});
+  for (const auto& [hd, sh] : cases) {
+    const size_t row = row_size(TensorType::Q8_0, hd);
     const int64_t kvd = sh.n_head_kv * hd, n_kv = sh.pos0 + sh.T;
     const int64_t n_ctx = n_kv + 7;
     std::vector<uint8_t> kc(static_cast<size_t>(sh.n_head_kv * n_ctx) * row, 0xFF), vc(kc.size(), 0xFF);
