@@ -167,19 +167,18 @@ int cmd_bench(const BenchArgs& a) {
   for (const std::string& n : a.kv_types) kv_types.push_back(parse_kv_type(n));
   if (kv_types.empty()) fail("--kv-type: no type given");
 
-  // A Q8_0 cache needs heads a multiple of 32 wide: refuse before any test runs (and prints half a table).
-  if (std::find(kv_types.begin(), kv_types.end(), TensorType::Q8_0) != kv_types.end())
-    for (const std::string& model_arg : models) {
-      const std::string path = resolve_model(model_arg);
-      auto f = gguf::File::open(path);
-      const std::string arch = f->opt_string("general.architecture").value_or("");
-      const int64_t heads = f->opt_int(arch + ".attention.head_count").value_or(0);
-      const int64_t embd = f->opt_int(arch + ".embedding_length").value_or(0);
-      const int64_t head_dim = f->opt_int(arch + ".attention.key_length").value_or(heads > 0 ? embd / heads : 0);
-      if (head_dim % 32 != 0)
-        fail("%s: --kv-type q8_0 needs a head size that is a multiple of 32; this model's is %lld (use f16)",
-             path.c_str(), static_cast<long long>(head_dim));
+  // Every cache type must fit every model: refuse before any test runs (and prints half a table).
+  for (const std::string& model_arg : models) {
+    const std::string path = resolve_model(model_arg);
+    const ModelConfig cfg = read_model_config(*gguf::File::open(path));
+    for (const TensorType t : kv_types) {
+      try {
+        check_kv_type(cfg, t);
+      } catch (const Error& e) {
+        fail("%s: --kv-type: %s", path.c_str(), e.what());
+      }
     }
+  }
 
   const std::string cpu = cpu_model_name();
   nlohmann::json records = nlohmann::json::array();

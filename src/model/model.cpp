@@ -59,17 +59,14 @@ struct Loader {
 
 }  // namespace
 
-std::unique_ptr<Model> Model::load(const std::string& path) {
-  std::unique_ptr<Model> m(new Model());
-  m->file_ = gguf::File::open(path);
-  const gguf::File& f = *m->file_;
-  ModelConfig& c = m->cfg_;
+ModelConfig read_model_config(const gguf::File& f) {
+  const std::string& path = f.path();
+  ModelConfig c;
   c.arch = f.get_string("general.architecture");
   c.name = f.opt_string("general.name").value_or("");
   if (c.arch != "llama" && c.arch != "qwen2")
     fail("%s: architecture '%s' is not supported (supported: llama, qwen2)", path.c_str(), c.arch.c_str());
   Loader L{f, c.arch};
-
   c.n_layer = L.positive("block_count");
   c.n_embd = L.positive("embedding_length");
   c.n_ff = L.positive("feed_forward_length");
@@ -90,6 +87,24 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   c.rope_freq_base = static_cast<float>(f.opt_float(L.key("rope.freq_base")).value_or(10000.0));
   c.norm_eps = static_cast<float>(f.get_float(L.key("attention.layer_norm_rms_epsilon")));
   c.rope_style = c.arch == "qwen2" ? ops::RopeStyle::neox : ops::RopeStyle::normal;
+  return c;
+}
+
+void check_kv_type(const ModelConfig& cfg, TensorType type) {
+  if (type == TensorType::F16) return;
+  if (type != TensorType::Q8_0) fail("KV cache type %s is not supported (use f16 or q8_0)", type_name(type));
+  if (cfg.head_dim % 32 != 0)
+    fail("a q8_0 KV cache needs a head size that is a multiple of 32; this model's is %lld (use f16)",
+         static_cast<long long>(cfg.head_dim));
+}
+
+std::unique_ptr<Model> Model::load(const std::string& path) {
+  std::unique_ptr<Model> m(new Model());
+  m->file_ = gguf::File::open(path);
+  const gguf::File& f = *m->file_;
+  m->cfg_ = read_model_config(f);
+  ModelConfig& c = m->cfg_;
+  Loader L{f, c.arch};
 
   const gguf::TensorInfo& te = f.tensor("token_embd.weight");
   if (te.dims.size() != 2 || te.dims[0] != c.n_embd)
@@ -136,12 +151,8 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
 
 namespace {
 size_t kv_part_bytes(const ModelConfig& cfg, int64_t v_stride, TensorType type) {
-  if (type == TensorType::F16) return static_cast<size_t>(v_stride * cfg.n_head_kv * cfg.head_dim) * sizeof(uint16_t);
-  if (type != TensorType::Q8_0) fail("KV cache type %s is not supported (use f16 or q8_0)", type_name(type));
-  if (cfg.head_dim % 32 != 0)
-    fail("a q8_0 KV cache needs a head size that is a multiple of 32; this model's is %lld (use f16)",
-         static_cast<long long>(cfg.head_dim));
-  return static_cast<size_t>(v_stride * cfg.n_head_kv) * row_size(TensorType::Q8_0, cfg.head_dim);
+  check_kv_type(cfg, type);
+  return static_cast<size_t>(v_stride * cfg.n_head_kv) * row_size(type, cfg.head_dim);
 }
 }  // namespace
 

@@ -40,6 +40,13 @@ struct LayerWeights {
   ops::Weight w_gate, w_up, w_down;
 };
 
+// The hyper-parameters in a GGUF's metadata (not n_vocab / tied_output, which come from its tensors);
+// throws tokenscope::Error naming the file and the key that is missing or out of range.
+ModelConfig read_model_config(const gguf::File& f);
+// Throws tokenscope::Error unless a KV cache of this type fits the model: F16 always, Q8_0 when head_dim is a
+// multiple of 32.
+void check_kv_type(const ModelConfig& cfg, TensorType type);
+
 class Model {
  public:
   // Opens and validates a GGUF model; throws tokenscope::Error naming the file and what is wrong.
