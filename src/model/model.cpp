@@ -234,7 +234,7 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
   op(OpKind::rope, -1, "rope_table", profile::Cost{3.0 * static_cast<double>(T * c.n_rot), 4.0 * static_cast<double>(T * c.n_rot)},
      [&] { ops::rope_table(ctx, pos_.data(), T, c.n_rot, c.rope_freq_base, rope_cs_.data()); });
 
-  const double kv_elem_bytes = kv.type() == TensorType::Q8_0 ? 34.0 / 32.0 : 2.0;
+  const double kv_elem_bytes = static_cast<double>(row_size(kv.type(), 32)) / 32;  // 2 for f16, 34/32 for q8_0
   const int64_t stale_end = kv.written_end();  // the value cache is zero from here on
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const LayerWeights& l = m_.layer(il);
@@ -265,13 +265,13 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
         return;
       }
       if (kv.type() == TensorType::Q8_0) {
-        ops::store_q8_0_heads(ctx, k_.data(), kv.k_q8_0(il), T, c.n_head_kv, hd, pos0, kv.v_stride());
-        ops::store_q8_0_heads(ctx, v_.data(), kv.v_q8_0(il), T, c.n_head_kv, hd, pos0, kv.v_stride());
+        ops::store_heads(ctx, TensorType::Q8_0, k_.data(), kv.k_q8_0(il), T, c.n_head_kv, hd, pos0, kv.v_stride());
+        ops::store_heads(ctx, TensorType::Q8_0, v_.data(), kv.v_q8_0(il), T, c.n_head_kv, hd, pos0, kv.v_stride());
         ops::attention_q8_0(ctx, q_.data(), kv.k_q8_0(il), kv.v_q8_0(il), att_.data(), T, pos0, kv.v_stride(), c.n_head,
                             c.n_head_kv, hd, scale);
         return;
       }
-      ops::store_f16_heads(ctx, k_.data(), kv.k(il), T, c.n_head_kv, hd, pos0, kv.v_stride());
+      ops::store_heads(ctx, TensorType::F16, k_.data(), kv.k(il), T, c.n_head_kv, hd, pos0, kv.v_stride());
       ops::store_f16_transposed(ctx, v_.data(), kv.v(il), T, kv_dim, pos0, kv.v_stride(), stale_end);
       ops::attention(ctx, q_.data(), kv.k(il), kv.v(il), att_.data(), T, pos0, kv.v_stride(), c.n_head, c.n_head_kv, hd,
                      scale);

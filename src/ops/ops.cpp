@@ -260,6 +260,13 @@ void rope_head(float* v, const float* c, int64_t n_rot, RopeStyle style) {
     v[b2] = x0 * si + x1 * co;
   }
 }
+
+// Where the zeroing after storing value columns up to `end` stops: the end of that block of kAttnPad columns,
+// but not past n_ctx, nor past stale_end (from there on the cache is still zero from its allocation). Shared
+// by store_f16_transposed and attention_decode.
+int64_t value_clear_end(int64_t end, int64_t n_ctx, int64_t stale_end) {
+  return std::min({n_ctx, (end + kAttnPad - 1) / kAttnPad * kAttnPad, std::max(stale_end, end)});
+}
 }  // namespace
 
 void rope(Context& ctx, float* x, int64_t T, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cs,
@@ -276,29 +283,25 @@ void rope(Context& ctx, float* x, int64_t T, int64_t n_heads, int64_t head_dim, 
   ctx.pool().parallel_for(T, 2, [&](int64_t b, int64_t e, int) { rows(b, e); });
 }
 
-void store_f16_heads(Context& ctx, const float* x, uint16_t* cache, int64_t T, int64_t n_heads, int64_t head_dim,
-                     int64_t pos0, int64_t n_ctx) {
+void store_heads(Context& ctx, TensorType type, const float* x, void* cache, int64_t T, int64_t n_heads,
+                 int64_t head_dim, int64_t pos0, int64_t n_ctx) {
   TS_CHECK(pos0 >= 0 && pos0 + T <= n_ctx);
+  TS_CHECK(type == TensorType::F16 || (type == TensorType::Q8_0 && head_dim % 32 == 0));
+  const size_t row = row_size(type, head_dim);
+  const auto& k = ctx.k();
   for (int64_t t = 0; t < T; ++t)
-    for (int64_t h = 0; h < n_heads; ++h)
-      ctx.k().f32_to_f16(x + (t * n_heads + h) * head_dim, cache + (h * n_ctx + pos0 + t) * head_dim, head_dim);
-}
-
-void store_q8_0_heads(Context& ctx, const float* x, uint8_t* cache, int64_t T, int64_t n_heads, int64_t head_dim,
-                      int64_t pos0, int64_t n_ctx) {
-  TS_CHECK(pos0 >= 0 && pos0 + T <= n_ctx && head_dim % 32 == 0);
-  const size_t row = row_size(TensorType::Q8_0, head_dim);
-  const kernels::QuantizeActFn quantize = ctx.k().for_type(TensorType::Q8_0).quantize_act;
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t h = 0; h < n_heads; ++h)
-      quantize(x + (t * n_heads + h) * head_dim, cache + static_cast<size_t>(h * n_ctx + pos0 + t) * row, head_dim);
+    for (int64_t h = 0; h < n_heads; ++h) {
+      const float* src = x + (t * n_heads + h) * head_dim;
+      uint8_t* dst = static_cast<uint8_t*>(cache) + static_cast<size_t>(h * n_ctx + pos0 + t) * row;
+      if (type == TensorType::F16) k.f32_to_f16(src, reinterpret_cast<uint16_t*>(dst), head_dim);
+      else k.for_type(TensorType::Q8_0).quantize_act(src, dst, head_dim);
+    }
 }
 
 void store_f16_transposed(Context& ctx, const float* x, uint16_t* cache_t, int64_t T, int64_t n, int64_t pos0,
                           int64_t n_ctx, int64_t stale_end) {
   TS_CHECK_MSG(n_ctx % kAttnPad == 0, "transposed cache rows must be a multiple of %d long", static_cast<int>(kAttnPad));
-  const int64_t end = pos0 + T;
-  const int64_t pad_end = std::min({n_ctx, (end + kAttnPad - 1) / kAttnPad * kAttnPad, std::max(stale_end, end)});
+  const int64_t end = pos0 + T, pad_end = value_clear_end(end, n_ctx, stale_end);
   // Rows to f16 with the SIMD converter, then transposed in blocks of tokens that stay in L1.
   auto* h = reinterpret_cast<uint16_t*>(ctx.act_scratch(static_cast<size_t>(T * n) * 2));
   ctx.k().f32_to_f16(x, h, T * n);
@@ -400,28 +403,8 @@ void attention_flash(Context& ctx, const float* q, const uint16_t* k_cache, cons
   });
 }
 
-}  // namespace
-
-namespace {
 // Decode's one-query-at-a-time attention over jobs (token, head); `before`, if set, runs at the start of each
 // job (attention_decode stores the job's KV head and rotates its query there).
-void attention_one_query(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
-                         int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
-                         float scale, const std::function<void(int64_t t, int64_t h, int64_t kvh)>& before);
-}  // namespace
-
-void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
-               int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
-               float scale) {
-  TS_CHECK(n_head % n_head_kv == 0);
-  if (T >= 8) {
-    attention_flash(ctx, q, k_cache, vt_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale);
-    return;
-  }
-  attention_one_query(ctx, q, k_cache, vt_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale, nullptr);
-}
-
-namespace {
 void attention_one_query(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
                          int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                          float scale, const std::function<void(int64_t t, int64_t h, int64_t kvh)>& before) {
@@ -463,13 +446,24 @@ void attention_one_query(Context& ctx, const float* q, const uint16_t* k_cache, 
 
 }  // namespace
 
+void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
+               int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
+               float scale) {
+  TS_CHECK(n_head % n_head_kv == 0);
+  if (T >= 8) {
+    attention_flash(ctx, q, k_cache, vt_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale);
+    return;
+  }
+  attention_one_query(ctx, q, k_cache, vt_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale, nullptr);
+}
+
+
 void attention_decode(Context& ctx, float* q, float* k_new, const float* v_new, uint16_t* k_cache, uint16_t* vt_cache,
                       float* out, int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv,
                       int64_t head_dim, float scale, const float* cs, int64_t n_rot, RopeStyle style, int64_t stale_end) {
   TS_CHECK(T < 8 && n_head % n_head_kv == 0 && n_rot % 2 == 0 && n_rot <= head_dim);
   TS_CHECK(pos0 >= 0 && pos0 + T <= n_ctx && n_ctx % kAttnPad == 0);
-  const int64_t end = pos0 + T;
-  const int64_t pad_end = std::min({n_ctx, (end + kAttnPad - 1) / kAttnPad * kAttnPad, std::max(stale_end, end)});
+  const int64_t end = pos0 + T, pad_end = value_clear_end(end, n_ctx, stale_end);
   // Per KV head: 0 = not stored, 1 = being stored by the job that claimed it, 2 = stored.
   std::vector<std::atomic<int>> state(static_cast<size_t>(n_head_kv));
   const auto& k = ctx.k();

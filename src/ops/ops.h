@@ -116,7 +116,7 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
                int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                float scale);
 
-// Decode (T < 8) with its prologue fused in, equal bit for bit to rope(q), rope(k_new), store_f16_heads(k_new),
+// Decode (T < 8) with its prologue fused in, equal bit for bit to rope(q), rope(k_new), store_heads(F16, k_new),
 // store_f16_transposed(v_new, stale_end) and attention(): each job (token, head) first makes sure its KV head's
 // new rows are rotated and stored (the first job of a KV head does it; the others wait for it) and rotates its
 // own query head. The rotation and the stores, done by the calling thread alone before, are split across the
@@ -137,14 +137,11 @@ void attention_q8_0(Context& ctx, const float* q, const uint8_t* k_cache, const 
                     int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                     float scale);
 
-// Stores key or value rows [T][n_heads*head_dim] as Q8_0 into a head-major cache [n_heads][n_ctx] of rows of
-// head_dim / 32 blocks, positions pos0..pos0+T-1 of each head.
-void store_q8_0_heads(Context& ctx, const float* x, uint8_t* cache, int64_t T, int64_t n_heads, int64_t head_dim,
-                      int64_t pos0, int64_t n_ctx);
-// Stores key rows [T][n_heads*head_dim] as f16 into the head-major cache [n_heads][n_ctx][head_dim], positions
-// pos0..pos0+T-1 of each head.
-void store_f16_heads(Context& ctx, const float* x, uint16_t* cache, int64_t T, int64_t n_heads, int64_t head_dim,
-                     int64_t pos0, int64_t n_ctx);
+// Stores rows [T][n_heads*head_dim] into a head-major cache [n_heads][n_ctx] of rows of head_dim values in
+// `type`: F16 (the keys of the f16 cache) or Q8_0 (keys and values of the q8_0 cache; head_dim a multiple of
+// 32), positions pos0..pos0+T-1 of each head.
+void store_heads(Context& ctx, TensorType type, const float* x, void* cache, int64_t T, int64_t n_heads,
+                 int64_t head_dim, int64_t pos0, int64_t n_ctx);
 // Stores rows [T][n] as f16 into the transposed cache [n][n_ctx], columns pos0..pos0+T-1, and zeros the
 // columns after them up to the next multiple of kAttnPad (n_ctx must be a multiple of kAttnPad).
 // stale_end: columns at or past it are known to be zero already (never written since the cache was

@@ -175,7 +175,7 @@ TEST_P(Attention, BothPathsMatchDoubleReference) {
     std::vector<float> kf(static_cast<size_t>(n_kv * kvd)), vf(static_cast<size_t>(n_kv * kvd));
     for (auto& v : kf) v = nd(rng);
     for (auto& v : vf) v = nd(rng);
-    ops::store_f16_heads(ctx, kf.data(), kc.data(), n_kv, sh.n_head_kv, hd, 0, n_ctx);
+    ops::store_heads(ctx, TensorType::F16, kf.data(), kc.data(), n_kv, sh.n_head_kv, hd, 0, n_ctx);
     ops::store_f16_transposed(ctx, vf.data(), vt.data(), n_kv, kvd, 0, n_ctx);
     std::vector<float> q(static_cast<size_t>(sh.T * sh.n_head * hd)), out(q.size(), NAN);
     for (auto& v : q) v = nd(rng);
@@ -265,7 +265,7 @@ TEST_P(Attention, FusedDecodeEqualsSeparateOps) {
       std::vector<uint16_t> kc(static_cast<size_t>(kvd * n_ctx)), vt(kc.size(), uint16_t{0});
       std::vector<float> hist(static_cast<size_t>(std::max<int64_t>(sh.pos0, 1) * kvd));
       for (auto& v : hist) v = nd(rng);
-      ops::store_f16_heads(ctx, hist.data(), kc.data(), sh.pos0, sh.n_head_kv, hd, 0, n_ctx);
+      ops::store_heads(ctx, TensorType::F16, hist.data(), kc.data(), sh.pos0, sh.n_head_kv, hd, 0, n_ctx);
       ops::store_f16_transposed(ctx, hist.data(), vt.data(), sh.pos0, kvd, 0, n_ctx);
       const int64_t stale_end = std::min<int64_t>(n_ctx, end + 20);
       for (int64_t i = 0; i < kvd; ++i)
@@ -282,7 +282,7 @@ TEST_P(Attention, FusedDecodeEqualsSeparateOps) {
       std::vector<float> out1(q.size(), NAN), out2(q.size(), NAN);
       ops::rope(ctx, q.data(), sh.T, sh.n_head, hd, n_rot, cs.data(), style);
       ops::rope(ctx, kn.data(), sh.T, sh.n_head_kv, hd, n_rot, cs.data(), style);
-      ops::store_f16_heads(ctx, kn.data(), kc.data(), sh.T, sh.n_head_kv, hd, sh.pos0, n_ctx);
+      ops::store_heads(ctx, TensorType::F16, kn.data(), kc.data(), sh.T, sh.n_head_kv, hd, sh.pos0, n_ctx);
       ops::store_f16_transposed(ctx, vn.data(), vt.data(), sh.T, kvd, sh.pos0, n_ctx, stale_end);
       ops::attention(ctx, q.data(), kc.data(), vt.data(), out1.data(), sh.T, sh.pos0, n_ctx, sh.n_head, sh.n_head_kv, hd,
                      0.125f);
@@ -322,8 +322,8 @@ TEST_P(Attention, Q8_0CacheMatchesDoubleReference) {
     // Stored in two calls, as a prompt and then its continuation are.
     const int64_t first = n_kv / 2;
     for (auto [x, c] : {std::pair{&kf, &kc}, std::pair{&vf, &vc}}) {
-      ops::store_q8_0_heads(ctx, x->data(), c->data(), first, sh.n_head_kv, hd, 0, n_ctx);
-      ops::store_q8_0_heads(ctx, x->data() + first * kvd, c->data(), n_kv - first, sh.n_head_kv, hd, first, n_ctx);
+      ops::store_heads(ctx, TensorType::Q8_0, x->data(), c->data(), first, sh.n_head_kv, hd, 0, n_ctx);
+      ops::store_heads(ctx, TensorType::Q8_0, x->data() + first * kvd, c->data(), n_kv - first, sh.n_head_kv, hd, first, n_ctx);
     }
     std::vector<float> q(static_cast<size_t>(sh.T * sh.n_head * hd)), out(q.size(), NAN);
     for (auto& v : q) v = nd(rng);
