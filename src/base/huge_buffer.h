@@ -1,7 +1,6 @@
 // Zero-initialized memory for large working sets (the KV cache, the packed weights), 2 MiB-aligned and mapped with transparent huge pages
-// requested (madvise MADV_HUGEPAGE): attention reads the value cache transposed, one row per value
-// dimension, n_ctx positions apart; with 4 KiB pages every row is its own page and decode spends its
-// time in page walks, with 2 MiB pages a layer's cache is a handful of TLB entries.
+// requested (madvise MADV_HUGEPAGE): decode streams every weight once per token and a layer's KV cache
+// spans megabytes; with 2 MiB pages either is a handful of TLB entries instead of a page walk per 4 KiB.
 #pragma once
 
 #include <cstddef>

@@ -26,6 +26,10 @@ using QuantizeActFn = void (*)(const float* x, void* y, int64_t n);
 // Dot product of one weight row and one activation row (already in the activation format), n elements.
 using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
 
+// The f16 attention kernels (dot_f16_rows, gemm_f32_f16t) read rows in chunks of this many elements, each
+// chunk contiguous, consecutive chunks a caller-given distance apart (kF16Chunk itself for plain rows).
+constexpr int64_t kF16Chunk = 32;
+
 // Row-interleaved ("packed") weights: groups of kPackRows rows stored so that one vector load holds a
 // few bytes of every row of the group, and an integer dot product leaves row r's sum in lane r: no
 // horizontal sums, and the per-row scales apply as one vector. Layout of a group, per block column b:
@@ -74,9 +78,12 @@ struct KernelTable {
   void (*axpy_f16)(int64_t n, float a, const uint16_t* x, float* y) = nullptr;  // y += a * x
   void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n) = nullptr;
   void (*f16_to_f32)(const uint16_t* x, float* y, int64_t n) = nullptr;
-  // out[j] = dot_f16(n, x + j * stride, y) for j < count, each bit-identical to dot_f16 (one call for many
-  // rows: the attention scores of one query, or its value rows against the probabilities).
-  void (*dot_f16_rows)(int64_t n, const uint16_t* x, int64_t stride, int64_t count, const uint16_t* y,
+  // out[j] = dot_f16(n, row j, y) for j < count, each bit-identical to dot_f16 of the row's values (one call
+  // for many rows: the attention scores of one query, or its value rows against the probabilities). Rows are
+  // read in chunks of kF16Chunk elements: element i of row j is x[j * stride + (i / 32) * chunk + i % 32].
+  // chunk = kF16Chunk gives plain rows `stride` apart; a larger chunk reads rows interleaved in blocks, as the
+  // value cache stores them (a block of 32 positions holds every dimension's 32 values, ops.h).
+  void (*dot_f16_rows)(int64_t n, const uint16_t* x, int64_t stride, int64_t chunk, int64_t count, const uint16_t* y,
                        float* out) = nullptr;
   // Over a Q8_0 cache (rows of n elements as n / 32 Q8_0 blocks, `stride` bytes apart; n a multiple of 32):
   // out[j] = dot(row j, y) with y in Q8_0 too (the attention scores of one query against a Q8_0 key cache):
@@ -101,11 +108,13 @@ struct KernelTable {
   void (*rmsnorm_f32)(const float* x, const float* w, float* y, int64_t n, float eps) = nullptr;
   // out[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i] (out may alias g).
   void (*silu_mul_f32)(const float* g, const float* u, float* out, int64_t n) = nullptr;
-  // c[i * ldc + j] (+)= sum over l < k of a[i * lda + l] * f16(b[j * ldb + l]), i < m, j < n: a small GEMM
-  // with f32 rows on the left and f16 rows on the right (attention tiles: queries x keys, probabilities x
-  // value rows). accumulate false overwrites c. Summation order unspecified (f32 accumulation).
+  // c[i * ldc + j] (+)= sum over l < k of a[i * lda + l] * f16(b_jl), i < m, j < n, where b_jl =
+  // b[j * ldb + (l / 32) * b_chunk + l % 32] (b's rows in chunks of kF16Chunk, as dot_f16_rows reads them;
+  // b_chunk = kF16Chunk: plain rows): a small GEMM with f32 rows on the left and f16 rows on the right
+  // (attention tiles: queries x keys, probabilities x value rows). accumulate false overwrites c. Summation
+  // order unspecified (f32 accumulation).
   void (*gemm_f32_f16t)(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb,
-                        float* c, int64_t ldc, bool accumulate) = nullptr;
+                        int64_t b_chunk, float* c, int64_t ldc, bool accumulate) = nullptr;
 
   const WeightKernels& for_type(TensorType t) const { return weights[static_cast<int>(t)]; }
 };

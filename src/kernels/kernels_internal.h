@@ -8,12 +8,17 @@ namespace tokenscope::kernels::detail {
 
 namespace {
 // The end of every f16 x f16 dot product: `chunks` (the SIMD or reference sum over the whole chunks of 32,
-// elements before n32) plus the remaining elements in order, in double. All variants finish alike, which
-// keeps them bit-identical. Internal linkage: each ISA file compiles its own copy with its own flags.
-inline float dot_f16_finish(double chunks, const uint16_t* x, const uint16_t* y, int64_t n32, int64_t n) {
-  for (int64_t i = n32; i < n; ++i) chunks += static_cast<double>(fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]));
+// elements before n32) plus the remaining elements in order, in double; x_tail holds x's elements n32..n-1
+// (the start of its last, partial chunk). All variants finish alike, which keeps them bit-identical.
+// Internal linkage: each ISA file compiles its own copy with its own flags.
+inline float dot_f16_finish(double chunks, const uint16_t* x_tail, const uint16_t* y, int64_t n32, int64_t n) {
+  for (int64_t i = n32; i < n; ++i)
+    chunks += static_cast<double>(fp16_to_fp32(x_tail[i - n32]) * fp16_to_fp32(y[i]));
   return static_cast<float>(chunks);
 }
+
+// Where the chunk of kF16Chunk elements holding element i (a multiple of 32) of a chunked f16 row starts.
+inline const uint16_t* f16_chunk_at(const uint16_t* row, int64_t chunk, int64_t i) { return row + (i >> 5) * chunk; }
 
 // dot_q8_0_rows from a table's own Q8_0 x Q8_0 dot product (inlined per ISA file), so each score is exactly
 // what that table's vec_dot gives.

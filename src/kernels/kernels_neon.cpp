@@ -212,26 +212,36 @@ inline float32x4_t load_f16x4(const uint16_t* p) { return vcvt_f32_f16(vreinterp
 // The f16 dot product in the order the scalar reference defines (kernels_scalar.cpp): four groups of
 // eight lanes (here two float32x4 each) with fused multiply-adds over chunks of 32, folded
 // (g0 + g2) + (g1 + g3), lanes reduced ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7)), tail in double.
-float dot_f16_f16(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const uint16_t*>(w);
-  const auto* y = static_cast<const uint16_t*>(a);
+// The fold of the f16 dot product's accumulators (lanes 0-3 of each group in lo, 4-7 in hi).
+inline float f16_acc_sum(const float32x4_t* lo, const float32x4_t* hi) {
+  const float32x4_t vlo = vaddq_f32(vaddq_f32(lo[0], lo[2]), vaddq_f32(lo[1], lo[3]));
+  const float32x4_t vhi = vaddq_f32(vaddq_f32(hi[0], hi[2]), vaddq_f32(hi[1], hi[3]));
+  const float32x4_t t0 = vaddq_f32(vlo, vhi);  // l + (l + 4)
+  const float32x4_t t1 = vpaddq_f32(t0, t0);    // (t0 + t1), (t2 + t3), ...
+  return vgetq_lane_f32(t1, 0) + vgetq_lane_f32(t1, 1);
+}
+
+// x in chunks of 32 elements `chunk` apart (kernels.h, dot_f16_rows); chunk = 32 is a plain row.
+float dot_f16_chunked(int64_t n, const uint16_t* x, int64_t chunk, const uint16_t* y) {
   const int64_t n32 = n & ~int64_t{31};
   double sum = 0.0;
   if (n32 > 0) {
     float32x4_t lo[4], hi[4];
     for (int r = 0; r < 4; ++r) lo[r] = hi[r] = vdupq_n_f32(0.0f);
-    for (int64_t i = 0; i < n32; i += 32)
+    for (int64_t i = 0; i < n32; i += 32) {
+      const uint16_t* xc = detail::f16_chunk_at(x, chunk, i);
       for (int r = 0; r < 4; ++r) {
-        lo[r] = vfmaq_f32(lo[r], load_f16x4(x + i + 8 * r), load_f16x4(y + i + 8 * r));
-        hi[r] = vfmaq_f32(hi[r], load_f16x4(x + i + 8 * r + 4), load_f16x4(y + i + 8 * r + 4));
+        lo[r] = vfmaq_f32(lo[r], load_f16x4(xc + 8 * r), load_f16x4(y + i + 8 * r));
+        hi[r] = vfmaq_f32(hi[r], load_f16x4(xc + 8 * r + 4), load_f16x4(y + i + 8 * r + 4));
       }
-    const float32x4_t vlo = vaddq_f32(vaddq_f32(lo[0], lo[2]), vaddq_f32(lo[1], lo[3]));
-    const float32x4_t vhi = vaddq_f32(vaddq_f32(hi[0], hi[2]), vaddq_f32(hi[1], hi[3]));
-    const float32x4_t t0 = vaddq_f32(vlo, vhi);       // l + (l + 4)
-    const float32x4_t t1 = vpaddq_f32(t0, t0);         // (t0 + t1), (t2 + t3), ...
-    sum = vgetq_lane_f32(t1, 0) + vgetq_lane_f32(t1, 1);
+    }
+    sum = f16_acc_sum(lo, hi);
   }
-  return detail::dot_f16_finish(sum, x, y, n32, n);
+  return detail::dot_f16_finish(sum, detail::f16_chunk_at(x, chunk, n32), y, n32, n);
+}
+
+float dot_f16_f16(int64_t n, const void* w, const void* a) {
+  return dot_f16_chunked(n, static_cast<const uint16_t*>(w), kF16Chunk, static_cast<const uint16_t*>(a));
 }
 
 float dot_f32_plain(int64_t n, const float* x, const float* y) {
@@ -272,8 +282,42 @@ void f16_to_f32(const uint16_t* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
 }
 
-void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t count, const uint16_t* y, float* out) {
-  for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_f16(n, x + j * stride, y);
+void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t chunk, int64_t count, const uint16_t* y,
+                  float* out) {
+  const int64_t n32 = n & ~int64_t{31};
+  if (chunk == kF16Chunk || n32 == 0) {
+    for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_chunked(n, x + j * stride, chunk, y);
+    return;
+  }
+  // Rows interleaved in blocks (the value cache): the blocks walked in memory order, each for all rows of a
+  // panel of up to 64, each row's accumulators (dot_f16_chunked's, in the same order) kept in L1 between
+  // blocks, so the results are those of dot_f16_chunked.
+  constexpr int64_t kPanel = 64;
+  float32x4_t accs[kPanel][8];  // per row: lo[0..3], hi[0..3]
+  for (int64_t j0 = 0; j0 < count; j0 += kPanel) {
+    const int64_t rows = std::min(kPanel, count - j0);
+    for (int64_t q = 0; q < rows; ++q)
+      for (int r = 0; r < 8; ++r) accs[q][r] = vdupq_n_f32(0.0f);
+    for (int64_t i = 0; i < n32; i += 32) {
+      float32x4_t yv[8];
+      for (int r = 0; r < 4; ++r) {
+        yv[r] = load_f16x4(y + i + 8 * r);
+        yv[4 + r] = load_f16x4(y + i + 8 * r + 4);
+      }
+      const uint16_t* xc = x + j0 * stride + (i >> 5) * chunk;
+      for (int64_t q = 0; q < rows; ++q) {
+        const uint16_t* xq = xc + q * stride;
+        for (int r = 0; r < 4; ++r) {
+          accs[q][r] = vfmaq_f32(accs[q][r], load_f16x4(xq + 8 * r), yv[r]);
+          accs[q][4 + r] = vfmaq_f32(accs[q][4 + r], load_f16x4(xq + 8 * r + 4), yv[4 + r]);
+        }
+      }
+    }
+    for (int64_t q = 0; q < rows; ++q) {
+      const uint16_t* row = x + (j0 + q) * stride;
+      out[j0 + q] = detail::dot_f16_finish(f16_acc_sum(accs[q], accs[q] + 4), detail::f16_chunk_at(row, chunk, n32), y, n32, n);
+    }
+  }
 }
 
 // Per block of 32 elements, eight 4-lane accumulators held across all rows; vfmaq_f32 fuses as std::fma.
@@ -387,8 +431,8 @@ void silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
 // c (+)= a x b^T with b in f16: 8 b rows at a time converted and transposed into bt[l][8] (scalar gather,
 // then reused by every a row), 4 a rows x 8 columns per step (8 accumulators of 4 lanes).
 void gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb,
-                   float* c, int64_t ldc, bool accumulate) {
-  constexpr int64_t kKc = 128;
+                   int64_t b_chunk, float* c, int64_t ldc, bool accumulate) {
+  constexpr int64_t kKc = 128;  // a multiple of 32: each k block starts a chunk, 4 values never straddle one
   alignas(16) float bt[kKc * 8];
   for (int64_t j0 = 0; j0 < n; j0 += 8) {
     const int64_t nj = std::min<int64_t>(8, n - j0);
@@ -396,16 +440,17 @@ void gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
       const int64_t kl = std::min(kKc, k - l0);
       for (int64_t jj = 0; jj < 8; ++jj) {
         if (jj < nj) {
-          const uint16_t* row = b + (j0 + jj) * ldb + l0;
+          const uint16_t* row = detail::f16_chunk_at(b + (j0 + jj) * ldb, b_chunk, l0);
+          auto at = [&](int64_t l) { return detail::f16_chunk_at(row, b_chunk, l) + (l & 31); };
           int64_t l = 0;
           for (; l + 4 <= kl; l += 4) {
-            const float32x4_t v = load_f16x4(row + l);
+            const float32x4_t v = load_f16x4(at(l));
             bt[(l + 0) * 8 + jj] = vgetq_lane_f32(v, 0);
             bt[(l + 1) * 8 + jj] = vgetq_lane_f32(v, 1);
             bt[(l + 2) * 8 + jj] = vgetq_lane_f32(v, 2);
             bt[(l + 3) * 8 + jj] = vgetq_lane_f32(v, 3);
           }
-          for (; l < kl; ++l) bt[l * 8 + jj] = fp16_to_fp32(row[l]);
+          for (; l < kl; ++l) bt[l * 8 + jj] = fp16_to_fp32(*at(l));
         } else {
           for (int64_t l = 0; l < kl; ++l) bt[l * 8 + jj] = 0.0f;
         }

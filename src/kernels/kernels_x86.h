@@ -32,9 +32,10 @@ inline void prefetch_ahead(const void* block, size_t bytes) {
 
 // Prefetches rows r0..r1-1 of n f16 values, `stride` apart (one prefetch per cache line): attention's rows
 // are short and far apart in the KV cache, where the hardware prefetchers miss them.
-inline void prefetch_f16_rows(const uint16_t* x, int64_t stride, int64_t n, int64_t r0, int64_t r1) {
+inline void prefetch_f16_rows(const uint16_t* x, int64_t stride, int64_t chunk, int64_t n, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; ++r)
-    for (int64_t i = 0; i < n; i += 32) _mm_prefetch(reinterpret_cast<const char*>(x + r * stride + i), _MM_HINT_T0);
+    for (int64_t i = 0; i < n; i += 32)
+      _mm_prefetch(reinterpret_cast<const char*>(detail::f16_chunk_at(x + r * stride, chunk, i)), _MM_HINT_T0);
 }
 
 inline float hsum(__m256 v) {
@@ -270,15 +271,16 @@ float dot_q6_k_q8_k(int64_t n, const void* w, const void* a) {
 // folded as (a0 + a2) + (a1 + a3), lanes reduced with horizontal adds; the tail (n % 32) is added in
 // double. The scalar reference in kernels_scalar.cpp follows the same order, so the two agree exactly
 // (and so does llama.cpp's AVX2 F16 dot, which has this structure).
-inline float dot_f16_f16(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const uint16_t*>(w);
-  const auto* y = static_cast<const uint16_t*>(a);
+// x in chunks of 32 elements `chunk` apart (kernels.h, dot_f16_rows); chunk = 32 is a plain row.
+inline float dot_f16_chunked(int64_t n, const uint16_t* x, int64_t chunk, const uint16_t* y) {
   const int64_t n32 = n & ~int64_t{31};
   double sum = 0.0;
   if (n32 > 0) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int64_t i = 0; i < n32; i += 32)
-      for (int r = 0; r < 4; ++r) acc[r] = _mm256_fmadd_ps(load_f16x8(x + i + 8 * r), load_f16x8(y + i + 8 * r), acc[r]);
+    for (int64_t i = 0; i < n32; i += 32) {
+      const uint16_t* xc = detail::f16_chunk_at(x, chunk, i);
+      for (int r = 0; r < 4; ++r) acc[r] = _mm256_fmadd_ps(load_f16x8(xc + 8 * r), load_f16x8(y + i + 8 * r), acc[r]);
+    }
     const __m256 v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
     const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     const __m128 t1 = _mm_hadd_ps(t0, t0);
@@ -286,17 +288,44 @@ inline float dot_f16_f16(int64_t n, const void* w, const void* a) {
   }
   // The tail in order, in double. (A zero-padded copy read back as vectors stalls on store forwarding and
   // was slower; callers with long rows avoid the tail: see ops::kAttnPad.)
-  return detail::dot_f16_finish(sum, x, y, n32, n);
+  return detail::dot_f16_finish(sum, detail::f16_chunk_at(x, chunk, n32), y, n32, n);
+}
+
+inline float dot_f16_f16(int64_t n, const void* w, const void* a) {
+  return dot_f16_chunked(n, static_cast<const uint16_t*>(w), kF16Chunk, static_cast<const uint16_t*>(a));
 }
 
 // Many rows against one y: y is converted to f32 once (on the stack, up to kDotRowsMax elements), rows go
 // four at a time and their final reductions share the horizontal adds. Each row's sum uses dot_f16_f16's
 // accumulators, order and reduction tree, so every result is bit-identical to it.
-inline void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t count, const uint16_t* y, float* out) {
+// One chunk of 32 elements of 4 rows (row q at xg + q * stride) into their accumulators acc[4 * q + r].
+inline void f16_rows_chunk4(const uint16_t* xg, int64_t stride, const __m256* yv, __m256* acc) {
+  for (int r = 0; r < 4; ++r)
+    for (int q = 0; q < 4; ++q) acc[4 * q + r] = _mm256_fmadd_ps(load_f16x8(xg + q * stride + 8 * r), yv[r], acc[4 * q + r]);
+}
+
+// Rows j..j+3's results from their accumulators, the tails added if n > n32.
+inline void f16_rows_finish4(const __m256* acc, const uint16_t* x, int64_t stride, int64_t chunk, int64_t j,
+                             const uint16_t* y, int64_t n32, int64_t n, float* out) {
+  __m128 t0[4];
+  for (int q = 0; q < 4; ++q) {
+    const __m256 v = _mm256_add_ps(_mm256_add_ps(acc[4 * q], acc[4 * q + 2]), _mm256_add_ps(acc[4 * q + 1], acc[4 * q + 3]));
+    t0[q] = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  }
+  // hadd(t0, t0) then hadd again gives (t0[0] + t0[1]) + (t0[2] + t0[3]) per row; two rows per hadd here.
+  const __m128 h = _mm_hadd_ps(_mm_hadd_ps(t0[0], t0[1]), _mm_hadd_ps(t0[2], t0[3]));
+  alignas(16) float sums[4];
+  _mm_store_ps(sums, h);
+  for (int q = 0; q < 4; ++q)
+    out[j + q] = detail::dot_f16_finish(sums[q], detail::f16_chunk_at(x + (j + q) * stride, chunk, n32), y, n32, n);
+}
+
+inline void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t chunk, int64_t count,
+                         const uint16_t* y, float* out) {
   constexpr int64_t kDotRowsMax = 4096;
   const int64_t n32 = n & ~int64_t{31};
   if (n32 == 0 || count < 4) {
-    for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_f16(n, x + j * stride, y);
+    for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_chunked(n, x + j * stride, chunk, y);
     return;
   }
   // Longer rows convert y once per four rows instead (the same values: the f16 -> f32 conversion is exact).
@@ -304,30 +333,42 @@ inline void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t c
   alignas(32) float yf[kDotRowsMax];
   if (buffered)
     for (int64_t i = 0; i < n32; i += 8) _mm256_store_ps(yf + i, load_f16x8(y + i));
+  auto y_chunk = [&](int64_t i, __m256* yv) {
+    for (int r = 0; r < 4; ++r) yv[r] = buffered ? _mm256_load_ps(yf + i + 8 * r) : load_f16x8(y + i + 8 * r);
+  };
   int64_t j = 0;
-  for (; j + 4 <= count; j += 4) {
-    __m256 acc[4][4];
-    for (int q = 0; q < 4; ++q)
-      for (int r = 0; r < 4; ++r) acc[q][r] = _mm256_setzero_ps();
-    const uint16_t* xr[4] = {x + j * stride, x + (j + 1) * stride, x + (j + 2) * stride, x + (j + 3) * stride};
-    if (j + 12 <= count) prefetch_f16_rows(x, stride, n, j + 8, j + 12);  // the rows two groups ahead
-    for (int64_t i = 0; i < n32; i += 32)
-      for (int r = 0; r < 4; ++r) {
-        const __m256 yv = buffered ? _mm256_load_ps(yf + i + 8 * r) : load_f16x8(y + i + 8 * r);
-        for (int q = 0; q < 4; ++q) acc[q][r] = _mm256_fmadd_ps(load_f16x8(xr[q] + i + 8 * r), yv, acc[q][r]);
+  if (chunk != kF16Chunk) {
+    // Rows interleaved in blocks (the value cache): the blocks walked in memory order, each for all rows of a
+    // panel of up to 64, the accumulators kept in L1 from one block to the next (as in the AVX-512 version).
+    constexpr int64_t kPanelGroups = 16;
+    __m256 accs[kPanelGroups][16];
+    while (j + 4 <= count) {
+      const int64_t groups = std::min<int64_t>(kPanelGroups, (count - j) / 4);
+      for (int64_t g = 0; g < groups; ++g)
+        for (int q = 0; q < 16; ++q) accs[g][q] = _mm256_setzero_ps();
+      for (int64_t i = 0; i < n32; i += 32) {
+        __m256 yv[4];
+        y_chunk(i, yv);
+        const uint16_t* xc = x + j * stride + (i >> 5) * chunk;
+        for (int64_t g = 0; g < groups; ++g) f16_rows_chunk4(xc + 4 * g * stride, stride, yv, accs[g]);
       }
-    __m128 t0[4];
-    for (int q = 0; q < 4; ++q) {
-      const __m256 v = _mm256_add_ps(_mm256_add_ps(acc[q][0], acc[q][2]), _mm256_add_ps(acc[q][1], acc[q][3]));
-      t0[q] = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+      for (int64_t g = 0; g < groups; ++g) f16_rows_finish4(accs[g], x, stride, chunk, j + 4 * g, y, n32, n, out);
+      j += 4 * groups;
     }
-    // hadd(t0, t0) then hadd again gives (t0[0] + t0[1]) + (t0[2] + t0[3]) per row; two rows per hadd here.
-    const __m128 h = _mm_hadd_ps(_mm_hadd_ps(t0[0], t0[1]), _mm_hadd_ps(t0[2], t0[3]));
-    alignas(16) float sums[4];
-    _mm_store_ps(sums, h);
-    for (int q = 0; q < 4; ++q) out[j + q] = detail::dot_f16_finish(sums[q], xr[q], y, n32, n);
+  } else {
+    for (; j + 4 <= count; j += 4) {
+      __m256 acc[16];
+      for (auto& a : acc) a = _mm256_setzero_ps();
+      if (j + 12 <= count) prefetch_f16_rows(x, stride, chunk, n, j + 8, j + 12);  // the rows two groups ahead
+      for (int64_t i = 0; i < n32; i += 32) {
+        __m256 yv[4];
+        y_chunk(i, yv);
+        f16_rows_chunk4(x + j * stride + (i >> 5) * chunk, stride, yv, acc);
+      }
+      f16_rows_finish4(acc, x, stride, chunk, j, y, n32, n, out);
+    }
   }
-  for (; j < count; ++j) out[j] = dot_f16_f16(n, x + j * stride, y);
+  for (; j < count; ++j) out[j] = dot_f16_chunked(n, x + j * stride, chunk, y);
 }
 
 // exp on 8 floats: x = k * ln2 + r with |r| <= ln2 / 2, exp(r) by a degree-6 polynomial, 2^k through the
@@ -473,23 +514,25 @@ inline void transpose8(__m256 r[8]) {
   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-// Converts b rows 0..nj-1 (nj <= kNb, ldb apart) over l < kl from f16 and transposes them into bt[l][kNb],
-// columns past nj zero: 8 x 8 transposes for full groups of 8 rows, a scalar gather for the rest.
+// Converts b rows 0..nj-1 (nj <= kNb, ldb apart, in chunks of 32 b_chunk apart) over l < kl from f16 and
+// transposes them into bt[l][kNb], columns past nj zero: 8 x 8 transposes for full groups of 8 rows (8
+// values of l never straddle a chunk), a scalar gather for the rest.
 template <int64_t kNb>
-inline void pack_f16t_panel(const uint16_t* bb, int64_t ldb, int64_t nj, int64_t kl, float* bt) {
+inline void pack_f16t_panel(const uint16_t* bb, int64_t ldb, int64_t b_chunk, int64_t nj, int64_t kl, float* bt) {
+  auto at = [&](int64_t j, int64_t l) { return detail::f16_chunk_at(bb + j * ldb, b_chunk, l) + (l & 31); };
   for (int64_t jh = 0; jh < kNb; jh += 8) {  // columns jh .. jh + 7 of the panel
     const int64_t nh = std::max<int64_t>(0, std::min<int64_t>(8, nj - jh));
     int64_t l = 0;
     if (nh == 8) {
       for (; l + 8 <= kl; l += 8) {
         __m256 r[8];
-        for (int jj = 0; jj < 8; ++jj) r[jj] = load_f16x8(bb + (jh + jj) * ldb + l);
+        for (int jj = 0; jj < 8; ++jj) r[jj] = load_f16x8(at(jh + jj, l));
         transpose8(r);
         for (int q = 0; q < 8; ++q) _mm256_store_ps(bt + (l + q) * kNb + jh, r[q]);
       }
     }
     for (; l < kl; ++l)
-      for (int64_t jj = 0; jj < 8; ++jj) bt[l * kNb + jh + jj] = jj < nh ? fp16_to_fp32(bb[(jh + jj) * ldb + l]) : 0.0f;
+      for (int64_t jj = 0; jj < 8; ++jj) bt[l * kNb + jh + jj] = jj < nh ? fp16_to_fp32(*at(jh + jj, l)) : 0.0f;
   }
 }
 
@@ -497,15 +540,15 @@ inline void pack_f16t_panel(const uint16_t* bb, int64_t ldb, int64_t nj, int64_t
 // kKc values of l at a time), then each a row broadcasts its values against bt: 8 outputs per FMA, no
 // horizontal sums. The micro-kernel takes 4 a rows x 16 columns (8 accumulators): 6 loads per 8 FMAs.
 inline void gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb,
-                          float* c, int64_t ldc, bool accumulate) {
-  constexpr int64_t kKc = 128, kNb = 16;
+                          int64_t b_chunk, float* c, int64_t ldc, bool accumulate) {
+  constexpr int64_t kKc = 128, kNb = 16;  // kKc: a multiple of 32, so each k block starts a chunk
   alignas(32) float bt[kKc * kNb];
   for (int64_t j0 = 0; j0 < n; j0 += kNb) {
     const int64_t nj = std::min<int64_t>(kNb, n - j0);
     for (int64_t l0 = 0; l0 < k; l0 += kKc) {
       const int64_t kl = std::min(kKc, k - l0);
-      const uint16_t* bb = b + j0 * ldb + l0;
-      pack_f16t_panel<kNb>(bb, ldb, nj, kl, bt);
+      const uint16_t* bb = detail::f16_chunk_at(b + j0 * ldb, b_chunk, l0);
+      pack_f16t_panel<kNb>(bb, ldb, b_chunk, nj, kl, bt);
       const bool add = accumulate || l0 > 0;
       auto finish = [&](int64_t i, __m256 lo, __m256 hi) {
         float* ci = c + i * ldc + j0;

@@ -194,7 +194,6 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
       fail("token id %d is outside the vocabulary (0..%lld)", tokens[t], static_cast<long long>(c.n_vocab - 1));
   reserve(T);
   const int64_t D = c.n_embd, hd = c.head_dim;
-  const int64_t kv_dim = c.n_head_kv * hd;
   float* x = x_.data();
   float* xb = xb_.data();
   using profile::OpKind;
@@ -272,7 +271,7 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
         return;
       }
       ops::store_heads(ctx, TensorType::F16, k_.data(), kv.k(il), T, c.n_head_kv, hd, pos0, kv.v_stride());
-      ops::store_f16_transposed(ctx, v_.data(), kv.v(il), T, kv_dim, pos0, kv.v_stride(), stale_end);
+      ops::store_value_blocks(ctx, v_.data(), kv.v(il), T, c.n_head_kv, hd, pos0, kv.v_stride(), stale_end);
       ops::attention(ctx, q_.data(), kv.k(il), kv.v(il), att_.data(), T, pos0, kv.v_stride(), c.n_head, c.n_head_kv, hd,
                      scale);
     }, T, pos0 + T, hd);

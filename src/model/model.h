@@ -85,9 +85,9 @@ class KVCache {
   // Keys, head-major: [n_head_kv][v_stride()][head_dim], one head's keys contiguous (decode's score pass
   // streams them in order), a row per position.
   uint16_t* k(int64_t layer) { return reinterpret_cast<uint16_t*>(bytes_at(2 * layer)); }
-  // Values are stored transposed: [n_head_kv * head_dim][v_stride()], a row per value dimension; the row
-  // length is n_ctx rounded up to a multiple of ops::kAttnPad, which ops::store_f16_transposed and the
-  // attention's value products rely on.
+  // Values are stored transposed in blocks of ops::kAttnPad positions, [n_head_kv][v_stride() / kAttnPad]
+  // [head_dim][kAttnPad] (ops::value_index); v_stride() is n_ctx rounded up to a multiple of kAttnPad, which
+  // ops::store_value_blocks and the attention's value products rely on.
   int64_t v_stride() const { return v_stride_; }
   uint16_t* v(int64_t layer) { return reinterpret_cast<uint16_t*>(bytes_at(2 * layer + 1)); }
   uint64_t bytes() const { return static_cast<uint64_t>(part_bytes_) * 2 * static_cast<uint64_t>(n_layer_); }

@@ -261,11 +261,20 @@ void rope_head(float* v, const float* c, int64_t n_rot, RopeStyle style) {
   }
 }
 
-// Where the zeroing after storing value columns up to `end` stops: the end of that block of kAttnPad columns,
-// but not past n_ctx, nor past stale_end (from there on the cache is still zero from its allocation). Shared
-// by store_f16_transposed and attention_decode.
+// Where the zeroing after storing values up to position `end` stops: the end of that block of kAttnPad
+// positions, but not past n_ctx, nor past stale_end (from there on the cache is still zero from its
+// allocation). Shared by store_value_blocks and attention_decode.
 int64_t value_clear_end(int64_t end, int64_t n_ctx, int64_t stale_end) {
   return std::min({n_ctx, (end + kAttnPad - 1) / kAttnPad * kAttnPad, std::max(stale_end, end)});
+}
+
+// Zeros positions end..clear_end-1 (within end's block) of one KV head's value blocks.
+void clear_value_tail(uint16_t* vh, int64_t head_dim, int64_t end, int64_t clear_end) {
+  if (clear_end <= end) return;
+  for (int64_t i = 0; i < head_dim; ++i) {
+    uint16_t* row = vh + value_index(head_dim, i, end);
+    std::fill(row, row + (clear_end - end), uint16_t{0});
+  }
 }
 }  // namespace
 
@@ -298,23 +307,27 @@ void store_heads(Context& ctx, TensorType type, const float* x, void* cache, int
     }
 }
 
-void store_f16_transposed(Context& ctx, const float* x, uint16_t* cache_t, int64_t T, int64_t n, int64_t pos0,
-                          int64_t n_ctx, int64_t stale_end) {
-  TS_CHECK_MSG(n_ctx % kAttnPad == 0, "transposed cache rows must be a multiple of %d long", static_cast<int>(kAttnPad));
-  const int64_t end = pos0 + T, pad_end = value_clear_end(end, n_ctx, stale_end);
-  // Rows to f16 with the SIMD converter, then transposed in blocks of tokens that stay in L1.
+void store_value_blocks(Context& ctx, const float* x, uint16_t* v_cache, int64_t T, int64_t n_heads, int64_t head_dim,
+                        int64_t pos0, int64_t n_ctx, int64_t stale_end) {
+  TS_CHECK_MSG(n_ctx % kAttnPad == 0, "the value cache must hold a multiple of %d positions", static_cast<int>(kAttnPad));
+  TS_CHECK(pos0 >= 0 && pos0 + T <= n_ctx);
+  const int64_t n = n_heads * head_dim;
+  const int64_t end = pos0 + T, clear_end = value_clear_end(end, n_ctx, stale_end);
+  // Rows to f16 with the SIMD converter, then per head and block the positions' values go in as runs.
   auto* h = reinterpret_cast<uint16_t*>(ctx.act_scratch(static_cast<size_t>(T * n) * 2));
   ctx.k().f32_to_f16(x, h, T * n);
-  constexpr int64_t kBlock = 32;
-  for (int64_t t0 = 0; t0 < T; t0 += kBlock) {
-    const int64_t t1 = std::min(T, t0 + kBlock);
-    for (int64_t i = 0; i < n; ++i) {
-      uint16_t* row = cache_t + i * n_ctx + pos0;
-      for (int64_t t = t0; t < t1; ++t) row[t] = h[t * n + i];
+  for (int64_t kvh = 0; kvh < n_heads; ++kvh) {
+    uint16_t* vh = v_cache + kvh * head_dim * n_ctx;
+    for (int64_t p0 = pos0; p0 < end; p0 = (p0 / kAttnPad + 1) * kAttnPad) {  // one block's positions at a time
+      const int64_t p1 = std::min(end, (p0 / kAttnPad + 1) * kAttnPad);
+      for (int64_t i = 0; i < head_dim; ++i) {
+        uint16_t* run = vh + value_index(head_dim, i, p0);
+        const uint16_t* src = h + (p0 - pos0) * n + kvh * head_dim + i;
+        for (int64_t p = p0; p < p1; ++p) run[p - p0] = src[(p - p0) * n];
+      }
     }
+    clear_value_tail(vh, head_dim, end, clear_end);  // the block's unused tail stays zero (see attention)
   }
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t p = end; p < pad_end; ++p) cache_t[i * n_ctx + p] = 0;  // the block's unused tail stays zero (see attention)
 }
 
 namespace {
@@ -330,7 +343,7 @@ namespace {
 // pp512 measured 0.99 with 512 and 0.96 with 256 (separate runs of 4 interleaved rounds: within noise).
 constexpr int64_t kFlashKeys = 512;
 
-void attention_flash(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
+void attention_flash(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* v_cache, float* out,
                      int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                      float scale) {
   const int64_t group = n_head / n_head_kv;
@@ -370,10 +383,11 @@ void attention_flash(Context& ctx, const float* q, const uint16_t* k_cache, cons
       std::fill(l, l + nrows, 0.0f);
       std::fill(acc, acc + nrows * head_dim, 0.0f);
       const uint16_t* kh = k_cache + kvh * n_ctx * head_dim;
-      const uint16_t* vh = vt_cache + kvh * head_dim * n_ctx;
+      const uint16_t* vh = v_cache + kvh * head_dim * n_ctx;
       for (int64_t j0 = 0; j0 < n_kv_tile; j0 += kFlashKeys) {
         const int64_t nb = std::min(kFlashKeys, n_kv_tile - j0);
-        k.gemm_f32_f16t(nrows, nb, head_dim, qs, head_dim, kh + j0 * head_dim, head_dim, s, kFlashKeys, false);
+        k.gemm_f32_f16t(nrows, nb, head_dim, qs, head_dim, kh + j0 * head_dim, head_dim, kernels::kF16Chunk, s,
+                        kFlashKeys, false);
         for (int64_t r = 0; r < nrows; ++r) {
           float* p = s + r * kFlashKeys;
           // Keys of this block the row sees (causal mask): the rest get probability 0.
@@ -390,8 +404,10 @@ void attention_flash(Context& ctx, const float* q, const uint16_t* k_cache, cons
           l[r] += sum;
           m[r] = m_new;
         }
-        // Output rows += probabilities x the block's value rows (V^T: a row per value dimension).
-        k.gemm_f32_f16t(nrows, head_dim, nb, s, kFlashKeys, vh + j0, n_ctx, acc, head_dim, true);
+        // Output rows += probabilities x the keys' values: a row per value dimension in the value blocks
+        // (kAttnPad apart), its chunks a block apart. j0 starts a block (kFlashKeys is a multiple of it).
+        k.gemm_f32_f16t(nrows, head_dim, nb, s, kFlashKeys, vh + value_index(head_dim, 0, j0), kAttnPad,
+                        head_dim * kAttnPad, acc, head_dim, true);
       }
       for (int64_t r = 0; r < nrows; ++r) {
         const int64_t t = t0 + r / group, hq = kvh * group + r % group;
@@ -405,7 +421,7 @@ void attention_flash(Context& ctx, const float* q, const uint16_t* k_cache, cons
 
 // Decode's one-query-at-a-time attention over jobs (token, head); `before`, if set, runs at the start of each
 // job (attention_decode stores the job's KV head and rotates its query there).
-void attention_one_query(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
+void attention_one_query(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* v_cache, float* out,
                          int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                          float scale, const std::function<void(int64_t t, int64_t h, int64_t kvh)>& before) {
   const int64_t group = n_head / n_head_kv;
@@ -430,60 +446,61 @@ void attention_one_query(Context& ctx, const float* q, const uint16_t* k_cache, 
       if (before) before(t, h, kvh);
       k.f32_to_f16(q + (t * n_head + h) * head_dim, q16, head_dim);
       const uint16_t* kh = k_cache + kvh * n_ctx * head_dim;
-      k.dot_f16_rows(head_dim, kh, head_dim, n_kv, q16, scores);
+      k.dot_f16_rows(head_dim, kh, head_dim, kernels::kF16Chunk, n_kv, q16, scores);
       k.softmax_f16r(scores, n_kv, scale);  // already on the f16 grid: the conversion below is exact
       k.f32_to_f16(scores, p16, n_kv);
       // Value products over whole blocks of kAttnPad positions: the cache holds zeros past the last
-      // stored position (store_f16_transposed), the probabilities are zero-padded here.
+      // stored position (store_value_blocks), the probabilities are zero-padded here. Each value dimension
+      // is a row kAttnPad apart whose chunks are a block apart.
       const int64_t n_pad = std::min(n_ctx, (n_kv + kAttnPad - 1) / kAttnPad * kAttnPad);
       for (int64_t j = n_kv; j < n_pad; ++j) p16[j] = 0;
       float* o = out + (t * n_head + h) * head_dim;
-      const uint16_t* vh = vt_cache + kvh * head_dim * n_ctx;
-      k.dot_f16_rows(n_pad, vh, n_ctx, head_dim, p16, o);
+      const uint16_t* vh = v_cache + kvh * head_dim * n_ctx;
+      k.dot_f16_rows(n_pad, vh, kAttnPad, head_dim * kAttnPad, head_dim, p16, o);
     }
   });
 }
 
 }  // namespace
 
-void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
+void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* v_cache, float* out,
                int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                float scale) {
   TS_CHECK(n_head % n_head_kv == 0);
   if (T >= 8) {
-    attention_flash(ctx, q, k_cache, vt_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale);
+    attention_flash(ctx, q, k_cache, v_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale);
     return;
   }
-  attention_one_query(ctx, q, k_cache, vt_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale, nullptr);
+  attention_one_query(ctx, q, k_cache, v_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale, nullptr);
 }
 
 
-void attention_decode(Context& ctx, float* q, float* k_new, const float* v_new, uint16_t* k_cache, uint16_t* vt_cache,
+void attention_decode(Context& ctx, float* q, float* k_new, const float* v_new, uint16_t* k_cache, uint16_t* v_cache,
                       float* out, int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv,
                       int64_t head_dim, float scale, const float* cs, int64_t n_rot, RopeStyle style, int64_t stale_end) {
   TS_CHECK(T < 8 && n_head % n_head_kv == 0 && n_rot % 2 == 0 && n_rot <= head_dim);
   TS_CHECK(pos0 >= 0 && pos0 + T <= n_ctx && n_ctx % kAttnPad == 0);
-  const int64_t end = pos0 + T, pad_end = value_clear_end(end, n_ctx, stale_end);
+  const int64_t end = pos0 + T, clear_end = value_clear_end(end, n_ctx, stale_end);
   // Per KV head: 0 = not stored, 1 = being stored by the job that claimed it, 2 = stored.
   std::vector<std::atomic<int>> state(static_cast<size_t>(n_head_kv));
   const auto& k = ctx.k();
   auto store_kv_head = [&](int64_t kvh) {
     uint16_t h16[256];
-    uint16_t* vt = vt_cache + kvh * head_dim * n_ctx;
+    uint16_t* vh = v_cache + kvh * head_dim * n_ctx;
     for (int64_t t = 0; t < T; ++t) {
       float* kr = k_new + (t * n_head_kv + kvh) * head_dim;
       rope_head(kr, cs + t * n_rot, n_rot, style);
       k.f32_to_f16(kr, k_cache + (kvh * n_ctx + pos0 + t) * head_dim, head_dim);
-      for (int64_t i0 = 0; i0 < head_dim; i0 += 256) {  // the value column, through the SIMD converter
+      for (int64_t i0 = 0; i0 < head_dim; i0 += 256) {  // the values, through the SIMD converter
         const int64_t ni = std::min<int64_t>(256, head_dim - i0);
         k.f32_to_f16(v_new + (t * n_head_kv + kvh) * head_dim + i0, h16, ni);
-        for (int64_t i = 0; i < ni; ++i) vt[(i0 + i) * n_ctx + pos0 + t] = h16[i];
+        uint16_t* dst = vh + value_index(head_dim, i0, pos0 + t);  // then kAttnPad apart within the block
+        for (int64_t i = 0; i < ni; ++i) dst[i * kAttnPad] = h16[i];
       }
     }
-    for (int64_t i = 0; i < head_dim; ++i)
-      for (int64_t p = end; p < pad_end; ++p) vt[i * n_ctx + p] = 0;  // see store_f16_transposed
+    clear_value_tail(vh, head_dim, end, clear_end);  // see store_value_blocks
   };
-  attention_one_query(ctx, q, k_cache, vt_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale,
+  attention_one_query(ctx, q, k_cache, v_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale,
                       [&](int64_t t, int64_t h, int64_t kvh) {
                         std::atomic<int>& s = state[static_cast<size_t>(kvh)];
                         int expected = 0;
@@ -504,21 +521,22 @@ void attention_q8_0(Context& ctx, const float* q, const uint8_t* k_cache, const 
   const int64_t n_kv_max = pos0 + T;
   const auto& k = ctx.k();
   if (T >= 8) {
-    // Prefill: an f16 copy of positions 0..n_kv_max-1 in the F16 layout (keys head-major, values transposed),
-    // dequantized in parallel per (head, block of positions), then the flash path.
-    const int64_t n_st = n_kv_max;
+    // Prefill: an f16 copy of positions 0..n_kv_max-1 in the F16 layout (keys head-major, values in blocks),
+    // dequantized in parallel per (head, block of positions), then the flash path. The copy holds a whole
+    // number of value blocks; the flash path reads no position past n_kv_max.
+    const int64_t n_st = (n_kv_max + kAttnPad - 1) / kAttnPad * kAttnPad;
     const int64_t kv_dim = n_head_kv * head_dim;
     uint16_t* k16 = ctx.half_scratch(static_cast<size_t>(2 * kv_dim * n_st));
-    uint16_t* vt16 = k16 + kv_dim * n_st;
+    uint16_t* v16 = k16 + kv_dim * n_st;
     constexpr int64_t kPosBlock = 64;
-    const int64_t blocks = (n_st + kPosBlock - 1) / kPosBlock;
+    const int64_t blocks = (n_kv_max + kPosBlock - 1) / kPosBlock;
     ctx.pool().parallel_for(n_head_kv * blocks, 1, [&](int64_t b, int64_t e, int) {
       // Rows to f16 with the SIMD converter; the value rows through a block buffer, then transposed (the
       // per-element software f16 conversion made this staging cost 10-25% of a Q8_0 prefill).
       std::vector<float> f(static_cast<size_t>(head_dim));
       std::vector<uint16_t> vblk(static_cast<size_t>(kPosBlock * head_dim));
       for (int64_t job = b; job < e; ++job) {
-        const int64_t h = job / blocks, p0 = (job % blocks) * kPosBlock, p1 = std::min(n_st, p0 + kPosBlock);
+        const int64_t h = job / blocks, p0 = (job % blocks) * kPosBlock, p1 = std::min(n_kv_max, p0 + kPosBlock);
         for (int64_t p = p0; p < p1; ++p) {
           const size_t at = static_cast<size_t>(h * n_ctx + p) * row;
           dequantize_row(TensorType::Q8_0, k_cache + at, f.data(), head_dim);
@@ -526,13 +544,12 @@ void attention_q8_0(Context& ctx, const float* q, const uint8_t* k_cache, const 
           dequantize_row(TensorType::Q8_0, v_cache + at, f.data(), head_dim);
           k.f32_to_f16(f.data(), vblk.data() + (p - p0) * head_dim, head_dim);
         }
-        for (int64_t i = 0; i < head_dim; ++i) {
-          uint16_t* dst = vt16 + (h * head_dim + i) * n_st;
-          for (int64_t p = p0; p < p1; ++p) dst[p] = vblk[static_cast<size_t>((p - p0) * head_dim + i)];
-        }
+        uint16_t* vh = v16 + h * head_dim * n_st;
+        for (int64_t i = 0; i < head_dim; ++i)
+          for (int64_t p = p0; p < p1; ++p) vh[value_index(head_dim, i, p)] = vblk[static_cast<size_t>((p - p0) * head_dim + i)];
       }
     });
-    attention_flash(ctx, q, k16, vt16, out, T, pos0, n_st, n_head, n_head_kv, head_dim, scale);
+    attention_flash(ctx, q, k16, v16, out, T, pos0, n_st, n_head, n_head_kv, head_dim, scale);
     return;
   }
   const int64_t group = n_head / n_head_kv;

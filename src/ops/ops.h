@@ -97,32 +97,39 @@ void rope_table(Context& ctx, const int32_t* pos, int64_t T, int64_t n_rot, floa
 void rope(Context& ctx, float* x, int64_t T, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cs,
           RopeStyle style);
 
-// Positions per block of the transposed value cache: rows are a multiple of kAttnPad long, and
-// store_f16_transposed keeps the unused tail of the last block zero, so the one-query attention multiplies
+// Positions per block of the f16 value cache. The values are stored transposed in blocks:
+// [n_head_kv][n_ctx / kAttnPad][hd][kAttnPad] (value_index), so a block holds every dimension's values of
+// kAttnPad consecutive positions, one KV head's blocks are contiguous (decode reads them as one stream and
+// writes a new position into one block), and each dimension's values over the positions are a row in chunks
+// of kernels::kF16Chunk that the f16 kernels read directly. n_ctx is a multiple of kAttnPad, and
+// store_value_blocks keeps the unused tail of the last block zero, so the one-query attention multiplies
 // whole blocks (no ragged tail in its f16 dot products).
-constexpr int64_t kAttnPad = 32;
+constexpr int64_t kAttnPad = kernels::kF16Chunk;
+// Where value dimension i of position p of a KV head sits, from the head's start (hd * n_ctx apart).
+inline int64_t value_index(int64_t head_dim, int64_t i, int64_t p) {
+  return (p / kAttnPad) * head_dim * kAttnPad + i * kAttnPad + p % kAttnPad;
+}
 
 // Causal multi-head attention with grouped KV heads over an F16 cache.
 // q: [T][n_head*hd]; k_cache: [n_head_kv][n_ctx][hd] f16 (head-major: one head's keys are contiguous, a row
-// per position); vt_cache: the values transposed, [n_head_kv*hd][n_ctx] f16 (a row per value dimension), both
-// already holding positions
+// per position); v_cache: the values in blocks of kAttnPad positions (above), both already holding positions
 // 0 .. pos0+T-1; query t sits at position pos0+t and sees keys 0..pos0+t. out: [T][n_head*hd].
 // Decode (T < 8, one query at a time) follows llama.cpp's non-flash path (f16 scores, f32 softmax with a
 // double sum, probabilities rounded to f16, f16 dot products over positions) so that greedy outputs agree;
 // the value products run over zero-padded blocks of kAttnPad positions (n_ctx, the rows' length, is a
 // multiple of it). Prefill (T >= 8) is flash-attention style: tiles of query rows walk the keys in blocks
 // with an online softmax, so no score matrix longer than one block of keys is ever held.
-void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* vt_cache, float* out,
+void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* v_cache, float* out,
                int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                float scale);
 
 // Decode (T < 8) with its prologue fused in, equal bit for bit to rope(q), rope(k_new), store_heads(F16, k_new),
-// store_f16_transposed(v_new, stale_end) and attention(): each job (token, head) first makes sure its KV head's
+// store_value_blocks(v_new, stale_end) and attention(): each job (token, head) first makes sure its KV head's
 // new rows are rotated and stored (the first job of a KV head does it; the others wait for it) and rotates its
 // own query head. The rotation and the stores, done by the calling thread alone before, are split across the
-// pool; the scattered writes into the transposed value cache then overlap the other thread's attention.
+// pool; the writes into the value cache's last block then overlap the other thread's attention.
 // q and k_new are rotated in place; cs: rope_table's angles for the T tokens.
-void attention_decode(Context& ctx, float* q, float* k_new, const float* v_new, uint16_t* k_cache, uint16_t* vt_cache,
+void attention_decode(Context& ctx, float* q, float* k_new, const float* v_new, uint16_t* k_cache, uint16_t* v_cache,
                       float* out, int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv,
                       int64_t head_dim, float scale, const float* cs, int64_t n_rot, RopeStyle style,
                       int64_t stale_end = INT64_MAX);
@@ -142,13 +149,14 @@ void attention_q8_0(Context& ctx, const float* q, const uint8_t* k_cache, const 
 // 32), positions pos0..pos0+T-1 of each head.
 void store_heads(Context& ctx, TensorType type, const float* x, void* cache, int64_t T, int64_t n_heads,
                  int64_t head_dim, int64_t pos0, int64_t n_ctx);
-// Stores rows [T][n] as f16 into the transposed cache [n][n_ctx], columns pos0..pos0+T-1, and zeros the
-// columns after them up to the next multiple of kAttnPad (n_ctx must be a multiple of kAttnPad).
-// stale_end: columns at or past it are known to be zero already (never written since the cache was
-// zero-filled), so only those before it are cleared; in steady decode (pos0 + T past everything stored
-// before) nothing is, where clearing the block's tail wrote up to 31 columns x n rows per token.
-void store_f16_transposed(Context& ctx, const float* x, uint16_t* cache_t, int64_t T, int64_t n, int64_t pos0,
-                          int64_t n_ctx, int64_t stale_end = INT64_MAX);
+// Stores value rows [T][n_heads*head_dim] as f16 into the blocked value cache (kAttnPad, value_index),
+// positions pos0..pos0+T-1 of each head, and zeros the positions after them up to the end of their block
+// (n_ctx must be a multiple of kAttnPad). stale_end: positions at or past it are known to be zero already
+// (never written since the cache was zero-filled), so only those before it are cleared; in steady decode
+// (pos0 + T past everything stored before) nothing is, where clearing the block's tail wrote up to 31
+// positions x head_dim values per head and token.
+void store_value_blocks(Context& ctx, const float* x, uint16_t* v_cache, int64_t T, int64_t n_heads, int64_t head_dim,
+                        int64_t pos0, int64_t n_ctx, int64_t stale_end = INT64_MAX);
 
 // out[t][i] = silu(gate[t][i]) * up[t][i]
 void swiglu(Context& ctx, const float* gate, const float* up, float* out, int64_t T, int64_t n);

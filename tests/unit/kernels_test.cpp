@@ -131,8 +131,25 @@ TEST_P(KernelIsa, AttentionHelpersMatchScalar) {
     ref.f32_to_f16(xs.data(), hx.data(), static_cast<int64_t>(xs.size()));
     ref.f32_to_f16(ys.data(), hy.data(), n);
     std::vector<float> out(static_cast<size_t>(count), -1.0f);
-    k.dot_f16_rows(n, hx.data(), stride, count, hy.data(), out.data());
+    k.dot_f16_rows(n, hx.data(), stride, kF16Chunk, count, hy.data(), out.data());
     for (int64_t j = 0; j < count; ++j) EXPECT_EQ(out[j], ref.dot_f16(n, hx.data() + j * stride, hy.data())) << "n=" << n;
+    // Rows interleaved in blocks (the value cache's layout): row j's chunk c at c * chunk + j * 32, a gap
+    // after each block; every result equals dot_f16 of the row gathered into one piece. 13 and 75 rows: a
+    // partial group of rows, and more rows than the SIMD versions' panel of 64.
+    for (int64_t rows : {int64_t{13}, int64_t{75}}) {
+      const auto xb = random_floats(rows * n, 350 + static_cast<uint32_t>(n));
+      std::vector<uint16_t> hb(xb.size());
+      ref.f32_to_f16(xb.data(), hb.data(), static_cast<int64_t>(xb.size()));
+      const int64_t chunk = rows * kF16Chunk + 24, n_chunks = (n + kF16Chunk - 1) / kF16Chunk;
+      std::vector<uint16_t> blocked(static_cast<size_t>(n_chunks * chunk), uint16_t{0x7E00});  // gaps: f16 NaN
+      for (int64_t j = 0; j < rows; ++j)
+        for (int64_t i = 0; i < n; ++i)
+          blocked[static_cast<size_t>((i / 32) * chunk + j * 32 + i % 32)] = hb[static_cast<size_t>(j * n + i)];
+      std::vector<float> bout(static_cast<size_t>(rows), -1.0f);
+      k.dot_f16_rows(n, blocked.data(), kF16Chunk, chunk, rows, hy.data(), bout.data());
+      for (int64_t j = 0; j < rows; ++j)
+        EXPECT_EQ(bout[j], ref.dot_f16(n, hb.data() + j * n, hy.data())) << "blocked rows, n=" << n << " j=" << j;
+    }
   }
   // exp_sum_f32 and silu_mul_f32: within a few ulps of libm's exp; -inf (masked scores) gives exactly 0.
   for (int64_t n : {1, 7, 8, 9, 100, 1001}) {
@@ -209,20 +226,33 @@ TEST_P(KernelIsa, AttentionHelpersMatchScalar) {
     const auto bf = random_floats(n * ldb, 800 + static_cast<uint32_t>(kk));
     std::vector<uint16_t> b(bf.size());
     ref.f32_to_f16(bf.data(), b.data(), static_cast<int64_t>(bf.size()));
-    for (bool acc : {false, true}) {
-      std::vector<float> c1(static_cast<size_t>(m * ldc), 0.5f), c2 = c1;
-      ref.gemm_f32_f16t(m, n, kk, a.data(), lda, b.data(), ldb, c1.data(), ldc, acc);
-      k.gemm_f32_f16t(m, n, kk, a.data(), lda, b.data(), ldb, c2.data(), ldc, acc);
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < n; ++j) {
-          double mag = acc ? 0.5 : 0.0;
-          for (int64_t l = 0; l < kk; ++l) mag += std::fabs(a[i * lda + l] * fp16_to_fp32(b[j * ldb + l]));
-          ASSERT_NEAR(c2[i * ldc + j], c1[i * ldc + j], 4 * kk * FLT_EPSILON * mag + 1e-6)
-              << isa_name(GetParam()) << " m=" << m << " n=" << n << " k=" << kk << " i=" << i << " j=" << j;
-        }
-      // Padding columns of c are not touched.
-      for (int64_t i = 0; i < m; ++i) EXPECT_EQ(c2[i * ldc + n], 0.5f);
-    }
+    // b also as rows interleaved in blocks (row j's chunk c at c * b_chunk + j * 32, a gap after each block).
+    const int64_t b_chunk = n * kF16Chunk + 8, n_chunks = (kk + 31) / 32;
+    std::vector<uint16_t> bb(static_cast<size_t>(n_chunks * b_chunk), uint16_t{0x7E00});  // gaps: f16 NaN
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t l = 0; l < kk; ++l) bb[static_cast<size_t>((l / 32) * b_chunk + j * 32 + l % 32)] = b[j * ldb + l];
+    for (bool blocked : {false, true})
+      for (bool acc : {false, true}) {
+        const uint16_t* bp = blocked ? bb.data() : b.data();
+        const int64_t ld = blocked ? kF16Chunk : ldb, ch = blocked ? b_chunk : kF16Chunk;
+        std::vector<float> c1(static_cast<size_t>(m * ldc), 0.5f), c2 = c1;
+        ref.gemm_f32_f16t(m, n, kk, a.data(), lda, bp, ld, ch, c1.data(), ldc, acc);
+        k.gemm_f32_f16t(m, n, kk, a.data(), lda, bp, ld, ch, c2.data(), ldc, acc);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            double mag = acc ? 0.5 : 0.0, exact = acc ? 0.5 : 0.0;
+            for (int64_t l = 0; l < kk; ++l) {
+              mag += std::fabs(a[i * lda + l] * fp16_to_fp32(b[j * ldb + l]));
+              exact += static_cast<double>(a[i * lda + l]) * fp16_to_fp32(b[j * ldb + l]);
+            }
+            ASSERT_NEAR(c1[i * ldc + j], exact, 4 * kk * FLT_EPSILON * mag + 1e-6) << "scalar, blocked " << blocked;
+            ASSERT_NEAR(c2[i * ldc + j], c1[i * ldc + j], 4 * kk * FLT_EPSILON * mag + 1e-6)
+                << isa_name(GetParam()) << " m=" << m << " n=" << n << " k=" << kk << " i=" << i << " j=" << j
+                << " blocked " << blocked;
+          }
+        // Padding columns of c are not touched.
+        for (int64_t i = 0; i < m; ++i) EXPECT_EQ(c2[i * ldc + n], 0.5f);
+      }
   }
 }
 

@@ -176,7 +176,7 @@ TEST_P(Attention, BothPathsMatchDoubleReference) {
     for (auto& v : kf) v = nd(rng);
     for (auto& v : vf) v = nd(rng);
     ops::store_heads(ctx, TensorType::F16, kf.data(), kc.data(), n_kv, sh.n_head_kv, hd, 0, n_ctx);
-    ops::store_f16_transposed(ctx, vf.data(), vt.data(), n_kv, kvd, 0, n_ctx);
+    ops::store_value_blocks(ctx, vf.data(), vt.data(), n_kv, sh.n_head_kv, hd, 0, n_ctx);
     std::vector<float> q(static_cast<size_t>(sh.T * sh.n_head * hd)), out(q.size(), NAN);
     for (auto& v : q) v = nd(rng);
     const float scale = 0.125f;
@@ -200,7 +200,8 @@ TEST_P(Attention, BothPathsMatchDoubleReference) {
         for (int64_t i = 0; i < hd; ++i) {
           double o = 0;
           for (int64_t j = 0; j < nk; ++j)
-            o += s[static_cast<size_t>(j)] / sum * fp16_to_fp32(vt[static_cast<size_t>((kvh * hd + i) * n_ctx + j)]);
+            o += s[static_cast<size_t>(j)] / sum *
+                 fp16_to_fp32(vt[static_cast<size_t>(kvh * hd * n_ctx + ops::value_index(hd, i, j))]);
           // q and the probabilities are rounded to f16 on the way: relative error ~1e-3 of the magnitudes.
           ASSERT_NEAR(out[(t * sh.n_head + h) * hd + i], o, 4e-3 * (1 + std::fabs(o)))
               << "heads " << sh.n_head << "/" << sh.n_head_kv << " pos0 " << sh.pos0 << " T " << sh.T << " t " << t
@@ -210,30 +211,48 @@ TEST_P(Attention, BothPathsMatchDoubleReference) {
   }
 }
 
-// The value cache's padding invariant with a watermark: columns before stale_end (a rolled-back sequence's
-// values, NaN here) are cleared up to the end of the block; those from stale_end on are trusted to be zero
-// and left alone (seen here by planting a marker there, which a clear would have overwritten).
-TEST(StoreTransposed, ClearsTheBlockTailOnlyBeforeTheWatermark) {
+// The value cache's layout and padding invariant with a watermark: each stored value lands at value_index in
+// its head's blocks; positions before stale_end (a rolled-back sequence's values, NaN here) are cleared up to
+// the end of the block; those from stale_end on are trusted to be zero and left alone (seen here by planting a
+// marker there, which a clear would have overwritten). Stores spanning a block boundary (positions 30..33) and
+// within one block (10, 11).
+TEST(StoreValueBlocks, LayoutAndBlockTailClearedOnlyBeforeTheWatermark) {
   ThreadPool pool(1);
   ops::Context ctx(pool, kernels::active());
-  const int64_t n = 3, n_ctx = 64;
+  const int64_t heads = 2, hd = 3, n_ctx = 96;
   const uint16_t kNan = 0x7E00, kMarker = 0x3C00;  // f16 NaN, 1.0
-  const std::vector<float> x = {0.5f, -2.0f, 3.0f, 0.25f, 1.5f, -1.0f};  // two positions x three rows
-  for (int64_t stale_end : {int64_t{0}, int64_t{20}, int64_t{40}, INT64_MAX}) {
-    std::vector<uint16_t> vt(static_cast<size_t>(n * n_ctx), 0);
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t p = 0; p < n_ctx; ++p) vt[static_cast<size_t>(i * n_ctx + p)] = p < stale_end ? kNan : (p == 30 ? kMarker : 0);
-    ops::store_f16_transposed(ctx, x.data(), vt.data(), 2, n, 10, n_ctx, stale_end);  // positions 10, 11
-    for (int64_t i = 0; i < n; ++i) {
-      EXPECT_EQ(fp16_to_fp32(vt[static_cast<size_t>(i * n_ctx + 10)]), x[static_cast<size_t>(i)]);
-      EXPECT_EQ(fp16_to_fp32(vt[static_cast<size_t>(i * n_ctx + 11)]), x[static_cast<size_t>(n + i)]);
-      for (int64_t p = 12; p < 32; ++p) {
-        const uint16_t v = vt[static_cast<size_t>(i * n_ctx + p)];
-        if (p < stale_end) EXPECT_EQ(v, 0) << "stale column " << p << " not cleared, stale_end " << stale_end;
-        else EXPECT_EQ(v, p == 30 ? kMarker : 0) << "column " << p << " past the watermark was written, stale_end " << stale_end;
-      }
-      for (int64_t p = 32; p < n_ctx; ++p)  // the next block is not touched
-        EXPECT_EQ(vt[static_cast<size_t>(i * n_ctx + p)], p < stale_end ? kNan : (p == 30 ? kMarker : 0));
+  auto at = [&](int64_t h, int64_t i, int64_t p) { return static_cast<size_t>(h * hd * n_ctx + ops::value_index(hd, i, p)); };
+  // value_index is a bijection onto one head's hd * n_ctx slots.
+  std::vector<int> hits(static_cast<size_t>(hd * n_ctx), 0);
+  for (int64_t i = 0; i < hd; ++i)
+    for (int64_t p = 0; p < n_ctx; ++p) ++hits[at(0, i, p)];
+  EXPECT_EQ(std::count(hits.begin(), hits.end(), 1), hd * n_ctx);
+  for (auto [pos0, T] : {std::pair<int64_t, int64_t>{10, 2}, {30, 4}}) {
+    const int64_t end = pos0 + T, block_end = (end + 31) / 32 * 32;
+    std::vector<float> x(static_cast<size_t>(T * heads * hd));
+    for (size_t j = 0; j < x.size(); ++j) x[j] = 0.25f * static_cast<float>(j) - 2.0f;  // exact in f16
+    for (int64_t stale_end : {int64_t{0}, end + 5, end + 40, INT64_MAX}) {
+      const auto marked = [&](int64_t p) { return p < stale_end ? kNan : (p == end + 7 ? kMarker : uint16_t{0}); };
+      std::vector<uint16_t> vt(static_cast<size_t>(heads * hd * n_ctx), 0);
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t i = 0; i < hd; ++i)
+          for (int64_t p = 0; p < n_ctx; ++p) vt[at(h, i, p)] = marked(p);
+      ops::store_value_blocks(ctx, x.data(), vt.data(), T, heads, hd, pos0, n_ctx, stale_end);
+      const std::string where = "pos0 " + std::to_string(pos0) + " stale_end " + std::to_string(stale_end);
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t i = 0; i < hd; ++i) {
+          for (int64_t t = 0; t < T; ++t)
+            EXPECT_EQ(fp16_to_fp32(vt[at(h, i, pos0 + t)]), x[static_cast<size_t>((t * heads + h) * hd + i)]) << where;
+          for (int64_t p = end; p < block_end; ++p) {
+            if (p < stale_end) EXPECT_EQ(vt[at(h, i, p)], 0) << "stale position " << p << " not cleared, " << where;
+            else EXPECT_EQ(vt[at(h, i, p)], marked(p)) << "position " << p << " past the watermark was written, " << where;
+          }
+          for (int64_t p = 0; p < n_ctx; ++p) {  // nothing before the stores, nor in the next blocks, is touched
+            if (p < pos0 || p >= block_end) {
+              EXPECT_EQ(vt[at(h, i, p)], marked(p)) << "position " << p << ", " << where;
+            }
+          }
+        }
     }
   }
 }
@@ -266,10 +285,11 @@ TEST_P(Attention, FusedDecodeEqualsSeparateOps) {
       std::vector<float> hist(static_cast<size_t>(std::max<int64_t>(sh.pos0, 1) * kvd));
       for (auto& v : hist) v = nd(rng);
       ops::store_heads(ctx, TensorType::F16, hist.data(), kc.data(), sh.pos0, sh.n_head_kv, hd, 0, n_ctx);
-      ops::store_f16_transposed(ctx, hist.data(), vt.data(), sh.pos0, kvd, 0, n_ctx);
+      ops::store_value_blocks(ctx, hist.data(), vt.data(), sh.pos0, sh.n_head_kv, hd, 0, n_ctx);
       const int64_t stale_end = std::min<int64_t>(n_ctx, end + 20);
-      for (int64_t i = 0; i < kvd; ++i)
-        for (int64_t p = end; p < stale_end; ++p) vt[static_cast<size_t>(i * n_ctx + p)] = 0x7E00;
+      for (int64_t h = 0; h < sh.n_head_kv; ++h)
+        for (int64_t i = 0; i < hd; ++i)
+          for (int64_t p = end; p < stale_end; ++p) vt[static_cast<size_t>(h * hd * n_ctx + ops::value_index(hd, i, p))] = 0x7E00;
       auto kc2 = kc, vt2 = vt;
       std::vector<float> q(static_cast<size_t>(sh.T * sh.n_head * hd)), kn(static_cast<size_t>(sh.T * kvd)), vn(kn.size());
       for (auto* v : {&q, &kn, &vn})
@@ -283,7 +303,7 @@ TEST_P(Attention, FusedDecodeEqualsSeparateOps) {
       ops::rope(ctx, q.data(), sh.T, sh.n_head, hd, n_rot, cs.data(), style);
       ops::rope(ctx, kn.data(), sh.T, sh.n_head_kv, hd, n_rot, cs.data(), style);
       ops::store_heads(ctx, TensorType::F16, kn.data(), kc.data(), sh.T, sh.n_head_kv, hd, sh.pos0, n_ctx);
-      ops::store_f16_transposed(ctx, vn.data(), vt.data(), sh.T, kvd, sh.pos0, n_ctx, stale_end);
+      ops::store_value_blocks(ctx, vn.data(), vt.data(), sh.T, sh.n_head_kv, hd, sh.pos0, n_ctx, stale_end);
       ops::attention(ctx, q.data(), kc.data(), vt.data(), out1.data(), sh.T, sh.pos0, n_ctx, sh.n_head, sh.n_head_kv, hd,
                      0.125f);
       ops::attention_decode(ctx, q2.data(), kn2.data(), vn.data(), kc2.data(), vt2.data(), out2.data(), sh.T, sh.pos0,
