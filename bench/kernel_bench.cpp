@@ -97,7 +97,7 @@ void bm_packed2(benchmark::State& state, Isa isa, TensorType wt, int nt) {
 const bool registered = [] {
   for (Isa isa : available_isas()) {
     for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
-                          TensorType::Q6_K, TensorType::F16}) {
+                          TensorType::Q6_K, TensorType::F16, TensorType::BF16}) {
       const std::string name = std::string(type_name(wt)) + "/" + isa_name(isa);
       benchmark::RegisterBenchmark(("vec_dot/" + name).c_str(), bm_vec_dot, isa, wt);
       if (table(isa).for_type(wt).gemm_packed)

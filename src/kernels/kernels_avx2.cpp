@@ -11,6 +11,7 @@ void init_avx2(KernelTable& t) {
   auto set = [&](TensorType w, VecDotFn d) { t.weights[static_cast<int>(w)].vec_dot = d; };
   set(TensorType::F32, x86::dot_f32_f32);
   set(TensorType::F16, x86::dot_f16_f16);
+  set(TensorType::BF16, x86::dot_bf16_bf16);
   set(TensorType::Q4_0, x86::dot_q4_0_q8_0<false>);
   set(TensorType::Q4_1, x86::dot_q4_1_q8_1<false>);
   set(TensorType::Q8_0, x86::dot_q8_0_q8_0<false>);

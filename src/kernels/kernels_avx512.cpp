@@ -476,6 +476,26 @@ void axpy_q8_0_rows(int64_t n, const void* x, size_t stride, int64_t count, cons
   }
 }
 
+// The BF16 dot product on 512-bit registers (as x86::dot_bf16_bf16: exact products, f32 FMA accumulators);
+// the last partial vector masked.
+inline __m512 load_bf16x16(const uint16_t* p, __mmask16 m) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+float dot_bf16_bf16(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const uint16_t*>(w);
+  const auto* y = static_cast<const uint16_t*>(a);
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    for (int r = 0; r < 4; ++r)
+      acc[r] = _mm512_fmadd_ps(load_bf16x16(x + i + 16 * r, 0xFFFF), load_bf16x16(y + i + 16 * r, 0xFFFF), acc[r]);
+  for (; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    acc[0] = _mm512_fmadd_ps(load_bf16x16(x + i, m), load_bf16x16(y + i, m), acc[0]);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+}
+
 // dot_f16_rows on 512-bit registers: 8 rows per step, rows p and p + 4 sharing a register (low and high
 // 256 bits), so each FMA and conversion serves two rows. Each lane sees the same FMA chain as in
 // x86::dot_f16_rows (four accumulators over chunks of 32), and the reduction keeps dot_f16's order:
@@ -569,6 +589,7 @@ void init_avx512(KernelTable& t) {
   auto set = [&](TensorType w, VecDotFn d) { t.weights[static_cast<int>(w)].vec_dot = d; };
   set(TensorType::F32, x86::dot_f32_f32);
   set(TensorType::F16, x86::dot_f16_f16);
+  set(TensorType::BF16, dot_bf16_bf16);
   set(TensorType::Q4_0, dot_q4_0_q8_0);
   set(TensorType::Q4_1, dot_q4_1_q8_1);
   set(TensorType::Q8_0, dot_q8_0_q8_0);

@@ -263,6 +263,25 @@ float dot_f32_f32(int64_t n, const void* w, const void* a) {
 
 float dot_f16_pair(int64_t n, const uint16_t* a, const uint16_t* b) { return dot_f16_f16(n, a, b); }
 
+// bf16 -> f32: the 16 bits moved to the top of the word (exact).
+inline float32x4_t load_bf16x4(const uint16_t* p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
+
+// BF16 weights x BF16 activations: exact f32 products, FMAs into four accumulators (the scalar reference
+// sums in double; the difference is the f32 sum's rounding).
+float dot_bf16_bf16(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const uint16_t*>(w);
+  const auto* y = static_cast<const uint16_t*>(a);
+  float32x4_t acc[4];
+  for (auto& v : acc) v = vdupq_n_f32(0.0f);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int r = 0; r < 4; ++r) acc[r] = vfmaq_f32(acc[r], load_bf16x4(x + i + 4 * r), load_bf16x4(y + i + 4 * r));
+  for (; i + 4 <= n; i += 4) acc[0] = vfmaq_f32(acc[0], load_bf16x4(x + i), load_bf16x4(y + i));
+  float s = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
+  for (; i < n; ++i) s += bf16_to_fp32(x[i]) * bf16_to_fp32(y[i]);
+  return s;
+}
+
 void axpy_f16(int64_t n, float alpha, const uint16_t* x, float* y) {
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), load_f16x4(x + i), alpha));
@@ -734,6 +753,7 @@ void init_neon(KernelTable& t) {
   auto set = [&](TensorType w, VecDotFn d) { t.weights[static_cast<int>(w)].vec_dot = d; };
   set(TensorType::F32, dot_f32_f32);
   set(TensorType::F16, dot_f16_f16);
+  set(TensorType::BF16, dot_bf16_bf16);
   set(TensorType::Q4_0, dot_q4_0_q8_0);
   set(TensorType::Q4_1, dot_q4_1_q8_1);
   set(TensorType::Q8_0, dot_q8_0_q8_0);

@@ -66,7 +66,8 @@ TEST_P(KernelIsa, VecDotMatchesScalarReferenceOnRaggedShapes) {
     ASSERT_EQ(rk.act_type, kk.act_type) << type_name(wt);
     const int64_t bs = std::max<int64_t>(type_traits(wt).block_size, type_traits(rk.act_type).block_size);
     for (int64_t nblk : {1, 2, 3, 5, 8, 17, 18, 48}) {
-      const int64_t n = nblk * bs;
+      // Float types (block size 1) also in rows long enough for every unrolled SIMD loop, with ragged tails.
+      const int64_t n = bs == 1 ? nblk * 37 : nblk * bs;
       const auto xw = random_floats(n, seed++, 0.05f);
       const auto xa = random_floats(n, seed++, 1.0f);
       std::vector<uint8_t> w(row_size(wt, n)), a(row_size(rk.act_type, n)), a2(row_size(rk.act_type, n));
