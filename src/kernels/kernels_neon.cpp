@@ -244,15 +244,15 @@ float dot_f16_f16(int64_t n, const void* w, const void* a) {
   return dot_f16_chunked(n, static_cast<const uint16_t*>(w), kF16Chunk, static_cast<const uint16_t*>(a));
 }
 
+// Four accumulators, so the FMA latency does not cap a thread's read rate (sysinfo measures with this).
 float dot_f32_plain(int64_t n, const float* x, const float* y) {
-  float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
+  float32x4_t acc[4];
+  for (auto& v : acc) v = vdupq_n_f32(0.0f);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    acc0 = vfmaq_f32(acc0, vld1q_f32(x + i), vld1q_f32(y + i));
-    acc1 = vfmaq_f32(acc1, vld1q_f32(x + i + 4), vld1q_f32(y + i + 4));
-  }
-  for (; i + 4 <= n; i += 4) acc0 = vfmaq_f32(acc0, vld1q_f32(x + i), vld1q_f32(y + i));
-  float s = vaddvq_f32(vaddq_f32(acc0, acc1));
+  for (; i + 16 <= n; i += 16)
+    for (int r = 0; r < 4; ++r) acc[r] = vfmaq_f32(acc[r], vld1q_f32(x + i + 4 * r), vld1q_f32(y + i + 4 * r));
+  for (; i + 4 <= n; i += 4) acc[0] = vfmaq_f32(acc[0], vld1q_f32(x + i), vld1q_f32(y + i));
+  float s = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
   for (; i < n; ++i) s += x[i] * y[i];
   return s;
 }
