@@ -93,6 +93,49 @@ TEST_P(KernelIsa, VecDotMatchesScalarReferenceOnRaggedShapes) {
   }
 }
 
+// vec_dot_tokens (where a table has it): each token's result bit-identical to the same table's vec_dot, for
+// 1..kVecDotMaxTokens tokens, ragged row lengths, activation rows a non-trivial stride apart, outputs ldy apart.
+TEST_P(KernelIsa, VecDotTokensEqualsVecDotPerToken) {
+  const KernelTable& k = table(GetParam());
+  uint32_t seed = 900;
+  int tested = 0;
+  for (TensorType wt : kWeightTypes) {
+    const WeightKernels& kk = k.for_type(wt);
+    if (!kk.vec_dot_tokens) continue;
+    ++tested;
+    const int64_t bs = std::max<int64_t>(type_traits(wt).block_size, type_traits(kk.act_type).block_size);
+    for (int64_t nblk : {1, 2, 3, 7}) {
+      const int64_t n = nblk * bs;
+      const auto xw = random_floats(n, seed++, 0.05f);
+      std::vector<uint8_t> w(row_size(wt, n));
+      quantize_row(wt, xw.data(), w.data(), n);
+      const size_t act_row = row_size(kk.act_type, n), act_stride = act_row + 48;
+      std::vector<uint8_t> act(act_stride * kVecDotMaxTokens);
+      for (int t = 0; t < kVecDotMaxTokens; ++t) {
+        const auto xa = random_floats(n, seed++, 1.0f);
+        kk.quantize_act(xa.data(), act.data() + t * act_stride, n);
+      }
+      for (int nt = 1; nt <= kVecDotMaxTokens; ++nt) {
+        const int64_t ldy = 3;
+        std::vector<float> y(static_cast<size_t>(kVecDotMaxTokens * ldy), -7.0f);
+        kk.vec_dot_tokens(n, w.data(), act.data(), act_stride, nt, y.data(), ldy);
+        for (int t = 0; t < kVecDotMaxTokens; ++t) {
+          if (t < nt) {
+            EXPECT_EQ(y[t * ldy], kk.vec_dot(n, w.data(), act.data() + t * act_stride))
+                << isa_name(GetParam()) << " " << type_name(wt) << " n=" << n << " nt=" << nt << " t=" << t;
+          } else {
+            EXPECT_EQ(y[t * ldy], -7.0f) << "token past nt written";
+          }
+          EXPECT_EQ(y[t * ldy + 1], -7.0f) << "output between rows written";
+        }
+      }
+    }
+  }
+  if (GetParam() == Isa::avx2 || GetParam() == Isa::avx512) {
+    EXPECT_EQ(tested, 3) << "Q4_K, Q5_K and Q6_K expected";
+  }
+}
+
 TEST_P(KernelIsa, FloatHelpersMatchScalar) {
   const KernelTable& ref = table(Isa::scalar);
   const KernelTable& k = table(GetParam());
