@@ -61,5 +61,12 @@ void gemm_packed_q4_1_ref(int64_t n, const void* w, const void* act, size_t act_
                           float* y, int64_t ldy);
 void gemm_packed_q8_0_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* act_sums, int nt,
                           float* y, int64_t ldy);
+size_t packed_bytes_q4_k(int64_t n);
+void pack_rows_q4_k(const void* src, size_t row_bytes, int64_t n, void* dst);
+void gemm_packed_q4_k_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* act_sums, int nt,
+                          float* y, int64_t ldy);
+// Packed Q4_K super-block of a group (packed_bytes_q4_k(256) bytes): offsets of its parts.
+constexpr size_t kQ4KPackedD = 0, kQ4KPackedDmin = 16, kQ4KPackedScales = 32, kQ4KPackedMins = 96,
+                 kQ4KPackedQuants = 160, kQ4KPackedBytes = 160 + 8 * 128;
 
 }  // namespace tokenscope::kernels::detail

@@ -4,6 +4,7 @@
 
 #include "base/fp16.h"
 #include "formats/blocks.h"
+#include "formats/quant_ref.h"
 #include "kernels/kernels_internal.h"
 
 namespace tokenscope::kernels::detail {
@@ -22,6 +23,35 @@ const Block* row_block(const void* src, size_t row_bytes, int r, int64_t b) {
 size_t packed_bytes_q4_0(int64_t n) { return static_cast<size_t>(n / QK4_0) * (R * 2 + 4 * 32); }
 size_t packed_bytes_q4_1(int64_t n) { return static_cast<size_t>(n / QK4_1) * (R * 4 + 4 * 32); }
 size_t packed_bytes_q8_0(int64_t n) { return static_cast<size_t>(n / QK8_0) * (R * 2 + 8 * 32); }
+size_t packed_bytes_q4_k(int64_t n) { return static_cast<size_t>(n / QK_K) * kQ4KPackedBytes; }
+
+// Q4_K, per super-block: the 8 rows' d and dmin, their 6-bit scales and mins unpacked to bytes ([sub-block]
+// [row]), then each sub-block of 32 in the Q4_0 packed arrangement (its byte i: low nibble element i, high
+// nibble element i + 16; chunk c holds bytes 4c..4c+3 of rows 0..7), so the Q4_0 block sums apply as they are.
+void pack_rows_q4_k(const void* src, size_t row_bytes, int64_t n, void* dst) {
+  auto* out = static_cast<uint8_t*>(dst);
+  for (int64_t b = 0; b < n / QK_K; ++b, out += kQ4KPackedBytes) {
+    for (int r = 0; r < R; ++r) {
+      const BlockQ4_K* x = row_block<BlockQ4_K>(src, row_bytes, r, b);
+      std::memcpy(out + kQ4KPackedD + 2 * r, &x->d, 2);
+      std::memcpy(out + kQ4KPackedDmin + 2 * r, &x->dmin, 2);
+      for (int j = 0; j < 8; ++j)
+        get_scale_min_k4(j, x->scales, out + kQ4KPackedScales + j * R + r, out + kQ4KPackedMins + j * R + r);
+      for (int j = 0; j < 8; ++j) {
+        // Sub-block j: elements 32j..32j+31, the low (j even) or high (j odd) nibbles of qs[32 (j / 2) ..].
+        uint8_t q[32];
+        for (int i = 0; i < 32; ++i) {
+          const uint8_t byte = x->qs[32 * (j / 2) + i];
+          q[i] = (j % 2 == 0) ? (byte & 0xF) : (byte >> 4);
+        }
+        uint8_t* blk = out + kQ4KPackedQuants + 128 * j;
+        for (int c = 0; c < 4; ++c)
+          for (int k = 0; k < 4; ++k)
+            blk[(c * R + r) * 4 + k] = static_cast<uint8_t>(q[4 * c + k] | (q[16 + 4 * c + k] << 4));
+      }
+    }
+  }
+}
 
 void pack_rows_q4_0(const void* src, size_t row_bytes, int64_t n, void* dst) {
   auto* out = static_cast<uint8_t*>(dst);
@@ -77,6 +107,41 @@ void gemm_packed_q4_0_ref(int64_t n, const void* w, const void* act, size_t act_
           }
         sum -= 8 * act_sums[t * nb + b];
         acc[r] += fp16_to_fp32(d[r]) * fp16_to_fp32(a[b].d) * static_cast<float>(sum);
+      }
+    }
+    for (int r = 0; r < R; ++r) y[t * ldy + r] = acc[r];
+  }
+}
+
+// Q4_K: per row and super-block the integer sums over sub-blocks of scale x (quants . activations) and of
+// min x the activation's sub-block sum, then y += d_w * d_a * sums - dmin_w * d_a * mins.
+void gemm_packed_q4_k_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt,
+                          float* y, int64_t ldy) {
+  const int64_t nsb = n / QK_K;
+  for (int t = 0; t < nt; ++t) {
+    const auto* a = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(act) + t * act_stride);
+    float acc[R] = {};
+    const uint8_t* g = static_cast<const uint8_t*>(w);
+    for (int64_t b = 0; b < nsb; ++b, g += kQ4KPackedBytes) {
+      f16_t d[R], dmin[R];
+      std::memcpy(d, g + kQ4KPackedD, sizeof d);
+      std::memcpy(dmin, g + kQ4KPackedDmin, sizeof dmin);
+      for (int r = 0; r < R; ++r) {
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 8; ++j) {
+          const uint8_t* q = g + kQ4KPackedQuants + 128 * j;
+          const int8_t* aq = a[b].qs + 32 * j;
+          int dot = 0;
+          for (int c = 0; c < 4; ++c)
+            for (int k = 0; k < 4; ++k) {
+              const uint8_t byte = q[(c * R + r) * 4 + k];
+              dot += (byte & 0xF) * aq[4 * c + k] + (byte >> 4) * aq[16 + 4 * c + k];
+            }
+          sumi += g[kQ4KPackedScales + j * R + r] * dot;
+          summ += g[kQ4KPackedMins + j * R + r] * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
+        }
+        acc[r] += fp16_to_fp32(d[r]) * a[b].d * static_cast<float>(sumi) -
+                  fp16_to_fp32(dmin[r]) * a[b].d * static_cast<float>(summ);
       }
     }
     for (int r = 0; r < R; ++r) y[t * ldy + r] = acc[r];

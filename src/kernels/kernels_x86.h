@@ -838,6 +838,54 @@ void gemm_packed_q8_0_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(y + t * ldy, acc[t]);
 }
 
+// Q4_K over the packed layout (kernels_packed.cpp): per sub-block of 32, the Q4_0 block sums of the 8 rows
+// (u4 x s8) times each row's 6-bit scale, summed over the super-block in int32; the mins through the
+// activation's sub-block sums; then per super-block y += d_w * d_a * sums - dmin_w * d_a * mins.
+template <bool kVnni, int NT>
+void gemm_packed_q4_k_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t act_stride, const int32_t*, float* y,
+                         int64_t ldy) {
+  const int64_t nsb = n / QK_K;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t sb = 0; sb < nsb; ++sb, g += detail::kQ4KPackedBytes) {
+    if constexpr (NT == 1) prefetch_ahead(g, detail::kQ4KPackedBytes);  // decode streams; prefill reuses it
+    const BlockQ8_K* a[NT];
+    __m256i isum[NT], msum[NT];
+    for (int t = 0; t < NT; ++t) {
+      a[t] = reinterpret_cast<const BlockQ8_K*>(act + t * act_stride) + sb;
+      isum[t] = msum[t] = _mm256_setzero_si256();
+    }
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* q = g + detail::kQ4KPackedQuants + 128 * j;
+      __m256i lo[4], hi[4];
+      for (int c = 0; c < 4; ++c) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
+        lo[c] = _mm256_and_si256(v, m4);
+        hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+      }
+      const __m256i sc = _mm256_cvtepu8_epi32(
+          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + detail::kQ4KPackedScales + 8 * j)));
+      const __m256i mn = _mm256_cvtepu8_epi32(
+          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + detail::kQ4KPackedMins + 8 * j)));
+      for (int t = 0; t < NT; ++t) {
+        const __m256i s = q4_block_sums<kVnni>(lo, hi, a[t]->qs + 32 * j);
+        isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(s, sc));
+        const int bs = a[t]->bsums[2 * j] + a[t]->bsums[2 * j + 1];
+        msum[t] = _mm256_add_epi32(msum[t], _mm256_mullo_epi32(mn, _mm256_set1_epi32(bs)));
+      }
+    }
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + detail::kQ4KPackedD)));
+    const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + detail::kQ4KPackedDmin)));
+    for (int t = 0; t < NT; ++t) {
+      const __m256 ad = _mm256_set1_ps(a[t]->d);
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, ad), _mm256_cvtepi32_ps(isum[t]), acc[t]);
+      acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(mw, ad), _mm256_cvtepi32_ps(msum[t]), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(y + t * ldy, acc[t]);
+}
+
 // Dispatch on the number of activation rows (1..4).
 template <template <int> class F>
 void by_nt(int nt, int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* sums, float* y,
@@ -860,6 +908,8 @@ struct PackedQ4 {
   static void q4_0(int64_t n, const void* w, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<Q4_0>(nt, n, w, act, as, s, y, ldy); }
   static void q4_1(int64_t n, const void* w, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<Q4_1>(nt, n, w, act, as, s, y, ldy); }
   static void q8_0(int64_t n, const void* w, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<Q8_0>(nt, n, w, act, as, s, y, ldy); }
+  template <int NT> struct Q4_K { static void run(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) { gemm_packed_q4_k_nt<kVnni, NT>(n, g, a, as, s, y, ldy); } };
+  static void q4_k(int64_t n, const void* w, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<Q4_K>(nt, n, w, act, as, s, y, ldy); }
 };
 
 // ---- Activation quantization (bit-identical to the scalar quantize_act_q8_0 / _q8_1). ----

@@ -33,7 +33,10 @@ float* Context::float_scratch(size_t n) {
 
 void pack_weights(const std::vector<Weight*>& ws) {
   constexpr size_t kAlign = 64;
-  const kernels::KernelTable& ref = kernels::table(kernels::Isa::scalar);
+  // Every table shares the packers; a type is packed where the best table here multiplies its packed layout
+  // (the others then read the packed copy through their own or the reference multiply, or the rows, which
+  // stay in place).
+  const kernels::KernelTable& ref = kernels::active();
   // Per weight: its packed group size where the type has a packed layout and the weight a full group (0:
   // a plain copy of the rows, the same bytes but on huge pages instead of the file mapping's 4 KiB ones),
   // and the bytes it takes in the buffer.
@@ -42,7 +45,7 @@ void pack_weights(const std::vector<Weight*>& ws) {
   for (size_t i = 0; i < ws.size(); ++i) {
     const Weight& w = *ws[i];
     const kernels::WeightKernels& wk = ref.for_type(w.type);
-    if (wk.pack_rows && w.rows >= kernels::kPackRows) {
+    if (wk.pack_rows && wk.gemm_packed && w.rows >= kernels::kPackRows) {
       group_bytes[i] = wk.packed_group_bytes(w.cols);
       bytes[i] = group_bytes[i] * static_cast<size_t>(w.rows / kernels::kPackRows);
     } else {
@@ -112,8 +115,12 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
   uint8_t* act = ctx.act_scratch(act_row * static_cast<size_t>(T));
 
   // 1. Activations into the weights' paired activation format (Q8_0, Q8_1, Q8_K, F16, ...), once.
+  // The packed multiplies of the types paired with Q8_0 / Q8_1 take each activation block's quant sum (Q8_K
+  // blocks carry their own).
+  const bool packed_ok = wk0.gemm_packed && K % 32 == 0;
   int32_t* sums = nullptr;
-  if (K % 32 == 0 && wk0.gemm_packed) sums = ctx.int_scratch(static_cast<size_t>(T * (K / 32)));
+  if (packed_ok && (wk0.act_type == TensorType::Q8_0 || wk0.act_type == TensorType::Q8_1))
+    sums = ctx.int_scratch(static_cast<size_t>(T * (K / 32)));
   auto quantize_rows = [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       uint8_t* a = act + static_cast<size_t>(t) * act_row;
@@ -141,7 +148,7 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
     const Weight& w = *o.w;
     Context::MatmulUnits sp;
     sp.first = n_units;
-    if (w.packed && ctx.k().for_type(w.type).gemm_packed && sums) {
+    if (w.packed && ctx.k().for_type(w.type).gemm_packed && packed_ok) {
       // Two groups per unit where the table multiplies pairs (16 int32 lanes), then single groups. Not in
       // decode: one weight stream per thread measured ~15% faster there than the pair's two (Zen 5, tg128).
       if (ctx.k().for_type(w.type).gemm_packed2 && T >= 4) sp.pairs = w.rows / (2 * R);
@@ -170,6 +177,7 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
     const int64_t row0 = row_s + sp.singles * R + l * kPlainChunk;
     return Unit{i, row0, std::min(kPlainChunk, outs[i].w->rows - row0), false};
   };
+  auto sums_at = [&](int64_t t) -> const int32_t* { return sums ? sums + t * (K / 32) : nullptr; };
   // (Token chunks sized to keep the activations in L1, 8 or 16 KiB, measured the same as 64 tokens.)
   constexpr int64_t kTokenChunk = 64;
   auto body = [&](int64_t ub, int64_t ue, int) {
@@ -187,12 +195,12 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
             for (int64_t t = t0; t < t1; t += kernels::kPacked2MaxTokens) {
               const int nt = static_cast<int>(std::min<int64_t>(kernels::kPacked2MaxTokens, t1 - t));
               wk.gemm_packed2(K, g, w.packed_group_bytes, act + static_cast<size_t>(t) * act_row, act_row,
-                              sums + t * (K / 32), nt, o.y + t * N + un.row0, N);
+                              sums_at(t), nt, o.y + t * N + un.row0, N);
             }
           } else {
             for (int64_t t = t0; t < t1; t += 4) {
               const int nt = static_cast<int>(std::min<int64_t>(4, t1 - t));
-              wk.gemm_packed(K, g, act + static_cast<size_t>(t) * act_row, act_row, sums + t * (K / 32), nt,
+              wk.gemm_packed(K, g, act + static_cast<size_t>(t) * act_row, act_row, sums_at(t), nt,
                              o.y + t * N + un.row0, N);
             }
           }

@@ -11,6 +11,7 @@
 #include "base/fp16.h"
 #include <cfloat>
 #include "formats/blocks.h"
+#include "formats/quant_ref.h"
 #include "formats/tensor_type.h"
 #include "kernels/kernels.h"
 
@@ -400,6 +401,7 @@ TEST_P(KernelIsa, ZeroBlocksGiveZero) {
 void quantize_with_sums(const WeightKernels& kk, const std::vector<float>& x, uint8_t* act, int32_t* sums) {
   const int64_t n = static_cast<int64_t>(x.size());
   kk.quantize_act(x.data(), act, n);
+  if (kk.act_type == TensorType::Q8_K) return;  // its blocks carry their sums (bsums); the kernels take none
   const size_t bb = row_size(kk.act_type, 32);
   const size_t qoff = kk.act_type == TensorType::Q8_1 ? 4 : 2;  // the quants follow d (and s)
   for (int64_t b = 0; b < n / 32; ++b) {
@@ -409,15 +411,37 @@ void quantize_with_sums(const WeightKernels& kk, const std::vector<float>& x, ui
   }
 }
 
+// Sum over elements of the magnitudes of a Q4_K row's two terms (d * scale * q and dmin * min) times |a|:
+// the scale of the cancellation the float sums see.
+double q4_k_term_magnitude(const uint8_t* row, const std::vector<float>& a, int64_t n) {
+  const auto* x = reinterpret_cast<const BlockQ4_K*>(row);
+  double mag = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const BlockQ4_K& b = x[i / QK_K];
+    const int64_t e = i % QK_K, j = e / 32;
+    uint8_t sc, m;
+    get_scale_min_k4(static_cast<int>(j), b.scales, &sc, &m);
+    const uint8_t byte = b.qs[32 * (j / 2) + e % 32];
+    const int q = j % 2 == 0 ? (byte & 0xF) : (byte >> 4);
+    mag += (fp16_to_fp32(b.d) * sc * q + fp16_to_fp32(b.dmin) * m) * std::fabs(a[static_cast<size_t>(i)]);
+  }
+  return mag;
+}
+
 TEST_P(KernelIsa, PackedGemmMatchesPerRowDotProducts) {
   const KernelTable& ref = table(Isa::scalar);
   const KernelTable& k = table(GetParam());
   uint32_t seed = 1000;
-  for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0}) {
+  for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K}) {
     const WeightKernels& kk = k.for_type(wt);
+    if (wt == TensorType::Q4_K && GetParam() == Isa::neon) {
+      EXPECT_EQ(kk.gemm_packed, nullptr) << "NEON has no packed Q4_K multiply (the rows stay unpacked)";
+      continue;
+    }
     ASSERT_NE(kk.gemm_packed, nullptr) << type_name(wt);
-    for (int64_t nblk : {1, 2, 3, 18, 48}) {
-      const int64_t n = nblk * 32;
+    const bool k_quant = wt == TensorType::Q4_K;
+    for (int64_t nblk : k_quant ? std::vector<int64_t>{1, 2, 3, 5} : std::vector<int64_t>{1, 2, 3, 18, 48}) {
+      const int64_t n = nblk * (k_quant ? QK_K : 32);
       const size_t rb = row_size(wt, n);
       std::vector<uint8_t> rows(rb * kPackRows);
       for (int r = 0; r < kPackRows; ++r) {
@@ -437,7 +461,12 @@ TEST_P(KernelIsa, PackedGemmMatchesPerRowDotProducts) {
         for (int t = 0; t < nt; ++t) {
           for (int r = 0; r < kPackRows; ++r) {
             const float want = ref.for_type(wt).vec_dot(n, rows.data() + r * rb, act.data() + t * ab);
-            const double tol = (nblk + 16) * FLT_EPSILON * (std::fabs(want) + 1.0);
+            double tol = (nblk + 16) * FLT_EPSILON * (std::fabs(want) + 1.0);
+            if (k_quant) {  // two float terms per super-block that may cancel: bound by their magnitudes
+              std::vector<float> fa(static_cast<size_t>(n));
+              dequantize_row(kk.act_type, act.data() + t * ab, fa.data(), n);
+              tol = (nblk + 16) * FLT_EPSILON * (q4_k_term_magnitude(rows.data() + r * rb, fa, n) + 1.0);
+            }
             ASSERT_NEAR(y[t * ldy + r], want, tol) << isa_name(GetParam()) << " " << type_name(wt) << " n=" << n
                                                    << " nt=" << nt << " t=" << t << " r=" << r;
           }
