@@ -191,6 +191,63 @@ void gemm_packed2_q8_0_nt(int64_t n, const uint8_t* g0, size_t group_bytes, cons
   for (int t = 0; t < NT; ++t) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
 
+// Q4_K over two packed groups: gemm_packed_q4_k_nt (kernels_x86.h) with 16 rows per vector, the same
+// integer sums and the same two float steps per lane, so each group's result equals the one-group multiply.
+template <int NT>
+void gemm_packed2_q4_k_nt(int64_t n, const uint8_t* g0, size_t group_bytes, const uint8_t* act, size_t act_stride,
+                          const int32_t*, float* y, int64_t ldy) {
+  const int64_t nsb = n / QK_K;
+  const uint8_t* g1 = g0 + group_bytes;
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t sb = 0; sb < nsb; ++sb, g0 += kQ4KPackedBytes, g1 += kQ4KPackedBytes) {
+    if constexpr (NT == 1) {
+      x86::prefetch_ahead(g0, kQ4KPackedBytes);
+      x86::prefetch_ahead(g1, kQ4KPackedBytes);
+    }
+    const BlockQ8_K* a[NT];
+    __m512i isum[NT], msum[NT];
+    for (int t = 0; t < NT; ++t) {
+      a[t] = reinterpret_cast<const BlockQ8_K*>(act + t * act_stride) + sb;
+      isum[t] = msum[t] = _mm512_setzero_si512();
+    }
+    for (int j = 0; j < 8; ++j) {
+      const size_t qo = kQ4KPackedQuants + 128 * j;
+      __m512i lo[4], hi[4];
+      for (int c = 0; c < 4; ++c) {
+        const __m512i v = load2x32(g0 + qo + 32 * c, g1 + qo + 32 * c);
+        lo[c] = _mm512_and_si512(v, m4);
+        hi[c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+      }
+      auto bytes16 = [&](size_t off) {  // 8 bytes of each group as 16 int32
+        return _mm512_cvtepu8_epi32(_mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g0 + off)),
+                                                       _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g1 + off))));
+      };
+      const __m512i sc = bytes16(kQ4KPackedScales + 8 * j), mn = bytes16(kQ4KPackedMins + 8 * j);
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* aq = a[t]->qs + 32 * j;
+        __m512i sl = _mm512_setzero_si512(), sh = _mm512_setzero_si512();
+        for (int c = 0; c < 4; ++c) {
+          sl = _mm512_dpbusd_epi32(sl, lo[c], bcast4_512(aq + 4 * c));
+          sh = _mm512_dpbusd_epi32(sh, hi[c], bcast4_512(aq + 16 + 4 * c));
+        }
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(sl, sh), sc));
+        const int bs = a[t]->bsums[2 * j] + a[t]->bsums[2 * j + 1];
+        msum[t] = _mm512_add_epi32(msum[t], _mm512_mullo_epi32(mn, _mm512_set1_epi32(bs)));
+      }
+    }
+    const __m512 dw = load_pair_f16(g0 + kQ4KPackedD, g1 + kQ4KPackedD);
+    const __m512 mw = load_pair_f16(g0 + kQ4KPackedDmin, g1 + kQ4KPackedDmin);
+    for (int t = 0; t < NT; ++t) {
+      const __m512 ad = _mm512_set1_ps(a[t]->d);
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, ad), _mm512_cvtepi32_ps(isum[t]), acc[t]);
+      acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(mw, ad), _mm512_cvtepi32_ps(msum[t]), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(y + t * ldy, acc[t]);
+}
+
 // Dispatch on the number of tokens (1..kPacked2MaxTokens) through a table of the instantiations.
 template <template <int> class F, size_t... I>
 constexpr auto nt_table(std::index_sequence<I...>) {
@@ -220,6 +277,18 @@ template <int NT> struct P2Q8_0 {
   }
 };
 
+// Q4_K keeps two int32 and a float accumulator per token: more than 8 tokens go in two calls.
+template <int NT> struct P2Q4_K {
+  static void run(int64_t n, const uint8_t* g, size_t gb, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) {
+    if constexpr (NT <= 8) {
+      gemm_packed2_q4_k_nt<NT>(n, g, gb, a, as, s, y, ldy);
+    } else {
+      gemm_packed2_q4_k_nt<8>(n, g, gb, a, as, s, y, ldy);
+      gemm_packed2_q4_k_nt<NT - 8>(n, g, gb, a + 8 * as, as, s, y + 8 * ldy, ldy);
+    }
+  }
+};
+void gemm_packed2_q4_k(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2Q4_K>(nt, n, w, gb, act, as, s, y, ldy); }
 void gemm_packed2_q4_0(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2Q4_0>(nt, n, w, gb, act, as, s, y, ldy); }
 void gemm_packed2_q4_1(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2Q4_1>(nt, n, w, gb, act, as, s, y, ldy); }
 void gemm_packed2_q8_0(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2Q8_0>(nt, n, w, gb, act, as, s, y, ldy); }
@@ -606,6 +675,7 @@ void init_avx512(KernelTable& t) {
   t.weights[static_cast<int>(TensorType::Q4_0)].gemm_packed2 = gemm_packed2_q4_0;
   t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed2 = gemm_packed2_q4_1;
   t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed2 = gemm_packed2_q8_0;
+  t.weights[static_cast<int>(TensorType::Q4_K)].gemm_packed2 = gemm_packed2_q4_k;
   x86::set_float_helpers(t);
   t.gemm_f32_f16t = gemm_f32_f16t;
   t.exp_sum_f32 = exp_sum_f32;

@@ -483,15 +483,16 @@ TEST_P(KernelIsa, Packed2GemmEqualsOneGroupAtATime) {
   const KernelTable& k = table(GetParam());
   uint32_t seed = 5000;
   int tested = 0;
-  for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0}) {
+  for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K}) {
     const WeightKernels& kk = k.for_type(wt);
     if (GetParam() == Isa::avx512) {
       ASSERT_NE(kk.gemm_packed2, nullptr) << type_name(wt);
     }
     if (!kk.gemm_packed2) continue;
     ++tested;
-    for (int64_t nblk : {1, 2, 5, 18, 48}) {
-      const int64_t n = nblk * 32;
+    const bool k_quant = wt == TensorType::Q4_K;
+    for (int64_t nblk : k_quant ? std::vector<int64_t>{1, 2, 5} : std::vector<int64_t>{1, 2, 5, 18, 48}) {
+      const int64_t n = nblk * (k_quant ? QK_K : 32);
       const size_t rb = row_size(wt, n);
       std::vector<uint8_t> rows(rb * 2 * kPackRows);
       for (int r = 0; r < 2 * kPackRows; ++r) {
@@ -530,7 +531,7 @@ TEST_P(KernelIsa, Packed2GemmEqualsOneGroupAtATime) {
     }
   }
   if (GetParam() == Isa::avx512) {
-    EXPECT_EQ(tested, 3);
+    EXPECT_EQ(tested, 4);
   }
 }
 
