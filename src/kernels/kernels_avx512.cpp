@@ -672,6 +672,7 @@ void init_avx512(KernelTable& t) {
   t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed = x86::PackedQ4<true>::q4_1;
   t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed = x86::PackedQ4<true>::q8_0;
   t.weights[static_cast<int>(TensorType::Q4_K)].gemm_packed = x86::PackedQ4<true>::q4_k;
+  t.weights[static_cast<int>(TensorType::Q6_K)].gemm_packed = x86::PackedQ4<true>::q6_k;
   t.weights[static_cast<int>(TensorType::Q4_0)].gemm_packed2 = gemm_packed2_q4_0;
   t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed2 = gemm_packed2_q4_1;
   t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed2 = gemm_packed2_q8_0;

@@ -768,6 +768,7 @@ void init_neon(KernelTable& t) {
   // No NEON multiply over the packed Q4_K layout yet: rows stay unpacked (ops::pack_weights asks the active
   // table) and go through vec_dot, instead of the scalar reference multiply this table would inherit.
   t.weights[static_cast<int>(TensorType::Q4_K)].gemm_packed = nullptr;
+  t.weights[static_cast<int>(TensorType::Q6_K)].gemm_packed = nullptr;
   t.features = "dotprod";
   if (getauxval(AT_HWCAP2) & HWCAP2_I8MM) {
     t.weights[static_cast<int>(TensorType::Q4_0)].gemm_packed = gemm_packed_i8mm<0>;

@@ -886,6 +886,62 @@ void gemm_packed_q4_k_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(y + t * ldy, acc[t]);
 }
 
+// Q6_K over the packed layout (kernels_packed.cpp): the 6-bit values rebuilt from the low nibbles and the
+// high-bit vectors (shared by all tokens), u6 x s8 sums per sub-block of 16 with the -32 offset entering as
+// the chain's start (-32 x the activation's sub-block sum), times each row's int8 scale, summed in int32 per
+// super-block; then y += d_w * d_a * sum.
+template <bool kVnni, int NT>
+void gemm_packed_q6_k_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t act_stride, const int32_t*, float* y,
+                         int64_t ldy) {
+  const int64_t nsb = n / QK_K;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03), mc = _mm256_set1_epi8(0x0C);
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t sb = 0; sb < nsb; ++sb, g += detail::kQ6KPackedBytes) {
+    if constexpr (NT == 1) prefetch_ahead(g, detail::kQ6KPackedBytes);
+    const BlockQ8_K* a[NT];
+    __m256i isum[NT];
+    for (int t = 0; t < NT; ++t) {
+      a[t] = reinterpret_cast<const BlockQ8_K*>(act + t * act_stride) + sb;
+      isum[t] = _mm256_setzero_si256();
+    }
+    for (int blk = 0; blk < 8; ++blk) {
+      const uint8_t* low = g + detail::kQ6KPackedLow + 128 * blk;
+      const uint8_t* high = g + detail::kQ6KPackedHigh + 64 * blk;
+      __m256i lo[4], hi[4];
+      for (int m = 0; m < 2; ++m) {
+        const __m256i hv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(high + 32 * m));
+        for (int cc = 0; cc < 2; ++cc) {
+          const int c = 2 * m + cc;
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(low + 32 * c));
+          const __m256i h = cc == 0 ? hv : _mm256_srli_epi16(hv, 4);
+          lo[c] = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+          hi[c] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                                  _mm256_slli_epi16(_mm256_and_si256(h, mc), 2));
+        }
+      }
+      const __m256i sc_a = _mm256_cvtepi8_epi32(
+          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + detail::kQ6KPackedScales + (2 * blk) * 8)));
+      const __m256i sc_b = _mm256_cvtepi8_epi32(
+          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + detail::kQ6KPackedScales + (2 * blk + 1) * 8)));
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* aq = a[t]->qs + 32 * blk;
+        __m256i da = _mm256_set1_epi32(-32 * a[t]->bsums[2 * blk]);
+        __m256i db = _mm256_set1_epi32(-32 * a[t]->bsums[2 * blk + 1]);
+        for (int c = 0; c < 4; ++c) {
+          da = dot_u8s8<kVnni>(da, lo[c], bcast4(aq + 4 * c));
+          db = dot_u8s8<kVnni>(db, hi[c], bcast4(aq + 16 + 4 * c));
+        }
+        isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_mullo_epi32(da, sc_a), _mm256_mullo_epi32(db, sc_b)));
+      }
+    }
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + detail::kQ6KPackedD)));
+    for (int t = 0; t < NT; ++t)
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(a[t]->d)), _mm256_cvtepi32_ps(isum[t]), acc[t]);
+  }
+  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(y + t * ldy, acc[t]);
+}
+
 // Dispatch on the number of activation rows (1..4).
 template <template <int> class F>
 void by_nt(int nt, int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* sums, float* y,
@@ -910,6 +966,8 @@ struct PackedQ4 {
   static void q8_0(int64_t n, const void* w, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<Q8_0>(nt, n, w, act, as, s, y, ldy); }
   template <int NT> struct Q4_K { static void run(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) { gemm_packed_q4_k_nt<kVnni, NT>(n, g, a, as, s, y, ldy); } };
   static void q4_k(int64_t n, const void* w, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<Q4_K>(nt, n, w, act, as, s, y, ldy); }
+  template <int NT> struct Q6_K { static void run(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) { gemm_packed_q6_k_nt<kVnni, NT>(n, g, a, as, s, y, ldy); } };
+  static void q6_k(int64_t n, const void* w, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<Q6_K>(nt, n, w, act, as, s, y, ldy); }
 };
 
 // ---- Activation quantization (bit-identical to the scalar quantize_act_q8_0 / _q8_1). ----

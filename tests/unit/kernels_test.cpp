@@ -432,14 +432,14 @@ TEST_P(KernelIsa, PackedGemmMatchesPerRowDotProducts) {
   const KernelTable& ref = table(Isa::scalar);
   const KernelTable& k = table(GetParam());
   uint32_t seed = 1000;
-  for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K}) {
+  for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K}) {
     const WeightKernels& kk = k.for_type(wt);
-    if (wt == TensorType::Q4_K && GetParam() == Isa::neon) {
-      EXPECT_EQ(kk.gemm_packed, nullptr) << "NEON has no packed Q4_K multiply (the rows stay unpacked)";
+    const bool k_quant = wt == TensorType::Q4_K || wt == TensorType::Q6_K;
+    if (k_quant && GetParam() == Isa::neon) {
+      EXPECT_EQ(kk.gemm_packed, nullptr) << "NEON has no packed K-quant multiply (the rows stay unpacked)";
       continue;
     }
     ASSERT_NE(kk.gemm_packed, nullptr) << type_name(wt);
-    const bool k_quant = wt == TensorType::Q4_K;
     for (int64_t nblk : k_quant ? std::vector<int64_t>{1, 2, 3, 5} : std::vector<int64_t>{1, 2, 3, 18, 48}) {
       const int64_t n = nblk * (k_quant ? QK_K : 32);
       const size_t rb = row_size(wt, n);
@@ -462,10 +462,14 @@ TEST_P(KernelIsa, PackedGemmMatchesPerRowDotProducts) {
           for (int r = 0; r < kPackRows; ++r) {
             const float want = ref.for_type(wt).vec_dot(n, rows.data() + r * rb, act.data() + t * ab);
             double tol = (nblk + 16) * FLT_EPSILON * (std::fabs(want) + 1.0);
-            if (k_quant) {  // two float terms per super-block that may cancel: bound by their magnitudes
-              std::vector<float> fa(static_cast<size_t>(n));
+            if (k_quant) {  // bound by the magnitudes of the terms (Q4_K: two per super-block that may cancel)
+              std::vector<float> fa(static_cast<size_t>(n)), fw(static_cast<size_t>(n));
               dequantize_row(kk.act_type, act.data() + t * ab, fa.data(), n);
-              tol = (nblk + 16) * FLT_EPSILON * (q4_k_term_magnitude(rows.data() + r * rb, fa, n) + 1.0);
+              dequantize_row(wt, rows.data() + r * rb, fw.data(), n);
+              double mag = 0;
+              for (int64_t i = 0; i < n; ++i) mag += std::fabs(static_cast<double>(fw[i]) * fa[i]);
+              if (wt == TensorType::Q4_K) mag = q4_k_term_magnitude(rows.data() + r * rb, fa, n);
+              tol = (nblk + 16) * FLT_EPSILON * (mag + 1.0);
             }
             ASSERT_NEAR(y[t * ldy + r], want, tol) << isa_name(GetParam()) << " " << type_name(wt) << " n=" << n
                                                    << " nt=" << nt << " t=" << t << " r=" << r;
