@@ -25,6 +25,7 @@ void init_avx2(KernelTable& t) {
   t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed = x86::PackedQ4<false>::q4_1;
   t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed = x86::PackedQ4<false>::q8_0;
   t.weights[static_cast<int>(TensorType::Q4_K)].gemm_packed = x86::PackedQ4<false>::q4_k;
+  t.weights[static_cast<int>(TensorType::Q5_K)].gemm_packed = x86::PackedQ4<false>::q5_k;
   t.weights[static_cast<int>(TensorType::Q6_K)].gemm_packed = x86::PackedQ4<false>::q6_k;
   x86::set_float_helpers(t);
   t.dot_q8_0_rows = x86::dot_q8_0_rows<false>;

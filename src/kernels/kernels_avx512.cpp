@@ -193,18 +193,20 @@ void gemm_packed2_q8_0_nt(int64_t n, const uint8_t* g0, size_t group_bytes, cons
 
 // Q4_K over two packed groups: gemm_packed_q4_k_nt (kernels_x86.h) with 16 rows per vector, the same
 // integer sums and the same two float steps per lane, so each group's result equals the one-group multiply.
-template <int NT>
+template <int NT, bool kFifthBit>
 void gemm_packed2_q4_k_nt(int64_t n, const uint8_t* g0, size_t group_bytes, const uint8_t* act, size_t act_stride,
                           const int32_t*, float* y, int64_t ldy) {
+  constexpr size_t kBytes = qk_min_packed_bytes(kFifthBit);
   const int64_t nsb = n / QK_K;
   const uint8_t* g1 = g0 + group_bytes;
   const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i one = _mm512_set1_epi8(1);
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-  for (int64_t sb = 0; sb < nsb; ++sb, g0 += kQ4KPackedBytes, g1 += kQ4KPackedBytes) {
+  for (int64_t sb = 0; sb < nsb; ++sb, g0 += kBytes, g1 += kBytes) {
     if constexpr (NT == 1) {
-      x86::prefetch_ahead(g0, kQ4KPackedBytes);
-      x86::prefetch_ahead(g1, kQ4KPackedBytes);
+      x86::prefetch_ahead(g0, kBytes);
+      x86::prefetch_ahead(g1, kBytes);
     }
     const BlockQ8_K* a[NT];
     __m512i isum[NT], msum[NT];
@@ -219,6 +221,13 @@ void gemm_packed2_q4_k_nt(int64_t n, const uint8_t* g0, size_t group_bytes, cons
         const __m512i v = load2x32(g0 + qo + 32 * c, g1 + qo + 32 * c);
         lo[c] = _mm512_and_si512(v, m4);
         hi[c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+      }
+      if constexpr (kFifthBit) {
+        const __m512i hb = load2x32(g0 + kQ5KPackedHigh + 32 * j, g1 + kQ5KPackedHigh + 32 * j);
+        for (int c = 0; c < 4; ++c) {
+          lo[c] = _mm512_or_si512(lo[c], _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hb, 2 * c), one), 4));
+          hi[c] = _mm512_or_si512(hi[c], _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hb, 2 * c + 1), one), 4));
+        }
       }
       auto bytes16 = [&](size_t off) {  // 8 bytes of each group as 16 int32
         return _mm512_cvtepu8_epi32(_mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g0 + off)),
@@ -277,18 +286,22 @@ template <int NT> struct P2Q8_0 {
   }
 };
 
-// Q4_K keeps two int32 and a float accumulator per token: more than 8 tokens go in two calls.
-template <int NT> struct P2Q4_K {
-  static void run(int64_t n, const uint8_t* g, size_t gb, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) {
-    if constexpr (NT <= 8) {
-      gemm_packed2_q4_k_nt<NT>(n, g, gb, a, as, s, y, ldy);
-    } else {
-      gemm_packed2_q4_k_nt<8>(n, g, gb, a, as, s, y, ldy);
-      gemm_packed2_q4_k_nt<NT - 8>(n, g, gb, a + 8 * as, as, s, y + 8 * ldy, ldy);
+// Q4_K / Q5_K keep two int32 and a float accumulator per token: more than 8 tokens go in two calls.
+template <bool kFifthBit>
+struct P2QkMin {
+  template <int NT> struct K {
+    static void run(int64_t n, const uint8_t* g, size_t gb, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) {
+      if constexpr (NT <= 8) {
+        gemm_packed2_q4_k_nt<NT, kFifthBit>(n, g, gb, a, as, s, y, ldy);
+      } else {
+        gemm_packed2_q4_k_nt<8, kFifthBit>(n, g, gb, a, as, s, y, ldy);
+        gemm_packed2_q4_k_nt<NT - 8, kFifthBit>(n, g, gb, a + 8 * as, as, s, y + 8 * ldy, ldy);
+      }
     }
-  }
+  };
 };
-void gemm_packed2_q4_k(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2Q4_K>(nt, n, w, gb, act, as, s, y, ldy); }
+void gemm_packed2_q4_k(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2QkMin<false>::K>(nt, n, w, gb, act, as, s, y, ldy); }
+void gemm_packed2_q5_k(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2QkMin<true>::K>(nt, n, w, gb, act, as, s, y, ldy); }
 void gemm_packed2_q4_0(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2Q4_0>(nt, n, w, gb, act, as, s, y, ldy); }
 void gemm_packed2_q4_1(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2Q4_1>(nt, n, w, gb, act, as, s, y, ldy); }
 void gemm_packed2_q8_0(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2Q8_0>(nt, n, w, gb, act, as, s, y, ldy); }
@@ -672,11 +685,13 @@ void init_avx512(KernelTable& t) {
   t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed = x86::PackedQ4<true>::q4_1;
   t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed = x86::PackedQ4<true>::q8_0;
   t.weights[static_cast<int>(TensorType::Q4_K)].gemm_packed = x86::PackedQ4<true>::q4_k;
+  t.weights[static_cast<int>(TensorType::Q5_K)].gemm_packed = x86::PackedQ4<true>::q5_k;
   t.weights[static_cast<int>(TensorType::Q6_K)].gemm_packed = x86::PackedQ4<true>::q6_k;
   t.weights[static_cast<int>(TensorType::Q4_0)].gemm_packed2 = gemm_packed2_q4_0;
   t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed2 = gemm_packed2_q4_1;
   t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed2 = gemm_packed2_q8_0;
   t.weights[static_cast<int>(TensorType::Q4_K)].gemm_packed2 = gemm_packed2_q4_k;
+  t.weights[static_cast<int>(TensorType::Q5_K)].gemm_packed2 = gemm_packed2_q5_k;
   x86::set_float_helpers(t);
   t.gemm_f32_f16t = gemm_f32_f16t;
   t.exp_sum_f32 = exp_sum_f32;

@@ -769,6 +769,7 @@ void init_neon(KernelTable& t) {
   // table) and go through vec_dot, instead of the scalar reference multiply this table would inherit.
   t.weights[static_cast<int>(TensorType::Q4_K)].gemm_packed = nullptr;
   t.weights[static_cast<int>(TensorType::Q6_K)].gemm_packed = nullptr;
+  t.weights[static_cast<int>(TensorType::Q5_K)].gemm_packed = nullptr;
   t.features = "dotprod";
   if (getauxval(AT_HWCAP2) & HWCAP2_I8MM) {
     t.weights[static_cast<int>(TensorType::Q4_0)].gemm_packed = gemm_packed_i8mm<0>;

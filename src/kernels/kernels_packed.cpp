@@ -28,30 +28,48 @@ size_t packed_bytes_q4_k(int64_t n) { return static_cast<size_t>(n / QK_K) * kQ4
 // Q4_K, per super-block: the 8 rows' d and dmin, their 6-bit scales and mins unpacked to bytes ([sub-block]
 // [row]), then each sub-block of 32 in the Q4_0 packed arrangement (its byte i: low nibble element i, high
 // nibble element i + 16; chunk c holds bytes 4c..4c+3 of rows 0..7), so the Q4_0 block sums apply as they are.
-void pack_rows_q4_k(const void* src, size_t row_bytes, int64_t n, void* dst) {
+// Q5_K adds its fifth bits after that (kQ5KPackedHigh).
+template <typename Block, bool kFifthBit>
+void pack_rows_qk_min(const void* src, size_t row_bytes, int64_t n, void* dst) {
+  constexpr size_t kBytes = qk_min_packed_bytes(kFifthBit);
   auto* out = static_cast<uint8_t*>(dst);
-  for (int64_t b = 0; b < n / QK_K; ++b, out += kQ4KPackedBytes) {
+  for (int64_t b = 0; b < n / QK_K; ++b, out += kBytes) {
+    if constexpr (kFifthBit) std::memset(out + kQ5KPackedHigh, 0, 8 * 32);
     for (int r = 0; r < R; ++r) {
-      const BlockQ4_K* x = row_block<BlockQ4_K>(src, row_bytes, r, b);
+      const Block* x = row_block<Block>(src, row_bytes, r, b);
       std::memcpy(out + kQ4KPackedD + 2 * r, &x->d, 2);
       std::memcpy(out + kQ4KPackedDmin + 2 * r, &x->dmin, 2);
       for (int j = 0; j < 8; ++j)
         get_scale_min_k4(j, x->scales, out + kQ4KPackedScales + j * R + r, out + kQ4KPackedMins + j * R + r);
       for (int j = 0; j < 8; ++j) {
-        // Sub-block j: elements 32j..32j+31, the low (j even) or high (j odd) nibbles of qs[32 (j / 2) ..].
-        uint8_t q[32];
+        // Sub-block j: elements 32j..32j+31, the low (j even) or high (j odd) nibbles of qs[32 (j / 2) ..];
+        // Q5_K's fifth bit of element i is bit j of qh[i].
+        uint8_t q[32], h[32] = {};
         for (int i = 0; i < 32; ++i) {
           const uint8_t byte = x->qs[32 * (j / 2) + i];
           q[i] = (j % 2 == 0) ? (byte & 0xF) : (byte >> 4);
+          if constexpr (kFifthBit) h[i] = (x->qh[i] >> j) & 1;
         }
         uint8_t* blk = out + kQ4KPackedQuants + 128 * j;
         for (int c = 0; c < 4; ++c)
-          for (int k = 0; k < 4; ++k)
+          for (int k = 0; k < 4; ++k) {
             blk[(c * R + r) * 4 + k] = static_cast<uint8_t>(q[4 * c + k] | (q[16 + 4 * c + k] << 4));
+            if constexpr (kFifthBit)
+              out[kQ5KPackedHigh + 32 * j + r * 4 + k] |=
+                  static_cast<uint8_t>((h[4 * c + k] << (2 * c)) | (h[16 + 4 * c + k] << (2 * c + 1)));
+          }
       }
     }
   }
 }
+
+void pack_rows_q4_k(const void* src, size_t row_bytes, int64_t n, void* dst) {
+  pack_rows_qk_min<BlockQ4_K, false>(src, row_bytes, n, dst);
+}
+void pack_rows_q5_k(const void* src, size_t row_bytes, int64_t n, void* dst) {
+  pack_rows_qk_min<BlockQ5_K, true>(src, row_bytes, n, dst);
+}
+size_t packed_bytes_q5_k(int64_t n) { return static_cast<size_t>(n / QK_K) * kQ5KPackedBytes; }
 
 void pack_rows_q4_0(const void* src, size_t row_bytes, int64_t n, void* dst) {
   auto* out = static_cast<uint8_t*>(dst);
@@ -183,16 +201,17 @@ void gemm_packed_q6_k_ref(int64_t n, const void* w, const void* act, size_t act_
   }
 }
 
-// Q4_K: per row and super-block the integer sums over sub-blocks of scale x (quants . activations) and of
-// min x the activation's sub-block sum, then y += d_w * d_a * sums - dmin_w * d_a * mins.
-void gemm_packed_q4_k_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt,
-                          float* y, int64_t ldy) {
+// Q4_K / Q5_K: per row and super-block the integer sums over sub-blocks of scale x (quants . activations)
+// and of min x the activation's sub-block sum, then y += d_w * d_a * sums - dmin_w * d_a * mins.
+template <bool kFifthBit>
+void gemm_packed_qk_min_ref(int64_t n, const void* w, const void* act, size_t act_stride, int nt, float* y,
+                            int64_t ldy) {
   const int64_t nsb = n / QK_K;
   for (int t = 0; t < nt; ++t) {
     const auto* a = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(act) + t * act_stride);
     float acc[R] = {};
     const uint8_t* g = static_cast<const uint8_t*>(w);
-    for (int64_t b = 0; b < nsb; ++b, g += kQ4KPackedBytes) {
+    for (int64_t b = 0; b < nsb; ++b, g += qk_min_packed_bytes(kFifthBit)) {
       f16_t d[R], dmin[R];
       std::memcpy(d, g + kQ4KPackedD, sizeof d);
       std::memcpy(dmin, g + kQ4KPackedDmin, sizeof dmin);
@@ -205,7 +224,13 @@ void gemm_packed_q4_k_ref(int64_t n, const void* w, const void* act, size_t act_
           for (int c = 0; c < 4; ++c)
             for (int k = 0; k < 4; ++k) {
               const uint8_t byte = q[(c * R + r) * 4 + k];
-              dot += (byte & 0xF) * aq[4 * c + k] + (byte >> 4) * aq[16 + 4 * c + k];
+              int lo = byte & 0xF, hi = byte >> 4;
+              if constexpr (kFifthBit) {
+                const uint8_t hb = g[kQ5KPackedHigh + 32 * j + r * 4 + k];
+                lo |= ((hb >> (2 * c)) & 1) << 4;
+                hi |= ((hb >> (2 * c + 1)) & 1) << 4;
+              }
+              dot += lo * aq[4 * c + k] + hi * aq[16 + 4 * c + k];
             }
           sumi += g[kQ4KPackedScales + j * R + r] * dot;
           summ += g[kQ4KPackedMins + j * R + r] * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
@@ -216,6 +241,15 @@ void gemm_packed_q4_k_ref(int64_t n, const void* w, const void* act, size_t act_
     }
     for (int r = 0; r < R; ++r) y[t * ldy + r] = acc[r];
   }
+}
+
+void gemm_packed_q4_k_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt,
+                          float* y, int64_t ldy) {
+  gemm_packed_qk_min_ref<false>(n, w, act, act_stride, nt, y, ldy);
+}
+void gemm_packed_q5_k_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt,
+                          float* y, int64_t ldy) {
+  gemm_packed_qk_min_ref<true>(n, w, act, act_stride, nt, y, ldy);
 }
 
 void gemm_packed_q4_1_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* act_sums, int nt,

@@ -286,6 +286,7 @@ void init_scalar(KernelTable& t) {
   packed(TensorType::Q4_1, packed_bytes_q4_1, pack_rows_q4_1, gemm_packed_q4_1_ref);
   packed(TensorType::Q8_0, packed_bytes_q8_0, pack_rows_q8_0, gemm_packed_q8_0_ref);
   packed(TensorType::Q4_K, packed_bytes_q4_k, pack_rows_q4_k, gemm_packed_q4_k_ref);
+  packed(TensorType::Q5_K, packed_bytes_q5_k, pack_rows_q5_k, gemm_packed_q5_k_ref);
   packed(TensorType::Q6_K, packed_bytes_q6_k, pack_rows_q6_k, gemm_packed_q6_k_ref);
   t.dot_f32 = f_dot_f32;
   t.dot_f16 = f_dot_f16;

@@ -840,16 +840,19 @@ void gemm_packed_q8_0_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t
 
 // Q4_K over the packed layout (kernels_packed.cpp): per sub-block of 32, the Q4_0 block sums of the 8 rows
 // (u4 x s8) times each row's 6-bit scale, summed over the super-block in int32; the mins through the
-// activation's sub-block sums; then per super-block y += d_w * d_a * sums - dmin_w * d_a * mins.
-template <bool kVnni, int NT>
+// activation's sub-block sums; then per super-block y += d_w * d_a * sums - dmin_w * d_a * mins. Q5_K
+// (kFifthBit): the fifth bits ORed in at bit 4 of each quant first.
+template <bool kVnni, int NT, bool kFifthBit = false>
 void gemm_packed_q4_k_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t act_stride, const int32_t*, float* y,
                          int64_t ldy) {
+  constexpr size_t kBytes = detail::qk_min_packed_bytes(kFifthBit);
   const int64_t nsb = n / QK_K;
   const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i one = _mm256_set1_epi8(1);
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
-  for (int64_t sb = 0; sb < nsb; ++sb, g += detail::kQ4KPackedBytes) {
-    if constexpr (NT == 1) prefetch_ahead(g, detail::kQ4KPackedBytes);  // decode streams; prefill reuses it
+  for (int64_t sb = 0; sb < nsb; ++sb, g += kBytes) {
+    if constexpr (NT == 1) prefetch_ahead(g, kBytes);  // decode streams; prefill reuses it
     const BlockQ8_K* a[NT];
     __m256i isum[NT], msum[NT];
     for (int t = 0; t < NT; ++t) {
@@ -863,6 +866,13 @@ void gemm_packed_q4_k_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
         lo[c] = _mm256_and_si256(v, m4);
         hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+      }
+      if constexpr (kFifthBit) {
+        const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + detail::kQ5KPackedHigh + 32 * j));
+        for (int c = 0; c < 4; ++c) {
+          lo[c] = _mm256_or_si256(lo[c], _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), one), 4));
+          hi[c] = _mm256_or_si256(hi[c], _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c + 1), one), 4));
+        }
       }
       const __m256i sc = _mm256_cvtepu8_epi32(
           _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + detail::kQ4KPackedScales + 8 * j)));
@@ -966,6 +976,8 @@ struct PackedQ4 {
   static void q8_0(int64_t n, const void* w, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<Q8_0>(nt, n, w, act, as, s, y, ldy); }
   template <int NT> struct Q4_K { static void run(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) { gemm_packed_q4_k_nt<kVnni, NT>(n, g, a, as, s, y, ldy); } };
   static void q4_k(int64_t n, const void* w, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<Q4_K>(nt, n, w, act, as, s, y, ldy); }
+  template <int NT> struct Q5_K { static void run(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) { gemm_packed_q4_k_nt<kVnni, NT, true>(n, g, a, as, s, y, ldy); } };
+  static void q5_k(int64_t n, const void* w, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<Q5_K>(nt, n, w, act, as, s, y, ldy); }
   template <int NT> struct Q6_K { static void run(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) { gemm_packed_q6_k_nt<kVnni, NT>(n, g, a, as, s, y, ldy); } };
   static void q6_k(int64_t n, const void* w, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<Q6_K>(nt, n, w, act, as, s, y, ldy); }
 };

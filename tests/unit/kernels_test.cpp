@@ -411,30 +411,36 @@ void quantize_with_sums(const WeightKernels& kk, const std::vector<float>& x, ui
   }
 }
 
-// Sum over elements of the magnitudes of a Q4_K row's two terms (d * scale * q and dmin * min) times |a|:
-// the scale of the cancellation the float sums see.
-double q4_k_term_magnitude(const uint8_t* row, const std::vector<float>& a, int64_t n) {
-  const auto* x = reinterpret_cast<const BlockQ4_K*>(row);
+// Sum over elements of the magnitudes of a Q4_K / Q5_K row's two terms (d * scale * q and dmin * min) times
+// |a|: the scale of the cancellation the float sums see.
+template <typename Block, bool kFifthBit>
+double qk_min_terms(const uint8_t* row, const std::vector<float>& a, int64_t n) {
+  const auto* x = reinterpret_cast<const Block*>(row);
   double mag = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const BlockQ4_K& b = x[i / QK_K];
+    const Block& b = x[i / QK_K];
     const int64_t e = i % QK_K, j = e / 32;
     uint8_t sc, m;
     get_scale_min_k4(static_cast<int>(j), b.scales, &sc, &m);
     const uint8_t byte = b.qs[32 * (j / 2) + e % 32];
-    const int q = j % 2 == 0 ? (byte & 0xF) : (byte >> 4);
+    int q = j % 2 == 0 ? (byte & 0xF) : (byte >> 4);
+    if constexpr (kFifthBit) q |= ((b.qh[e % 32] >> j) & 1) << 4;
     mag += (fp16_to_fp32(b.d) * sc * q + fp16_to_fp32(b.dmin) * m) * std::fabs(a[static_cast<size_t>(i)]);
   }
   return mag;
+}
+double qk_min_term_magnitude(TensorType wt, const uint8_t* row, const std::vector<float>& a, int64_t n) {
+  return wt == TensorType::Q5_K ? qk_min_terms<BlockQ5_K, true>(row, a, n) : qk_min_terms<BlockQ4_K, false>(row, a, n);
 }
 
 TEST_P(KernelIsa, PackedGemmMatchesPerRowDotProducts) {
   const KernelTable& ref = table(Isa::scalar);
   const KernelTable& k = table(GetParam());
   uint32_t seed = 1000;
-  for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K}) {
+  for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
+                        TensorType::Q6_K}) {
     const WeightKernels& kk = k.for_type(wt);
-    const bool k_quant = wt == TensorType::Q4_K || wt == TensorType::Q6_K;
+    const bool k_quant = wt == TensorType::Q4_K || wt == TensorType::Q5_K || wt == TensorType::Q6_K;
     if (k_quant && GetParam() == Isa::neon) {
       EXPECT_EQ(kk.gemm_packed, nullptr) << "NEON has no packed K-quant multiply (the rows stay unpacked)";
       continue;
@@ -468,7 +474,7 @@ TEST_P(KernelIsa, PackedGemmMatchesPerRowDotProducts) {
               dequantize_row(wt, rows.data() + r * rb, fw.data(), n);
               double mag = 0;
               for (int64_t i = 0; i < n; ++i) mag += std::fabs(static_cast<double>(fw[i]) * fa[i]);
-              if (wt == TensorType::Q4_K) mag = q4_k_term_magnitude(rows.data() + r * rb, fa, n);
+              if (wt != TensorType::Q6_K) mag = qk_min_term_magnitude(wt, rows.data() + r * rb, fa, n);
               tol = (nblk + 16) * FLT_EPSILON * (mag + 1.0);
             }
             ASSERT_NEAR(y[t * ldy + r], want, tol) << isa_name(GetParam()) << " " << type_name(wt) << " n=" << n
@@ -487,14 +493,14 @@ TEST_P(KernelIsa, Packed2GemmEqualsOneGroupAtATime) {
   const KernelTable& k = table(GetParam());
   uint32_t seed = 5000;
   int tested = 0;
-  for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K}) {
+  for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K}) {
     const WeightKernels& kk = k.for_type(wt);
     if (GetParam() == Isa::avx512) {
       ASSERT_NE(kk.gemm_packed2, nullptr) << type_name(wt);
     }
     if (!kk.gemm_packed2) continue;
     ++tested;
-    const bool k_quant = wt == TensorType::Q4_K;
+    const bool k_quant = wt == TensorType::Q4_K || wt == TensorType::Q5_K;
     for (int64_t nblk : k_quant ? std::vector<int64_t>{1, 2, 5} : std::vector<int64_t>{1, 2, 5, 18, 48}) {
       const int64_t n = nblk * (k_quant ? QK_K : 32);
       const size_t rb = row_size(wt, n);
@@ -527,7 +533,13 @@ TEST_P(KernelIsa, Packed2GemmEqualsOneGroupAtATime) {
             ASSERT_EQ(y2[t * ldy + r], y1[t * ldy + r]) << isa_name(GetParam()) << " " << type_name(wt) << " n=" << n
                                                          << " nt=" << nt << " t=" << t << " r=" << r;
             const float want = ref.for_type(wt).vec_dot(n, rows.data() + r * rb, act.data() + t * ab);
-            ASSERT_NEAR(y2[t * ldy + r], want, (nblk + 16) * FLT_EPSILON * (std::fabs(want) + 1.0));
+            double tol = (nblk + 16) * FLT_EPSILON * (std::fabs(want) + 1.0);
+            if (k_quant) {  // two float terms per super-block that may cancel: bound by their magnitudes
+              std::vector<float> fa(static_cast<size_t>(n));
+              dequantize_row(kk.act_type, act.data() + t * ab, fa.data(), n);
+              tol = (nblk + 16) * FLT_EPSILON * (qk_min_term_magnitude(wt, rows.data() + r * rb, fa, n) + 1.0);
+            }
+            ASSERT_NEAR(y2[t * ldy + r], want, tol);
           }
           EXPECT_EQ(y2[t * ldy + 2 * kPackRows], -1.0f);  // nothing written past the 16 rows
         }
@@ -535,7 +547,7 @@ TEST_P(KernelIsa, Packed2GemmEqualsOneGroupAtATime) {
     }
   }
   if (GetParam() == Isa::avx512) {
-    EXPECT_EQ(tested, 4);
+    EXPECT_EQ(tested, 5);
   }
 }
 
