@@ -257,6 +257,65 @@ void gemm_packed2_q4_k_nt(int64_t n, const uint8_t* g0, size_t group_bytes, cons
   for (int t = 0; t < NT; ++t) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
 
+// Q6_K over two packed groups: gemm_packed_q6_k_nt (kernels_x86.h) with 16 rows per vector, the same
+// integer sums and float step per lane, so each group's result equals the one-group multiply.
+template <int NT>
+void gemm_packed2_q6_k_nt(int64_t n, const uint8_t* g0, size_t group_bytes, const uint8_t* act, size_t act_stride,
+                          const int32_t*, float* y, int64_t ldy) {
+  const int64_t nsb = n / QK_K;
+  const uint8_t* g1 = g0 + group_bytes;
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x03), mc = _mm512_set1_epi8(0x0C);
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t sb = 0; sb < nsb; ++sb, g0 += kQ6KPackedBytes, g1 += kQ6KPackedBytes) {
+    if constexpr (NT == 1) {
+      x86::prefetch_ahead(g0, kQ6KPackedBytes);
+      x86::prefetch_ahead(g1, kQ6KPackedBytes);
+    }
+    const BlockQ8_K* a[NT];
+    __m512i isum[NT];
+    for (int t = 0; t < NT; ++t) {
+      a[t] = reinterpret_cast<const BlockQ8_K*>(act + t * act_stride) + sb;
+      isum[t] = _mm512_setzero_si512();
+    }
+    auto scales16 = [&](size_t off) {  // 8 int8 scales of each group as 16 int32
+      return _mm512_cvtepi8_epi32(_mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g0 + off)),
+                                                     _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g1 + off))));
+    };
+    for (int blk = 0; blk < 8; ++blk) {
+      const size_t lo_off = kQ6KPackedLow + 128 * blk, hi_off = kQ6KPackedHigh + 64 * blk;
+      __m512i lo[4], hi[4];
+      for (int m = 0; m < 2; ++m) {
+        const __m512i hv = load2x32(g0 + hi_off + 32 * m, g1 + hi_off + 32 * m);
+        for (int cc = 0; cc < 2; ++cc) {
+          const int c = 2 * m + cc;
+          const __m512i v = load2x32(g0 + lo_off + 32 * c, g1 + lo_off + 32 * c);
+          const __m512i h = cc == 0 ? hv : _mm512_srli_epi16(hv, 4);
+          lo[c] = _mm512_or_si512(_mm512_and_si512(v, m4), _mm512_slli_epi16(_mm512_and_si512(h, m3), 4));
+          hi[c] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                                  _mm512_slli_epi16(_mm512_and_si512(h, mc), 2));
+        }
+      }
+      const __m512i sc_a = scales16(kQ6KPackedScales + (2 * blk) * 8);
+      const __m512i sc_b = scales16(kQ6KPackedScales + (2 * blk + 1) * 8);
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* aq = a[t]->qs + 32 * blk;
+        __m512i da = _mm512_set1_epi32(-32 * a[t]->bsums[2 * blk]);
+        __m512i db = _mm512_set1_epi32(-32 * a[t]->bsums[2 * blk + 1]);
+        for (int c = 0; c < 4; ++c) {
+          da = _mm512_dpbusd_epi32(da, lo[c], bcast4_512(aq + 4 * c));
+          db = _mm512_dpbusd_epi32(db, hi[c], bcast4_512(aq + 16 + 4 * c));
+        }
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(da, sc_a), _mm512_mullo_epi32(db, sc_b)));
+      }
+    }
+    const __m512 dw = load_pair_f16(g0 + kQ6KPackedD, g1 + kQ6KPackedD);
+    for (int t = 0; t < NT; ++t)
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(a[t]->d)), _mm512_cvtepi32_ps(isum[t]), acc[t]);
+  }
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(y + t * ldy, acc[t]);
+}
+
 // Dispatch on the number of tokens (1..kPacked2MaxTokens) through a table of the instantiations.
 template <template <int> class F, size_t... I>
 constexpr auto nt_table(std::index_sequence<I...>) {
@@ -300,6 +359,18 @@ struct P2QkMin {
     }
   };
 };
+// Q6_K keeps an int32 and a float accumulator per token, and 8 weight vectors: 8 tokens per call at most.
+template <int NT> struct P2Q6_K {
+  static void run(int64_t n, const uint8_t* g, size_t gb, const uint8_t* a, size_t as, const int32_t* s, float* y, int64_t ldy) {
+    if constexpr (NT <= 8) {
+      gemm_packed2_q6_k_nt<NT>(n, g, gb, a, as, s, y, ldy);
+    } else {
+      gemm_packed2_q6_k_nt<8>(n, g, gb, a, as, s, y, ldy);
+      gemm_packed2_q6_k_nt<NT - 8>(n, g, gb, a + 8 * as, as, s, y + 8 * ldy, ldy);
+    }
+  }
+};
+void gemm_packed2_q6_k(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2Q6_K>(nt, n, w, gb, act, as, s, y, ldy); }
 void gemm_packed2_q4_k(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2QkMin<false>::K>(nt, n, w, gb, act, as, s, y, ldy); }
 void gemm_packed2_q5_k(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2QkMin<true>::K>(nt, n, w, gb, act, as, s, y, ldy); }
 void gemm_packed2_q4_0(int64_t n, const void* w, size_t gb, const void* act, size_t as, const int32_t* s, int nt, float* y, int64_t ldy) { by_nt<P2Q4_0>(nt, n, w, gb, act, as, s, y, ldy); }
@@ -692,6 +763,7 @@ void init_avx512(KernelTable& t) {
   t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed2 = gemm_packed2_q8_0;
   t.weights[static_cast<int>(TensorType::Q4_K)].gemm_packed2 = gemm_packed2_q4_k;
   t.weights[static_cast<int>(TensorType::Q5_K)].gemm_packed2 = gemm_packed2_q5_k;
+  t.weights[static_cast<int>(TensorType::Q6_K)].gemm_packed2 = gemm_packed2_q6_k;
   x86::set_float_helpers(t);
   t.gemm_f32_f16t = gemm_f32_f16t;
   t.exp_sum_f32 = exp_sum_f32;

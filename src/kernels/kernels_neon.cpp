@@ -8,6 +8,7 @@
 #include <sys/auxv.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -758,6 +759,7 @@ void gemm_packed_kquant(int64_t n, const void* w, const void* act, size_t as, co
                         int64_t ldy) {
   const auto* g = static_cast<const uint8_t*>(w);
   const auto* a = static_cast<const uint8_t*>(act);
+  assert(nt >= 1 && nt <= 4);
   auto run = [&](auto nt_const) {
     constexpr int NT = decltype(nt_const)::value;
     if constexpr (kType == 2) gemm_packed_q6_k_nt<NT>(n, g, a, as, y, ldy);

@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -312,6 +313,7 @@ float vec_dot_one(int64_t n, const void* w, const void* a) {
 template <typename Kernel>
 void vec_dot_tokens(int64_t n, const void* w, const void* act, size_t as, int nt, float* y, int64_t ldy) {
   static_assert(kVecDotMaxTokens <= 8);
+  assert(nt >= 1 && nt <= kVecDotMaxTokens);
   switch (nt) {
     case 1: Kernel::template run<1>(n, w, act, as, y, ldy); break;
     case 2: Kernel::template run<2>(n, w, act, as, y, ldy); break;
@@ -879,7 +881,20 @@ void gemm_packed_q4_k_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t
       const __m256i mn = _mm256_cvtepu8_epi32(
           _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + detail::kQ4KPackedMins + 8 * j)));
       for (int t = 0; t < NT; ++t) {
-        const __m256i s = q4_block_sums<kVnni>(lo, hi, a[t]->qs + 32 * j);
+        __m256i s;
+        if constexpr (kFifthBit && !kVnni) {
+          // 5-bit quants: q4_block_sums' single int16 sum of 8 maddubs would reach 16 x 31 x 127 and wrap;
+          // the low and high chunks' sums (at most 4 x 2 x 31 x 128 each) are widened separately.
+          __m256i pl = _mm256_setzero_si256(), ph = _mm256_setzero_si256();
+          for (int c = 0; c < 4; ++c) {
+            pl = _mm256_add_epi16(pl, _mm256_maddubs_epi16(lo[c], bcast4(a[t]->qs + 32 * j + 4 * c)));
+            ph = _mm256_add_epi16(ph, _mm256_maddubs_epi16(hi[c], bcast4(a[t]->qs + 32 * j + 16 + 4 * c)));
+          }
+          const __m256i ones = _mm256_set1_epi16(1);
+          s = _mm256_add_epi32(_mm256_madd_epi16(pl, ones), _mm256_madd_epi16(ph, ones));
+        } else {
+          s = q4_block_sums<kVnni>(lo, hi, a[t]->qs + 32 * j);
+        }
         isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(s, sc));
         const int bs = a[t]->bsums[2 * j] + a[t]->bsums[2 * j + 1];
         msum[t] = _mm256_add_epi32(msum[t], _mm256_mullo_epi32(mn, _mm256_set1_epi32(bs)));

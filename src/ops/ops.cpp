@@ -484,6 +484,7 @@ void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint
                int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                float scale) {
   TS_CHECK(n_head % n_head_kv == 0);
+  TS_CHECK_MSG(n_ctx % kAttnPad == 0, "the value cache must hold a multiple of %d positions", static_cast<int>(kAttnPad));
   if (T >= 8) {
     attention_flash(ctx, q, k_cache, v_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale);
     return;

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <algorithm>
 #include <random>
 #include <tuple>
@@ -134,6 +135,64 @@ TEST_P(KernelIsa, VecDotTokensEqualsVecDotPerToken) {
   }
   if (GetParam() == Isa::avx2 || GetParam() == Isa::avx512) {
     EXPECT_EQ(tested, 3) << "Q4_K, Q5_K and Q6_K expected";
+  }
+}
+
+// K-quant multiplies at the extremes of their integer sums: every quant at its maximum (Q4_K 15, Q5_K 31,
+// Q6_K 63, scales and mins at theirs) against activations all +127 or all -127, where an int16 partial sum
+// would wrap; vec_dot, vec_dot_tokens, the packed one- and two-group multiplies against the scalar vec_dot.
+TEST_P(KernelIsa, KQuantKernelsAtExtremeValues) {
+  const KernelTable& ref = table(Isa::scalar);
+  const KernelTable& k = table(GetParam());
+  const int64_t n = 2 * QK_K;
+  for (TensorType wt : {TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
+    const WeightKernels& kk = k.for_type(wt);
+    const size_t rb = row_size(wt, n);
+    std::vector<uint8_t> rows(rb * 2 * kPackRows, 0xFF);  // every quant, scale and min bit set
+    for (int r = 0; r < 2 * kPackRows; ++r)
+      for (int64_t b = 0; b < n / QK_K; ++b) {
+        uint8_t* blk = rows.data() + r * rb + b * type_traits(wt).type_size;
+        const uint16_t d = fp32_to_fp16(0.01f * static_cast<float>(r + 1)), dmin = fp32_to_fp16(0.002f);
+        if (wt == TensorType::Q6_K) {
+          auto* x = reinterpret_cast<BlockQ6_K*>(blk);
+          for (auto& s : x->scales) s = 127;
+          x->d = d;
+        } else {
+          std::memcpy(blk, &d, 2);  // d, dmin lead both Q4_K and Q5_K
+          std::memcpy(blk + 2, &dmin, 2);
+        }
+      }
+    for (int sign : {1, -1}) {
+      std::vector<float> xa(static_cast<size_t>(n), 3.0f * static_cast<float>(sign));
+      const size_t ab = row_size(kk.act_type, n);
+      std::vector<uint8_t> act(ab * kPacked2MaxTokens);
+      for (int t = 0; t < kPacked2MaxTokens; ++t) kk.quantize_act(xa.data(), act.data() + t * ab, n);
+      const float want = ref.for_type(wt).vec_dot(n, rows.data(), act.data());
+      const double tol = 1e-5 * std::fabs(want);
+      EXPECT_NEAR(kk.vec_dot(n, rows.data(), act.data()), want, tol) << type_name(wt) << " vec_dot, sign " << sign;
+      if (kk.vec_dot_tokens) {
+        std::vector<float> y(static_cast<size_t>(kVecDotMaxTokens));
+        kk.vec_dot_tokens(n, rows.data(), act.data(), ab, kVecDotMaxTokens, y.data(), 1);
+        for (float v : y) EXPECT_NEAR(v, want, tol) << type_name(wt) << " vec_dot_tokens, sign " << sign;
+      }
+      if (!kk.gemm_packed) continue;
+      const size_t gb = kk.packed_group_bytes(n);
+      std::vector<uint8_t> groups(2 * gb);
+      kk.pack_rows(rows.data(), rb, n, groups.data());
+      kk.pack_rows(rows.data() + kPackRows * rb, rb, n, groups.data() + gb);
+      std::vector<int32_t> sums(static_cast<size_t>(kPacked2MaxTokens * n / 32), 0);
+      for (int nt : {1, 4}) {
+        std::vector<float> y(static_cast<size_t>(nt * kPackRows));
+        kk.gemm_packed(n, groups.data(), act.data(), ab, sums.data(), nt, y.data(), kPackRows);
+        for (int t = 0; t < nt; ++t)
+          EXPECT_NEAR(y[t * kPackRows], want, tol) << type_name(wt) << " gemm_packed nt " << nt << ", sign " << sign;
+      }
+      if (!kk.gemm_packed2) continue;
+      std::vector<float> y2(static_cast<size_t>(kPacked2MaxTokens * 2 * kPackRows));
+      kk.gemm_packed2(n, groups.data(), gb, act.data(), ab, sums.data(), kPacked2MaxTokens, y2.data(), 2 * kPackRows);
+      for (int t = 0; t < kPacked2MaxTokens; ++t)
+        EXPECT_NEAR(y2[t * 2 * kPackRows], want, tol) << type_name(wt) << " gemm_packed2, sign " << sign;
+    }
   }
 }
 
@@ -489,14 +548,15 @@ TEST_P(KernelIsa, Packed2GemmEqualsOneGroupAtATime) {
   const KernelTable& k = table(GetParam());
   uint32_t seed = 5000;
   int tested = 0;
-  for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K}) {
+  for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
+                        TensorType::Q6_K}) {
     const WeightKernels& kk = k.for_type(wt);
     if (GetParam() == Isa::avx512) {
       ASSERT_NE(kk.gemm_packed2, nullptr) << type_name(wt);
     }
     if (!kk.gemm_packed2) continue;
     ++tested;
-    const bool k_quant = wt == TensorType::Q4_K || wt == TensorType::Q5_K;
+    const bool k_quant = wt == TensorType::Q4_K || wt == TensorType::Q5_K || wt == TensorType::Q6_K;
     for (int64_t nblk : k_quant ? std::vector<int64_t>{1, 2, 5} : std::vector<int64_t>{1, 2, 5, 18, 48}) {
       const int64_t n = nblk * (k_quant ? QK_K : 32);
       const size_t rb = row_size(wt, n);
@@ -533,7 +593,15 @@ TEST_P(KernelIsa, Packed2GemmEqualsOneGroupAtATime) {
             if (k_quant) {  // two float terms per super-block that may cancel: bound by their magnitudes
               std::vector<float> fa(static_cast<size_t>(n));
               dequantize_row(kk.act_type, act.data() + t * ab, fa.data(), n);
-              tol = (nblk + 16) * FLT_EPSILON * (qk_min_term_magnitude(wt, rows.data() + r * rb, fa, n) + 1.0);
+              double mag = 0;
+              if (wt == TensorType::Q6_K) {
+                std::vector<float> fw(static_cast<size_t>(n));
+                dequantize_row(wt, rows.data() + r * rb, fw.data(), n);
+                for (int64_t i = 0; i < n; ++i) mag += std::fabs(static_cast<double>(fw[i]) * fa[i]);
+              } else {
+                mag = qk_min_term_magnitude(wt, rows.data() + r * rb, fa, n);
+              }
+              tol = (nblk + 16) * FLT_EPSILON * (mag + 1.0);
             }
             ASSERT_NEAR(y2[t * ldy + r], want, tol);
           }
@@ -543,7 +611,7 @@ TEST_P(KernelIsa, Packed2GemmEqualsOneGroupAtATime) {
     }
   }
   if (GetParam() == Isa::avx512) {
-    EXPECT_EQ(tested, 5);
+    EXPECT_EQ(tested, 6);
   }
 }
 

@@ -238,7 +238,7 @@ TEST(Forward, Q8_0CachePrefillAndDecodeAgree) {
 
 // A cache rolled back to position 0 (a new sequence after a longer one) decodes exactly like a fresh cache:
 // the stale values past the new sequence never reach an output, and the cache remembers how far it was
-// ever written (ops::store_f16_transposed clears the block tails below that mark only).
+// ever written (ops::store_value_blocks clears the block tails below that mark only).
 TEST(Forward, RolledBackCacheDecodesLikeAFreshOne) {
   TinyModelSpec spec;
   spec.wtype = TensorType::Q4_1;
