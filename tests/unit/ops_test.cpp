@@ -70,15 +70,20 @@ TEST_P(Matmul, MultiMatchesReferenceOnPackedPlainAndMixedWeights) {
   const kernels::KernelTable& k = kernels::table(GetParam());
   ThreadPool pool(2);
   ops::Context ctx(pool, k);
-  const int64_t K = 96;
   std::mt19937 rng(5);
   std::normal_distribution<float> nd(0.f, 1.f);
   struct Combo {
     TensorType a, b;
   };
+  // The K-quants (packed super-blocks; Q4_K and Q6_K share the Q8_K activations, Q4_K with Q4_0 does not) need
+  // rows of a multiple of 256.
   for (Combo c : {Combo{TensorType::Q4_1, TensorType::Q4_1}, Combo{TensorType::Q4_0, TensorType::Q8_0},
                   Combo{TensorType::Q4_0, TensorType::Q4_1}, Combo{TensorType::F16, TensorType::F32},
-                  Combo{TensorType::Q8_0, TensorType::Q8_0}}) {
+                  Combo{TensorType::Q8_0, TensorType::Q8_0}, Combo{TensorType::Q4_K, TensorType::Q6_K},
+                  Combo{TensorType::Q5_K, TensorType::Q5_K}, Combo{TensorType::Q4_K, TensorType::Q4_0},
+                  Combo{TensorType::BF16, TensorType::BF16}}) {
+    const bool k_quant = type_traits(c.a).block_size == 256 || type_traits(c.b).block_size == 256;
+    const int64_t K = k_quant ? 512 : 96;
     for (int64_t T : {1, 3, 5, 70}) {
       // 29 rows: a pair of packed groups (where the table has a pair kernel and T >= 4), a single group and
       // 5 plain rows; 16 rows: one pair (or two groups).
@@ -139,6 +144,8 @@ TEST(Matmul, PackingHappensOnlyForPackableTypesWithAFullGroup) {
   EXPECT_TRUE(make_weight(TensorType::Q8_0, 64, 17, 1).w.packed);
   EXPECT_FALSE(make_weight(TensorType::Q4_0, 64, 7, 1).w.packed);   // fewer rows than a group
   EXPECT_FALSE(make_weight(TensorType::F16, 64, 64, 1).w.packed);   // no packed layout for F16
+  EXPECT_TRUE(make_weight(TensorType::Q4_K, 256, 8, 1).w.packed);
+  EXPECT_TRUE(make_weight(TensorType::Q6_K, 256, 9, 1).w.packed);
 }
 
 INSTANTIATE_TEST_SUITE_P(Isas, Matmul, ::testing::ValuesIn(kernels::available_isas()),
