@@ -170,10 +170,24 @@ class Attention : public ::testing::TestWithParam<kernels::Isa> {
 
 TEST_P(Attention, BothPathsMatchDoubleReference) {
   std::mt19937 rng(11);
-  // The prefill path walks the keys in blocks of 512: the last shapes span two, one with a tile whose first
-  // rows see none of the second block (pos0 505) and one from position 0.
+  // The prefill path walks the keys in blocks of 512: the later shapes span two, one with a tile whose first
+  // rows see none of the second block (pos0 505) and one from position 0. Head sizes: 64, and 80 and 128
+  // for a few shapes (80: a key-score tail past the last chunk of 32, value rows not a multiple of 8); one
+  // decode over 4101 positions (value rows longer than the SIMD row-dot's y buffer).
+  struct Case {
+    int64_t hd;
+    Shape sh;
+  };
+  std::vector<Case> cases;
   for (Shape sh : {Shape{9, 3, 0, 1}, Shape{9, 3, 5, 3}, Shape{9, 3, 0, 20}, Shape{4, 4, 7, 33}, Shape{8, 2, 30, 9},
-                   Shape{16, 2, 0, 70}, Shape{9, 3, 505, 20}, Shape{9, 3, 600, 2}, Shape{8, 2, 0, 530}}) {
+                   Shape{16, 2, 0, 70}, Shape{9, 3, 505, 20}, Shape{9, 3, 600, 2}, Shape{8, 2, 0, 530}})
+    cases.push_back({64, sh});
+  for (Shape sh : {Shape{6, 2, 37, 1}, Shape{6, 2, 10, 12}}) {
+    cases.push_back({80, sh});
+    cases.push_back({128, sh});
+  }
+  cases.push_back({64, Shape{4, 2, 4100, 1}});
+  for (const auto& [hd, sh] : cases) {
     const int64_t kvd = sh.n_head_kv * hd, n_kv = sh.pos0 + sh.T;
     const int64_t n_ctx = std::max<int64_t>(96, (n_kv + 5 + 31) / 32 * 32);  // a multiple of ops::kAttnPad
     // The value cache starts full of NaN (stale values; 0 x NaN is NaN): storing must zero the unused tail of
@@ -212,7 +226,7 @@ TEST_P(Attention, BothPathsMatchDoubleReference) {
           // q and the probabilities are rounded to f16 on the way: relative error ~1e-3 of the magnitudes.
           ASSERT_NEAR(out[(t * sh.n_head + h) * hd + i], o, 4e-3 * (1 + std::fabs(o)))
               << "heads " << sh.n_head << "/" << sh.n_head_kv << " pos0 " << sh.pos0 << " T " << sh.T << " t " << t
-              << " h " << h << " i " << i;
+              << " h " << h << " i " << i << " head size " << hd;
         }
       }
   }
@@ -395,7 +409,7 @@ TEST_P(Attention, Q8_0CacheMatchesDoubleReference) {
         for (int64_t i = 0; i < hd; ++i)
           ASSERT_NEAR(out[(t * sh.n_head + h) * hd + i], o[static_cast<size_t>(i)], 1e-3 * (1 + std::fabs(o[static_cast<size_t>(i)])))
               << "heads " << sh.n_head << "/" << sh.n_head_kv << " pos0 " << sh.pos0 << " T " << sh.T << " t " << t
-              << " h " << h << " i " << i;
+              << " h " << h << " i " << i << " head size " << hd;
       }
   }
 }
