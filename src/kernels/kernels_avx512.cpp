@@ -212,7 +212,7 @@ void gemm_packed2_q4_k_nt(int64_t n, const uint8_t* g0, size_t group_bytes, cons
     __m512i isum[NT], msum[NT];
     for (int t = 0; t < NT; ++t) {
       a[t] = reinterpret_cast<const BlockQ8_K*>(act + t * act_stride) + sb;
-      isum[t] = msum[t] = _mm512_setzero_si512();
+      isum[t] = _mm512_setzero_si512();
     }
     for (int j = 0; j < 8; ++j) {
       const size_t qo = kQ4KPackedQuants + 128 * j;
@@ -233,7 +233,7 @@ void gemm_packed2_q4_k_nt(int64_t n, const uint8_t* g0, size_t group_bytes, cons
         return _mm512_cvtepu8_epi32(_mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g0 + off)),
                                                        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g1 + off))));
       };
-      const __m512i sc = bytes16(kQ4KPackedScales + 8 * j), mn = bytes16(kQ4KPackedMins + 8 * j);
+      const __m512i sc = bytes16(kQ4KPackedScales + 8 * j);
       for (int t = 0; t < NT; ++t) {
         const int8_t* aq = a[t]->qs + 32 * j;
         __m512i sl = _mm512_setzero_si512(), sh = _mm512_setzero_si512();
@@ -242,9 +242,27 @@ void gemm_packed2_q4_k_nt(int64_t n, const uint8_t* g0, size_t group_bytes, cons
           sh = _mm512_dpbusd_epi32(sh, hi[c], bcast4_512(aq + 16 + 4 * c));
         }
         isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(sl, sh), sc));
-        const int bs = a[t]->bsums[2 * j] + a[t]->bsums[2 * j + 1];
-        msum[t] = _mm512_add_epi32(msum[t], _mm512_mullo_epi32(mn, _mm512_set1_epi32(bs)));
       }
+    }
+    // The mins as 16-bit pairs (sub-blocks 2k, 2k + 1) of both groups, four madds per token (exact, as the
+    // one-group multiply's).
+    __m512i mpair[4];
+    for (int k = 0; k < 4; ++k) {
+      auto pairs8 = [&](const uint8_t* gg) {
+        return _mm_unpacklo_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(gg + kQ4KPackedMins + 16 * k)),
+                                 _mm_loadl_epi64(reinterpret_cast<const __m128i*>(gg + kQ4KPackedMins + 16 * k + 8)));
+      };
+      mpair[k] = _mm512_cvtepu8_epi16(_mm256_inserti128_si256(_mm256_castsi128_si256(pairs8(g0)), pairs8(g1), 1));
+    }
+    for (int t = 0; t < NT; ++t) {
+      __m512i m = _mm512_setzero_si512();
+      for (int k = 0; k < 4; ++k) {
+        const int16_t* bs = a[t]->bsums;
+        const int b0 = bs[4 * k] + bs[4 * k + 1], b1 = bs[4 * k + 2] + bs[4 * k + 3];
+        const int pair = static_cast<int>((static_cast<uint32_t>(b0) & 0xFFFF) | (static_cast<uint32_t>(b1) << 16));
+        m = _mm512_add_epi32(m, _mm512_madd_epi16(mpair[k], _mm512_set1_epi32(pair)));
+      }
+      msum[t] = m;
     }
     const __m512 dw = load_pair_f16(g0 + kQ4KPackedD, g1 + kQ4KPackedD);
     const __m512 mw = load_pair_f16(g0 + kQ4KPackedDmin, g1 + kQ4KPackedDmin);
