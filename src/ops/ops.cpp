@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <system_error>
 #include <thread>
 
 #include "base/error.h"
@@ -92,7 +93,11 @@ void pack_weights(const std::vector<Weight*>& ws) {
   };
   const unsigned n_threads = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
   std::vector<std::thread> threads;
-  for (unsigned t = 1; t < n_threads && t < pieces.size(); ++t) threads.emplace_back(work);
+  try {
+    for (unsigned t = 1; t < n_threads && t < pieces.size(); ++t) threads.emplace_back(work);
+  } catch (const std::system_error&) {
+    // No more threads to be had: the ones started and this one share the pieces.
+  }
   work();
   for (auto& t : threads) t.join();
   for (size_t i = 0; i < ws.size(); ++i) {

@@ -139,8 +139,9 @@ TEST_P(KernelIsa, VecDotTokensEqualsVecDotPerToken) {
 }
 
 // K-quant multiplies at the extremes of their integer sums: every quant at its maximum (Q4_K 15, Q5_K 31,
-// Q6_K 63, scales and mins at theirs) against activations all +127 or all -127, where an int16 partial sum
-// would wrap; vec_dot, vec_dot_tokens, the packed one- and two-group multiplies against the scalar vec_dot.
+// Q6_K 63, scales and mins at theirs) against activations (all but one) +127 or -127, where an int16 partial
+// sum would wrap; vec_dot, vec_dot_tokens, the packed one- and two-group multiplies against the scalar
+// vec_dot, every row (each with its own scale) and token.
 TEST_P(KernelIsa, KQuantKernelsAtExtremeValues) {
   const KernelTable& ref = table(Isa::scalar);
   const KernelTable& k = table(GetParam());
@@ -162,18 +163,26 @@ TEST_P(KernelIsa, KQuantKernelsAtExtremeValues) {
           std::memcpy(blk + 2, &dmin, 2);
         }
       }
+    // Q8_K maps the largest magnitude to -127: equal values all become -127 (sign -1); one element of the
+    // opposite sign slightly larger than the rest makes every other quant +127 (sign 1).
     for (int sign : {1, -1}) {
-      std::vector<float> xa(static_cast<size_t>(n), 3.0f * static_cast<float>(sign));
+      std::vector<float> xa(static_cast<size_t>(n), 3.0f);
+      if (sign > 0) xa[0] = -3.01f;
       const size_t ab = row_size(kk.act_type, n);
       std::vector<uint8_t> act(ab * kPacked2MaxTokens);
       for (int t = 0; t < kPacked2MaxTokens; ++t) kk.quantize_act(xa.data(), act.data() + t * ab, n);
-      const float want = ref.for_type(wt).vec_dot(n, rows.data(), act.data());
-      const double tol = 1e-5 * std::fabs(want);
-      EXPECT_NEAR(kk.vec_dot(n, rows.data(), act.data()), want, tol) << type_name(wt) << " vec_dot, sign " << sign;
+      ASSERT_EQ(reinterpret_cast<const BlockQ8_K*>(act.data())->qs[1], sign > 0 ? 127 : -127);
+      std::vector<float> want(2 * kPackRows);  // each row has its own d
+      for (int r = 0; r < 2 * kPackRows; ++r) want[r] = ref.for_type(wt).vec_dot(n, rows.data() + r * rb, act.data());
+      auto check = [&](float got, int r, const char* what) {
+        EXPECT_NEAR(got, want[r], 1e-5 * std::fabs(want[r])) << type_name(wt) << " " << what << ", row " << r
+                                                               << ", sign " << sign;
+      };
+      for (int r = 0; r < 2 * kPackRows; ++r) check(kk.vec_dot(n, rows.data() + r * rb, act.data()), r, "vec_dot");
       if (kk.vec_dot_tokens) {
         std::vector<float> y(static_cast<size_t>(kVecDotMaxTokens));
         kk.vec_dot_tokens(n, rows.data(), act.data(), ab, kVecDotMaxTokens, y.data(), 1);
-        for (float v : y) EXPECT_NEAR(v, want, tol) << type_name(wt) << " vec_dot_tokens, sign " << sign;
+        for (float v : y) check(v, 0, "vec_dot_tokens");
       }
       if (!kk.gemm_packed) continue;
       const size_t gb = kk.packed_group_bytes(n);
@@ -185,13 +194,13 @@ TEST_P(KernelIsa, KQuantKernelsAtExtremeValues) {
         std::vector<float> y(static_cast<size_t>(nt * kPackRows));
         kk.gemm_packed(n, groups.data(), act.data(), ab, sums.data(), nt, y.data(), kPackRows);
         for (int t = 0; t < nt; ++t)
-          EXPECT_NEAR(y[t * kPackRows], want, tol) << type_name(wt) << " gemm_packed nt " << nt << ", sign " << sign;
+          for (int r = 0; r < kPackRows; ++r) check(y[t * kPackRows + r], r, nt == 1 ? "gemm_packed nt 1" : "gemm_packed nt 4");
       }
       if (!kk.gemm_packed2) continue;
       std::vector<float> y2(static_cast<size_t>(kPacked2MaxTokens * 2 * kPackRows));
       kk.gemm_packed2(n, groups.data(), gb, act.data(), ab, sums.data(), kPacked2MaxTokens, y2.data(), 2 * kPackRows);
       for (int t = 0; t < kPacked2MaxTokens; ++t)
-        EXPECT_NEAR(y2[t * 2 * kPackRows], want, tol) << type_name(wt) << " gemm_packed2, sign " << sign;
+        for (int r = 0; r < 2 * kPackRows; ++r) check(y2[t * 2 * kPackRows + r], r, "gemm_packed2");
     }
   }
 }

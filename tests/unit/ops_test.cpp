@@ -139,6 +139,33 @@ TEST(Rope, TableRotatesPairsByPositionAngles) {
   }
 }
 
+// pack_weights copies and packs in pieces (2048 groups, 16 MB) on several threads: a weight of many pieces
+// (packed: 2100 groups; plain F32 rows: 17 MB) multiplies as its rows do.
+TEST(Matmul, PackingInPiecesMatchesTheRows) {
+  ThreadPool pool(2);
+  ops::Context ctx(pool, kernels::active());
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (auto [t, cols, rows] : {std::tuple<TensorType, int64_t, int64_t>{TensorType::Q4_0, 64, 2100 * 8 + 3},
+                               {TensorType::F32, 1024, 4400}}) {
+    OwnedWeight w = make_weight(t, cols, rows, 3);
+    if (t == TensorType::Q4_0) {
+      EXPECT_TRUE(w.w.packed);
+    } else {  // the rows were copied, piece by piece, exactly
+      ASSERT_NE(w.w.data, w.bytes.data());
+      EXPECT_EQ(0, std::memcmp(w.w.data, w.bytes.data(), w.bytes.size()));
+    }
+    ops::Weight rows_only = w.w;  // the reference reads the original rows
+    rows_only.data = w.bytes.data();
+    std::vector<float> x(static_cast<size_t>(cols));
+    for (auto& v : x) v = nd(rng);
+    std::vector<float> y(static_cast<size_t>(rows), NAN);
+    ops::matmul(ctx, w.w, x.data(), 1, y.data());
+    const auto r = reference(kernels::active(), rows_only, x, 1, {});
+    for (int64_t i = 0; i < rows; ++i) ASSERT_NEAR(y[i], r[i], 1e-4 * (1 + std::fabs(r[i]))) << type_name(t) << " row " << i;
+  }
+}
+
 TEST(Matmul, PackingHappensOnlyForPackableTypesWithAFullGroup) {
   EXPECT_TRUE(make_weight(TensorType::Q4_0, 64, 8, 1).w.packed);
   EXPECT_TRUE(make_weight(TensorType::Q8_0, 64, 17, 1).w.packed);
