@@ -1,5 +1,6 @@
 // The packed (row-interleaved) weight layouts and their scalar reference multiply. The layouts are
-// described in kernels.h; every ISA shares these pack functions and only brings its own multiply.
+// described in kernels.h (Q4_0, Q4_1, Q8_0) and kernels_internal.h (the K-quants); every ISA shares these
+// pack functions and only brings its own multiply. Sizes first, then the packers, then the references.
 #include <cstring>
 
 #include "base/fp16.h"
@@ -24,6 +25,41 @@ size_t packed_bytes_q4_0(int64_t n) { return static_cast<size_t>(n / QK4_0) * (R
 size_t packed_bytes_q4_1(int64_t n) { return static_cast<size_t>(n / QK4_1) * (R * 4 + 4 * 32); }
 size_t packed_bytes_q8_0(int64_t n) { return static_cast<size_t>(n / QK8_0) * (R * 2 + 8 * 32); }
 size_t packed_bytes_q4_k(int64_t n) { return static_cast<size_t>(n / QK_K) * kQ4KPackedBytes; }
+size_t packed_bytes_q5_k(int64_t n) { return static_cast<size_t>(n / QK_K) * kQ5KPackedBytes; }
+size_t packed_bytes_q6_k(int64_t n) { return static_cast<size_t>(n / QK_K) * kQ6KPackedBytes; }
+
+void pack_rows_q4_0(const void* src, size_t row_bytes, int64_t n, void* dst) {
+  auto* out = static_cast<uint8_t*>(dst);
+  for (int64_t b = 0; b < n / QK4_0; ++b) {
+    for (int r = 0; r < R; ++r) std::memcpy(out + 2 * r, &row_block<BlockQ4_0>(src, row_bytes, r, b)->d, 2);
+    out += 2 * R;
+    for (int c = 0; c < 4; ++c)
+      for (int r = 0; r < R; ++r, out += 4) std::memcpy(out, row_block<BlockQ4_0>(src, row_bytes, r, b)->qs + 4 * c, 4);
+  }
+}
+
+void pack_rows_q4_1(const void* src, size_t row_bytes, int64_t n, void* dst) {
+  auto* out = static_cast<uint8_t*>(dst);
+  for (int64_t b = 0; b < n / QK4_1; ++b) {
+    for (int r = 0; r < R; ++r) std::memcpy(out + 2 * r, &row_block<BlockQ4_1>(src, row_bytes, r, b)->d, 2);
+    for (int r = 0; r < R; ++r) std::memcpy(out + 2 * R + 2 * r, &row_block<BlockQ4_1>(src, row_bytes, r, b)->m, 2);
+    out += 4 * R;
+    for (int c = 0; c < 4; ++c)
+      for (int r = 0; r < R; ++r, out += 4) std::memcpy(out, row_block<BlockQ4_1>(src, row_bytes, r, b)->qs + 4 * c, 4);
+  }
+}
+
+void pack_rows_q8_0(const void* src, size_t row_bytes, int64_t n, void* dst) {
+  auto* out = static_cast<uint8_t*>(dst);
+  for (int64_t b = 0; b < n / QK8_0; ++b) {
+    for (int r = 0; r < R; ++r) std::memcpy(out + 2 * r, &row_block<BlockQ8_0>(src, row_bytes, r, b)->d, 2);
+    out += 2 * R;
+    for (int c = 0; c < 8; ++c)
+      for (int r = 0; r < R; ++r, out += 4) std::memcpy(out, row_block<BlockQ8_0>(src, row_bytes, r, b)->qs + 4 * c, 4);
+  }
+}
+
+namespace {
 
 // Q4_K, per super-block: the 8 rows' d and dmin, their 6-bit scales and mins unpacked to bytes ([sub-block]
 // [row]), then each sub-block of 32 in the Q4_0 packed arrangement (its byte i: low nibble element i, high
@@ -63,76 +99,14 @@ void pack_rows_qk_min(const void* src, size_t row_bytes, int64_t n, void* dst) {
   }
 }
 
+}  // namespace
+
 void pack_rows_q4_k(const void* src, size_t row_bytes, int64_t n, void* dst) {
   pack_rows_qk_min<BlockQ4_K, false>(src, row_bytes, n, dst);
 }
 void pack_rows_q5_k(const void* src, size_t row_bytes, int64_t n, void* dst) {
   pack_rows_qk_min<BlockQ5_K, true>(src, row_bytes, n, dst);
 }
-size_t packed_bytes_q5_k(int64_t n) { return static_cast<size_t>(n / QK_K) * kQ5KPackedBytes; }
-
-void pack_rows_q4_0(const void* src, size_t row_bytes, int64_t n, void* dst) {
-  auto* out = static_cast<uint8_t*>(dst);
-  for (int64_t b = 0; b < n / QK4_0; ++b) {
-    for (int r = 0; r < R; ++r) std::memcpy(out + 2 * r, &row_block<BlockQ4_0>(src, row_bytes, r, b)->d, 2);
-    out += 2 * R;
-    for (int c = 0; c < 4; ++c)
-      for (int r = 0; r < R; ++r, out += 4) std::memcpy(out, row_block<BlockQ4_0>(src, row_bytes, r, b)->qs + 4 * c, 4);
-  }
-}
-
-void pack_rows_q4_1(const void* src, size_t row_bytes, int64_t n, void* dst) {
-  auto* out = static_cast<uint8_t*>(dst);
-  for (int64_t b = 0; b < n / QK4_1; ++b) {
-    for (int r = 0; r < R; ++r) std::memcpy(out + 2 * r, &row_block<BlockQ4_1>(src, row_bytes, r, b)->d, 2);
-    for (int r = 0; r < R; ++r) std::memcpy(out + 2 * R + 2 * r, &row_block<BlockQ4_1>(src, row_bytes, r, b)->m, 2);
-    out += 4 * R;
-    for (int c = 0; c < 4; ++c)
-      for (int r = 0; r < R; ++r, out += 4) std::memcpy(out, row_block<BlockQ4_1>(src, row_bytes, r, b)->qs + 4 * c, 4);
-  }
-}
-
-void pack_rows_q8_0(const void* src, size_t row_bytes, int64_t n, void* dst) {
-  auto* out = static_cast<uint8_t*>(dst);
-  for (int64_t b = 0; b < n / QK8_0; ++b) {
-    for (int r = 0; r < R; ++r) std::memcpy(out + 2 * r, &row_block<BlockQ8_0>(src, row_bytes, r, b)->d, 2);
-    out += 2 * R;
-    for (int c = 0; c < 8; ++c)
-      for (int r = 0; r < R; ++r, out += 4) std::memcpy(out, row_block<BlockQ8_0>(src, row_bytes, r, b)->qs + 4 * c, 4);
-  }
-}
-
-// Scalar reference multiplies over the packed layouts: per row and block an exact integer sum, then
-// y += d_w * d_a * sum (Q4_0: sum of (q - 8) * a; Q4_1: plus m * s), accumulated block by block.
-
-void gemm_packed_q4_0_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* act_sums, int nt,
-                          float* y, int64_t ldy) {
-  const int64_t nb = n / QK4_0;
-  for (int t = 0; t < nt; ++t) {
-    const auto* a = reinterpret_cast<const BlockQ8_0*>(static_cast<const uint8_t*>(act) + t * act_stride);
-    float acc[R] = {};
-    const uint8_t* g = static_cast<const uint8_t*>(w);
-    for (int64_t b = 0; b < nb; ++b, g += packed_bytes_q4_0(QK4_0)) {
-      f16_t d[R];
-      std::memcpy(d, g, sizeof d);
-      const uint8_t* q = g + 2 * R;
-      for (int r = 0; r < R; ++r) {
-        int sum = 0;
-        for (int c = 0; c < 4; ++c)
-          for (int k = 0; k < 4; ++k) {
-            const uint8_t byte = q[(c * R + r) * 4 + k];
-            sum += (byte & 0xF) * a[b].qs[4 * c + k] + (byte >> 4) * a[b].qs[16 + 4 * c + k];
-          }
-        sum -= 8 * act_sums[t * nb + b];
-        acc[r] += fp16_to_fp32(d[r]) * fp16_to_fp32(a[b].d) * static_cast<float>(sum);
-      }
-    }
-    for (int r = 0; r < R; ++r) y[t * ldy + r] = acc[r];
-  }
-}
-
-size_t packed_bytes_q6_k(int64_t n) { return static_cast<size_t>(n / QK_K) * kQ6KPackedBytes; }
-
 namespace {
 // Element e (0..255) of a Q6_K super-block as its unsigned 6-bit value (0..63).
 int q6_k_value(const BlockQ6_K& x, int e) {
@@ -166,90 +140,33 @@ void pack_rows_q6_k(const void* src, size_t row_bytes, int64_t n, void* dst) {
   }
 }
 
-// Q6_K: per row and super-block the integer sum over sub-blocks of 16 of scale x ((q - 32) . activations),
-// then y += d_w * d_a * sum.
-void gemm_packed_q6_k_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt,
+// Scalar reference multiplies over the packed layouts: per row and block an exact integer sum, then
+// y += d_w * d_a * sum (Q4_0: sum of (q - 8) * a; Q4_1: plus m * s), accumulated block by block.
+
+void gemm_packed_q4_0_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* act_sums, int nt,
                           float* y, int64_t ldy) {
-  const int64_t nsb = n / QK_K;
+  const int64_t nb = n / QK4_0;
   for (int t = 0; t < nt; ++t) {
-    const auto* a = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(act) + t * act_stride);
+    const auto* a = reinterpret_cast<const BlockQ8_0*>(static_cast<const uint8_t*>(act) + t * act_stride);
     float acc[R] = {};
     const uint8_t* g = static_cast<const uint8_t*>(w);
-    for (int64_t b = 0; b < nsb; ++b, g += kQ6KPackedBytes) {
+    for (int64_t b = 0; b < nb; ++b, g += packed_bytes_q4_0(QK4_0)) {
       f16_t d[R];
-      std::memcpy(d, g + kQ6KPackedD, sizeof d);
+      std::memcpy(d, g, sizeof d);
+      const uint8_t* q = g + 2 * R;
       for (int r = 0; r < R; ++r) {
-        int sumi = 0;
-        for (int blk = 0; blk < 8; ++blk) {
-          int dot[2] = {0, 0};  // sub-blocks 2 blk (elements 0..15 of the block) and 2 blk + 1
-          for (int c = 0; c < 4; ++c)
-            for (int k = 0; k < 4; ++k) {
-              const int p = r * 4 + k;
-              const uint8_t low = g[kQ6KPackedLow + 128 * blk + c * 32 + p];
-              const int bits = (g[kQ6KPackedHigh + 64 * blk + 32 * (c / 2) + p] >> (4 * (c % 2))) & 0xF;
-              const int v_lo = (low & 0xF) | ((bits & 3) << 4), v_hi = (low >> 4) | ((bits >> 2) << 4);
-              dot[0] += (v_lo - 32) * a[b].qs[32 * blk + 4 * c + k];
-              dot[1] += (v_hi - 32) * a[b].qs[32 * blk + 16 + 4 * c + k];
-            }
-          sumi += static_cast<int8_t>(g[kQ6KPackedScales + (2 * blk) * R + r]) * dot[0] +
-                  static_cast<int8_t>(g[kQ6KPackedScales + (2 * blk + 1) * R + r]) * dot[1];
-        }
-        acc[r] += fp16_to_fp32(d[r]) * a[b].d * static_cast<float>(sumi);
+        int sum = 0;
+        for (int c = 0; c < 4; ++c)
+          for (int k = 0; k < 4; ++k) {
+            const uint8_t byte = q[(c * R + r) * 4 + k];
+            sum += (byte & 0xF) * a[b].qs[4 * c + k] + (byte >> 4) * a[b].qs[16 + 4 * c + k];
+          }
+        sum -= 8 * act_sums[t * nb + b];
+        acc[r] += fp16_to_fp32(d[r]) * fp16_to_fp32(a[b].d) * static_cast<float>(sum);
       }
     }
     for (int r = 0; r < R; ++r) y[t * ldy + r] = acc[r];
   }
-}
-
-// Q4_K / Q5_K: per row and super-block the integer sums over sub-blocks of scale x (quants . activations)
-// and of min x the activation's sub-block sum, then y += d_w * d_a * sums - dmin_w * d_a * mins.
-template <bool kFifthBit>
-void gemm_packed_qk_min_ref(int64_t n, const void* w, const void* act, size_t act_stride, int nt, float* y,
-                            int64_t ldy) {
-  const int64_t nsb = n / QK_K;
-  for (int t = 0; t < nt; ++t) {
-    const auto* a = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(act) + t * act_stride);
-    float acc[R] = {};
-    const uint8_t* g = static_cast<const uint8_t*>(w);
-    for (int64_t b = 0; b < nsb; ++b, g += qk_min_packed_bytes(kFifthBit)) {
-      f16_t d[R], dmin[R];
-      std::memcpy(d, g + kQ4KPackedD, sizeof d);
-      std::memcpy(dmin, g + kQ4KPackedDmin, sizeof dmin);
-      for (int r = 0; r < R; ++r) {
-        int sumi = 0, summ = 0;
-        for (int j = 0; j < 8; ++j) {
-          const uint8_t* q = g + kQ4KPackedQuants + 128 * j;
-          const int8_t* aq = a[b].qs + 32 * j;
-          int dot = 0;
-          for (int c = 0; c < 4; ++c)
-            for (int k = 0; k < 4; ++k) {
-              const uint8_t byte = q[(c * R + r) * 4 + k];
-              int lo = byte & 0xF, hi = byte >> 4;
-              if constexpr (kFifthBit) {
-                const uint8_t hb = g[kQ5KPackedHigh + 32 * j + r * 4 + k];
-                lo |= ((hb >> (2 * c)) & 1) << 4;
-                hi |= ((hb >> (2 * c + 1)) & 1) << 4;
-              }
-              dot += lo * aq[4 * c + k] + hi * aq[16 + 4 * c + k];
-            }
-          sumi += g[kQ4KPackedScales + j * R + r] * dot;
-          summ += g[kQ4KPackedMins + j * R + r] * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
-        }
-        acc[r] += fp16_to_fp32(d[r]) * a[b].d * static_cast<float>(sumi) -
-                  fp16_to_fp32(dmin[r]) * a[b].d * static_cast<float>(summ);
-      }
-    }
-    for (int r = 0; r < R; ++r) y[t * ldy + r] = acc[r];
-  }
-}
-
-void gemm_packed_q4_k_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt,
-                          float* y, int64_t ldy) {
-  gemm_packed_qk_min_ref<false>(n, w, act, act_stride, nt, y, ldy);
-}
-void gemm_packed_q5_k_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt,
-                          float* y, int64_t ldy) {
-  gemm_packed_qk_min_ref<true>(n, w, act, act_stride, nt, y, ldy);
 }
 
 void gemm_packed_q4_1_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* act_sums, int nt,
@@ -301,6 +218,96 @@ void gemm_packed_q8_0_ref(int64_t n, const void* w, const void* act, size_t act_
     for (int r = 0; r < R; ++r) y[t * ldy + r] = acc[r];
   }
   (void)act_sums;
+}
+
+namespace {
+
+// Q4_K / Q5_K: per row and super-block the integer sums over sub-blocks of scale x (quants . activations)
+// and of min x the activation's sub-block sum, then y += d_w * d_a * sums - dmin_w * d_a * mins.
+template <bool kFifthBit>
+void gemm_packed_qk_min_ref(int64_t n, const void* w, const void* act, size_t act_stride, int nt, float* y,
+                            int64_t ldy) {
+  const int64_t nsb = n / QK_K;
+  for (int t = 0; t < nt; ++t) {
+    const auto* a = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(act) + t * act_stride);
+    float acc[R] = {};
+    const uint8_t* g = static_cast<const uint8_t*>(w);
+    for (int64_t b = 0; b < nsb; ++b, g += qk_min_packed_bytes(kFifthBit)) {
+      f16_t d[R], dmin[R];
+      std::memcpy(d, g + kQ4KPackedD, sizeof d);
+      std::memcpy(dmin, g + kQ4KPackedDmin, sizeof dmin);
+      for (int r = 0; r < R; ++r) {
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 8; ++j) {
+          const uint8_t* q = g + kQ4KPackedQuants + 128 * j;
+          const int8_t* aq = a[b].qs + 32 * j;
+          int dot = 0;
+          for (int c = 0; c < 4; ++c)
+            for (int k = 0; k < 4; ++k) {
+              const uint8_t byte = q[(c * R + r) * 4 + k];
+              int lo = byte & 0xF, hi = byte >> 4;
+              if constexpr (kFifthBit) {
+                const uint8_t hb = g[kQ5KPackedHigh + 32 * j + r * 4 + k];
+                lo |= ((hb >> (2 * c)) & 1) << 4;
+                hi |= ((hb >> (2 * c + 1)) & 1) << 4;
+              }
+              dot += lo * aq[4 * c + k] + hi * aq[16 + 4 * c + k];
+            }
+          sumi += g[kQ4KPackedScales + j * R + r] * dot;
+          summ += g[kQ4KPackedMins + j * R + r] * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
+        }
+        acc[r] += fp16_to_fp32(d[r]) * a[b].d * static_cast<float>(sumi) -
+                  fp16_to_fp32(dmin[r]) * a[b].d * static_cast<float>(summ);
+      }
+    }
+    for (int r = 0; r < R; ++r) y[t * ldy + r] = acc[r];
+  }
+}
+
+}  // namespace
+
+void gemm_packed_q4_k_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt,
+                          float* y, int64_t ldy) {
+  gemm_packed_qk_min_ref<false>(n, w, act, act_stride, nt, y, ldy);
+}
+void gemm_packed_q5_k_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt,
+                          float* y, int64_t ldy) {
+  gemm_packed_qk_min_ref<true>(n, w, act, act_stride, nt, y, ldy);
+}
+
+// Q6_K: per row and super-block the integer sum over sub-blocks of 16 of scale x ((q - 32) . activations),
+// then y += d_w * d_a * sum.
+void gemm_packed_q6_k_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt,
+                          float* y, int64_t ldy) {
+  const int64_t nsb = n / QK_K;
+  for (int t = 0; t < nt; ++t) {
+    const auto* a = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(act) + t * act_stride);
+    float acc[R] = {};
+    const uint8_t* g = static_cast<const uint8_t*>(w);
+    for (int64_t b = 0; b < nsb; ++b, g += kQ6KPackedBytes) {
+      f16_t d[R];
+      std::memcpy(d, g + kQ6KPackedD, sizeof d);
+      for (int r = 0; r < R; ++r) {
+        int sumi = 0;
+        for (int blk = 0; blk < 8; ++blk) {
+          int dot[2] = {0, 0};  // sub-blocks 2 blk (elements 0..15 of the block) and 2 blk + 1
+          for (int c = 0; c < 4; ++c)
+            for (int k = 0; k < 4; ++k) {
+              const int p = r * 4 + k;
+              const uint8_t low = g[kQ6KPackedLow + 128 * blk + c * 32 + p];
+              const int bits = (g[kQ6KPackedHigh + 64 * blk + 32 * (c / 2) + p] >> (4 * (c % 2))) & 0xF;
+              const int v_lo = (low & 0xF) | ((bits & 3) << 4), v_hi = (low >> 4) | ((bits >> 2) << 4);
+              dot[0] += (v_lo - 32) * a[b].qs[32 * blk + 4 * c + k];
+              dot[1] += (v_hi - 32) * a[b].qs[32 * blk + 16 + 4 * c + k];
+            }
+          sumi += static_cast<int8_t>(g[kQ6KPackedScales + (2 * blk) * R + r]) * dot[0] +
+                  static_cast<int8_t>(g[kQ6KPackedScales + (2 * blk + 1) * R + r]) * dot[1];
+        }
+        acc[r] += fp16_to_fp32(d[r]) * a[b].d * static_cast<float>(sumi);
+      }
+    }
+    for (int r = 0; r < R; ++r) y[t * ldy + r] = acc[r];
+  }
 }
 
 }  // namespace tokenscope::kernels::detail
