@@ -53,12 +53,6 @@ using GemmPackedFn = void (*)(int64_t n, const void* w_group, const void* act, s
 using GemmPacked2Fn = void (*)(int64_t n, const void* w_group, size_t group_bytes, const void* act,
                                size_t act_stride, const int32_t* act_sums, int nt, float* y, int64_t ldy);
 constexpr int kPacked2MaxTokens = 16;
-// One weight row against nt activation rows (act_stride bytes apart, nt <= kVecDotMaxTokens): y[t * ldy] =
-// vec_dot(n, w, act + t * act_stride), bit-identical to the same table's vec_dot. The weights are decoded
-// once for all nt tokens (prefill of the types without a packed layout: the K-quants).
-using VecDotTokensFn = void (*)(int64_t n, const void* w, const void* act, size_t act_stride, int nt, float* y,
-                                int64_t ldy);
-constexpr int kVecDotMaxTokens = 4;
 
 struct WeightKernels {
   bool supported = false;
@@ -70,7 +64,6 @@ struct WeightKernels {
   PackRowsFn pack_rows = nullptr;
   GemmPackedFn gemm_packed = nullptr;
   GemmPacked2Fn gemm_packed2 = nullptr;  // null: use gemm_packed per group
-  VecDotTokensFn vec_dot_tokens = nullptr;  // null: vec_dot per token
 };
 
 struct KernelTable {

@@ -18,9 +18,6 @@ void init_avx2(KernelTable& t) {
   set(TensorType::Q4_K, x86::dot_q4_k_q8_k<false>);
   set(TensorType::Q5_K, x86::dot_q5_k_q8_k<false>);
   set(TensorType::Q6_K, x86::dot_q6_k_q8_k<false>);
-  t.weights[static_cast<int>(TensorType::Q4_K)].vec_dot_tokens = x86::dot_q4_k_tokens<false>;
-  t.weights[static_cast<int>(TensorType::Q5_K)].vec_dot_tokens = x86::dot_q5_k_tokens<false>;
-  t.weights[static_cast<int>(TensorType::Q6_K)].vec_dot_tokens = x86::dot_q6_k_tokens<false>;
   t.weights[static_cast<int>(TensorType::Q4_0)].gemm_packed = x86::PackedQ4<false>::q4_0;
   t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed = x86::PackedQ4<false>::q4_1;
   t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed = x86::PackedQ4<false>::q8_0;

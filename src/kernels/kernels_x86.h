@@ -6,7 +6,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cassert>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -167,31 +166,20 @@ inline __m256i scaled_u8s8(__m256i u, __m256i s, __m256i scale16) {
 
 // Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins; Q5_K adds a fifth bit per element from qh.
 // The mins enter through the activation block sums (bsums), the scales multiply each sub-block's integer dot.
-// NT activation rows at once (y[t] = act + t * act_stride bytes): each super-block's scales and quants are
-// decoded once for all of them, and each token's sums follow the one-token order exactly.
-template <bool kVnni, typename Block, bool kFifthBit, int NT>
-void dot_qk_min_q8_k_nt(int64_t n, const void* w, const void* act, size_t act_stride, float* out, int64_t ldy) {
+template <bool kVnni, typename Block, bool kFifthBit>
+float dot_qk_min_q8_k(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const Block*>(w);
-  const BlockQ8_K* y[NT];
-  for (int t = 0; t < NT; ++t)
-    y[t] = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(act) + static_cast<size_t>(t) * act_stride);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m256i one = _mm256_set1_epi8(1);
-  float sum[NT] = {};
+  float sum = 0;
   for (int64_t i = 0; i < n / QK_K; ++i) {
     prefetch_ahead(x + i, sizeof(Block));
-    uint8_t sc[8], mn[8];
-    for (int j = 0; j < 8; ++j) get_scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
-    int summ[NT];  // sum over sub-blocks of min j x the activation's sum over sub-block j (exact integers)
-    for (int t = 0; t < NT; ++t) {
-      const int16_t* bs = y[t][i].bsums;
-      summ[t] = 0;
-      for (int j = 0; j < 8; ++j) summ[t] += mn[j] * (bs[2 * j] + bs[2 * j + 1]);
-    }
+    uint8_t sc[8];
+    const int summ = scales_and_min_sum_k4(x[i].scales, y[i].bsums, sc);
     __m256i qh = _mm256_setzero_si256();
     if constexpr (kFifthBit) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qh));
-    __m256i acc[NT];
-    for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_si256();
+    __m256i acc = _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 32 * c));
       __m256i lo = _mm256_and_si256(q, m4);
@@ -200,43 +188,40 @@ void dot_qk_min_q8_k_nt(int64_t n, const void* w, const void* act, size_t act_st
         lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
         hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
       }
-      for (int t = 0; t < NT; ++t) {
-        const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t][i].qs + 64 * c));
-        const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t][i].qs + 64 * c + 32));
-        if constexpr (kVnni) {
-          const __m256i d0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, y0);
-          const __m256i d1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), hi, y1);
-          acc[t] = _mm256_add_epi32(acc[t], _mm256_mullo_epi32(d0, _mm256_set1_epi32(sc[2 * c])));
-          acc[t] = _mm256_add_epi32(acc[t], _mm256_mullo_epi32(d1, _mm256_set1_epi32(sc[2 * c + 1])));
-        } else {
-          acc[t] = _mm256_add_epi32(acc[t], scaled_u8s8(lo, y0, _mm256_set1_epi16(sc[2 * c])));
-          acc[t] = _mm256_add_epi32(acc[t], scaled_u8s8(hi, y1, _mm256_set1_epi16(sc[2 * c + 1])));
-        }
+      const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c));
+      const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c + 32));
+      if constexpr (kVnni) {
+        const __m256i d0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, y0);
+        const __m256i d1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), hi, y1);
+        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(d0, _mm256_set1_epi32(sc[2 * c])));
+        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(d1, _mm256_set1_epi32(sc[2 * c + 1])));
+      } else {
+        acc = _mm256_add_epi32(acc, scaled_u8s8(lo, y0, _mm256_set1_epi16(sc[2 * c])));
+        acc = _mm256_add_epi32(acc, scaled_u8s8(hi, y1, _mm256_set1_epi16(sc[2 * c + 1])));
       }
     }
-    for (int t = 0; t < NT; ++t) {
-      // Spelled out with one explicit fma: left to the compiler, d * a - dmin * b was contracted differently
-      // in different NT instantiations, and one token's result then depended on how many came along.
-      const float d = fp16_to_fp32(x[i].d) * y[t][i].d;
-      const float min_part = fp16_to_fp32(x[i].dmin) * y[t][i].d * static_cast<float>(summ[t]);
-      sum[t] += std::fma(d, static_cast<float>(hsum_i32(acc[t])), -min_part);
-    }
+    // One explicit fma, so the rounding does not depend on how the compiler contracts d * a - dmin * b.
+    const float d = fp16_to_fp32(x[i].d) * y[i].d;
+    const float min_part = fp16_to_fp32(x[i].dmin) * y[i].d * static_cast<float>(summ);
+    sum += std::fma(d, static_cast<float>(hsum_i32(acc)), -min_part);
   }
-  for (int t = 0; t < NT; ++t) out[t * ldy] = sum[t];
+  return sum;
 }
+
+template <bool kVnni>
+float dot_q4_k_q8_k(int64_t n, const void* w, const void* a) { return dot_qk_min_q8_k<kVnni, BlockQ4_K, false>(n, w, a); }
+template <bool kVnni>
+float dot_q5_k_q8_k(int64_t n, const void* w, const void* a) { return dot_qk_min_q8_k<kVnni, BlockQ5_K, true>(n, w, a); }
 
 // Q6_K: 16 sub-blocks of 16 with int8 scales; 4 low bits in ql, 2 high bits in qh; x = d * sc * (q - 32).
 // q (0..63) times the activation goes through maddubs; the -32 offset comes back through the activation's
 // block sums, scales times bsums in one madd. Each 32-element run has two sub-blocks, i.e. two scales, which
 // one byte shuffle of the sign-extended scales spreads over the run's two 128-bit halves. Integer sums stay
 // in vectors per super-block and the float accumulation is vector-wide: one horizontal sum per row.
-// NT activation rows at once, as dot_qk_min_q8_k_nt.
-template <bool kVnni, int NT>
-void dot_q6_k_q8_k_nt(int64_t n, const void* w, const void* act, size_t act_stride, float* out, int64_t ldy) {
+template <bool kVnni>
+float dot_q6_k_q8_k(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const BlockQ6_K*>(w);
-  const BlockQ8_K* y[NT];
-  for (int t = 0; t < NT; ++t)
-    y[t] = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(act) + static_cast<size_t>(t) * act_stride);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m256i m3 = _mm256_set1_epi8(0x03);
   // Per run k (0..3) within a half: i16 scale 2k in the low 128 bits, 2k+1 in the high 128 bits.
@@ -247,15 +232,13 @@ void dot_q6_k_q8_k_nt(int64_t n, const void* w, const void* act, size_t act_stri
                        10, 11, 10, 11),
       _mm256_setr_epi8(12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 14, 15, 14, 15, 14, 15, 14, 15,
                        14, 15, 14, 15, 14, 15, 14, 15)};
-  __m256 accf[NT];
-  for (int t = 0; t < NT; ++t) accf[t] = _mm256_setzero_ps();
+  __m256 accf = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; ++i) {
     prefetch_ahead(x + i, sizeof(BlockQ6_K));
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales)));
     // Scales 8c..8c+7 in both 128-bit lanes, for the halves c = 0, 1.
     const __m256i sc_halves[2] = {_mm256_permute4x64_epi64(sc16, 0x44), _mm256_permute4x64_epi64(sc16, 0xEE)};
-    __m256i acc[NT];
-    for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_si256();
+    __m256i acc = _mm256_setzero_si256();
     for (int c = 0; c < 2; ++c) {
       const __m256i sc_half = sc_halves[c];
       const uint8_t* ql = x[i].ql + 64 * c;
@@ -271,78 +254,18 @@ void dot_q6_k_q8_k_nt(int64_t n, const void* w, const void* act, size_t act_stri
       q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
       for (int k = 0; k < 4; ++k) {
+        const __m256i yy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 128 * c + 32 * k));
         const __m256i scale = _mm256_shuffle_epi8(sc_half, shuf[k]);
-        for (int t = 0; t < NT; ++t) {
-          const __m256i yy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t][i].qs + 128 * c + 32 * k));
-          acc[t] = _mm256_add_epi32(acc[t], scaled_u8s8(q[k], yy, scale));
-        }
+        acc = _mm256_add_epi32(acc, scaled_u8s8(q[k], yy, scale));
       }
     }
-    for (int t = 0; t < NT; ++t) {
-      const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t][i].bsums));
-      // 32 * sum over sub-blocks of scale * bsum, subtracted at the end.
-      const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsums), 5);
-      accf[t] = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(x[i].d) * y[t][i].d),
-                                _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[t], offset)), accf[t]);
-    }
+    const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].bsums));
+    // 32 * sum over sub-blocks of scale * bsum, subtracted at the end.
+    const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsums), 5);
+    accf = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(x[i].d) * y[i].d),
+                           _mm256_cvtepi32_ps(_mm256_sub_epi32(acc, offset)), accf);
   }
-  for (int t = 0; t < NT; ++t) out[t * ldy] = hsum(accf[t]);
-}
-
-// One token (vec_dot) and up to kVecDotMaxTokens (vec_dot_tokens) through the same code: Kernel::run<NT>.
-template <bool kVnni, typename Block, bool kFifthBit>
-struct QkMinKernel {
-  template <int NT>
-  static void run(int64_t n, const void* w, const void* act, size_t as, float* y, int64_t ldy) {
-    dot_qk_min_q8_k_nt<kVnni, Block, kFifthBit, NT>(n, w, act, as, y, ldy);
-  }
-};
-template <bool kVnni>
-struct Q6KKernel {
-  template <int NT>
-  static void run(int64_t n, const void* w, const void* act, size_t as, float* y, int64_t ldy) {
-    dot_q6_k_q8_k_nt<kVnni, NT>(n, w, act, as, y, ldy);
-  }
-};
-template <typename Kernel>
-float vec_dot_one(int64_t n, const void* w, const void* a) {
-  float r;
-  Kernel::template run<1>(n, w, a, 0, &r, 1);
-  return r;
-}
-template <typename Kernel>
-void vec_dot_tokens(int64_t n, const void* w, const void* act, size_t as, int nt, float* y, int64_t ldy) {
-  static_assert(kVecDotMaxTokens <= 8);
-  assert(nt >= 1 && nt <= kVecDotMaxTokens);
-  switch (nt) {
-    case 1: Kernel::template run<1>(n, w, act, as, y, ldy); break;
-    case 2: Kernel::template run<2>(n, w, act, as, y, ldy); break;
-    case 3: Kernel::template run<3>(n, w, act, as, y, ldy); break;
-    case 4: Kernel::template run<4>(n, w, act, as, y, ldy); break;
-    case 5: Kernel::template run<5>(n, w, act, as, y, ldy); break;
-    case 6: Kernel::template run<6>(n, w, act, as, y, ldy); break;
-    case 7: Kernel::template run<7>(n, w, act, as, y, ldy); break;
-    default: Kernel::template run<8>(n, w, act, as, y, ldy); break;
-  }
-}
-
-template <bool kVnni>
-float dot_q4_k_q8_k(int64_t n, const void* w, const void* a) { return vec_dot_one<QkMinKernel<kVnni, BlockQ4_K, false>>(n, w, a); }
-template <bool kVnni>
-float dot_q5_k_q8_k(int64_t n, const void* w, const void* a) { return vec_dot_one<QkMinKernel<kVnni, BlockQ5_K, true>>(n, w, a); }
-template <bool kVnni>
-float dot_q6_k_q8_k(int64_t n, const void* w, const void* a) { return vec_dot_one<Q6KKernel<kVnni>>(n, w, a); }
-template <bool kVnni>
-void dot_q4_k_tokens(int64_t n, const void* w, const void* act, size_t as, int nt, float* y, int64_t ldy) {
-  vec_dot_tokens<QkMinKernel<kVnni, BlockQ4_K, false>>(n, w, act, as, nt, y, ldy);
-}
-template <bool kVnni>
-void dot_q5_k_tokens(int64_t n, const void* w, const void* act, size_t as, int nt, float* y, int64_t ldy) {
-  vec_dot_tokens<QkMinKernel<kVnni, BlockQ5_K, true>>(n, w, act, as, nt, y, ldy);
-}
-template <bool kVnni>
-void dot_q6_k_tokens(int64_t n, const void* w, const void* act, size_t as, int nt, float* y, int64_t ldy) {
-  vec_dot_tokens<Q6KKernel<kVnni>>(n, w, act, as, nt, y, ldy);
+  return hsum(accf);
 }
 
 // f16 x f16 dot product with f32 FMAs in a fixed order: four 8-lane accumulators over chunks of 32,

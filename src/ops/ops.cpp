@@ -242,15 +242,6 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
                              o.y + t * N + un.row0, N);
             }
           }
-        } else if (wk.vec_dot_tokens && t1 - t0 > 1) {
-          // Several tokens per call: the row's blocks are decoded once per kVecDotMaxTokens tokens.
-          for (int64_t r = un.row0; r < un.row0 + un.rows; ++r) {
-            const uint8_t* wr = w.data + static_cast<size_t>(r) * w.row_bytes;
-            for (int64_t t = t0; t < t1; t += kernels::kVecDotMaxTokens) {
-              const int nt = static_cast<int>(std::min<int64_t>(kernels::kVecDotMaxTokens, t1 - t));
-              wk.vec_dot_tokens(K, wr, act + static_cast<size_t>(t) * act_row, act_row, nt, o.y + t * N + r, N);
-            }
-          }
         } else {
           for (int64_t r = un.row0; r < un.row0 + un.rows; ++r) {
             const uint8_t* wr = w.data + static_cast<size_t>(r) * w.row_bytes;

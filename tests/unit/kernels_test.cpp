@@ -95,52 +95,9 @@ TEST_P(KernelIsa, VecDotMatchesScalarReferenceOnRaggedShapes) {
   }
 }
 
-// vec_dot_tokens (where a table has it): each token's result bit-identical to the same table's vec_dot, for
-// 1..kVecDotMaxTokens tokens, ragged row lengths, activation rows a non-trivial stride apart, outputs ldy apart.
-TEST_P(KernelIsa, VecDotTokensEqualsVecDotPerToken) {
-  const KernelTable& k = table(GetParam());
-  uint32_t seed = 900;
-  int tested = 0;
-  for (TensorType wt : kWeightTypes) {
-    const WeightKernels& kk = k.for_type(wt);
-    if (!kk.vec_dot_tokens) continue;
-    ++tested;
-    const int64_t bs = std::max<int64_t>(type_traits(wt).block_size, type_traits(kk.act_type).block_size);
-    for (int64_t nblk : {1, 2, 3, 7}) {
-      const int64_t n = nblk * bs;
-      const auto xw = random_floats(n, seed++, 0.05f);
-      std::vector<uint8_t> w(row_size(wt, n));
-      quantize_row(wt, xw.data(), w.data(), n);
-      const size_t act_row = row_size(kk.act_type, n), act_stride = act_row + 48;
-      std::vector<uint8_t> act(act_stride * kVecDotMaxTokens);
-      for (int t = 0; t < kVecDotMaxTokens; ++t) {
-        const auto xa = random_floats(n, seed++, 1.0f);
-        kk.quantize_act(xa.data(), act.data() + t * act_stride, n);
-      }
-      for (int nt = 1; nt <= kVecDotMaxTokens; ++nt) {
-        const int64_t ldy = 3;
-        std::vector<float> y(static_cast<size_t>(kVecDotMaxTokens * ldy), -7.0f);
-        kk.vec_dot_tokens(n, w.data(), act.data(), act_stride, nt, y.data(), ldy);
-        for (int t = 0; t < kVecDotMaxTokens; ++t) {
-          if (t < nt) {
-            EXPECT_EQ(y[t * ldy], kk.vec_dot(n, w.data(), act.data() + t * act_stride))
-                << isa_name(GetParam()) << " " << type_name(wt) << " n=" << n << " nt=" << nt << " t=" << t;
-          } else {
-            EXPECT_EQ(y[t * ldy], -7.0f) << "token past nt written";
-          }
-          EXPECT_EQ(y[t * ldy + 1], -7.0f) << "output between rows written";
-        }
-      }
-    }
-  }
-  if (GetParam() == Isa::avx2 || GetParam() == Isa::avx512) {
-    EXPECT_EQ(tested, 3) << "Q4_K, Q5_K and Q6_K expected";
-  }
-}
-
 // K-quant multiplies at the extremes of their integer sums: every quant at its maximum (Q4_K 15, Q5_K 31,
 // Q6_K 63, scales and mins at theirs) against activations (all but one) +127 or -127, where an int16 partial
-// sum would wrap; vec_dot, vec_dot_tokens, the packed one- and two-group multiplies against the scalar
+// sum would wrap; vec_dot, the packed one- and two-group multiplies against the scalar
 // vec_dot, every row (each with its own scale) and token.
 TEST_P(KernelIsa, KQuantKernelsAtExtremeValues) {
   const KernelTable& ref = table(Isa::scalar);
@@ -179,11 +136,6 @@ TEST_P(KernelIsa, KQuantKernelsAtExtremeValues) {
                                                                << ", sign " << sign;
       };
       for (int r = 0; r < 2 * kPackRows; ++r) check(kk.vec_dot(n, rows.data() + r * rb, act.data()), r, "vec_dot");
-      if (kk.vec_dot_tokens) {
-        std::vector<float> y(static_cast<size_t>(kVecDotMaxTokens));
-        kk.vec_dot_tokens(n, rows.data(), act.data(), ab, kVecDotMaxTokens, y.data(), 1);
-        for (float v : y) check(v, 0, "vec_dot_tokens");
-      }
       if (!kk.gemm_packed) continue;
       const size_t gb = kk.packed_group_bytes(n);
       std::vector<uint8_t> groups(2 * gb);
