@@ -210,6 +210,12 @@ float dot_q6_k_q8_k(int64_t n, const void* w, const void* a) {
 // ---- Float helpers. ----
 
 inline float32x4_t load_f16x4(const uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+// 8 f16 (a packed group's per-row scales) as two vectors of 4 floats.
+inline void f16x8_to_f32(const uint8_t* p, float32x4_t out[2]) {
+  const float16x8_t h = vreinterpretq_f16_u8(vld1q_u8(p));
+  out[0] = vcvt_f32_f16(vget_low_f16(h));
+  out[1] = vcvt_f32_f16(vget_high_f16(h));
+}
 
 // The f16 dot product in the order the scalar reference defines (kernels_scalar.cpp): four groups of
 // eight lanes (here two float32x4 each) with fused multiply-adds over chunks of 32, folded
@@ -524,14 +530,9 @@ void gemm_packed_q4_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t a
   float32x4_t acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = vdupq_n_f32(0.0f);
   for (int64_t b = 0; b < nb; ++b, g += group_block) {
-    const float16x8_t dh = vreinterpretq_f16_u8(vld1q_u8(g));
-    const float32x4_t dw[2] = {vcvt_f32_f16(vget_low_f16(dh)), vcvt_f32_f16(vget_high_f16(dh))};
-    float32x4_t mw[2] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
-    if constexpr (kQ4_1) {
-      const float16x8_t mh = vreinterpretq_f16_u8(vld1q_u8(g + 16));
-      mw[0] = vcvt_f32_f16(vget_low_f16(mh));
-      mw[1] = vcvt_f32_f16(vget_high_f16(mh));
-    }
+    float32x4_t dw[2], mw[2] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+    f16x8_to_f32(g, dw);
+    if constexpr (kQ4_1) f16x8_to_f32(g + 16, mw);
     const uint8_t* q = g + (kQ4_1 ? 32 : 16);
     int8x16_t lo[4][2], hi[4][2];
     for (int c = 0; c < 4; ++c)
@@ -582,8 +583,8 @@ void gemm_packed_q8_0_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t
   float32x4_t acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = vdupq_n_f32(0.0f);
   for (int64_t b = 0; b < nb; ++b, g += 8 * 2 + 256) {
-    const float16x8_t dh = vreinterpretq_f16_u8(vld1q_u8(g));
-    const float32x4_t dw[2] = {vcvt_f32_f16(vget_low_f16(dh)), vcvt_f32_f16(vget_high_f16(dh))};
+    float32x4_t dw[2];
+    f16x8_to_f32(g, dw);
     const int8_t* q = reinterpret_cast<const int8_t*>(g + 16);
     for (int t = 0; t < NT; ++t) {
       const auto* a = reinterpret_cast<const BlockQ8_0*>(act + t * act_stride) + b;
@@ -634,11 +635,6 @@ inline void widen_s8x8(const uint8_t* p, int32x4_t out[2]) {
   const int16x8_t w = vmovl_s8(vreinterpret_s8_u8(vld1_u8(p)));
   out[0] = vmovl_s16(vget_low_s16(w));
   out[1] = vmovl_s16(vget_high_s16(w));
-}
-inline void f16x8_to_f32(const uint8_t* p, float32x4_t out[2]) {
-  const float16x8_t h = vreinterpretq_f16_u8(vld1q_u8(p));
-  out[0] = vcvt_f32_f16(vget_low_f16(h));
-  out[1] = vcvt_f32_f16(vget_high_f16(h));
 }
 
 template <bool kFifthBit, int NT>
@@ -866,13 +862,10 @@ TS_I8MM void gemm_packed_i8mm_2t(int64_t n, const uint8_t* g, const uint8_t* act
     std::memcpy(&d0h, act0 + b * ablock, 2);
     std::memcpy(&d1h, act1 + b * ablock, 2);
     const float32x4_t da = vcombine_f32(vdup_n_f32(fp16_to_fp32(d0h)), vdup_n_f32(fp16_to_fp32(d1h)));
-    const float16x8_t dh = vreinterpretq_f16_u8(vld1q_u8(g));
-    const float32x4_t dw[2] = {vcvt_f32_f16(vget_low_f16(dh)), vcvt_f32_f16(vget_high_f16(dh))};
-    float32x4_t mw[2] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)}, sa = vdupq_n_f32(0.0f);
+    float32x4_t dw[2], mw[2] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)}, sa = vdupq_n_f32(0.0f);
+    f16x8_to_f32(g, dw);
     if constexpr (kType == 1) {
-      const float16x8_t mh = vreinterpretq_f16_u8(vld1q_u8(g + 16));
-      mw[0] = vcvt_f32_f16(vget_low_f16(mh));
-      mw[1] = vcvt_f32_f16(vget_high_f16(mh));
+      f16x8_to_f32(g + 16, mw);
       f16_t s0h, s1h;
       std::memcpy(&s0h, act0 + b * ablock + 2, 2);
       std::memcpy(&s1h, act1 + b * ablock + 2, 2);

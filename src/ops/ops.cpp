@@ -38,7 +38,7 @@ void pack_weights(const std::vector<Weight*>& ws) {
   // Every table shares the packers; a type is packed where the best table here multiplies its packed layout
   // (the others then read the packed copy through their own or the reference multiply, or the rows, which
   // stay in place).
-  const kernels::KernelTable& ref = kernels::active();
+  const kernels::KernelTable& table = kernels::active();
   // Per weight: its packed group size where the type has a packed layout and the weight a full group (0:
   // a plain copy of the rows, the same bytes but on huge pages instead of the file mapping's 4 KiB ones),
   // and the bytes it takes in the buffer.
@@ -46,7 +46,7 @@ void pack_weights(const std::vector<Weight*>& ws) {
   size_t total = 0;
   for (size_t i = 0; i < ws.size(); ++i) {
     const Weight& w = *ws[i];
-    const kernels::WeightKernels& wk = ref.for_type(w.type);
+    const kernels::WeightKernels& wk = table.for_type(w.type);
     if (wk.pack_rows && wk.gemm_packed && w.rows >= kernels::kPackRows) {
       group_bytes[i] = wk.packed_group_bytes(w.cols);
       bytes[i] = group_bytes[i] * static_cast<size_t>(w.rows / kernels::kPackRows);
@@ -82,7 +82,7 @@ void pack_weights(const std::vector<Weight*>& ws) {
       const Piece& pc = pieces[p];
       const Weight& w = *ws[pc.weight];
       if (group_bytes[pc.weight]) {
-        const kernels::WeightKernels& wk = ref.for_type(w.type);
+        const kernels::WeightKernels& wk = table.for_type(w.type);
         for (int64_t g = pc.begin; g < pc.end; ++g)
           wk.pack_rows(w.data + static_cast<size_t>(g * kernels::kPackRows) * w.row_bytes, w.row_bytes, w.cols,
                        dst[pc.weight] + static_cast<size_t>(g) * group_bytes[pc.weight]);

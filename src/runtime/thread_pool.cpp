@@ -12,9 +12,6 @@
 
 namespace tokenscope {
 
-namespace {
-}  // namespace
-
 const char* barrier_mode_name(BarrierMode m) {
   switch (m) {
     case BarrierMode::spin: return "spin";
