@@ -256,12 +256,8 @@ void gemm_packed2_q4_k_nt(int64_t n, const uint8_t* g0, size_t group_bytes, cons
     }
     for (int t = 0; t < NT; ++t) {
       __m512i m = _mm512_setzero_si512();
-      for (int k = 0; k < 4; ++k) {
-        const int16_t* bs = a[t]->bsums;
-        const int b0 = bs[4 * k] + bs[4 * k + 1], b1 = bs[4 * k + 2] + bs[4 * k + 3];
-        const int pair = static_cast<int>((static_cast<uint32_t>(b0) & 0xFFFF) | (static_cast<uint32_t>(b1) << 16));
-        m = _mm512_add_epi32(m, _mm512_madd_epi16(mpair[k], _mm512_set1_epi32(pair)));
-      }
+      for (int k = 0; k < 4; ++k)
+        m = _mm512_add_epi32(m, _mm512_madd_epi16(mpair[k], _mm512_set1_epi32(x86::bsum_pair_k(a[t]->bsums, k))));
       msum[t] = m;
     }
     const __m512 dw = load_pair_f16(g0 + kQ4KPackedD, g1 + kQ4KPackedD);

@@ -763,18 +763,19 @@ void gemm_packed_q8_0_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(y + t * ldy, acc[t]);
 }
 
-// Per 32-bit lane (row): sum over k of mpair[k]'s two 16-bit mins times the activation's sums over
-// sub-blocks 2k and 2k + 1 (each the sum of two Q8_K bsums of 16; |sum| < 2^12, exact in int16).
-template <typename V>
-inline V mins_dot_q8_k(const V* mpair, const int16_t* bsums);
-template <>
-inline __m256i mins_dot_q8_k<__m256i>(const __m256i* mpair, const int16_t* bsums) {
+// The activation's sums over Q4_K sub-blocks 2k and 2k + 1 (each the sum of two Q8_K bsums of 16; |sum| < 2^12,
+// exact in int16) as the two 16-bit halves of one int32: the packed Q4_K/Q5_K multiplies madd it with each
+// row's two mins.
+inline int32_t bsum_pair_k(const int16_t* bsums, int k) {
+  const int b0 = bsums[4 * k] + bsums[4 * k + 1], b1 = bsums[4 * k + 2] + bsums[4 * k + 3];
+  return static_cast<int32_t>((static_cast<uint32_t>(b0) & 0xFFFF) | (static_cast<uint32_t>(b1) << 16));
+}
+
+// Per 32-bit lane (row): sum over k of mpair[k]'s two 16-bit mins times bsum_pair_k(bsums, k).
+inline __m256i mins_dot_q8_k(const __m256i* mpair, const int16_t* bsums) {
   __m256i m = _mm256_setzero_si256();
-  for (int k = 0; k < 4; ++k) {
-    const int b0 = bsums[4 * k] + bsums[4 * k + 1], b1 = bsums[4 * k + 2] + bsums[4 * k + 3];
-    const int pair = static_cast<int>((static_cast<uint32_t>(b0) & 0xFFFF) | (static_cast<uint32_t>(b1) << 16));
-    m = _mm256_add_epi32(m, _mm256_madd_epi16(mpair[k], _mm256_set1_epi32(pair)));
-  }
+  for (int k = 0; k < 4; ++k)
+    m = _mm256_add_epi32(m, _mm256_madd_epi16(mpair[k], _mm256_set1_epi32(bsum_pair_k(bsums, k))));
   return m;
 }
 
