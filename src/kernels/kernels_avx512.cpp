@@ -733,7 +733,7 @@ void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t chunk, i
     }
   } else {
     for (; j + 8 <= count; j += 8) {
-      if (j + 16 <= count) x86::prefetch_f16_rows(x, stride, chunk, n, j + 8, j + 16);  // the next group's rows
+      if (j + 16 <= count) x86::prefetch_f16_rows(x, stride, n, j + 8, j + 16);  // the next group's rows (plain rows)
       __m512 acc[16];
       for (auto& a : acc) a = _mm512_setzero_ps();
       for (int64_t i = 0; i < n32; i += 32) {

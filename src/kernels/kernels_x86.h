@@ -32,10 +32,9 @@ inline void prefetch_ahead(const void* block, size_t bytes) {
 
 // Prefetches rows r0..r1-1 of n f16 values, `stride` apart (one prefetch per cache line): attention's rows
 // are short and far apart in the KV cache, where the hardware prefetchers miss them.
-inline void prefetch_f16_rows(const uint16_t* x, int64_t stride, int64_t chunk, int64_t n, int64_t r0, int64_t r1) {
+inline void prefetch_f16_rows(const uint16_t* x, int64_t stride, int64_t n, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; ++r)
-    for (int64_t i = 0; i < n; i += 32)
-      _mm_prefetch(reinterpret_cast<const char*>(detail::f16_chunk_at(x + r * stride, chunk, i)), _MM_HINT_T0);
+    for (int64_t i = 0; i < n; i += 32) _mm_prefetch(reinterpret_cast<const char*>(x + r * stride + i), _MM_HINT_T0);
 }
 
 inline float hsum(__m256 v) {
@@ -360,7 +359,7 @@ inline void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t c
     for (; j + 4 <= count; j += 4) {
       __m256 acc[16];
       for (auto& a : acc) a = _mm256_setzero_ps();
-      if (j + 12 <= count) prefetch_f16_rows(x, stride, chunk, n, j + 8, j + 12);  // the rows two groups ahead
+      if (j + 12 <= count) prefetch_f16_rows(x, stride, n, j + 8, j + 12);  // the rows two groups ahead (plain rows)
       for (int64_t i = 0; i < n32; i += 32) {
         __m256 yv[4];
         y_chunk(i, yv);
