@@ -449,8 +449,18 @@ double qk_min_terms(const uint8_t* row, const std::vector<float>& a, int64_t n) 
   }
   return mag;
 }
-double qk_min_term_magnitude(TensorType wt, const uint8_t* row, const std::vector<float>& a, int64_t n) {
-  return wt == TensorType::Q5_K ? qk_min_terms<BlockQ5_K, true>(row, a, n) : qk_min_terms<BlockQ4_K, false>(row, a, n);
+// The magnitude a K-quant row's float sum against an activation row is bounded by: Q4_K / Q5_K the two
+// terms above (they may cancel), Q6_K (one term) sum |w_i a_i|.
+double k_quant_term_magnitude(TensorType wt, const uint8_t* row, TensorType act_type, const uint8_t* act, int64_t n) {
+  std::vector<float> a(static_cast<size_t>(n));
+  dequantize_row(act_type, act, a.data(), n);
+  if (wt == TensorType::Q4_K) return qk_min_terms<BlockQ4_K, false>(row, a, n);
+  if (wt == TensorType::Q5_K) return qk_min_terms<BlockQ5_K, true>(row, a, n);
+  std::vector<float> w(static_cast<size_t>(n));
+  dequantize_row(wt, row, w.data(), n);
+  double mag = 0;
+  for (int64_t i = 0; i < n; ++i) mag += std::fabs(static_cast<double>(w[i]) * a[i]);
+  return mag;
 }
 
 TEST_P(KernelIsa, PackedGemmMatchesPerRowDotProducts) {
@@ -484,15 +494,8 @@ TEST_P(KernelIsa, PackedGemmMatchesPerRowDotProducts) {
           for (int r = 0; r < kPackRows; ++r) {
             const float want = ref.for_type(wt).vec_dot(n, rows.data() + r * rb, act.data() + t * ab);
             double tol = (nblk + 16) * FLT_EPSILON * (std::fabs(want) + 1.0);
-            if (k_quant) {  // bound by the magnitudes of the terms (Q4_K: two per super-block that may cancel)
-              std::vector<float> fa(static_cast<size_t>(n)), fw(static_cast<size_t>(n));
-              dequantize_row(kk.act_type, act.data() + t * ab, fa.data(), n);
-              dequantize_row(wt, rows.data() + r * rb, fw.data(), n);
-              double mag = 0;
-              for (int64_t i = 0; i < n; ++i) mag += std::fabs(static_cast<double>(fw[i]) * fa[i]);
-              if (wt != TensorType::Q6_K) mag = qk_min_term_magnitude(wt, rows.data() + r * rb, fa, n);
-              tol = (nblk + 16) * FLT_EPSILON * (mag + 1.0);
-            }
+            if (k_quant) tol = (nblk + 16) * FLT_EPSILON * (k_quant_term_magnitude(wt, rows.data() + r * rb, kk.act_type,
+                                                                                   act.data() + t * ab, n) + 1.0);
             ASSERT_NEAR(y[t * ldy + r], want, tol) << isa_name(GetParam()) << " " << type_name(wt) << " n=" << n
                                                    << " nt=" << nt << " t=" << t << " r=" << r;
           }
@@ -551,19 +554,8 @@ TEST_P(KernelIsa, Packed2GemmEqualsOneGroupAtATime) {
                                                          << " nt=" << nt << " t=" << t << " r=" << r;
             const float want = ref.for_type(wt).vec_dot(n, rows.data() + r * rb, act.data() + t * ab);
             double tol = (nblk + 16) * FLT_EPSILON * (std::fabs(want) + 1.0);
-            if (k_quant) {  // two float terms per super-block that may cancel: bound by their magnitudes
-              std::vector<float> fa(static_cast<size_t>(n));
-              dequantize_row(kk.act_type, act.data() + t * ab, fa.data(), n);
-              double mag = 0;
-              if (wt == TensorType::Q6_K) {
-                std::vector<float> fw(static_cast<size_t>(n));
-                dequantize_row(wt, rows.data() + r * rb, fw.data(), n);
-                for (int64_t i = 0; i < n; ++i) mag += std::fabs(static_cast<double>(fw[i]) * fa[i]);
-              } else {
-                mag = qk_min_term_magnitude(wt, rows.data() + r * rb, fa, n);
-              }
-              tol = (nblk + 16) * FLT_EPSILON * (mag + 1.0);
-            }
+            if (k_quant) tol = (nblk + 16) * FLT_EPSILON * (k_quant_term_magnitude(wt, rows.data() + r * rb, kk.act_type,
+                                                                                   act.data() + t * ab, n) + 1.0);
             ASSERT_NEAR(y2[t * ldy + r], want, tol);
           }
           EXPECT_EQ(y2[t * ldy + 2 * kPackRows], -1.0f);  // nothing written past the 16 rows
