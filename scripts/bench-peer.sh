@@ -55,14 +55,12 @@ if [ "$peer_only" = 0 ]; then
 fi
 for m in "${models[@]}"; do [ -f "$m" ] || { echo "bench-peer: model $m not found" >&2; exit 2; }; done
 
-bw_gbs=0
-if [ "$peer_only" = 0 ]; then
-  # Read bandwidth of this machine now (tokenscope's own measurement), for the decode bandwidth figures.
-  bw_gbs=$(build/tokenscope sysinfo --refresh 2>/dev/null | sed -n 's/^read bandwidth: *\([0-9.]*\) GB\/s.*/\1/p')
-  bw_gbs=${bw_gbs:-0}
-fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+measure_bw() {  # file: this machine's read bandwidth now (tokenscope's own measurement, ~1.5 s), in GB/s
+  [ "$peer_only" = 1 ] && return 0
+  build/tokenscope sysinfo --refresh 2>/dev/null | sed -n 's/^read bandwidth: *\([0-9.]*\) GB\/s.*/\1/p' >"$1" || true
+}
 peer_commit=$(git -C "$peer_dir/../.." rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 run_ours() {  # model round
@@ -84,21 +82,21 @@ run_peer() {  # model round
 for r in $(seq 1 "$rounds"); do
   for m in "${models[@]}"; do
     echo "bench-peer: round $r/$rounds, $(basename "$m")" >&2
+    # The host's bandwidth moves from minute to minute: measured in every round, between the two engines.
     if [ "$peer_only" = 1 ]; then
       run_peer "$m" "$r"
     elif [ $((r % 2)) = 1 ]; then
-      run_ours "$m" "$r"; run_peer "$m" "$r"
+      run_ours "$m" "$r"; measure_bw "$out/bw-$(basename "$m")-$r"; run_peer "$m" "$r"
     else
-      run_peer "$m" "$r"; run_ours "$m" "$r"
+      run_peer "$m" "$r"; measure_bw "$out/bw-$(basename "$m")-$r"; run_ours "$m" "$r"
     fi
   done
 done
 
-python3 - "$out" "$rounds" "$pp" "$tg" "$threads" "$peer_commit" "$peer_only" "$bw_gbs" "$depth" "$kv" "${models[@]}" <<'EOF'
+python3 - "$out" "$rounds" "$pp" "$tg" "$threads" "$peer_commit" "$peer_only" "$depth" "$kv" "${models[@]}" <<'EOF'
 import glob, json, os, re, statistics as st, subprocess, sys
-out, rounds, pp, tg, threads, peer_commit, peer_only, bw_gbs, depth, kv = sys.argv[1:11]
-models = sys.argv[11:]
-bw_gbs = float(bw_gbs)
+out, rounds, pp, tg, threads, peer_commit, peer_only, depth, kv = sys.argv[1:10]
+models = sys.argv[10:]
 rounds, pp, tg, depth = int(rounds), int(pp), int(tg), int(depth)
 cpu = "unknown CPU"
 for line in open("/proc/cpuinfo"):
@@ -163,11 +161,21 @@ for m in models:
         fmt = lambda xs: f"{st.median(xs):.1f} ({min(xs):.1f}-{max(xs):.1f})" if xs else "-"
         rfmt = lambda xs: f"{st.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})" if xs else "-"
         print(f"| {name} | {fmt(ours)} | {fmt(peer)} | {flags} | {rfmt(ratios)} | {rfmt(strict)} |")
-        if n_gen and ours and wbytes and bw_gbs > 0 and not depth:
-            use = [v * wbytes[0] / 1e9 / bw_gbs for v in ours]
-            decode_note = (f"decode: {wbytes[0] / 1e6:.1f} MB of weights per token x {st.median(ours):.1f} tok/s = "
-                           f"{st.median(ours) * wbytes[0] / 1e9:.1f} GB/s, {100 * st.median(use):.0f}% "
-                           f"({100 * min(use):.0f}-{100 * max(use):.0f}%) of the measured read bandwidth {bw_gbs:.1f} GB/s")
+        # Decode against the read bandwidth measured in the same round: weight bytes per token x tok/s.
+        bw = {}
+        for r in range(1, rounds + 1):
+            try:
+                bw[r] = float(open(f"{out}/bw-{b}-{r}").read().strip())
+            except (OSError, ValueError):
+                pass
+        if n_gen and wbytes and bw and not depth:
+            wb = wbytes[0]
+            use = lambda runs: [runs[r] * wb / 1e9 / bw[r] for r in runs if r in bw and bw[r] > 0]
+            pct = lambda xs: f"{100 * st.median(xs):.0f}% ({100 * min(xs):.0f}-{100 * max(xs):.0f}%)" if xs else "-"
+            bws = list(bw.values())
+            decode_note = (f"decode: {wb / 1e6:.1f} MB of weights per token; read bandwidth measured in each round "
+                           f"{st.median(bws):.1f} GB/s ({min(bws):.1f}-{max(bws):.1f}); of it, tokenscope's decode reads "
+                           f"{pct(use(ours_by_round))}, the peer's ({flags}) {pct(use(peer_runs))}")
     print()
     if decode_note:
         print(decode_note + "\n")
