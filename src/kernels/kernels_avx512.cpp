@@ -105,6 +105,12 @@ inline __m512 load_pair_f16(const uint8_t* g0, const uint8_t* g1) {
   return _mm512_cvtph_ps(h);
 }
 
+// x86::or_fifth_bit on 512-bit registers.
+inline __m512i or_fifth_bit512(__m512i q, __m512i hb, int k) {
+  const __m512i s = k <= 4 ? _mm512_slli_epi16(hb, 4 - k) : _mm512_srli_epi16(hb, k - 4);
+  return _mm512_ternarylogic_epi32(q, s, _mm512_set1_epi8(0x10), 0xF8);  // q | (s & 0x10)
+}
+
 inline __m512i bcast4_512(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
@@ -200,7 +206,6 @@ void gemm_packed2_q4_k_nt(int64_t n, const uint8_t* g0, size_t group_bytes, cons
   const int64_t nsb = n / QK_K;
   const uint8_t* g1 = g0 + group_bytes;
   const __m512i m4 = _mm512_set1_epi8(0x0F);
-  const __m512i one = _mm512_set1_epi8(1);
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t sb = 0; sb < nsb; ++sb, g0 += kBytes, g1 += kBytes) {
@@ -225,8 +230,8 @@ void gemm_packed2_q4_k_nt(int64_t n, const uint8_t* g0, size_t group_bytes, cons
       if constexpr (kFifthBit) {
         const __m512i hb = load2x32(g0 + kQ5KPackedHigh + 32 * j, g1 + kQ5KPackedHigh + 32 * j);
         for (int c = 0; c < 4; ++c) {
-          lo[c] = _mm512_or_si512(lo[c], _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hb, 2 * c), one), 4));
-          hi[c] = _mm512_or_si512(hi[c], _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hb, 2 * c + 1), one), 4));
+          lo[c] = or_fifth_bit512(lo[c], hb, 2 * c);
+          hi[c] = or_fifth_bit512(hi[c], hb, 2 * c + 1);
         }
       }
       auto bytes16 = [&](size_t off) {  // 8 bytes of each group as 16 int32

@@ -23,6 +23,10 @@ namespace {
 
 inline int8x16_t low_nibbles(uint8x16_t q) { return vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F))); }
 inline int8x16_t high_nibbles(uint8x16_t q) { return vreinterpretq_s8_u8(vshrq_n_u8(q, 4)); }
+// Q5_K's fifth bits: q with bit k (0-7) of each byte of hb in bit 4 (q's bit 4 is zero): a shift and a bit select.
+inline uint8x16_t or_fifth_bit(uint8x16_t q, uint8x16_t hb, int k) {
+  return vbslq_u8(vdupq_n_u8(0x10), vshlq_u8(hb, vdupq_n_s8(static_cast<int8_t>(4 - k))), q);
+}
 
 // ---- Activation quantization (bit-identical to the scalar neon_quantize_q8_0 / _q8_1). ----
 
@@ -134,7 +138,6 @@ template <typename Block, bool kFifthBit>
 float dot_qk_min_q8_k(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const Block*>(w);
   const auto* y = static_cast<const BlockQ8_K*>(a);
-  const uint8x16_t one = vdupq_n_u8(1);
   float sum = 0;
   for (int64_t i = 0; i < n / QK_K; ++i) {
     uint8_t sc[8];
@@ -150,11 +153,10 @@ float dot_qk_min_q8_k(int64_t n, const void* w, const void* a) {
       uint8x16_t lo0 = vandq_u8(q0, vdupq_n_u8(0x0F)), lo1 = vandq_u8(q1, vdupq_n_u8(0x0F));
       uint8x16_t hi0 = vshrq_n_u8(q0, 4), hi1 = vshrq_n_u8(q1, 4);
       if constexpr (kFifthBit) {
-        const int8x16_t sh_lo = vdupq_n_s8(static_cast<int8_t>(-2 * c)), sh_hi = vdupq_n_s8(static_cast<int8_t>(-2 * c - 1));
-        lo0 = vorrq_u8(lo0, vshlq_n_u8(vandq_u8(vshlq_u8(qh0, sh_lo), one), 4));
-        lo1 = vorrq_u8(lo1, vshlq_n_u8(vandq_u8(vshlq_u8(qh1, sh_lo), one), 4));
-        hi0 = vorrq_u8(hi0, vshlq_n_u8(vandq_u8(vshlq_u8(qh0, sh_hi), one), 4));
-        hi1 = vorrq_u8(hi1, vshlq_n_u8(vandq_u8(vshlq_u8(qh1, sh_hi), one), 4));
+        lo0 = or_fifth_bit(lo0, qh0, 2 * c);
+        lo1 = or_fifth_bit(lo1, qh1, 2 * c);
+        hi0 = or_fifth_bit(hi0, qh0, 2 * c + 1);
+        hi1 = or_fifth_bit(hi1, qh1, 2 * c + 1);
       }
       const int8_t* q8 = y[i].qs + 64 * c;
       int32x4_t d0 = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(lo0), vld1q_s8(q8));
@@ -663,10 +665,8 @@ void gemm_packed_qk_min_nt(int64_t n, const uint8_t* g, const uint8_t* act, size
         for (int h = 0; h < 2; ++h) {
           const uint8x16_t hb = vld1q_u8(g + detail::kQ5KPackedHigh + 32 * j + 16 * h);
           for (int c = 0; c < 4; ++c) {
-            const uint8x16_t bl = vandq_u8(vshlq_u8(hb, vdupq_n_s8(static_cast<int8_t>(-2 * c))), vdupq_n_u8(1));
-            const uint8x16_t bh = vandq_u8(vshlq_u8(hb, vdupq_n_s8(static_cast<int8_t>(-2 * c - 1))), vdupq_n_u8(1));
-            lo[h][c] = vorrq_s8(lo[h][c], vreinterpretq_s8_u8(vshlq_n_u8(bl, 4)));
-            hi[h][c] = vorrq_s8(hi[h][c], vreinterpretq_s8_u8(vshlq_n_u8(bh, 4)));
+            lo[h][c] = vreinterpretq_s8_u8(or_fifth_bit(vreinterpretq_u8_s8(lo[h][c]), hb, 2 * c));
+            hi[h][c] = vreinterpretq_s8_u8(or_fifth_bit(vreinterpretq_u8_s8(hi[h][c]), hb, 2 * c + 1));
           }
         }
       }

@@ -37,6 +37,20 @@ inline void prefetch_f16_rows(const uint16_t* x, int64_t stride, int64_t n, int6
     for (int64_t i = 0; i < n; i += 32) _mm_prefetch(reinterpret_cast<const char*>(x + r * stride + i), _MM_HINT_T0);
 }
 
+// Q5_K's fifth bits: q with bit k (0-7) of each byte of hb ORed in at bit 4 (q's bit 4 is zero). The 16-bit
+// shifts carry bits across byte boundaries only into bits that the 0x10 mask clears (shifts of at most 4).
+// AVX-512 VL: the mask and the OR in one ternary-logic op. Three ops at most (was four: shift, and, shift, or).
+template <bool kVnni>
+inline __m256i or_fifth_bit(__m256i q, __m256i hb, int k) {
+  const __m256i s = k <= 4 ? _mm256_slli_epi16(hb, 4 - k) : _mm256_srli_epi16(hb, k - 4);
+  const __m256i m = _mm256_set1_epi8(0x10);
+  if constexpr (kVnni) {
+    return _mm256_ternarylogic_epi32(q, s, m, 0xF8);  // q | (s & m)
+  } else {
+    return _mm256_or_si256(q, _mm256_and_si256(s, m));
+  }
+}
+
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -170,7 +184,6 @@ float dot_qk_min_q8_k(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const Block*>(w);
   const auto* y = static_cast<const BlockQ8_K*>(a);
   const __m256i m4 = _mm256_set1_epi8(0x0F);
-  const __m256i one = _mm256_set1_epi8(1);
   float sum = 0;
   for (int64_t i = 0; i < n / QK_K; ++i) {
     prefetch_ahead(x + i, sizeof(Block));
@@ -184,8 +197,8 @@ float dot_qk_min_q8_k(int64_t n, const void* w, const void* a) {
       __m256i lo = _mm256_and_si256(q, m4);
       __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
       if constexpr (kFifthBit) {
-        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
-        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
+        lo = or_fifth_bit<kVnni>(lo, qh, 2 * c);
+        hi = or_fifth_bit<kVnni>(hi, qh, 2 * c + 1);
       }
       const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c));
       const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c + 32));
@@ -788,7 +801,6 @@ void gemm_packed_q4_k_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t
   constexpr size_t kBytes = detail::qk_min_packed_bytes(kFifthBit);
   const int64_t nsb = n / QK_K;
   const __m256i m4 = _mm256_set1_epi8(0x0F);
-  const __m256i one = _mm256_set1_epi8(1);
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t sb = 0; sb < nsb; ++sb, g += kBytes) {
@@ -810,8 +822,8 @@ void gemm_packed_q4_k_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t
       if constexpr (kFifthBit) {
         const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + detail::kQ5KPackedHigh + 32 * j));
         for (int c = 0; c < 4; ++c) {
-          lo[c] = _mm256_or_si256(lo[c], _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), one), 4));
-          hi[c] = _mm256_or_si256(hi[c], _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c + 1), one), 4));
+          lo[c] = or_fifth_bit<kVnni>(lo[c], hb, 2 * c);
+          hi[c] = or_fifth_bit<kVnni>(hi[c], hb, 2 * c + 1);
         }
       }
       const __m256i sc = _mm256_cvtepu8_epi32(
