@@ -32,6 +32,7 @@ class Sampler {
   uint32_t seed_;
   std::mt19937 rng_;
   std::vector<Cand> cands_;
+  std::vector<float> penalized_;  // the logits with the repetition penalty applied
 };
 
 // Validates sampler parameters; throws tokenscope::Error naming the flag.

@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "base/error.h"
@@ -78,6 +80,69 @@ TEST(Sampler, MinPDropsUnlikelyTokens) {
   for (int i = 0; i < 1000; ++i) counts[s.sample(l.data(), 6, {})]++;
   EXPECT_EQ(counts.size(), 2u);
   EXPECT_TRUE(counts.count(1) && counts.count(4));
+}
+
+// The candidates a top-k sampler draws from, the plain way: all ids sorted by logit (larger first, ties by
+// id), the first k kept, then top-p, min-p and temperature as in Sampler, with the same seeded draw.
+int32_t reference_sample(const std::vector<float>& logits, const SamplerParams& p, std::mt19937& rng) {
+  struct C { int32_t id; float logit; double p; };
+  std::vector<C> c;
+  for (size_t i = 0; i < logits.size(); ++i) c.push_back({static_cast<int32_t>(i), logits[i], 0.0});
+  std::sort(c.begin(), c.end(), [](const C& a, const C& b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); });
+  size_t n = p.top_k > 0 ? std::min(c.size(), static_cast<size_t>(p.top_k)) : c.size();
+  auto softmax = [&](size_t count, float temp) {
+    double sum = 0;
+    for (size_t i = 0; i < count; ++i) sum += (c[i].p = std::exp((c[i].logit - c[0].logit) / temp));
+    for (size_t i = 0; i < count; ++i) c[i].p = static_cast<float>(c[i].p / sum);
+  };
+  if (p.top_p < 1.0f) {
+    softmax(n, 1.0f);
+    double cum = 0;
+    for (size_t i = 0; i < n; ++i)
+      if ((cum += c[i].p) >= p.top_p) { n = i + 1; break; }
+  }
+  if (p.min_p > 0.0f) {
+    softmax(n, 1.0f);
+    size_t keep = 1;
+    while (keep < n && c[keep].p >= c[0].p * p.min_p) ++keep;
+    n = keep;
+  }
+  softmax(n, p.temperature);
+  const double r = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+  double cum = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (r < (cum += c[i].p)) return c[i].id;
+  return c[n - 1].id;
+}
+
+TEST(Sampler, TopKSelectionMatchesAFullSortWithTies) {
+  // A large vocabulary with many equal logits (a coarse grid), so the selection's tie rule matters: the one-pass
+  // top-k must keep exactly the ids a full sort keeps, in the same order, or the seeded draws differ.
+  std::mt19937 gen(11);
+  std::uniform_int_distribution<int> grid(-400, 400);
+  for (int32_t k : {1, 5, 40, 300}) {
+    for (float top_p : {1.0f, 0.9f}) {
+      SamplerParams p;
+      p.temperature = 1.5f;
+      p.top_k = k;
+      p.top_p = top_p;
+      p.min_p = 0.0f;
+      p.seed = 99;
+      Sampler s(p);
+      std::mt19937 ref_rng(99);
+      std::set<int32_t> seen;
+      for (int step = 0; step < 40; ++step) {
+        std::vector<float> l(20000);
+        for (float& v : l) v = 0.05f * static_cast<float>(grid(gen));
+        const int32_t want = reference_sample(l, p, ref_rng);
+        ASSERT_EQ(s.sample(l.data(), static_cast<int64_t>(l.size()), {}), want) << "k " << k << " step " << step;
+        seen.insert(want);
+      }
+      if (k > 1) {
+        EXPECT_GT(seen.size(), 1u) << "k " << k;  // the draws do vary
+      }
+    }
+  }
 }
 
 TEST(Sampler, SameSeedSameSequenceAndDistributionFollowsSoftmax) {
