@@ -1,6 +1,8 @@
 // Kernel micro-benchmarks (Google Benchmark): one weight row x one activation row (vec_dot, the decode
 // GEMV's inner loop), the packed 8-row multiply and the 16-row one (gemm_packed2), per weight type and per ISA this machine has, on a
-// matrix that fits in L2, so the figures are the kernels' compute throughput (weight GB/s), not DRAM's.
+// matrix that fits in L2, so the figures are the kernels' compute throughput (weight GB/s), not DRAM's; and
+// decode attention's f16 row dot products (f16_rows/keys: a query against n_kv keys of 64 dims; f16_rows/values:
+// 64 value dimensions against n_kv probabilities, rows in the value cache's blocks of kF16Chunk positions), in L1/L2.
 //   build/tokenscope_kernel_bench --benchmark_filter=Q6_K
 // Compare ISAs or revisions side by side in one run (the machines here are shared and noisy).
 #include <benchmark/benchmark.h>
@@ -94,6 +96,27 @@ void bm_packed2(benchmark::State& state, Isa isa, TensorType wt, int nt) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * kRows * kCols * nt);
 }
 
+// Decode attention for one head (head size 64) at n_kv positions: the keys pass (count = n_kv rows of 64) or the
+// values pass (count = 64 rows of n_kv, interleaved in blocks of kF16Chunk positions as the value cache holds them).
+void bm_f16_rows(benchmark::State& state, Isa isa, bool values, int64_t n_kv) {
+  const KernelTable& k = table(isa);
+  constexpr int64_t hd = 64;
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> bits(0x3000, 0x3BFF);  // f16 values in [0.125, 1)
+  std::vector<uint16_t> x(static_cast<size_t>(hd * n_kv)), y(static_cast<size_t>(std::max(hd, n_kv)));
+  for (auto& v : x) v = static_cast<uint16_t>(bits(rng));
+  for (auto& v : y) v = static_cast<uint16_t>(bits(rng));
+  std::vector<float> out(static_cast<size_t>(std::max(hd, n_kv)));
+  for (auto _ : state) {
+    if (values)
+      k.dot_f16_rows(n_kv, x.data(), kF16Chunk, hd * kF16Chunk, hd, y.data(), out.data());
+    else
+      k.dot_f16_rows(hd, x.data(), hd, kF16Chunk, n_kv, y.data(), out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * hd * n_kv);  // multiply-adds
+}
+
 const bool registered = [] {
   for (Isa isa : available_isas()) {
     for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
@@ -107,6 +130,11 @@ const bool registered = [] {
         for (int nt : {1, 8})
           benchmark::RegisterBenchmark(("packed2/" + name + "/nt" + std::to_string(nt)).c_str(), bm_packed2, isa, wt, nt);
     }
+    for (bool values : {false, true})
+      for (int64_t n_kv : {64, 512})
+        benchmark::RegisterBenchmark(
+            (std::string("f16_rows/") + (values ? "values/" : "keys/") + isa_name(isa) + "/n" + std::to_string(n_kv)).c_str(),
+            bm_f16_rows, isa, values, n_kv);
   }
   return true;
 }();
