@@ -668,21 +668,24 @@ float dot_bf16_bf16(int64_t n, const void* w, const void* a) {
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
 }
 
-// dot_f16_rows on 512-bit registers: 8 rows per step, rows p and p + 4 sharing a register (low and high
-// 256 bits), so each FMA and conversion serves two rows. Each lane sees the same FMA chain as in
-// x86::dot_f16_rows (four accumulators over chunks of 32), and the reduction keeps dot_f16's order:
-// (a0 + a2) + (a1 + a3), then low + high 128 bits, then two rounds of hadd; bit-identical to dot_f16.
-// acc[4 * p + r]: accumulator r of rows p and p + 4 of a group of 8 rows starting at xr[0].
+// dot_f16_rows on 512-bit registers, 8 rows per step. Each lane sees the same FMA chain as in x86::dot_f16_rows
+// (four accumulators of 8 lanes over chunks of 32): a row's accumulators 0 and 1 share one register (lanes 0-7
+// and 8-15), 2 and 3 another, so each conversion reads 16 consecutive halves of the row straight from memory
+// (rows p and p + 4 sharing a register needed a 128-bit insert per conversion; in cache at 512 positions keys
+// 1200 -> 1040-1100 ns, values 1150 -> 950-1010 ns; decode, bound by reading the cache, did not change).
+// The reduction keeps dot_f16's order: (a0 + a2) + (a1 + a3), then low + high 128 bits, then two rounds of
+// hadd; bit-identical to dot_f16. acc[2 * q], acc[2 * q + 1]: row q of a group of 8 rows starting at xr[0].
 
-// One chunk of 32 elements of a group of 8 rows (row q at xg + q * stride) into its accumulators.
+// One chunk of 32 elements of a group of 8 rows (row q at xg + q * stride) into its accumulators; yv: the
+// chunk of y in f32, elements 0-15 and 16-31.
 inline void f16_rows_chunk8(const uint16_t* xg, int64_t stride, const __m512* yv, __m512* acc) {
-  for (int r = 0; r < 4; ++r)
-    for (int p = 0; p < 4; ++p) {
-      const __m256i h = _mm256_inserti128_si256(
-          _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xg + p * stride + 8 * r))),
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(xg + (p + 4) * stride + 8 * r)), 1);
-      acc[4 * p + r] = _mm512_fmadd_ps(_mm512_cvtph_ps(h), yv[r], acc[4 * p + r]);
-    }
+  for (int q = 0; q < 8; ++q) {
+    const uint16_t* xr = xg + q * stride;
+    acc[2 * q] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr))), yv[0],
+                                 acc[2 * q]);
+    acc[2 * q + 1] = _mm512_fmadd_ps(
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + 16))), yv[1], acc[2 * q + 1]);
+  }
 }
 
 // The 8 rows' results from their accumulators (rows j..j+7 at x + j * stride), the tails added if n > n32.
@@ -690,7 +693,10 @@ inline void f16_rows_finish8(const __m512* acc, const uint16_t* x, int64_t strid
                              const uint16_t* y, int64_t n32, int64_t n, float* out) {
   __m256 t0[4];  // per p: rows p (low 128 bits) and p + 4 (high), each low + high half of its 8 lanes
   for (int p = 0; p < 4; ++p) {
-    const __m512 v = _mm512_add_ps(_mm512_add_ps(acc[4 * p], acc[4 * p + 2]), _mm512_add_ps(acc[4 * p + 1], acc[4 * p + 3]));
+    const __m512 sp = _mm512_add_ps(acc[2 * p], acc[2 * p + 1]);  // row p: lanes 0-7 a0 + a2, 8-15 a1 + a3
+    const __m512 sq = _mm512_add_ps(acc[2 * p + 8], acc[2 * p + 9]);  // row p + 4
+    const __m512 v = _mm512_add_ps(_mm512_shuffle_f32x4(sp, sq, _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm512_shuffle_f32x4(sp, sq, _MM_SHUFFLE(3, 2, 3, 2)));  // rows p | p + 4
     const __m512 s = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
     t0[p] = _mm512_castps512_ps256(_mm512_shuffle_f32x4(s, s, 0x08));  // 128-bit lanes 0 and 2
   }
@@ -728,8 +734,7 @@ void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t chunk, i
       for (int64_t g = 0; g < groups; ++g)
         for (int q = 0; q < 16; ++q) accs[g][q] = _mm512_setzero_ps();
       for (int64_t i = 0; i < n32; i += 32) {
-        __m512 yv[4];
-        for (int r = 0; r < 4; ++r) yv[r] = _mm512_broadcast_f32x8(_mm256_load_ps(yf + i + 8 * r));
+        const __m512 yv[2] = {_mm512_load_ps(yf + i), _mm512_load_ps(yf + i + 16)};
         const uint16_t* xc = x + j * stride + (i >> 5) * chunk;
         for (int64_t g = 0; g < groups; ++g) f16_rows_chunk8(xc + 8 * g * stride, stride, yv, accs[g]);
       }
@@ -742,8 +747,7 @@ void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t chunk, i
       __m512 acc[16];
       for (auto& a : acc) a = _mm512_setzero_ps();
       for (int64_t i = 0; i < n32; i += 32) {
-        __m512 yv[4];
-        for (int r = 0; r < 4; ++r) yv[r] = _mm512_broadcast_f32x8(_mm256_load_ps(yf + i + 8 * r));
+        const __m512 yv[2] = {_mm512_load_ps(yf + i), _mm512_load_ps(yf + i + 16)};
         f16_rows_chunk8(x + j * stride + (i >> 5) * chunk, stride, yv, acc);
       }
       f16_rows_finish8(acc, x, stride, chunk, j, y, n32, n, out);
