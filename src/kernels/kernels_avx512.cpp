@@ -111,6 +111,15 @@ inline __m512i or_fifth_bit512(__m512i q, __m512i hb, int k) {
   return _mm512_ternarylogic_epi32(q, s, _mm512_set1_epi8(0x10), 0xF8);  // q | (s & 0x10)
 }
 
+// x86::q6_k_chunk on 512-bit registers.
+inline void q6_k_chunk512(__m512i v, __m512i hv, int cc, __m512i& lo, __m512i& hi) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  const __m512i hl = cc == 0 ? _mm512_slli_epi16(hv, 4) : hv;
+  const __m512i hh = cc == 0 ? _mm512_slli_epi16(hv, 2) : _mm512_srli_epi16(hv, 2);
+  lo = _mm512_ternarylogic_epi32(_mm512_and_si512(v, m4), hl, m30, 0xF8);
+  hi = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), hh, m30, 0xF8);
+}
+
 inline __m512i bcast4_512(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
@@ -283,7 +292,6 @@ void gemm_packed2_q6_k_nt(int64_t n, const uint8_t* g0, size_t group_bytes, cons
                           const int32_t*, float* y, int64_t ldy) {
   const int64_t nsb = n / QK_K;
   const uint8_t* g1 = g0 + group_bytes;
-  const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x03), mc = _mm512_set1_epi8(0x0C);
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t sb = 0; sb < nsb; ++sb, g0 += kQ6KPackedBytes, g1 += kQ6KPackedBytes) {
@@ -308,11 +316,7 @@ void gemm_packed2_q6_k_nt(int64_t n, const uint8_t* g0, size_t group_bytes, cons
         const __m512i hv = load2x32(g0 + hi_off + 32 * m, g1 + hi_off + 32 * m);
         for (int cc = 0; cc < 2; ++cc) {
           const int c = 2 * m + cc;
-          const __m512i v = load2x32(g0 + lo_off + 32 * c, g1 + lo_off + 32 * c);
-          const __m512i h = cc == 0 ? hv : _mm512_srli_epi16(hv, 4);
-          lo[c] = _mm512_or_si512(_mm512_and_si512(v, m4), _mm512_slli_epi16(_mm512_and_si512(h, m3), 4));
-          hi[c] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
-                                  _mm512_slli_epi16(_mm512_and_si512(h, mc), 2));
+          q6_k_chunk512(load2x32(g0 + lo_off + 32 * c, g1 + lo_off + 32 * c), hv, cc, lo[c], hi[c]);
         }
       }
       const __m512i sc_a = scales16(kQ6KPackedScales + (2 * blk) * 8);

@@ -37,18 +37,35 @@ inline void prefetch_f16_rows(const uint16_t* x, int64_t stride, int64_t n, int6
     for (int64_t i = 0; i < n; i += 32) _mm_prefetch(reinterpret_cast<const char*>(x + r * stride + i), _MM_HINT_T0);
 }
 
+// a | (b & m); AVX-512 VL (kVnni): one ternary-logic op.
+template <bool kVnni>
+inline __m256i or_masked(__m256i a, __m256i b, __m256i m) {
+  if constexpr (kVnni) {
+    return _mm256_ternarylogic_epi32(a, b, m, 0xF8);
+  } else {
+    return _mm256_or_si256(a, _mm256_and_si256(b, m));
+  }
+}
+
 // Q5_K's fifth bits: q with bit k (0-7) of each byte of hb ORed in at bit 4 (q's bit 4 is zero). The 16-bit
 // shifts carry bits across byte boundaries only into bits that the 0x10 mask clears (shifts of at most 4).
-// AVX-512 VL: the mask and the OR in one ternary-logic op. Three ops at most (was four: shift, and, shift, or).
+// Three ops at most, two with AVX-512 VL (was four: shift, and, shift, or).
 template <bool kVnni>
 inline __m256i or_fifth_bit(__m256i q, __m256i hb, int k) {
   const __m256i s = k <= 4 ? _mm256_slli_epi16(hb, 4 - k) : _mm256_srli_epi16(hb, k - 4);
-  const __m256i m = _mm256_set1_epi8(0x10);
-  if constexpr (kVnni) {
-    return _mm256_ternarylogic_epi32(q, s, m, 0xF8);  // q | (s & m)
-  } else {
-    return _mm256_or_si256(q, _mm256_and_si256(s, m));
-  }
+  return or_masked<kVnni>(q, s, _mm256_set1_epi8(0x10));
+}
+
+// Q6_K's 6-bit quants of a chunk pair's chunk cc (0 or 1) from its low-nibble bytes v and the pair's high-bit
+// vector hv (kernels_internal.h, packed Q6_K): the nibbles with the two high bits at bits 4-5, shifted there
+// straight from hv (16-bit shifts: bits crossing a byte boundary land where the 0x30 mask clears them).
+template <bool kVnni>
+inline void q6_k_chunk(__m256i v, __m256i hv, int cc, __m256i& lo, __m256i& hi) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  const __m256i hl = cc == 0 ? _mm256_slli_epi16(hv, 4) : hv;                      // hv bits 0-1 / 4-5
+  const __m256i hh = cc == 0 ? _mm256_slli_epi16(hv, 2) : _mm256_srli_epi16(hv, 2);  // hv bits 2-3 / 6-7
+  lo = or_masked<kVnni>(_mm256_and_si256(v, m4), hl, m30);
+  hi = or_masked<kVnni>(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), hh, m30);
 }
 
 inline float hsum(__m256 v) {
@@ -884,7 +901,6 @@ template <bool kVnni, int NT>
 void gemm_packed_q6_k_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t act_stride, const int32_t*, float* y,
                          int64_t ldy) {
   const int64_t nsb = n / QK_K;
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03), mc = _mm256_set1_epi8(0x0C);
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t sb = 0; sb < nsb; ++sb, g += detail::kQ6KPackedBytes) {
@@ -903,11 +919,7 @@ void gemm_packed_q6_k_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t
         const __m256i hv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(high + 32 * m));
         for (int cc = 0; cc < 2; ++cc) {
           const int c = 2 * m + cc;
-          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(low + 32 * c));
-          const __m256i h = cc == 0 ? hv : _mm256_srli_epi16(hv, 4);
-          lo[c] = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
-          hi[c] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
-                                  _mm256_slli_epi16(_mm256_and_si256(h, mc), 2));
+          q6_k_chunk<kVnni>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(low + 32 * c)), hv, cc, lo[c], hi[c]);
         }
       }
       const __m256i sc_a = _mm256_cvtepi8_epi32(
