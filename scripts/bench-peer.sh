@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --depth) depth=$2; shift 2 ;;
     --kv-type) kv=$2; shift 2 ;;
     --peer-only) peer_only=1; shift ;;
-    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     -*) echo "bench-peer: unknown option $1" >&2; exit 2 ;;
     *) models+=("$1"); shift ;;
   esac
@@ -57,9 +57,11 @@ for m in "${models[@]}"; do [ -f "$m" ] || { echo "bench-peer: model $m not foun
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-measure_bw() {  # file: this machine's read bandwidth now (tokenscope's own measurement, ~1.5 s), in GB/s
+measure_bw() {  # file: this machine's read bandwidth now with the engines' thread count (~1.5 s), in GB/s
   [ "$peer_only" = 1 ] && return 0
-  build/tokenscope sysinfo --refresh 2>/dev/null | sed -n 's/^read bandwidth: *\([0-9.]*\) GB\/s.*/\1/p' >"$1" || true
+  # HOME in the scratch directory: the measurement does not replace the user's cached one (profile reads that).
+  HOME="$out" build/tokenscope sysinfo --refresh -t "$threads" 2>/dev/null |
+    sed -n 's/^read bandwidth: *\([0-9.]*\) GB\/s.*/\1/p' >"$1" || true
 }
 peer_commit=$(git -C "$peer_dir/../.." rev-parse --short HEAD 2>/dev/null || echo unknown)
 
@@ -136,7 +138,7 @@ for m in models:
         # The peer's results per setting and round; ours per round.
         per_flags, ours_by_round, wbytes = {}, {}, []
         for r in range(1, rounds + 1):
-            for f in glob.glob(f"{out}/peer-{b}-{r}-*.json"):
+            for f in sorted(glob.glob(f"{out}/peer-{b}-{r}-*.json")):
                 v, _ = ts_of(load(f), depth if depth else n_prompt, n_gen)  # the peer's -gp record: n_prompt = depth
                 if v is not None:
                     per_flags.setdefault(f.rsplit("-", 2)[-2] + " " + f.rsplit("-", 1)[-1][:-5], {})[r] = v
@@ -148,11 +150,13 @@ for m in models:
         # The peer's best setting: the one with the highest median over the rounds. Its runs are compared with
         # ours round by round. The strict column compares ours with the best of the peer's four runs in each
         # round instead: a maximum of four noisy samples against one of ours, biased towards the peer.
-        flags = max(per_flags, key=lambda k: st.median(per_flags[k].values())) if per_flags else "-"
+        # Only settings that ran in the most rounds compete (one that failed in most rounds cannot win on a
+        # single fast run).
+        flags = max(per_flags, key=lambda k: (len(per_flags[k]), st.median(per_flags[k].values()))) if per_flags else "-"
         peer_runs = per_flags.get(flags, {})
         peer = list(peer_runs.values())
         ours = list(ours_by_round.values())
-        ratios = [ours_by_round[r] / peer_runs[r] for r in ours_by_round if r in peer_runs]
+        ratios = [ours_by_round[r] / peer_runs[r] for r in ours_by_round if peer_runs.get(r, 0) > 0]
         strict = []
         for r in ours_by_round:
             best = max((d[r] for d in per_flags.values() if r in d), default=None)
@@ -160,17 +164,20 @@ for m in models:
                 strict.append(ours_by_round[r] / best)
         fmt = lambda xs: f"{st.median(xs):.1f} ({min(xs):.1f}-{max(xs):.1f})" if xs else "-"
         rfmt = lambda xs: f"{st.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})" if xs else "-"
-        print(f"| {name} | {fmt(ours)} | {fmt(peer)} | {flags} | {rfmt(ratios)} | {rfmt(strict)} |")
+        flags_label = flags + (f" ({len(peer_runs)} of {rounds} rounds)" if 0 < len(peer_runs) < rounds else "")
+        print(f"| {name} | {fmt(ours)} | {fmt(peer)} | {flags_label} | {rfmt(ratios)} | {rfmt(strict)} |")
         # Decode against the read bandwidth measured in the same round: weight bytes per token x tok/s.
         bw = {}
         for r in range(1, rounds + 1):
             try:
-                bw[r] = float(open(f"{out}/bw-{b}-{r}").read().strip())
+                v = float(open(f"{out}/bw-{b}-{r}").read().strip())
+                if v > 0:
+                    bw[r] = v
             except (OSError, ValueError):
                 pass
         if n_gen and wbytes and bw and not depth:
             wb = wbytes[0]
-            use = lambda runs: [runs[r] * wb / 1e9 / bw[r] for r in runs if r in bw and bw[r] > 0]
+            use = lambda runs: [runs[r] * wb / 1e9 / bw[r] for r in runs if r in bw]
             pct = lambda xs: f"{100 * st.median(xs):.0f}% ({100 * min(xs):.0f}-{100 * max(xs):.0f}%)" if xs else "-"
             bws = list(bw.values())
             decode_note = (f"decode: {wb / 1e6:.1f} MB of weights per token; read bandwidth measured in each round "
