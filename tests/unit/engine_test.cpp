@@ -84,7 +84,16 @@ TEST(Sampler, MinPDropsUnlikelyTokens) {
 
 // The candidates a top-k sampler draws from, the plain way: all ids sorted by logit (larger first, ties by
 // id), the first k kept, then top-p, min-p and temperature as in Sampler, with the same seeded draw.
-int32_t reference_sample(const std::vector<float>& logits, const SamplerParams& p, std::mt19937& rng) {
+int32_t reference_sample(std::vector<float> logits, const SamplerParams& p, const std::vector<int32_t>& history,
+                         std::mt19937& rng) {
+  if (p.repeat_penalty != 1.0f) {  // once per distinct id among the last repeat_last_n tokens
+    const size_t n = std::min(history.size(), static_cast<size_t>(p.repeat_last_n));
+    const std::set<int32_t> seen(history.end() - static_cast<std::ptrdiff_t>(n), history.end());
+    for (int32_t id : seen) {
+      float& l = logits[static_cast<size_t>(id)];
+      l = l > 0 ? l / p.repeat_penalty : l * p.repeat_penalty;
+    }
+  }
   struct C { int32_t id; float logit; double p; };
   std::vector<C> c;
   for (size_t i = 0; i < logits.size(); ++i) c.push_back({static_cast<int32_t>(i), logits[i], 0.0});
@@ -120,23 +129,29 @@ TEST(Sampler, TopKSelectionMatchesAFullSortWithTies) {
   // top-k must keep exactly the ids a full sort keeps, in the same order, or the seeded draws differ.
   std::mt19937 gen(11);
   std::uniform_int_distribution<int> grid(-400, 400);
-  for (int32_t k : {1, 5, 40, 300}) {
+  // k = 20000 and more: the whole vocabulary, sorted; the repetition penalty over a history of earlier draws.
+  for (int32_t k : {1, 5, 40, 300, 20000, 25000}) {
     for (float top_p : {1.0f, 0.9f}) {
       SamplerParams p;
       p.temperature = 1.5f;
       p.top_k = k;
       p.top_p = top_p;
       p.min_p = 0.0f;
+      p.repeat_penalty = top_p < 1.0f ? 1.3f : 1.0f;
+      p.repeat_last_n = 16;
       p.seed = 99;
       Sampler s(p);
       std::mt19937 ref_rng(99);
       std::set<int32_t> seen;
+      std::vector<int32_t> history;
       for (int step = 0; step < 40; ++step) {
         std::vector<float> l(20000);
         for (float& v : l) v = 0.05f * static_cast<float>(grid(gen));
-        const int32_t want = reference_sample(l, p, ref_rng);
-        ASSERT_EQ(s.sample(l.data(), static_cast<int64_t>(l.size()), {}), want) << "k " << k << " step " << step;
+        for (size_t i = 0; i < history.size(); i += 2) l[static_cast<size_t>(history[i])] = 19.5f;  // near the top
+        const int32_t want = reference_sample(l, p, history, ref_rng);
+        ASSERT_EQ(s.sample(l.data(), static_cast<int64_t>(l.size()), history), want) << "k " << k << " step " << step;
         seen.insert(want);
+        history.push_back(want);
       }
       if (k > 1) {
         EXPECT_GT(seen.size(), 1u) << "k " << k;  // the draws do vary
