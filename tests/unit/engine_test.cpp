@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "base/error.h"
@@ -158,6 +160,33 @@ TEST(Sampler, TopKSelectionMatchesAFullSortWithTies) {
       }
     }
   }
+}
+
+TEST(Sampler, NanLogitsAreAnErrorNamingTheFirstId) {
+  std::vector<float> l(1000, 0.5f);
+  l[637] = std::numeric_limits<float>::quiet_NaN();
+  l[900] = std::numeric_limits<float>::quiet_NaN();
+  for (float temp : {0.0f, 0.8f}) {
+    SamplerParams p;
+    p.temperature = temp;
+    p.seed = 3;
+    Sampler s(p);
+    try {
+      s.sample(l.data(), static_cast<int64_t>(l.size()), {});
+      FAIL() << "no error at temperature " << temp;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("NaN logits (first at token id 637 of 1000)"), std::string::npos) << e.what();
+    }
+  }
+  std::vector<float> tail(1003, 0.5f);  // past the last whole group of 4
+  tail[1002] = std::numeric_limits<float>::quiet_NaN();
+  SamplerParams g;
+  g.temperature = 0;
+  EXPECT_THROW(Sampler(g).sample(tail.data(), static_cast<int64_t>(tail.size()), {}), Error);
+  l[637] = l[900] = -std::numeric_limits<float>::infinity();  // infinities are fine
+  SamplerParams p;
+  p.temperature = 0;
+  EXPECT_EQ(Sampler(p).sample(l.data(), static_cast<int64_t>(l.size()), {}), 0);
 }
 
 TEST(Sampler, SameSeedSameSequenceAndDistributionFollowsSoftmax) {
