@@ -109,9 +109,9 @@ void bm_f16_rows(benchmark::State& state, Isa isa, bool values, int64_t n_kv) {
   std::vector<float> out(static_cast<size_t>(std::max(hd, n_kv)));
   for (auto _ : state) {
     if (values)
-      k.dot_f16_rows(n_kv, x.data(), kF16Chunk, hd * kF16Chunk, hd, y.data(), out.data());
+      k.dot_f16_rows(n_kv, x.data(), kF16Chunk, F16Chunks{hd * kF16Chunk}, hd, y.data(), out.data());
     else
-      k.dot_f16_rows(hd, x.data(), hd, kF16Chunk, n_kv, y.data(), out.data());
+      k.dot_f16_rows(hd, x.data(), hd, F16Chunks{}, n_kv, y.data(), out.data());
     benchmark::DoNotOptimize(out.data());
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * hd * n_kv);  // multiply-adds

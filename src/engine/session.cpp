@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "base/error.h"
@@ -30,72 +31,60 @@ std::string default_model_path() {
 }
 
 std::unique_ptr<Session> Session::open(const SessionOptions& opts) {
-  const double t0 = now_ms();
-  if (opts.model_path.empty()) fail("no model file given");
-  if (!std::filesystem::exists(opts.model_path)) fail("%s: no such file", opts.model_path.c_str());
-  if (opts.n_threads < 0) fail("-t must be >= 1 (got %d)", opts.n_threads);
-  if (opts.n_ctx < 0) fail("-c must be >= 1 (got %lld)", static_cast<long long>(opts.n_ctx));
-  std::unique_ptr<Session> s(new Session());
-  s->model_ = Model::load(opts.model_path);
-  s->tok_ = Tokenizer::from_gguf(s->model_->file());
-  const ModelConfig& c = s->model_->config();
-  if (s->tok_->n_vocab() > c.n_vocab)
-    fail("%s: the tokenizer has %d tokens but token_embd.weight has only %lld rows", opts.model_path.c_str(),
-         s->tok_->n_vocab(), static_cast<long long>(c.n_vocab));
-  const int threads = opts.n_threads > 0 ? opts.n_threads : available_cpus();
-  if (threads > 512) fail("-t %d is more threads than makes sense", threads);
-  int64_t n_ctx = opts.n_ctx > 0 ? opts.n_ctx : std::min<int64_t>(4096, c.n_ctx_train);
-  if (n_ctx > (int64_t{1} << 20)) fail("-c %lld is too large", static_cast<long long>(n_ctx));
-  s->pool_ = std::make_unique<ThreadPool>(threads, opts.pool);
-  if (opts.isa && !kernels::isa_available(*opts.isa))
-    fail("ISA %s is not available on this machine", kernels::isa_name(*opts.isa));
-  s->ctx_ = std::make_unique<ops::Context>(*s->pool_, opts.isa ? kernels::table(*opts.isa) : kernels::active());
-  s->kv_ = std::make_unique<KVCache>(c, n_ctx, opts.kv_type);
-  s->fwd_ = std::make_unique<Forward>(*s->model_);
-  s->logits_.assign(static_cast<size_t>(c.n_vocab), 0.0f);
-  s->load_ms_ = now_ms() - t0;
-  if (opts.profiler) {
-    s->prof_ = opts.profiler;
-    s->fwd_->set_profiler(opts.profiler);
-    // Counters per pool thread: learn each thread's id from inside the pool.
-    std::vector<int> tids(static_cast<size_t>(s->pool_->size()));
-    s->pool_->run([&](int ith, int) { tids[static_cast<size_t>(ith)] = static_cast<int>(::gettid()); });
-    opts.profiler->open_counters(tids);
-    // Each pool thread's share of every op, for the per-thread tracks of the trace.
-    opts.profiler->set_thread_count(s->pool_->size());
-    s->pool_->set_observer(opts.profiler);
-  }
-  return s;
+  EngineOptions e;
+  e.model_path = opts.model_path;
+  e.n_threads = opts.n_threads;
+  e.kv_tokens = opts.n_ctx;
+  e.isa = opts.isa;
+  e.pool = opts.pool;
+  e.kv_type = opts.kv_type;
+  e.profiler = opts.profiler;
+  // One sequence: nothing to share a prefix with, and a rolled-back history is recomputed as before.
+  e.prefix_cache = false;
+  return std::make_unique<Session>(Engine::open(e));
+}
+
+Session::Session(std::unique_ptr<Engine> engine) : engine_(std::move(engine)), seq_(engine_->new_sequence()) {
+  logits_.assign(static_cast<size_t>(engine_->n_vocab()), 0.0f);
 }
 
 std::vector<TokenId> Session::tokenize(const std::string& text, bool add_special, bool parse_special) const {
-  return tok_->encode(text, add_special, parse_special);
+  return tokenizer().encode(text, add_special, parse_special);
 }
 
-void Session::reset() { history_.clear(); }
+void Session::reset() { engine_->clear(*seq_); }
 
-void Session::truncate(int64_t n) {
-  if (n < static_cast<int64_t>(history_.size())) history_.resize(static_cast<size_t>(std::max<int64_t>(n, 0)));
-}
+void Session::truncate(int64_t n) { engine_->truncate(*seq_, n); }
 
 void Session::eval(const std::vector<TokenId>& tokens, std::optional<profile::Stage> stage) {
+  (void)stage;  // the engine names the step from its token count: prefill for two or more, decode for one
   if (tokens.empty()) return;
-  const int64_t n = static_cast<int64_t>(tokens.size()), past = n_past();
-  const profile::Stage st = stage.value_or(n > 1 ? profile::Stage::prefill : profile::Stage::decode);
-  profile::usdt_step_begin(static_cast<int>(st), past, n);
-  if (prof_) prof_->begin_step(st, past, n);
-  fwd_->eval(*ctx_, *kv_, tokens.data(), n, past, logits_.data());
-  if (prof_) prof_->end_step();
-  profile::usdt_step_end(static_cast<int>(st), past, n);
-  history_.insert(history_.end(), tokens.begin(), tokens.end());
+  batch_.clear();
+  batch_.add(*seq_, tokens, true);
+  engine_->eval(batch_);
+  std::memcpy(logits_.data(), batch_.logits(tokens.size() - 1), logits_.size() * sizeof(float));
+}
+
+std::vector<float> Session::eval_all_logits(const std::vector<TokenId>& tokens) {
+  std::vector<float> all;
+  if (tokens.empty()) return all;
+  batch_.clear();
+  for (size_t i = 0; i < tokens.size(); ++i) batch_.add(*seq_, tokens[i], seq_->n_past() + static_cast<int64_t>(i), true);
+  engine_->eval(batch_);
+  const size_t V = logits_.size();
+  all.resize(tokens.size() * V);
+  for (size_t i = 0; i < tokens.size(); ++i) std::memcpy(all.data() + i * V, batch_.logits(i), V * sizeof(float));
+  std::memcpy(logits_.data(), all.data() + (tokens.size() - 1) * V, V * sizeof(float));
+  return all;
 }
 
 GenerationResult Session::generate(const std::vector<TokenId>& prompt, const GenerateOptions& opts,
                                    const TokenCallback& on_token) {
   GenerationResult r;
-  if (prompt.empty() && history_.empty()) fail("the prompt is empty (no tokens to start from)");
+  if (prompt.empty() && n_past() == 0) fail("the prompt is empty (no tokens to start from)");
   Sampler sampler(opts.sampling);
-  const int64_t n_vocab = model_->config().n_vocab;
+  const int64_t n_vocab = engine_->n_vocab();
+  profile::Profiler* const prof_ = engine_->profiler();
 
   double t = now_ms();
   profile::usdt_stage_begin(static_cast<int>(profile::Stage::prefill), n_past());
@@ -104,11 +93,11 @@ GenerationResult Session::generate(const std::vector<TokenId>& prompt, const Gen
   r.stats.prompt_tokens = static_cast<int64_t>(prompt.size());
   r.stats.prefill_ms = now_ms() - t;
 
-  const int64_t limit = opts.n_predict < 0 ? kv_->n_ctx() - n_past() : opts.n_predict;
+  const int64_t limit = opts.n_predict < 0 ? n_ctx() - n_past() : opts.n_predict;
   profile::usdt_stage_begin(static_cast<int>(profile::Stage::decode), n_past());
   for (int64_t i = 0; i < limit; ++i) {
     if (i > 0) {
-      if (n_past() >= kv_->n_ctx()) break;  // context full
+      if (n_past() >= n_ctx()) break;  // context full
       t = now_ms();
       eval({r.tokens.back()}, profile::Stage::decode);
       r.stats.decode_ms += now_ms() - t;
@@ -116,18 +105,18 @@ GenerationResult Session::generate(const std::vector<TokenId>& prompt, const Gen
     }
     t = now_ms();
     const double ts = prof_ ? prof_->now_us() : 0;
-    const TokenId id = sampler.sample(logits_.data(), n_vocab, history_);
+    const TokenId id = sampler.sample(logits_.data(), n_vocab, history());
     if (prof_)
       prof_->add_op(profile::OpKind::sampling, -1, "sampling", ts, prof_->now_us(),
                     profile::elementwise_cost(n_vocab, 2, 1, 0));
     r.stats.sample_ms += now_ms() - t;
-    if (!opts.ignore_eos && tok_->is_eog(id)) {
+    if (!opts.ignore_eos && tokenizer().is_eog(id)) {
       r.stopped_by_eog = true;
       break;
     }
     r.tokens.push_back(id);
     ++r.stats.generated_tokens;
-    const std::string piece = tok_->token_to_piece(id);
+    const std::string piece = tokenizer().token_to_piece(id);
     r.text += piece;
     if (on_token && !on_token(id, piece)) break;
   }

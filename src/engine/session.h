@@ -1,5 +1,5 @@
-// A Session owns a loaded model, its tokenizer, a KV cache and the thread pool, and runs
-// tokenize -> prefill -> decode loop. It is what the CLI and (later) the server talk to.
+// A Session is the single-sequence convenience over the batched engine: one Engine (model, tokenizer, pool,
+// KV pool) and one Sequence, and the tokenize -> prefill -> decode loop the CLI's run and chat use.
 #pragma once
 
 #include <cstdint>
@@ -9,11 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/engine.h"
 #include "engine/sampler.h"
-#include "kernels/kernels.h"
-#include "model/model.h"
-#include "runtime/thread_pool.h"
-#include "tokenizer/tokenizer.h"
 
 namespace tokenscope {
 
@@ -59,16 +56,19 @@ struct GenerationResult {
 class Session {
  public:
   static std::unique_ptr<Session> open(const SessionOptions& opts);
+  // A session on an engine made elsewhere (e.g. one model shared by several engines); takes it over.
+  explicit Session(std::unique_ptr<Engine> engine);
 
-  const Model& model() const { return *model_; }
-  const Tokenizer& tokenizer() const { return *tok_; }
-  int n_threads() const { return pool_->size(); }
-  kernels::Isa isa() const { return ctx_->k().isa; }
-  int64_t n_ctx() const { return kv_->n_ctx(); }
-  TensorType kv_type() const { return kv_->type(); }
-  double load_ms() const { return load_ms_; }
-  int64_t n_past() const { return static_cast<int64_t>(history_.size()); }
-  const std::vector<TokenId>& history() const { return history_; }
+  Engine& engine() { return *engine_; }
+  const Model& model() const { return engine_->model(); }
+  const Tokenizer& tokenizer() const { return engine_->tokenizer(); }
+  int n_threads() const { return engine_->n_threads(); }
+  kernels::Isa isa() const { return engine_->isa(); }
+  int64_t n_ctx() const { return engine_->n_ctx(); }
+  TensorType kv_type() const { return engine_->kv().type(); }
+  double load_ms() const { return engine_->load_ms(); }
+  int64_t n_past() const { return seq_->n_past(); }
+  const std::vector<TokenId>& history() const { return seq_->tokens(); }
 
   std::vector<TokenId> tokenize(const std::string& text, bool add_special = true, bool parse_special = true) const;
 
@@ -81,23 +81,18 @@ class Session {
   // Each call is one step for the profiler: "past N, n_eval M", prefill unless stated (or a single token).
   void eval(const std::vector<TokenId>& tokens, std::optional<profile::Stage> stage = std::nullopt);
   const std::vector<float>& logits() const { return logits_; }
+  // Evaluates tokens like eval() and returns every token's logits, [tokens.size()][n_vocab].
+  std::vector<float> eval_all_logits(const std::vector<TokenId>& tokens);
 
   // Prefill the prompt (appended to what the cache already holds), then sample and decode.
   GenerationResult generate(const std::vector<TokenId>& prompt, const GenerateOptions& opts,
                             const TokenCallback& on_token = nullptr);
 
  private:
-  Session() = default;
-  std::unique_ptr<Model> model_;
-  std::unique_ptr<Tokenizer> tok_;
-  std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<ops::Context> ctx_;
-  std::unique_ptr<KVCache> kv_;
-  std::unique_ptr<Forward> fwd_;
-  std::vector<TokenId> history_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<Sequence> seq_;
+  Batch batch_;
   std::vector<float> logits_;
-  double load_ms_ = 0;
-  profile::Profiler* prof_ = nullptr;
 };
 
 // Buffers bytes until they form whole UTF-8 characters, so streamed pieces print cleanly.

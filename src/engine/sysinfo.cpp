@@ -127,7 +127,7 @@ MachineInfo measure_machine(int threads, kernels::Isa isa) {
     while (seconds_since(t0) < 0.2) {
       pool.run([&](int, int) {
         std::vector<float> c(static_cast<size_t>(M * N));
-        for (int r = 0; r < 500; ++r) k.gemm_f32_f16t(M, N, Kd, a.data(), Kd, b.data(), Kd, kernels::kF16Chunk, c.data(), N, false);
+        for (int r = 0; r < 500; ++r) k.gemm_f32_f16t(M, N, Kd, a.data(), Kd, b.data(), Kd, kernels::F16Chunks{}, c.data(), N, false);
       });
       calls += 500;
     }

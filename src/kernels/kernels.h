@@ -27,8 +27,16 @@ using QuantizeActFn = void (*)(const float* x, void* y, int64_t n);
 using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
 
 // The f16 attention kernels (dot_f16_rows, gemm_f32_f16t) read rows in chunks of this many elements, each
-// chunk contiguous, consecutive chunks a caller-given distance apart (kF16Chunk itself for plain rows).
+// chunk contiguous, the chunks placed as an F16Chunks says.
 constexpr int64_t kF16Chunk = 32;
+
+// Where the chunks of kF16Chunk elements of an f16 row lie: chunk c of a row starting at `row` begins at
+// row + (map ? map[c] : c) * stride elements. stride = kF16Chunk, no map: a plain row. A map follows a
+// paged KV cache's page table (logical page c -> physical page map[c], pages `stride` elements apart).
+struct F16Chunks {
+  int64_t stride = kF16Chunk;
+  const int32_t* map = nullptr;
+};
 
 // Row-interleaved ("packed") weights: groups of kPackRows rows stored so that one vector load holds a
 // few bytes of every row of the group, and an integer dot product leaves row r's sum in lane r: no
@@ -78,13 +86,15 @@ struct KernelTable {
   void (*axpy_f16)(int64_t n, float a, const uint16_t* x, float* y) = nullptr;  // y += a * x
   void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n) = nullptr;
   void (*f16_to_f32)(const uint16_t* x, float* y, int64_t n) = nullptr;
-  // out[j] = dot_f16(n, row j, y) for j < count, each bit-identical to dot_f16 of the row's values (one call
-  // for many rows: the attention scores of one query, or its value rows against the probabilities). Rows are
-  // read in chunks of kF16Chunk elements: element i of row j is x[j * stride + (i / 32) * chunk + i % 32].
-  // chunk = kF16Chunk gives plain rows `stride` apart; a larger chunk reads rows interleaved in blocks, as the
-  // value cache stores them (a block of 32 positions holds every dimension's 32 values, ops.h).
-  void (*dot_f16_rows)(int64_t n, const uint16_t* x, int64_t stride, int64_t chunk, int64_t count, const uint16_t* y,
-                       float* out) = nullptr;
+  // out[j] = dot_f16(n, row j, y) for j < count, each bit-identical to dot_f16 of the row's values in order
+  // (one call for many rows: the attention scores of one query, or its value rows against the probabilities).
+  // Rows are read in chunks of kF16Chunk elements placed as `chunks` says: element i of row j is
+  // x[j * stride + c' * chunks.stride + i % 32], c' = chunks.map ? chunks.map[i / 32] : i / 32.
+  // F16Chunks{} gives plain rows `stride` apart; a larger chunks.stride reads rows interleaved in blocks, as the
+  // value cache stores them (a block of 32 positions holds every dimension's 32 values, ops.h), and a map
+  // takes the blocks from a paged cache's pages.
+  void (*dot_f16_rows)(int64_t n, const uint16_t* x, int64_t stride, F16Chunks chunks, int64_t count,
+                       const uint16_t* y, float* out) = nullptr;
   // Over a Q8_0 cache (rows of n elements as n / 32 Q8_0 blocks, `stride` bytes apart; n a multiple of 32):
   // out[j] = dot(row j, y) with y in Q8_0 too (the attention scores of one query against a Q8_0 key cache):
   // integer block sums exact, their float combination within the Q8_0 vec_dot's bound of the scalar version.
@@ -109,12 +119,12 @@ struct KernelTable {
   // out[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i] (out may alias g).
   void (*silu_mul_f32)(const float* g, const float* u, float* out, int64_t n) = nullptr;
   // c[i * ldc + j] (+)= sum over l < k of a[i * lda + l] * f16(b_jl), i < m, j < n, where b_jl =
-  // b[j * ldb + (l / 32) * b_chunk + l % 32] (b's rows in chunks of kF16Chunk, as dot_f16_rows reads them;
-  // b_chunk = kF16Chunk: plain rows): a small GEMM with f32 rows on the left and f16 rows on the right
-  // (attention tiles: queries x keys, probabilities x value rows). accumulate false overwrites c. Summation
-  // order unspecified (f32 accumulation).
+  // b[j * ldb + c' * b_chunks.stride + l % 32], c' = b_chunks.map ? b_chunks.map[l / 32] : l / 32 (b's rows in
+  // chunks of kF16Chunk, as dot_f16_rows reads them; F16Chunks{}: plain rows): a small GEMM with f32 rows on
+  // the left and f16 rows on the right (attention tiles: queries x keys, probabilities x value rows).
+  // accumulate false overwrites c. Summation order unspecified (f32 accumulation).
   void (*gemm_f32_f16t)(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb,
-                        int64_t b_chunk, float* c, int64_t ldc, bool accumulate) = nullptr;
+                        F16Chunks b_chunks, float* c, int64_t ldc, bool accumulate) = nullptr;
 
   const WeightKernels& for_type(TensorType t) const { return weights[static_cast<int>(t)]; }
 };

@@ -432,15 +432,14 @@ inline void f16t_micro(const float* a, int64_t lda, const float* bt, int64_t kl,
 }
 
 void gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb,
-                   int64_t b_chunk, float* c, int64_t ldc, bool accumulate) {
+                   F16Chunks b_chunks, float* c, int64_t ldc, bool accumulate) {
   constexpr int64_t kKc = 128, kNb = 32;  // kKc: a multiple of 32, so each k block starts a chunk
   alignas(64) float bt[kKc * kNb];
   for (int64_t j0 = 0; j0 < n; j0 += kNb) {
     const int64_t nj = std::min<int64_t>(kNb, n - j0);
     for (int64_t l0 = 0; l0 < k; l0 += kKc) {
       const int64_t kl = std::min(kKc, k - l0);
-      const uint16_t* bb = f16_chunk_at(b + j0 * ldb, b_chunk, l0);
-      x86::pack_f16t_panel<kNb>(bb, ldb, b_chunk, nj, kl, bt);
+      x86::pack_f16t_panel<kNb>(b + j0 * ldb, ldb, b_chunks, l0, nj, kl, bt);
       const bool add = accumulate || l0 > 0;
       int64_t i = 0;
       for (; i + 8 <= m; i += 8) f16t_micro<8>(a + i * lda + l0, lda, bt, kl, c + i * ldc + j0, ldc, nj, add);
@@ -693,7 +692,7 @@ inline void f16_rows_chunk8(const uint16_t* xg, int64_t stride, const __m512* yv
 }
 
 // The 8 rows' results from their accumulators (rows j..j+7 at x + j * stride), the tails added if n > n32.
-inline void f16_rows_finish8(const __m512* acc, const uint16_t* x, int64_t stride, int64_t chunk, int64_t j,
+inline void f16_rows_finish8(const __m512* acc, const uint16_t* x, int64_t stride, F16Chunks chunks, int64_t j,
                              const uint16_t* y, int64_t n32, int64_t n, float* out) {
   __m256 t0[4];  // per p: rows p (low 128 bits) and p + 4 (high), each low + high half of its 8 lanes
   for (int p = 0; p < 4; ++p) {
@@ -712,24 +711,24 @@ inline void f16_rows_finish8(const __m512* acc, const uint16_t* x, int64_t strid
   alignas(32) float sums[8];
   _mm256_store_ps(sums, h);
   for (int q = 0; q < 8; ++q)
-    out[j + q] = dot_f16_finish(sums[q], f16_chunk_at(x + (j + q) * stride, chunk, n32), y, n32, n);
+    out[j + q] = dot_f16_finish(sums[q], f16_tail_at(x + (j + q) * stride, chunks, n32, n), y, n32, n);
 }
 
-void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t chunk, int64_t count, const uint16_t* y,
+void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, F16Chunks chunks, int64_t count, const uint16_t* y,
                   float* out) {
   constexpr int64_t kDotRowsMax = 4096;
   const int64_t n32 = n & ~int64_t{31};
   if (n32 == 0 || n32 > kDotRowsMax || count < 8) {
-    x86::dot_f16_rows(n, x, stride, chunk, count, y, out);
+    x86::dot_f16_rows(n, x, stride, chunks, count, y, out);
     return;
   }
   alignas(64) float yf[kDotRowsMax];
   for (int64_t i = 0; i < n32; i += 8) _mm256_store_ps(yf + i, x86::load_f16x8(y + i));
   int64_t j = 0;
-  if (chunk != kF16Chunk) {
-    // Rows interleaved in blocks (the value cache): the blocks are walked in memory order, each for all rows
-    // of a panel of up to 64, the accumulators kept in L1 from one block to the next (a group of 8 rows at a
-    // time over all chunks read the blocks with a stride, which measured ~7% slower decode at depth 1024).
+  if (!f16_plain(chunks)) {
+    // Rows in chunks (the value cache's blocks, a paged cache's pages): the chunks are walked in turn, each for
+    // all rows of a panel of up to 64, the accumulators kept in L1 from one chunk to the next (a group of 8 rows
+    // at a time over all chunks read the blocks with a stride, which measured ~7% slower decode at depth 1024).
     // Every row's accumulators see the same chunks in the same order: the results are the same.
     constexpr int64_t kPanelGroups = 8;
     __m512 accs[kPanelGroups][16];
@@ -739,10 +738,10 @@ void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t chunk, i
         for (int q = 0; q < 16; ++q) accs[g][q] = _mm512_setzero_ps();
       for (int64_t i = 0; i < n32; i += 32) {
         const __m512 yv[2] = {_mm512_load_ps(yf + i), _mm512_load_ps(yf + i + 16)};
-        const uint16_t* xc = x + j * stride + (i >> 5) * chunk;
+        const uint16_t* xc = f16_chunk_at(x + j * stride, chunks, i);
         for (int64_t g = 0; g < groups; ++g) f16_rows_chunk8(xc + 8 * g * stride, stride, yv, accs[g]);
       }
-      for (int64_t g = 0; g < groups; ++g) f16_rows_finish8(accs[g], x, stride, chunk, j + 8 * g, y, n32, n, out);
+      for (int64_t g = 0; g < groups; ++g) f16_rows_finish8(accs[g], x, stride, chunks, j + 8 * g, y, n32, n, out);
       j += 8 * groups;
     }
   } else {
@@ -752,12 +751,12 @@ void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t chunk, i
       for (auto& a : acc) a = _mm512_setzero_ps();
       for (int64_t i = 0; i < n32; i += 32) {
         const __m512 yv[2] = {_mm512_load_ps(yf + i), _mm512_load_ps(yf + i + 16)};
-        f16_rows_chunk8(x + j * stride + (i >> 5) * chunk, stride, yv, acc);
+        f16_rows_chunk8(x + j * stride + i, stride, yv, acc);  // plain rows: chunk i / 32 at i
       }
-      f16_rows_finish8(acc, x, stride, chunk, j, y, n32, n, out);
+      f16_rows_finish8(acc, x, stride, chunks, j, y, n32, n, out);
     }
   }
-  if (j < count) x86::dot_f16_rows(n, x + j * stride, stride, chunk, count - j, y, out + j);
+  if (j < count) x86::dot_f16_rows(n, x + j * stride, stride, chunks, count - j, y, out + j);
 }
 
 }  // namespace

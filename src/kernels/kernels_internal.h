@@ -17,8 +17,23 @@ inline float dot_f16_finish(double chunks, const uint16_t* x_tail, const uint16_
   return static_cast<float>(chunks);
 }
 
-// Where the chunk of kF16Chunk elements holding element i (a multiple of 32) of a chunked f16 row starts.
-inline const uint16_t* f16_chunk_at(const uint16_t* row, int64_t chunk, int64_t i) { return row + (i >> 5) * chunk; }
+// How far (in elements) from a chunked f16 row's start the chunk of kF16Chunk elements holding element i
+// starts (kernels.h, F16Chunks). Callers compute it once per chunk, not per element.
+inline int64_t f16_chunk_offset(F16Chunks chunks, int64_t i) {
+  const int64_t c = i >> 5;
+  return (chunks.map ? chunks.map[c] : c) * chunks.stride;
+}
+// Where the chunk holding element i of a chunked f16 row starts.
+inline const uint16_t* f16_chunk_at(const uint16_t* row, F16Chunks chunks, int64_t i) {
+  return row + f16_chunk_offset(chunks, i);
+}
+// Where the last, partial chunk of a chunked row of n elements starts (n32: n rounded down to a multiple of
+// 32), for dot_f16_finish; the row itself when there is none (a map has no entry past the row's chunks).
+inline const uint16_t* f16_tail_at(const uint16_t* row, F16Chunks chunks, int64_t n32, int64_t n) {
+  return n32 < n ? f16_chunk_at(row, chunks, n32) : row;
+}
+// Whether the chunks make a plain contiguous row (element i at row + i).
+inline bool f16_plain(F16Chunks chunks) { return !chunks.map && chunks.stride == kF16Chunk; }
 
 // dot_q8_0_rows from a table's own Q8_0 x Q8_0 dot product (inlined per ISA file), so each score is exactly
 // what that table's vec_dot gives.

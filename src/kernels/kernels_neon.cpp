@@ -231,15 +231,15 @@ inline float f16_acc_sum(const float32x4_t* lo, const float32x4_t* hi) {
   return vgetq_lane_f32(t1, 0) + vgetq_lane_f32(t1, 1);
 }
 
-// x in chunks of 32 elements `chunk` apart (kernels.h, dot_f16_rows); chunk = 32 is a plain row.
-float dot_f16_chunked(int64_t n, const uint16_t* x, int64_t chunk, const uint16_t* y) {
+// x in chunks of 32 elements placed as `chunks` says (kernels.h, F16Chunks); F16Chunks{} is a plain row.
+float dot_f16_chunked(int64_t n, const uint16_t* x, F16Chunks chunks, const uint16_t* y) {
   const int64_t n32 = n & ~int64_t{31};
   double sum = 0.0;
   if (n32 > 0) {
     float32x4_t lo[4], hi[4];
     for (int r = 0; r < 4; ++r) lo[r] = hi[r] = vdupq_n_f32(0.0f);
     for (int64_t i = 0; i < n32; i += 32) {
-      const uint16_t* xc = detail::f16_chunk_at(x, chunk, i);
+      const uint16_t* xc = detail::f16_chunk_at(x, chunks, i);
       for (int r = 0; r < 4; ++r) {
         lo[r] = vfmaq_f32(lo[r], load_f16x4(xc + 8 * r), load_f16x4(y + i + 8 * r));
         hi[r] = vfmaq_f32(hi[r], load_f16x4(xc + 8 * r + 4), load_f16x4(y + i + 8 * r + 4));
@@ -247,11 +247,11 @@ float dot_f16_chunked(int64_t n, const uint16_t* x, int64_t chunk, const uint16_
     }
     sum = f16_acc_sum(lo, hi);
   }
-  return detail::dot_f16_finish(sum, detail::f16_chunk_at(x, chunk, n32), y, n32, n);
+  return detail::dot_f16_finish(sum, detail::f16_tail_at(x, chunks, n32, n), y, n32, n);
 }
 
 float dot_f16_f16(int64_t n, const void* w, const void* a) {
-  return dot_f16_chunked(n, static_cast<const uint16_t*>(w), kF16Chunk, static_cast<const uint16_t*>(a));
+  return dot_f16_chunked(n, static_cast<const uint16_t*>(w), F16Chunks{}, static_cast<const uint16_t*>(a));
 }
 
 // Four accumulators, so the FMA latency does not cap a thread's read rate (sysinfo measures with this).
@@ -311,16 +311,16 @@ void f16_to_f32(const uint16_t* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
 }
 
-void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t chunk, int64_t count, const uint16_t* y,
+void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, F16Chunks chunks, int64_t count, const uint16_t* y,
                   float* out) {
   const int64_t n32 = n & ~int64_t{31};
-  if (chunk == kF16Chunk || n32 == 0) {
-    for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_chunked(n, x + j * stride, chunk, y);
+  if (detail::f16_plain(chunks) || n32 == 0) {
+    for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_chunked(n, x + j * stride, chunks, y);
     return;
   }
-  // Rows interleaved in blocks (the value cache): the blocks walked in memory order, each for all rows of a
-  // panel of up to 64, each row's accumulators (dot_f16_chunked's, in the same order) kept in L1 between
-  // blocks, so the results are those of dot_f16_chunked.
+  // Rows in chunks (the value cache's blocks, a paged cache's pages): the chunks walked in turn, each for all
+  // rows of a panel of up to 64, each row's accumulators (dot_f16_chunked's, in the same order) kept in L1
+  // between chunks, so the results are those of dot_f16_chunked.
   constexpr int64_t kPanel = 64;
   float32x4_t accs[kPanel][8];  // per row: lo[0..3], hi[0..3]
   for (int64_t j0 = 0; j0 < count; j0 += kPanel) {
@@ -333,7 +333,7 @@ void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t chunk, i
         yv[r] = load_f16x4(y + i + 8 * r);
         yv[4 + r] = load_f16x4(y + i + 8 * r + 4);
       }
-      const uint16_t* xc = x + j0 * stride + (i >> 5) * chunk;
+      const uint16_t* xc = detail::f16_chunk_at(x + j0 * stride, chunks, i);
       for (int64_t q = 0; q < rows; ++q) {
         const uint16_t* xq = xc + q * stride;
         for (int r = 0; r < 4; ++r) {
@@ -344,7 +344,8 @@ void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t chunk, i
     }
     for (int64_t q = 0; q < rows; ++q) {
       const uint16_t* row = x + (j0 + q) * stride;
-      out[j0 + q] = detail::dot_f16_finish(f16_acc_sum(accs[q], accs[q] + 4), detail::f16_chunk_at(row, chunk, n32), y, n32, n);
+      out[j0 + q] = detail::dot_f16_finish(f16_acc_sum(accs[q], accs[q] + 4), detail::f16_tail_at(row, chunks, n32, n),
+                                           y, n32, n);
     }
   }
 }
@@ -460,7 +461,7 @@ void silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
 // c (+)= a x b^T with b in f16: 8 b rows at a time converted and transposed into bt[l][8] (scalar gather,
 // then reused by every a row), 4 a rows x 8 columns per step (8 accumulators of 4 lanes).
 void gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb,
-                   int64_t b_chunk, float* c, int64_t ldc, bool accumulate) {
+                   F16Chunks b_chunks, float* c, int64_t ldc, bool accumulate) {
   constexpr int64_t kKc = 128;  // a multiple of 32: each k block starts a chunk, 4 values never straddle one
   alignas(16) float bt[kKc * 8];
   for (int64_t j0 = 0; j0 < n; j0 += 8) {
@@ -469,17 +470,21 @@ void gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
       const int64_t kl = std::min(kKc, k - l0);
       for (int64_t jj = 0; jj < 8; ++jj) {
         if (jj < nj) {
-          const uint16_t* row = detail::f16_chunk_at(b + (j0 + jj) * ldb, b_chunk, l0);
-          auto at = [&](int64_t l) { return detail::f16_chunk_at(row, b_chunk, l) + (l & 31); };
-          int64_t l = 0;
-          for (; l + 4 <= kl; l += 4) {
-            const float32x4_t v = load_f16x4(at(l));
-            bt[(l + 0) * 8 + jj] = vgetq_lane_f32(v, 0);
-            bt[(l + 1) * 8 + jj] = vgetq_lane_f32(v, 1);
-            bt[(l + 2) * 8 + jj] = vgetq_lane_f32(v, 2);
-            bt[(l + 3) * 8 + jj] = vgetq_lane_f32(v, 3);
+          const uint16_t* row = b + (j0 + jj) * ldb;
+          for (int64_t lc = 0; lc < kl; lc += kF16Chunk) {  // chunk by chunk, its address found once
+            const uint16_t* src = detail::f16_chunk_at(row, b_chunks, l0 + lc);
+            const int64_t le = std::min(kF16Chunk, kl - lc);
+            float* dst = bt + lc * 8 + jj;
+            int64_t l = 0;
+            for (; l + 4 <= le; l += 4) {
+              const float32x4_t v = load_f16x4(src + l);
+              dst[(l + 0) * 8] = vgetq_lane_f32(v, 0);
+              dst[(l + 1) * 8] = vgetq_lane_f32(v, 1);
+              dst[(l + 2) * 8] = vgetq_lane_f32(v, 2);
+              dst[(l + 3) * 8] = vgetq_lane_f32(v, 3);
+            }
+            for (; l < le; ++l) dst[l * 8] = fp16_to_fp32(src[l]);
           }
-          for (; l < kl; ++l) bt[l * 8 + jj] = fp16_to_fp32(*at(l));
         } else {
           for (int64_t l = 0; l < kl; ++l) bt[l * 8 + jj] = 0.0f;
         }

@@ -57,14 +57,14 @@ float dot_f32_f32(int64_t n, const void* w, const void* a) {
 // The f16 dot product's summation order is part of its definition (see kernels_x86.h): four groups of
 // eight lanes with fused multiply-adds over chunks of 32, folded (g0 + g2) + (g1 + g3), lanes reduced
 // pairwise ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7)), tail in double. Every ISA computes exactly this.
-// x in chunks of 32 elements `chunk` apart (kernels.h, dot_f16_rows); chunk = 32 is a plain row.
-float dot_f16_chunked(int64_t n, const f16_t* x, int64_t chunk, const f16_t* y) {
+// x in chunks of 32 elements placed as `chunks` says (kernels.h, F16Chunks); F16Chunks{} is a plain row.
+float dot_f16_chunked(int64_t n, const f16_t* x, F16Chunks chunks, const f16_t* y) {
   const int64_t n32 = n & ~int64_t{31};
   double sum = 0.0;
   if (n32 > 0) {
     float acc[4][8] = {};
     for (int64_t i = 0; i < n32; i += 32) {
-      const f16_t* xc = f16_chunk_at(x, chunk, i);
+      const f16_t* xc = f16_chunk_at(x, chunks, i);
       for (int r = 0; r < 4; ++r)
         for (int l = 0; l < 8; ++l)
           acc[r][l] = std::fma(fp16_to_fp32(xc[8 * r + l]), fp16_to_fp32(y[i + 8 * r + l]), acc[r][l]);
@@ -74,11 +74,11 @@ float dot_f16_chunked(int64_t n, const f16_t* x, int64_t chunk, const f16_t* y) 
     const float t0[4] = {v[0] + v[4], v[1] + v[5], v[2] + v[6], v[3] + v[7]};
     sum = (t0[0] + t0[1]) + (t0[2] + t0[3]);
   }
-  return dot_f16_finish(sum, f16_chunk_at(x, chunk, n32), y, n32, n);
+  return dot_f16_finish(sum, f16_tail_at(x, chunks, n32, n), y, n32, n);
 }
 
 float dot_f16_f16(int64_t n, const void* w, const void* a) {
-  return dot_f16_chunked(n, static_cast<const f16_t*>(w), kF16Chunk, static_cast<const f16_t*>(a));
+  return dot_f16_chunked(n, static_cast<const f16_t*>(w), F16Chunks{}, static_cast<const f16_t*>(a));
 }
 
 float dot_bf16_bf16(int64_t n, const void* w, const void* a) {
@@ -203,9 +203,9 @@ void f_f16_to_f32(const uint16_t* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
 }
 
-void f_dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t chunk, int64_t count, const uint16_t* y,
+void f_dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, F16Chunks chunks, int64_t count, const uint16_t* y,
                     float* out) {
-  for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_chunked(n, x + j * stride, chunk, y);
+  for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_chunked(n, x + j * stride, chunks, y);
 }
 void f_axpy_q8_0_rows(int64_t n, const void* x, size_t stride, int64_t count, const float* p, float* out) {
   for (int64_t j = 0; j < count; ++j) {
@@ -249,11 +249,11 @@ void f_silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 void f_gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb,
-                     int64_t b_chunk, float* c, int64_t ldc, bool accumulate) {
+                     F16Chunks b_chunks, float* c, int64_t ldc, bool accumulate) {
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
       float s = accumulate ? c[i * ldc + j] : 0.0f;
-      for (int64_t l = 0; l < k; ++l) s += a[i * lda + l] * fp16_to_fp32(f16_chunk_at(b + j * ldb, b_chunk, l)[l & 31]);
+      for (int64_t l = 0; l < k; ++l) s += a[i * lda + l] * fp16_to_fp32(f16_chunk_at(b + j * ldb, b_chunks, l)[l & 31]);
       c[i * ldc + j] = s;
     }
 }

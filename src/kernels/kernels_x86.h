@@ -301,14 +301,14 @@ float dot_q6_k_q8_k(int64_t n, const void* w, const void* a) {
 // folded as (a0 + a2) + (a1 + a3), lanes reduced with horizontal adds; the tail (n % 32) is added in
 // double. The scalar reference in kernels_scalar.cpp follows the same order, so the two agree exactly
 // (and so does llama.cpp's AVX2 F16 dot, which has this structure).
-// x in chunks of 32 elements `chunk` apart (kernels.h, dot_f16_rows); chunk = 32 is a plain row.
-inline float dot_f16_chunked(int64_t n, const uint16_t* x, int64_t chunk, const uint16_t* y) {
+// x in chunks of 32 elements placed as `chunks` says (kernels.h, F16Chunks); F16Chunks{} is a plain row.
+inline float dot_f16_chunked(int64_t n, const uint16_t* x, F16Chunks chunks, const uint16_t* y) {
   const int64_t n32 = n & ~int64_t{31};
   double sum = 0.0;
   if (n32 > 0) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int64_t i = 0; i < n32; i += 32) {
-      const uint16_t* xc = detail::f16_chunk_at(x, chunk, i);
+      const uint16_t* xc = detail::f16_chunk_at(x, chunks, i);
       for (int r = 0; r < 4; ++r) acc[r] = _mm256_fmadd_ps(load_f16x8(xc + 8 * r), load_f16x8(y + i + 8 * r), acc[r]);
     }
     const __m256 v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
@@ -318,11 +318,11 @@ inline float dot_f16_chunked(int64_t n, const uint16_t* x, int64_t chunk, const 
   }
   // The tail in order, in double. (A zero-padded copy read back as vectors stalls on store forwarding and
   // was slower; callers with long rows avoid the tail: see ops::kAttnPad.)
-  return detail::dot_f16_finish(sum, detail::f16_chunk_at(x, chunk, n32), y, n32, n);
+  return detail::dot_f16_finish(sum, detail::f16_tail_at(x, chunks, n32, n), y, n32, n);
 }
 
 inline float dot_f16_f16(int64_t n, const void* w, const void* a) {
-  return dot_f16_chunked(n, static_cast<const uint16_t*>(w), kF16Chunk, static_cast<const uint16_t*>(a));
+  return dot_f16_chunked(n, static_cast<const uint16_t*>(w), F16Chunks{}, static_cast<const uint16_t*>(a));
 }
 
 // Many rows against one y: y is converted to f32 once (on the stack, up to kDotRowsMax elements), rows go
@@ -335,7 +335,7 @@ inline void f16_rows_chunk4(const uint16_t* xg, int64_t stride, const __m256* yv
 }
 
 // Rows j..j+3's results from their accumulators, the tails added if n > n32.
-inline void f16_rows_finish4(const __m256* acc, const uint16_t* x, int64_t stride, int64_t chunk, int64_t j,
+inline void f16_rows_finish4(const __m256* acc, const uint16_t* x, int64_t stride, F16Chunks chunks, int64_t j,
                              const uint16_t* y, int64_t n32, int64_t n, float* out) {
   __m128 t0[4];
   for (int q = 0; q < 4; ++q) {
@@ -347,15 +347,16 @@ inline void f16_rows_finish4(const __m256* acc, const uint16_t* x, int64_t strid
   alignas(16) float sums[4];
   _mm_store_ps(sums, h);
   for (int q = 0; q < 4; ++q)
-    out[j + q] = detail::dot_f16_finish(sums[q], detail::f16_chunk_at(x + (j + q) * stride, chunk, n32), y, n32, n);
+    out[j + q] =
+        detail::dot_f16_finish(sums[q], detail::f16_tail_at(x + (j + q) * stride, chunks, n32, n), y, n32, n);
 }
 
-inline void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t chunk, int64_t count,
+inline void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, F16Chunks chunks, int64_t count,
                          const uint16_t* y, float* out) {
   constexpr int64_t kDotRowsMax = 4096;
   const int64_t n32 = n & ~int64_t{31};
   if (n32 == 0 || count < 4) {
-    for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_chunked(n, x + j * stride, chunk, y);
+    for (int64_t j = 0; j < count; ++j) out[j] = dot_f16_chunked(n, x + j * stride, chunks, y);
     return;
   }
   // Longer rows convert y once per four rows instead (the same values: the f16 -> f32 conversion is exact).
@@ -367,9 +368,10 @@ inline void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t c
     for (int r = 0; r < 4; ++r) yv[r] = buffered ? _mm256_load_ps(yf + i + 8 * r) : load_f16x8(y + i + 8 * r);
   };
   int64_t j = 0;
-  if (chunk != kF16Chunk) {
-    // Rows interleaved in blocks (the value cache): the blocks walked in memory order, each for all rows of a
-    // panel of up to 64, the accumulators kept in L1 from one block to the next (as in the AVX-512 version).
+  if (!detail::f16_plain(chunks)) {
+    // Rows in chunks (the value cache's blocks, a paged cache's pages): the chunks walked in turn, each for all
+    // rows of a panel of up to 64, the accumulators kept in L1 from one chunk to the next (as in the AVX-512
+    // version).
     constexpr int64_t kPanelGroups = 16;
     __m256 accs[kPanelGroups][16];
     while (j + 4 <= count) {
@@ -379,10 +381,10 @@ inline void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t c
       for (int64_t i = 0; i < n32; i += 32) {
         __m256 yv[4];
         y_chunk(i, yv);
-        const uint16_t* xc = x + j * stride + (i >> 5) * chunk;
+        const uint16_t* xc = detail::f16_chunk_at(x + j * stride, chunks, i);
         for (int64_t g = 0; g < groups; ++g) f16_rows_chunk4(xc + 4 * g * stride, stride, yv, accs[g]);
       }
-      for (int64_t g = 0; g < groups; ++g) f16_rows_finish4(accs[g], x, stride, chunk, j + 4 * g, y, n32, n, out);
+      for (int64_t g = 0; g < groups; ++g) f16_rows_finish4(accs[g], x, stride, chunks, j + 4 * g, y, n32, n, out);
       j += 4 * groups;
     }
   } else {
@@ -393,12 +395,12 @@ inline void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, int64_t c
       for (int64_t i = 0; i < n32; i += 32) {
         __m256 yv[4];
         y_chunk(i, yv);
-        f16_rows_chunk4(x + j * stride + (i >> 5) * chunk, stride, yv, acc);
+        f16_rows_chunk4(x + j * stride + i, stride, yv, acc);  // plain rows: chunk i / 32 at i
       }
-      f16_rows_finish4(acc, x, stride, chunk, j, y, n32, n, out);
+      f16_rows_finish4(acc, x, stride, chunks, j, y, n32, n, out);
     }
   }
-  for (; j < count; ++j) out[j] = dot_f16_chunked(n, x + j * stride, chunk, y);
+  for (; j < count; ++j) out[j] = dot_f16_chunked(n, x + j * stride, chunks, y);
 }
 
 // exp on 8 floats: x = k * ln2 + r with |r| <= ln2 / 2, exp(r) by a degree-6 polynomial, 2^k through the
@@ -544,25 +546,31 @@ inline void transpose8(__m256 r[8]) {
   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-// Converts b rows 0..nj-1 (nj <= kNb, ldb apart, in chunks of 32 b_chunk apart) over l < kl from f16 and
-// transposes them into bt[l][kNb], columns past nj zero: 8 x 8 transposes for full groups of 8 rows (8
-// values of l never straddle a chunk), a scalar gather for the rest.
+// Converts b rows 0..nj-1 (nj <= kNb, row j at b + j * ldb, in chunks placed as b_chunks says) over
+// l0 <= l < l0 + kl (l0 a multiple of 32) from f16 and transposes them into bt[l - l0][kNb], columns past nj
+// zero: 8 x 8 transposes for full groups of 8 rows (8 values of l never straddle a chunk), a scalar gather
+// for the rest. Chunk addresses are found once per chunk; every row shares the chunk's offset.
 template <int64_t kNb>
-inline void pack_f16t_panel(const uint16_t* bb, int64_t ldb, int64_t b_chunk, int64_t nj, int64_t kl, float* bt) {
-  auto at = [&](int64_t j, int64_t l) { return detail::f16_chunk_at(bb + j * ldb, b_chunk, l) + (l & 31); };
+inline void pack_f16t_panel(const uint16_t* b, int64_t ldb, F16Chunks b_chunks, int64_t l0, int64_t nj, int64_t kl,
+                            float* bt) {
   for (int64_t jh = 0; jh < kNb; jh += 8) {  // columns jh .. jh + 7 of the panel
     const int64_t nh = std::max<int64_t>(0, std::min<int64_t>(8, nj - jh));
-    int64_t l = 0;
-    if (nh == 8) {
-      for (; l + 8 <= kl; l += 8) {
-        __m256 r[8];
-        for (int jj = 0; jj < 8; ++jj) r[jj] = load_f16x8(at(jh + jj, l));
-        transpose8(r);
-        for (int q = 0; q < 8; ++q) _mm256_store_ps(bt + (l + q) * kNb + jh, r[q]);
+    for (int64_t lc = 0; lc < kl; lc += kF16Chunk) {
+      const uint16_t* src = detail::f16_chunk_at(b + jh * ldb, b_chunks, l0 + lc);  // row jh + jj at + jj * ldb
+      const int64_t le = std::min(kF16Chunk, kl - lc);
+      float* dst = bt + lc * kNb + jh;
+      int64_t l = 0;
+      if (nh == 8) {
+        for (; l + 8 <= le; l += 8) {
+          __m256 r[8];
+          for (int jj = 0; jj < 8; ++jj) r[jj] = load_f16x8(src + jj * ldb + l);
+          transpose8(r);
+          for (int q = 0; q < 8; ++q) _mm256_store_ps(dst + (l + q) * kNb, r[q]);
+        }
       }
+      for (; l < le; ++l)
+        for (int64_t jj = 0; jj < 8; ++jj) dst[l * kNb + jj] = jj < nh ? fp16_to_fp32(src[jj * ldb + l]) : 0.0f;
     }
-    for (; l < kl; ++l)
-      for (int64_t jj = 0; jj < 8; ++jj) bt[l * kNb + jh + jj] = jj < nh ? fp16_to_fp32(*at(jh + jj, l)) : 0.0f;
   }
 }
 
@@ -570,15 +578,14 @@ inline void pack_f16t_panel(const uint16_t* bb, int64_t ldb, int64_t b_chunk, in
 // kKc values of l at a time), then each a row broadcasts its values against bt: 8 outputs per FMA, no
 // horizontal sums. The micro-kernel takes 4 a rows x 16 columns (8 accumulators): 6 loads per 8 FMAs.
 inline void gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb,
-                          int64_t b_chunk, float* c, int64_t ldc, bool accumulate) {
+                          F16Chunks b_chunks, float* c, int64_t ldc, bool accumulate) {
   constexpr int64_t kKc = 128, kNb = 16;  // kKc: a multiple of 32, so each k block starts a chunk
   alignas(32) float bt[kKc * kNb];
   for (int64_t j0 = 0; j0 < n; j0 += kNb) {
     const int64_t nj = std::min<int64_t>(kNb, n - j0);
     for (int64_t l0 = 0; l0 < k; l0 += kKc) {
       const int64_t kl = std::min(kKc, k - l0);
-      const uint16_t* bb = detail::f16_chunk_at(b + j0 * ldb, b_chunk, l0);
-      pack_f16t_panel<kNb>(bb, ldb, b_chunk, nj, kl, bt);
+      pack_f16t_panel<kNb>(b + j0 * ldb, ldb, b_chunks, l0, nj, kl, bt);
       const bool add = accumulate || l0 > 0;
       auto finish = [&](int64_t i, __m256 lo, __m256 hi) {
         float* ci = c + i * ldc + j0;

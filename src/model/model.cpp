@@ -149,22 +149,6 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   return m;
 }
 
-namespace {
-size_t kv_part_bytes(const ModelConfig& cfg, int64_t v_stride, TensorType type) {
-  check_kv_type(cfg, type);
-  return static_cast<size_t>(v_stride * cfg.n_head_kv) * row_size(type, cfg.head_dim);
-}
-}  // namespace
-
-KVCache::KVCache(const ModelConfig& cfg, int64_t n_ctx, TensorType type)
-    : n_ctx_(n_ctx),
-      type_(type),
-      v_stride_((n_ctx + ops::kAttnPad - 1) / ops::kAttnPad * ops::kAttnPad),
-      n_layer_(cfg.n_layer),
-      part_bytes_(kv_part_bytes(cfg, v_stride_, type)),
-      buf_(part_bytes_ * 2 * static_cast<size_t>(cfg.n_layer), "the KV cache (lower the context size with -c)",
-           /*prefault=*/true) {}
-
 void Forward::reserve(int64_t T) {
   if (T <= cap_) return;
   const ModelConfig& c = m_.config();
@@ -177,21 +161,25 @@ void Forward::reserve(int64_t T) {
   att_.resize(n(c.n_head * c.head_dim));
   gate_.resize(n(c.n_ff));
   up_.resize(n(c.n_ff));
-  pos_.resize(static_cast<size_t>(T));
   rope_cs_.resize(n(c.n_rot));
   cap_ = T;
 }
 
-void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_t T, int64_t pos0,
-                   float* logits_last, float* all_logits) {
+void Forward::eval(ops::Context& ctx, const ops::KVStore& kv, const StepInput& in, float* logits) {
   const ModelConfig& c = m_.config();
+  const int64_t T = in.n_tokens;
   if (T <= 0) fail("nothing to evaluate: empty token batch");
-  if (pos0 < 0 || pos0 + T > kv.n_ctx())
-    fail("context is full: %lld tokens at position %lld do not fit the context of %lld tokens (raise -c)",
-         static_cast<long long>(T), static_cast<long long>(pos0), static_cast<long long>(kv.n_ctx()));
   for (int64_t t = 0; t < T; ++t)
-    if (tokens[t] < 0 || tokens[t] >= c.n_vocab)
-      fail("token id %d is outside the vocabulary (0..%lld)", tokens[t], static_cast<long long>(c.n_vocab - 1));
+    if (in.tokens[t] < 0 || in.tokens[t] >= c.n_vocab)
+      fail("token id %d is outside the vocabulary (0..%lld)", in.tokens[t], static_cast<long long>(c.n_vocab - 1));
+  TS_CHECK(kv.layout.n_layer == c.n_layer && kv.layout.n_head_kv == c.n_head_kv && kv.layout.head_dim == c.head_dim);
+  int64_t covered = 0;
+  for (const ops::AttnSeq& s : in.seqs) {
+    TS_CHECK_MSG(s.row0 == covered && s.n >= 1, "the sequences' rows must cover the step in order");
+    for (int64_t t = 0; t < s.n; ++t) TS_CHECK(in.positions[s.row0 + t] == s.pos0 + t);
+    covered += s.n;
+  }
+  TS_CHECK_MSG(covered == T, "the sequences' rows must cover the step");
   reserve(T);
   const int64_t D = c.n_embd, hd = c.head_dim;
   float* x = x_.data();
@@ -220,21 +208,23 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
 
   op(OpKind::embedding, -1, "token_embd", profile::Cost{0, static_cast<double>(T) * (m_.token_embd().row_bytes + 4.0 * D)},
      [&] {
-       for (int64_t t = 0; t < T; ++t) {
-         ops::embedding_row(m_.token_embd(), tokens[t], x + t * D);
-         pos_[static_cast<size_t>(t)] = static_cast<int32_t>(pos0 + t);
-       }
+       for (int64_t t = 0; t < T; ++t) ops::embedding_row(m_.token_embd(), in.tokens[t], x + t * D);
      });
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const profile::Cost norm_cost = profile::elementwise_cost(T * D, 4, 1, 1);
   const profile::Cost add_cost = profile::elementwise_cost(T * D, 1, 2, 1);
-  const profile::Cost rope_cost = profile::elementwise_cost(T * (c.n_head + c.n_head_kv) * hd, 3, 1, 1);
 
   op(OpKind::rope, -1, "rope_table", profile::Cost{3.0 * static_cast<double>(T * c.n_rot), 4.0 * static_cast<double>(T * c.n_rot)},
-     [&] { ops::rope_table(ctx, pos_.data(), T, c.n_rot, c.rope_freq_base, rope_cs_.data()); });
+     [&] { ops::rope_table(ctx, in.positions, T, c.n_rot, c.rope_freq_base, rope_cs_.data()); });
 
-  const double kv_elem_bytes = static_cast<double>(row_size(kv.type(), 32)) / 32;  // 2 for f16, 34/32 for q8_0
-  const int64_t stale_end = kv.written_end();  // the value cache is zero from here on
+  // Attention's cost: each sequence's queries over its own cache (the rotation and cache stores run inside it).
+  const double kv_elem_bytes = static_cast<double>(row_size(kv.layout.type, 32)) / 32;  // 2 for f16, 34/32 for q8_0
+  profile::Cost attn_cost;
+  int64_t n_kv_max = 0;
+  for (const ops::AttnSeq& s : in.seqs) {
+    attn_cost = sum(attn_cost, profile::attention_cost(s.n, s.pos0, c.n_head, c.n_head_kv, hd, kv_elem_bytes));
+    n_kv_max = std::max(n_kv_max, s.pos0 + s.n);
+  }
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const LayerWeights& l = m_.layer(il);
     const char* fmt = type_name(l.wq.type);
@@ -248,33 +238,10 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
                            xb, T);
        },
        T, l.wq.rows + l.wk.rows + l.wv.rows, D, fmt);
-    // Decode over the f16 cache: rotation and cache stores run inside the attention's parallel jobs
-    // (ops::attention_decode); the profile then counts them as attention time.
-    const bool fused = T < 8 && kv.type() == TensorType::F16;
-    if (!fused)
-      op(OpKind::rope, il, "rope", rope_cost, [&] {
-        ops::rope(ctx, q_.data(), T, c.n_head, hd, c.n_rot, rope_cs_.data(), c.rope_style);
-        ops::rope(ctx, k_.data(), T, c.n_head_kv, hd, c.n_rot, rope_cs_.data(), c.rope_style);
-      });
-    op(OpKind::attention, il, "attention", profile::attention_cost(T, pos0, c.n_head, c.n_head_kv, hd, kv_elem_bytes), [&] {
-      if (fused) {
-        ops::attention_decode(ctx, q_.data(), k_.data(), v_.data(), kv.k(il), kv.v(il), att_.data(), T, pos0,
-                              kv.v_stride(), c.n_head, c.n_head_kv, hd, scale, rope_cs_.data(), c.n_rot, c.rope_style,
-                              stale_end);
-        return;
-      }
-      if (kv.type() == TensorType::Q8_0) {
-        ops::store_heads(ctx, TensorType::Q8_0, k_.data(), kv.k_q8_0(il), T, c.n_head_kv, hd, pos0, kv.v_stride());
-        ops::store_heads(ctx, TensorType::Q8_0, v_.data(), kv.v_q8_0(il), T, c.n_head_kv, hd, pos0, kv.v_stride());
-        ops::attention_q8_0(ctx, q_.data(), kv.k_q8_0(il), kv.v_q8_0(il), att_.data(), T, pos0, kv.v_stride(), c.n_head,
-                            c.n_head_kv, hd, scale);
-        return;
-      }
-      ops::store_heads(ctx, TensorType::F16, k_.data(), kv.k(il), T, c.n_head_kv, hd, pos0, kv.v_stride());
-      ops::store_value_blocks(ctx, v_.data(), kv.v(il), T, c.n_head_kv, hd, pos0, kv.v_stride(), stale_end);
-      ops::attention(ctx, q_.data(), kv.k(il), kv.v(il), att_.data(), T, pos0, kv.v_stride(), c.n_head, c.n_head_kv, hd,
-                     scale);
-    }, T, pos0 + T, hd);
+    op(OpKind::attention, il, "attention", attn_cost, [&] {
+      ops::attention(ctx, kv, il, in.seqs, q_.data(), k_.data(), v_.data(), att_.data(), c.n_head, scale,
+                     rope_cs_.data(), c.n_rot, c.rope_style);
+    }, T, n_kv_max, hd);
     op(OpKind::matmul, il, "attn_output", mm_cost(l.wo, T), [&] { ops::matmul(ctx, l.wo, att_.data(), T, xb); }, T,
        l.wo.rows, l.wo.cols, type_name(l.wo.type));
     op(OpKind::add, il, "residual", add_cost, [&] { ops::add_inplace(ctx, x, xb, T * D); });
@@ -290,23 +257,19 @@ void Forward::eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_
     op(OpKind::add, il, "residual", add_cost, [&] { ops::add_inplace(ctx, x, xb, T * D); });
   }
 
-  kv.note_written(pos0 + T);
-
-  const ops::Weight& out = m_.output();
-  if (all_logits) {
-    op(OpKind::rmsnorm, -1, "output_norm", norm_cost,
-       [&] { ops::rmsnorm(ctx, x, m_.output_norm().data(), xb, T, D, c.norm_eps); });
-    op(OpKind::output, -1, "output", mm_cost(out, T), [&] { ops::matmul(ctx, out, xb, T, all_logits); }, T, out.rows,
-       out.cols, type_name(out.type));
-    if (logits_last && logits_last != all_logits)
-      std::memcpy(logits_last, all_logits + (T - 1) * c.n_vocab, static_cast<size_t>(c.n_vocab) * sizeof(float));
-    return;
+  // The rows that want logits, gathered (in place: logit_rows ascend), normed and projected together.
+  const int64_t n_out = static_cast<int64_t>(in.logit_rows.size());
+  if (n_out == 0) return;
+  for (int64_t i = 0; i < n_out; ++i) {
+    const int64_t r = in.logit_rows[static_cast<size_t>(i)];
+    TS_CHECK(r >= i && r < T && (i == 0 || r > in.logit_rows[static_cast<size_t>(i - 1)]));
+    if (r != i) std::memcpy(x + i * D, x + r * D, static_cast<size_t>(D) * sizeof(float));
   }
-  const float* last = x + (T - 1) * D;
-  op(OpKind::rmsnorm, -1, "output_norm", profile::elementwise_cost(D, 4, 1, 1),
-     [&] { ops::rmsnorm(ctx, last, m_.output_norm().data(), xb, 1, D, c.norm_eps); });
-  op(OpKind::output, -1, "output", mm_cost(out, 1), [&] { ops::matmul(ctx, out, xb, 1, logits_last); }, 1, out.rows,
-     out.cols, type_name(out.type));
+  const ops::Weight& out = m_.output();
+  op(OpKind::rmsnorm, -1, "output_norm", profile::elementwise_cost(n_out * D, 4, 1, 1),
+     [&] { ops::rmsnorm(ctx, x, m_.output_norm().data(), xb, n_out, D, c.norm_eps); });
+  op(OpKind::output, -1, "output", mm_cost(out, n_out), [&] { ops::matmul(ctx, out, xb, n_out, logits); }, n_out,
+     out.rows, out.cols, type_name(out.type));
 }
 
 }  // namespace tokenscope

@@ -71,52 +71,29 @@ class Model {
   uint64_t weight_bytes_ = 0;
 };
 
-// Key/value cache for one sequence, F16 or Q8_0; the layouts per layer are below.
-class KVCache {
- public:
-  // type: F16 (the default) or Q8_0 (about half the bytes; needs head_dim a multiple of 32).
-  KVCache(const ModelConfig& cfg, int64_t n_ctx, TensorType type = TensorType::F16);
-  int64_t n_ctx() const { return n_ctx_; }
-  TensorType type() const { return type_; }
-  // Q8_0 cache: keys and values both head-major, [n_head_kv][v_stride()] rows of head_dim / 32 Q8_0 blocks
-  // (values not transposed; see ops::attention_q8_0).
-  uint8_t* k_q8_0(int64_t layer) { return bytes_at(2 * layer); }
-  uint8_t* v_q8_0(int64_t layer) { return bytes_at(2 * layer + 1); }
-  // Keys, head-major: [n_head_kv][v_stride()][head_dim], one head's keys contiguous (decode's score pass
-  // streams them in order), a row per position.
-  uint16_t* k(int64_t layer) { return reinterpret_cast<uint16_t*>(bytes_at(2 * layer)); }
-  // Values are stored transposed in blocks of ops::kAttnPad positions, [n_head_kv][v_stride() / kAttnPad]
-  // [head_dim][kAttnPad] (ops::value_index); v_stride() is n_ctx rounded up to a multiple of kAttnPad, which
-  // ops::store_value_blocks and the attention's value products rely on.
-  int64_t v_stride() const { return v_stride_; }
-  uint16_t* v(int64_t layer) { return reinterpret_cast<uint16_t*>(bytes_at(2 * layer + 1)); }
-  uint64_t bytes() const { return static_cast<uint64_t>(part_bytes_) * 2 * static_cast<uint64_t>(n_layer_); }
-  // One past the highest position ever stored (the buffer starts zero-filled, so everything from here on
-  // is zero; below it, positions past the current sequence may hold a rolled-back sequence's values).
-  int64_t written_end() const { return written_end_; }
-  void note_written(int64_t end) { written_end_ = std::max(written_end_, end); }
-
- private:
-  uint8_t* bytes_at(int64_t part) { return static_cast<uint8_t*>(buf_.data()) + static_cast<size_t>(part) * part_bytes_; }
-  int64_t n_ctx_;
-  TensorType type_;
-  int64_t v_stride_;
-  int64_t n_layer_;
-  size_t part_bytes_;  // bytes of one layer's K (and of its V)
-  int64_t written_end_ = 0;
-  HugeBuffer buf_;
+// One step's tokens as the forward pass sees them: each row's token and position, the sequences' runs of rows
+// (ops::AttnSeq: consecutive rows at consecutive positions, with the sequence's page table), and the rows whose
+// logits are wanted. Rows of one sequence are one run; the runs cover the rows in order.
+struct StepInput {
+  const int32_t* tokens = nullptr;
+  const int32_t* positions = nullptr;
+  int64_t n_tokens = 0;
+  std::vector<ops::AttnSeq> seqs;
+  std::vector<int64_t> logit_rows;  // ascending
 };
 
-// Runs the forward pass. Holds the activation buffers, sized for the largest batch seen.
+// Runs the forward pass over a batch of tokens from any number of sequences: the matmuls over all the
+// step's rows at once (each weight streamed once per step), attention per sequence over its own pages.
+// Holds the activation buffers, sized for the largest step seen.
 class Forward {
  public:
   explicit Forward(const Model& model) : m_(model) {}
-  // Evaluates tokens[0..T) at positions pos0.. and writes the last token's logits (n_vocab floats).
-  // If all_logits is non-null it receives T x n_vocab logits instead (all_logits may equal logits_last then unused).
-  void eval(ops::Context& ctx, KVCache& kv, const int32_t* tokens, int64_t T, int64_t pos0, float* logits_last,
-            float* all_logits = nullptr);
+  // Evaluates the step and writes the logits of in.logit_rows, [logit_rows.size()][n_vocab], to logits.
+  // Throws tokenscope::Error for a token id outside the vocabulary.
+  void eval(ops::Context& ctx, const ops::KVStore& kv, const StepInput& in, float* logits);
   // Reports every op (kind, layer, shapes, FLOPs, bytes, time) to p; null turns it off.
   void set_profiler(profile::Profiler* p) { prof_ = p; }
+  int64_t n_vocab() const { return m_.config().n_vocab; }
 
  private:
   void reserve(int64_t T);
@@ -124,8 +101,7 @@ class Forward {
   profile::Profiler* prof_ = nullptr;
   int64_t cap_ = 0;
   std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_, ffn_;
-  std::vector<int32_t> pos_;
-  std::vector<float> rope_cs_;  // ops::rope_table of the batch's positions
+  std::vector<float> rope_cs_;  // ops::rope_table of the step's positions
 };
 
 }  // namespace tokenscope

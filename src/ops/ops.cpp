@@ -307,21 +307,6 @@ void rope_head(float* v, const float* c, int64_t n_rot, RopeStyle style) {
   }
 }
 
-// Where the zeroing after storing values up to position `end` stops: the end of that block of kAttnPad
-// positions, but not past n_ctx, nor past stale_end (from there on the cache is still zero from its
-// allocation). Shared by store_value_blocks and attention_decode.
-int64_t value_clear_end(int64_t end, int64_t n_ctx, int64_t stale_end) {
-  return std::min({n_ctx, (end + kAttnPad - 1) / kAttnPad * kAttnPad, std::max(stale_end, end)});
-}
-
-// Zeros positions end..clear_end-1 (within end's block) of one KV head's value blocks.
-void clear_value_tail(uint16_t* vh, int64_t head_dim, int64_t end, int64_t clear_end) {
-  if (clear_end <= end) return;
-  for (int64_t i = 0; i < head_dim; ++i) {
-    uint16_t* row = vh + value_index(head_dim, i, end);
-    std::fill(row, row + (clear_end - end), uint16_t{0});
-  }
-}
 }  // namespace
 
 void rope(Context& ctx, float* x, int64_t T, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cs,
@@ -338,44 +323,6 @@ void rope(Context& ctx, float* x, int64_t T, int64_t n_heads, int64_t head_dim, 
   ctx.pool().parallel_for(T, 2, [&](int64_t b, int64_t e, int) { rows(b, e); });
 }
 
-void store_heads(Context& ctx, TensorType type, const float* x, void* cache, int64_t T, int64_t n_heads,
-                 int64_t head_dim, int64_t pos0, int64_t n_ctx) {
-  TS_CHECK(pos0 >= 0 && pos0 + T <= n_ctx);
-  TS_CHECK(type == TensorType::F16 || (type == TensorType::Q8_0 && head_dim % 32 == 0));
-  const size_t row = row_size(type, head_dim);
-  const auto& k = ctx.k();
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t h = 0; h < n_heads; ++h) {
-      const float* src = x + (t * n_heads + h) * head_dim;
-      uint8_t* dst = static_cast<uint8_t*>(cache) + static_cast<size_t>(h * n_ctx + pos0 + t) * row;
-      if (type == TensorType::F16) k.f32_to_f16(src, reinterpret_cast<uint16_t*>(dst), head_dim);
-      else k.for_type(TensorType::Q8_0).quantize_act(src, dst, head_dim);
-    }
-}
-
-void store_value_blocks(Context& ctx, const float* x, uint16_t* v_cache, int64_t T, int64_t n_heads, int64_t head_dim,
-                        int64_t pos0, int64_t n_ctx, int64_t stale_end) {
-  TS_CHECK_MSG(n_ctx % kAttnPad == 0, "the value cache must hold a multiple of %d positions", static_cast<int>(kAttnPad));
-  TS_CHECK(pos0 >= 0 && pos0 + T <= n_ctx);
-  const int64_t n = n_heads * head_dim;
-  const int64_t end = pos0 + T, clear_end = value_clear_end(end, n_ctx, stale_end);
-  // Rows to f16 with the SIMD converter, then per head and block the positions' values go in as runs.
-  auto* h = reinterpret_cast<uint16_t*>(ctx.act_scratch(static_cast<size_t>(T * n) * 2));
-  ctx.k().f32_to_f16(x, h, T * n);
-  for (int64_t kvh = 0; kvh < n_heads; ++kvh) {
-    uint16_t* vh = v_cache + kvh * head_dim * n_ctx;
-    for (int64_t p0 = pos0; p0 < end; p0 = (p0 / kAttnPad + 1) * kAttnPad) {  // one block's positions at a time
-      const int64_t p1 = std::min(end, (p0 / kAttnPad + 1) * kAttnPad);
-      for (int64_t i = 0; i < head_dim; ++i) {
-        uint16_t* run = vh + value_index(head_dim, i, p0);
-        const uint16_t* src = h + (p0 - pos0) * n + kvh * head_dim + i;
-        for (int64_t p = p0; p < p1; ++p) run[p - p0] = src[(p - p0) * n];
-      }
-    }
-    clear_value_tail(vh, head_dim, end, clear_end);  // the block's unused tail stays zero (see attention)
-  }
-}
-
 namespace {
 
 // Prefill, flash-attention style: a tile of query rows (the heads sharing one KV head x a few consecutive
@@ -385,243 +332,321 @@ namespace {
 // converted from f16 once per tile instead of once per query. q is rounded through f16 as the one-query path
 // rounds it; scores, probabilities and the output stay f32 (f32 dot products: a different summation order
 // and rounding from the one-query path, within the attention test's bound).
-// 512 keys: a prompt of up to 512 tokens is one block (no rescaling). Against the earlier one-pass tiles,
-// pp512 measured 0.99 with 512 and 0.96 with 256 (separate runs of 4 interleaved rounds: within noise).
+// 512 keys: a prompt of up to 512 tokens is one block (no rescaling). A multiple of kAttnPad, so every block
+// starts a page.
 constexpr int64_t kFlashKeys = 512;
+// Query rows per flash tile (the heads of a group x tokens).
+constexpr int64_t kFlashRows = 32;
 
-void attention_flash(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* v_cache, float* out,
-                     int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
-                     float scale) {
-  const int64_t group = n_head / n_head_kv;
-  const int64_t tok_per_tile = std::max<int64_t>(1, 32 / group);  // ~32 query rows per tile
-  const int64_t tiles = (T + tok_per_tile - 1) / tok_per_tile;
-  const int64_t jobs = tiles * n_head_kv;
-  const int64_t rows_max = group * tok_per_tile;
-  const auto& k = ctx.k();
-  const int nth = ctx.pool().size();
-  // Per thread: query rows (f32, rounded through f16, times scale), one score block, the output rows,
-  // the running max and sum per row.
-  const int64_t per_thread = rows_max * (2 * head_dim + kFlashKeys + 2) + 64;
-  float* scratch = ctx.float_scratch(static_cast<size_t>(nth * per_thread));
-  uint16_t* half_scratch = reinterpret_cast<uint16_t*>(ctx.act_scratch(static_cast<size_t>(nth * head_dim) * 2));
-  // Jobs claimed one at a time: later tiles see more keys, so fixed ranges would unbalance the threads.
-  ctx.pool().parallel_for_dynamic(jobs, 1, [&](int64_t job_b, int64_t job_e, int ith) {
-    float* qs = scratch + ith * per_thread;
-    float* s = qs + rows_max * head_dim;
-    float* acc = s + rows_max * kFlashKeys;
-    float* m = acc + rows_max * head_dim;
-    float* l = m + rows_max;
-    uint16_t* h = half_scratch + ith * head_dim;
-    for (int64_t job = job_b; job < job_e; ++job) {
-      const int64_t tile = job / n_head_kv, kvh = job % n_head_kv;
-      const int64_t t0 = tile * tok_per_tile, t1 = std::min(T, t0 + tok_per_tile);
-      const int64_t nrows = (t1 - t0) * group;
-      const int64_t n_kv_tile = pos0 + t1;  // keys the last token of the tile sees
-      // Query rows in order (token, head within group); the softmax scale is folded in.
-      for (int64_t t = t0; t < t1; ++t)
-        for (int64_t g = 0; g < group; ++g) {
-          const int64_t r = (t - t0) * group + g;
-          k.f32_to_f16(q + (t * n_head + kvh * group + g) * head_dim, h, head_dim);
-          k.f16_to_f32(h, qs + r * head_dim, head_dim);
-          for (int64_t i = 0; i < head_dim; ++i) qs[r * head_dim + i] *= scale;
-        }
-      std::fill(m, m + nrows, -INFINITY);
-      std::fill(l, l + nrows, 0.0f);
-      std::fill(acc, acc + nrows * head_dim, 0.0f);
-      const uint16_t* kh = k_cache + kvh * n_ctx * head_dim;
-      const uint16_t* vh = v_cache + kvh * head_dim * n_ctx;
-      for (int64_t j0 = 0; j0 < n_kv_tile; j0 += kFlashKeys) {
-        const int64_t nb = std::min(kFlashKeys, n_kv_tile - j0);
-        k.gemm_f32_f16t(nrows, nb, head_dim, qs, head_dim, kh + j0 * head_dim, head_dim, kernels::kF16Chunk, s,
-                        kFlashKeys, false);
-        for (int64_t r = 0; r < nrows; ++r) {
-          float* p = s + r * kFlashKeys;
-          // Keys of this block the row sees (causal mask): the rest get probability 0.
-          const int64_t seen = std::clamp<int64_t>(pos0 + t0 + r / group + 1 - j0, 0, nb);
-          std::fill(p + seen, p + nb, 0.0f);
-          if (seen == 0) continue;
-          const float m_new = std::max(m[r], k.max_f32(p, seen));
-          const float sum = static_cast<float>(k.exp_sum_f32(p, seen, m_new));
-          if (m_new > m[r] && l[r] > 0.0f) {  // the max grew: rescale what the row has so far
-            const float c = std::exp(m[r] - m_new);
-            l[r] *= c;
-            for (int64_t i = 0; i < head_dim; ++i) acc[r * head_dim + i] *= c;
-          }
-          l[r] += sum;
-          m[r] = m_new;
-        }
-        // Output rows += probabilities x the keys' values: a row per value dimension in the value blocks
-        // (kAttnPad apart), its chunks a block apart. j0 starts a block (kFlashKeys is a multiple of it).
-        k.gemm_f32_f16t(nrows, head_dim, nb, s, kFlashKeys, vh + value_index(head_dim, 0, j0), kAttnPad,
-                        head_dim * kAttnPad, acc, head_dim, true);
-      }
-      for (int64_t r = 0; r < nrows; ++r) {
-        const int64_t t = t0 + r / group, hq = kvh * group + r % group;
-        const float inv = 1.0f / l[r];
-        float* o = out + (t * n_head + hq) * head_dim;
-        for (int64_t i = 0; i < head_dim; ++i) o[i] = acc[r * head_dim + i] * inv;
-      }
+// One KV head of one sequence in f16 pages: its keys and values, page `page` elements apart, physical page of
+// logical page c at map[c] (null: c itself).
+struct F16Head {
+  const uint16_t* k = nullptr;
+  const uint16_t* v = nullptr;
+  int64_t page = 0;
+  const int32_t* map = nullptr;
+  int64_t phys(int64_t c) const { return map ? map[c] : c; }
+  const uint16_t* key_row(int64_t p, int64_t head_dim) const {
+    return k + phys(p / kAttnPad) * page + (p % kAttnPad) * head_dim;
+  }
+  // The end of the run of positions from p0 (below `end`) whose pages are physically consecutive: their key rows
+  // are one plain stretch of rows.
+  int64_t contiguous_end(int64_t p0, int64_t end) const {
+    int64_t c = p0 / kAttnPad;
+    int64_t p1 = std::min(end, (c + 1) * kAttnPad);
+    while (p1 < end && phys(c + 1) == phys(c) + 1) {
+      ++c;
+      p1 = std::min(end, (c + 1) * kAttnPad);
     }
-  });
+    return p1;
+  }
+  // Value rows (one per dimension, kAttnPad apart in a page) of positions from the page of j0 on.
+  const uint16_t* values_from(int64_t j0) const { return map ? v : v + (j0 / kAttnPad) * page; }
+  kernels::F16Chunks value_chunks(int64_t j0) const { return {page, map ? map + j0 / kAttnPad : nullptr}; }
+};
+
+// The flash tile of query rows of tokens t0..t1-1 (of the sequence's rows, at positions pos0 + t) and KV head kvh.
+// qs, s, acc, m, l, h, rot: the calling thread's scratch (see attention()).
+void flash_tile(const kernels::KernelTable& k, const float* q, float* out, const F16Head& kv, int64_t t0, int64_t t1,
+                int64_t pos0, int64_t kvh, int64_t n_head, int64_t group, int64_t head_dim, float scale, const float* cs,
+                int64_t n_rot, RopeStyle style, float* qs, float* s, float* acc, float* m, float* l, uint16_t* h,
+                float* rot) {
+  const int64_t nrows = (t1 - t0) * group;
+  const int64_t n_kv_tile = pos0 + t1;  // keys the last token of the tile sees
+  // Query rows in order (token, head within group), rotated, rounded through f16; the softmax scale folded in.
+  for (int64_t t = t0; t < t1; ++t)
+    for (int64_t g = 0; g < group; ++g) {
+      const int64_t r = (t - t0) * group + g;
+      std::memcpy(rot, q + (t * n_head + kvh * group + g) * head_dim, static_cast<size_t>(head_dim) * sizeof(float));
+      rope_head(rot, cs + t * n_rot, n_rot, style);
+      k.f32_to_f16(rot, h, head_dim);
+      k.f16_to_f32(h, qs + r * head_dim, head_dim);
+      for (int64_t i = 0; i < head_dim; ++i) qs[r * head_dim + i] *= scale;
+    }
+  std::fill(m, m + nrows, -INFINITY);
+  std::fill(l, l + nrows, 0.0f);
+  std::fill(acc, acc + nrows * head_dim, 0.0f);
+  for (int64_t j0 = 0; j0 < n_kv_tile; j0 += kFlashKeys) {
+    const int64_t nb = std::min(kFlashKeys, n_kv_tile - j0);
+    // Scores, one stretch of physically consecutive pages at a time.
+    for (int64_t p0 = j0; p0 < j0 + nb;) {
+      const int64_t p1 = kv.contiguous_end(p0, j0 + nb);
+      k.gemm_f32_f16t(nrows, p1 - p0, head_dim, qs, head_dim, kv.key_row(p0, head_dim), head_dim, kernels::F16Chunks{},
+                      s + (p0 - j0), kFlashKeys, false);
+      p0 = p1;
+    }
+    for (int64_t r = 0; r < nrows; ++r) {
+      float* p = s + r * kFlashKeys;
+      // Keys of this block the row sees (causal mask): the rest get probability 0.
+      const int64_t seen = std::clamp<int64_t>(pos0 + t0 + r / group + 1 - j0, 0, nb);
+      std::fill(p + seen, p + nb, 0.0f);
+      if (seen == 0) continue;
+      const float m_new = std::max(m[r], k.max_f32(p, seen));
+      const float sum = static_cast<float>(k.exp_sum_f32(p, seen, m_new));
+      if (m_new > m[r] && l[r] > 0.0f) {  // the max grew: rescale what the row has so far
+        const float c = std::exp(m[r] - m_new);
+        l[r] *= c;
+        for (int64_t i = 0; i < head_dim; ++i) acc[r * head_dim + i] *= c;
+      }
+      l[r] += sum;
+      m[r] = m_new;
+    }
+    // Output rows += probabilities x the keys' values: a row per value dimension (kAttnPad apart in a page),
+    // its chunks a page apart, through the page table.
+    k.gemm_f32_f16t(nrows, head_dim, nb, s, kFlashKeys, kv.values_from(j0), kAttnPad, kv.value_chunks(j0), acc,
+                    head_dim, true);
+  }
+  for (int64_t r = 0; r < nrows; ++r) {
+    const int64_t t = t0 + r / group, hq = kvh * group + r % group;
+    const float inv = 1.0f / l[r];
+    float* o = out + (t * n_head + hq) * head_dim;
+    for (int64_t i = 0; i < head_dim; ++i) o[i] = acc[r * head_dim + i] * inv;
+  }
 }
 
-// Decode's one-query-at-a-time attention over jobs (token, head); `before`, if set, runs at the start of each
-// job (attention_decode stores the job's KV head and rotates its query there).
-void attention_one_query(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* v_cache, float* out,
-                         int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
-                         float scale, const std::function<void(int64_t t, int64_t h, int64_t kvh)>& before) {
-  const int64_t group = n_head / n_head_kv;
-  const int64_t n_kv_max = pos0 + T;
-  const auto& k = ctx.k();
-  // Per-thread scratch: scores (f32), then the query and the probabilities in f16 (zero-padded to a
-  // multiple of kAttnPad positions).
-  const int nth = ctx.pool().size();
-  const int64_t n_pad_max = std::min(n_ctx, (n_kv_max + kAttnPad - 1) / kAttnPad * kAttnPad);
-  const int64_t per_thread = n_pad_max + (n_pad_max + head_dim + 1) / 2 + 16;
-  float* scratch = ctx.float_scratch(static_cast<size_t>(nth * per_thread));
+// One query (position pos) of one head against an f16 head's n_kv = pos + 1 keys: llama.cpp's non-flash
+// arithmetic (see attention() in ops.h). scores: n_kv floats; q16: head_dim halves; p16: n_kv rounded up to a
+// page, halves.
+void one_query_f16(const kernels::KernelTable& k, const float* q, float* o, const F16Head& kv, int64_t n_kv,
+                   int64_t head_dim, float scale, float* scores, uint16_t* q16, uint16_t* p16) {
+  k.f32_to_f16(q, q16, head_dim);
+  for (int64_t p0 = 0; p0 < n_kv;) {
+    const int64_t p1 = kv.contiguous_end(p0, n_kv);
+    k.dot_f16_rows(head_dim, kv.key_row(p0, head_dim), head_dim, kernels::F16Chunks{}, p1 - p0, q16, scores + p0);
+    p0 = p1;
+  }
+  k.softmax_f16r(scores, n_kv, scale);  // already on the f16 grid: the conversion below is exact
+  k.f32_to_f16(scores, p16, n_kv);
+  // Value products over whole pages: the cache holds zeros past the sequence's last position (ops.h), the
+  // probabilities are zero-padded here.
+  const int64_t n_pad = (n_kv + kAttnPad - 1) / kAttnPad * kAttnPad;
+  for (int64_t j = n_kv; j < n_pad; ++j) p16[j] = 0;
+  k.dot_f16_rows(n_pad, kv.values_from(0), kAttnPad, kv.value_chunks(0), head_dim, p16, o);
+}
 
-  ctx.pool().parallel_for_dynamic(T * n_head, 1, [&](int64_t b, int64_t e, int ith) {
-    float* scores = scratch + ith * per_thread;
-    uint16_t* half = reinterpret_cast<uint16_t*>(scores + n_kv_max);
-    uint16_t* q16 = half;             // head_dim halves
-    uint16_t* p16 = half + head_dim;  // n_kv halves
-    for (int64_t job = b; job < e; ++job) {
-      const int64_t t = job / n_head, h = job % n_head;
-      const int64_t kvh = h / group;
-      const int64_t n_kv = pos0 + t + 1;
-      if (before) before(t, h, kvh);
-      k.f32_to_f16(q + (t * n_head + h) * head_dim, q16, head_dim);
-      const uint16_t* kh = k_cache + kvh * n_ctx * head_dim;
-      k.dot_f16_rows(head_dim, kh, head_dim, kernels::kF16Chunk, n_kv, q16, scores);
-      k.softmax_f16r(scores, n_kv, scale);  // already on the f16 grid: the conversion below is exact
-      k.f32_to_f16(scores, p16, n_kv);
-      // Value products over whole blocks of kAttnPad positions: the cache holds zeros past the last
-      // stored position (store_value_blocks), the probabilities are zero-padded here. Each value dimension
-      // is a row kAttnPad apart whose chunks are a block apart.
-      const int64_t n_pad = std::min(n_ctx, (n_kv + kAttnPad - 1) / kAttnPad * kAttnPad);
-      for (int64_t j = n_kv; j < n_pad; ++j) p16[j] = 0;
-      float* o = out + (t * n_head + h) * head_dim;
-      const uint16_t* vh = v_cache + kvh * head_dim * n_ctx;
-      k.dot_f16_rows(n_pad, vh, kAttnPad, head_dim * kAttnPad, head_dim, p16, o);
-    }
-  });
+// Stores row t's new key (already rotated) and value of KV head kvh at position pos into the sequence's pages.
+void store_row(const kernels::KernelTable& k, const KVStore& kv, int64_t layer, const int32_t* pages, int64_t kvh,
+               int64_t pos, const float* key, const float* value, uint16_t* h16) {
+  const int64_t hd = kv.layout.head_dim;
+  const int64_t page = pages[pos / kAttnPad], slot = pos % kAttnPad;
+  if (kv.layout.type == TensorType::Q8_0) {
+    const size_t row = row_size(TensorType::Q8_0, hd);
+    const kernels::QuantizeActFn quantize = k.for_type(TensorType::Q8_0).quantize_act;
+    quantize(key, kv.key_page(layer, kvh, page) + static_cast<size_t>(slot) * row, hd);
+    quantize(value, kv.value_page(layer, kvh, page) + static_cast<size_t>(slot) * row, hd);
+    return;
+  }
+  k.f32_to_f16(key, reinterpret_cast<uint16_t*>(kv.key_page(layer, kvh, page)) + slot * hd, hd);
+  k.f32_to_f16(value, h16, hd);  // then a dimension's value every kAttnPad halves
+  uint16_t* vp = reinterpret_cast<uint16_t*>(kv.value_page(layer, kvh, page)) + slot;
+  for (int64_t i = 0; i < hd; ++i) vp[i * kAttnPad] = h16[i];
 }
 
 }  // namespace
 
-void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* v_cache, float* out,
-               int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
-               float scale) {
-  TS_CHECK(n_head % n_head_kv == 0);
-  TS_CHECK_MSG(n_ctx % kAttnPad == 0, "the value cache must hold a multiple of %d positions", static_cast<int>(kAttnPad));
-  if (T >= 8) {
-    attention_flash(ctx, q, k_cache, v_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale);
-    return;
-  }
-  attention_one_query(ctx, q, k_cache, v_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale, nullptr);
-}
-
-
-void attention_decode(Context& ctx, float* q, float* k_new, const float* v_new, uint16_t* k_cache, uint16_t* v_cache,
-                      float* out, int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv,
-                      int64_t head_dim, float scale, const float* cs, int64_t n_rot, RopeStyle style, int64_t stale_end) {
-  TS_CHECK(T < 8 && n_head % n_head_kv == 0 && n_rot % 2 == 0 && n_rot <= head_dim);
-  TS_CHECK(pos0 >= 0 && pos0 + T <= n_ctx && n_ctx % kAttnPad == 0);
-  const int64_t end = pos0 + T, clear_end = value_clear_end(end, n_ctx, stale_end);
-  // Per KV head: 0 = not stored, 1 = being stored by the job that claimed it, 2 = stored.
-  std::vector<std::atomic<int>> state(static_cast<size_t>(n_head_kv));
+void attention(Context& ctx, const KVStore& kv, int64_t layer, const std::vector<AttnSeq>& seqs, float* q,
+               float* k_new, const float* v_new, float* out, int64_t n_head, float scale, const float* cs,
+               int64_t n_rot, RopeStyle style) {
+  const KVLayout& L = kv.layout;
+  const int64_t n_head_kv = L.n_head_kv, hd = L.head_dim;
+  TS_CHECK(n_head % n_head_kv == 0 && n_rot % 2 == 0 && n_rot <= hd);
+  TS_CHECK(L.type == TensorType::F16 || (L.type == TensorType::Q8_0 && hd % 32 == 0));
+  TS_CHECK(hd <= 1024);
+  const bool q8 = L.type == TensorType::Q8_0;
+  const int64_t group = n_head / n_head_kv;
+  const int64_t tok_per_tile = std::max<int64_t>(1, kFlashRows / group);
+  const int64_t rows_max = group * tok_per_tile;
   const auto& k = ctx.k();
-  auto store_kv_head = [&](int64_t kvh) {
-    uint16_t h16[256];
-    uint16_t* vh = v_cache + kvh * head_dim * n_ctx;
-    for (int64_t t = 0; t < T; ++t) {
-      float* kr = k_new + (t * n_head_kv + kvh) * head_dim;
-      rope_head(kr, cs + t * n_rot, n_rot, style);
-      k.f32_to_f16(kr, k_cache + (kvh * n_ctx + pos0 + t) * head_dim, head_dim);
-      for (int64_t i0 = 0; i0 < head_dim; i0 += 256) {  // the values, through the SIMD converter
-        const int64_t ni = std::min<int64_t>(256, head_dim - i0);
-        k.f32_to_f16(v_new + (t * n_head_kv + kvh) * head_dim + i0, h16, ni);
-        uint16_t* dst = vh + value_index(head_dim, i0, pos0 + t);  // then kAttnPad apart within the block
-        for (int64_t i = 0; i < ni; ++i) dst[i * kAttnPad] = h16[i];
+  const int nth = ctx.pool().size();
+  const size_t n_seq = seqs.size();
+  const int64_t kv_dim = n_head_kv * hd;
+  const size_t q8_row = q8 ? row_size(TensorType::Q8_0, hd) : 0;
+
+  // Jobs: n_head per one-row sequence (a query head), tiles x n_head_kv per longer one; job_end[i] is one past
+  // sequence i's last job. The f16 staging of the Q8_0 cache for longer sequences: stage_at[i] elements into the
+  // half scratch (keys then values, n_st positions each per head).
+  std::vector<int64_t> job_end(n_seq), stage_at(n_seq, 0), n_st(n_seq, 0);
+  int64_t n_jobs = 0, n_kv_max = 0, stage_total = 0;
+  bool any_flash = false, any_stored_first = false;
+  for (size_t i = 0; i < n_seq; ++i) {
+    const AttnSeq& s = seqs[i];
+    TS_CHECK(s.n >= 1 && s.pos0 >= 0 && s.pages);
+    n_kv_max = std::max(n_kv_max, s.pos0 + s.n);
+    if (s.n == 1) {
+      n_jobs += n_head;
+    } else {
+      any_flash = true;
+      n_jobs += (s.n + tok_per_tile - 1) / tok_per_tile * n_head_kv;
+      if (q8) {
+        n_st[i] = (s.pos0 + s.n + kAttnPad - 1) / kAttnPad * kAttnPad;
+        stage_at[i] = stage_total;
+        stage_total += 2 * kv_dim * n_st[i];
       }
     }
-    clear_value_tail(vh, head_dim, end, clear_end);  // see store_value_blocks
-  };
-  attention_one_query(ctx, q, k_cache, v_cache, out, T, pos0, n_ctx, n_head, n_head_kv, head_dim, scale,
-                      [&](int64_t t, int64_t h, int64_t kvh) {
-                        std::atomic<int>& s = state[static_cast<size_t>(kvh)];
-                        int expected = 0;
-                        if (s.load(std::memory_order_acquire) != 2 && s.compare_exchange_strong(expected, 1)) {
-                          store_kv_head(kvh);
-                          s.store(2, std::memory_order_release);
-                        }
-                        for (int i = 0; s.load(std::memory_order_acquire) != 2; ++i) spin_pause(i);  // yields now and then
-                        rope_head(q + (t * n_head + h) * head_dim, cs + t * n_rot, n_rot, style);
-                      });
-}
+    if (s.n > 1 || q8) any_stored_first = true;
+    job_end[i] = n_jobs;
+  }
 
-void attention_q8_0(Context& ctx, const float* q, const uint8_t* k_cache, const uint8_t* v_cache, float* out,
-                    int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
-                    float scale) {
-  TS_CHECK(n_head % n_head_kv == 0 && head_dim % 32 == 0);
-  const size_t row = row_size(TensorType::Q8_0, head_dim);
-  const int64_t n_kv_max = pos0 + T;
-  const auto& k = ctx.k();
-  if (T >= 8) {
-    // Prefill: an f16 copy of positions 0..n_kv_max-1 in the F16 layout (keys head-major, values in blocks),
-    // dequantized in parallel per (head, block of positions), then the flash path. The copy holds a whole
-    // number of value blocks; the flash path reads no position past n_kv_max.
-    const int64_t n_st = (n_kv_max + kAttnPad - 1) / kAttnPad * kAttnPad;
-    const int64_t kv_dim = n_head_kv * head_dim;
-    uint16_t* k16 = ctx.half_scratch(static_cast<size_t>(2 * kv_dim * n_st));
-    uint16_t* v16 = k16 + kv_dim * n_st;
-    constexpr int64_t kPosBlock = 64;
-    const int64_t blocks = (n_kv_max + kPosBlock - 1) / kPosBlock;
-    ctx.pool().parallel_for(n_head_kv * blocks, 1, [&](int64_t b, int64_t e, int) {
-      // Rows to f16 with the SIMD converter; the value rows through a block buffer, then transposed (the
-      // per-element software f16 conversion made this staging cost 10-25% of a Q8_0 prefill).
-      std::vector<float> f(static_cast<size_t>(head_dim));
-      std::vector<uint16_t> vblk(static_cast<size_t>(kPosBlock * head_dim));
-      for (int64_t job = b; job < e; ++job) {
-        const int64_t h = job / blocks, p0 = (job % blocks) * kPosBlock, p1 = std::min(n_kv_max, p0 + kPosBlock);
-        for (int64_t p = p0; p < p1; ++p) {
-          const size_t at = static_cast<size_t>(h * n_ctx + p) * row;
-          dequantize_row(TensorType::Q8_0, k_cache + at, f.data(), head_dim);
-          k.f32_to_f16(f.data(), k16 + (h * n_st + p) * head_dim, head_dim);
-          dequantize_row(TensorType::Q8_0, v_cache + at, f.data(), head_dim);
-          k.f32_to_f16(f.data(), vblk.data() + (p - p0) * head_dim, head_dim);
+  // 1. Rotate and store the new keys and values before the attention jobs, per (sequence, KV head), except the
+  //    one-row sequences over an F16 cache, whose jobs do it themselves (below).
+  if (any_stored_first) {
+    ctx.pool().parallel_for(static_cast<int64_t>(n_seq) * n_head_kv, 1, [&](int64_t b, int64_t e, int) {
+      uint16_t h16[1024];
+      for (int64_t u = b; u < e; ++u) {
+        const AttnSeq& s = seqs[static_cast<size_t>(u / n_head_kv)];
+        const int64_t kvh = u % n_head_kv;
+        if (s.n == 1 && !q8) continue;
+        for (int64_t t = s.row0; t < s.row0 + s.n; ++t) {
+          float* kr = k_new + (t * n_head_kv + kvh) * hd;
+          rope_head(kr, cs + t * n_rot, n_rot, style);
+          store_row(k, kv, layer, s.pages, kvh, s.pos0 + (t - s.row0), kr, v_new + (t * n_head_kv + kvh) * hd, h16);
         }
-        uint16_t* vh = v16 + h * head_dim * n_st;
-        for (int64_t i = 0; i < head_dim; ++i)
-          for (int64_t p = p0; p < p1; ++p) vh[value_index(head_dim, i, p)] = vblk[static_cast<size_t>((p - p0) * head_dim + i)];
       }
     });
-    attention_flash(ctx, q, k16, v16, out, T, pos0, n_st, n_head, n_head_kv, head_dim, scale);
-    return;
   }
-  const int64_t group = n_head / n_head_kv;
-  const int nth = ctx.pool().size();
-  const kernels::QuantizeActFn quantize = k.for_type(TensorType::Q8_0).quantize_act;
-  // Per thread: the scores, then the query in Q8_0.
-  const int64_t per_thread = n_kv_max + static_cast<int64_t>(row + 3) / 4 + 16;
+  // 1b. Over a Q8_0 cache, the longer sequences attend over an f16 copy of their positions in the F16 page
+  //     layout (pages in order), dequantized in parallel per (sequence, KV head, 64 positions).
+  uint16_t* staged = nullptr;
+  if (q8 && any_flash) {
+    staged = ctx.half_scratch(static_cast<size_t>(stage_total));
+    constexpr int64_t kPosBlock = 64;
+    std::vector<int64_t> unit_end(n_seq);
+    int64_t n_units = 0;
+    for (size_t i = 0; i < n_seq; ++i) {
+      if (seqs[i].n > 1) n_units += n_head_kv * ((seqs[i].pos0 + seqs[i].n + kPosBlock - 1) / kPosBlock);
+      unit_end[i] = n_units;
+    }
+    ctx.pool().parallel_for(n_units, 1, [&](int64_t b, int64_t e, int) {
+      float f[1024];
+      uint16_t h16[1024];
+      for (int64_t u = b; u < e; ++u) {
+        const size_t i = static_cast<size_t>(std::upper_bound(unit_end.begin(), unit_end.end(), u) - unit_end.begin());
+        const AttnSeq& s = seqs[i];
+        const int64_t n_kv = s.pos0 + s.n, blocks = (n_kv + kPosBlock - 1) / kPosBlock;
+        const int64_t l = u - (i ? unit_end[i - 1] : 0), kvh = l / blocks;
+        const int64_t p0 = (l % blocks) * kPosBlock, p1 = std::min(n_kv, p0 + kPosBlock);
+        uint16_t* k16 = staged + stage_at[i] + kvh * n_st[i] * hd;
+        uint16_t* v16 = staged + stage_at[i] + kv_dim * n_st[i] + kvh * n_st[i] * hd;
+        for (int64_t p = p0; p < p1; ++p) {
+          const int64_t page = s.pages[p / kAttnPad];
+          const size_t at = static_cast<size_t>(p % kAttnPad) * q8_row;
+          dequantize_row(TensorType::Q8_0, kv.key_page(layer, kvh, page) + at, f, hd);
+          k.f32_to_f16(f, k16 + p * hd, hd);
+          dequantize_row(TensorType::Q8_0, kv.value_page(layer, kvh, page) + at, f, hd);
+          k.f32_to_f16(f, h16, hd);
+          uint16_t* vp = v16 + (p / kAttnPad) * kAttnPad * hd + p % kAttnPad;
+          for (int64_t d = 0; d < hd; ++d) vp[d * kAttnPad] = h16[d];
+        }
+      }
+    });
+  }
+
+  // 2. The attention jobs. Per-thread scratch, the larger of the two kinds' needs:
+  //    one query: scores (n_kv_max padded), the query in f16 or Q8_0, the probabilities in f16;
+  //    flash: query rows, a score block, output rows, running max and sum, a query in f16 and one rotated.
+  const int64_t n_pad_max = (n_kv_max + kAttnPad - 1) / kAttnPad * kAttnPad;
+  const int64_t one_query = n_pad_max + (n_pad_max + hd + 1) / 2 + static_cast<int64_t>(q8_row + 3) / 4 + 16;
+  const int64_t flash = any_flash ? rows_max * (2 * hd + kFlashKeys + 2) + hd + (hd + 1) / 2 + 16 : 0;
+  const int64_t per_thread = (std::max(one_query, flash) + 15) / 16 * 16;
   float* scratch = ctx.float_scratch(static_cast<size_t>(nth * per_thread));
-  ctx.pool().parallel_for_dynamic(T * n_head, 1, [&](int64_t b, int64_t e, int ith) {
-    float* scores = scratch + ith * per_thread;
-    auto* q8 = reinterpret_cast<uint8_t*>(scores + n_kv_max);
+  // One-row sequences over an F16 cache: per (sequence, KV head) 0 = not stored, 1 = being stored by the job
+  // that claimed it, 2 = stored.
+  std::vector<std::atomic<int>> state(q8 ? 0 : n_seq * static_cast<size_t>(n_head_kv));
+  const kernels::QuantizeActFn quantize_q8 = q8 ? k.for_type(TensorType::Q8_0).quantize_act : nullptr;
+
+  ctx.pool().parallel_for_dynamic(n_jobs, 1, [&](int64_t b, int64_t e, int ith) {
+    float* ts = scratch + ith * per_thread;
     for (int64_t job = b; job < e; ++job) {
-      const int64_t t = job / n_head, h = job % n_head;
-      const int64_t kvh = h / group;
-      const int64_t n_kv = pos0 + t + 1;
-      quantize(q + (t * n_head + h) * head_dim, q8, head_dim);
-      const uint8_t* kh = k_cache + static_cast<size_t>(kvh * n_ctx) * row;
-      k.dot_q8_0_rows(head_dim, kh, row, n_kv, q8, scores);
-      for (int64_t j = 0; j < n_kv; ++j) scores[j] *= scale;
-      const float mx = k.max_f32(scores, n_kv);
-      const float inv = static_cast<float>(1.0 / k.exp_sum_f32(scores, n_kv, mx));
-      float* o = out + (t * n_head + h) * head_dim;
-      std::fill(o, o + head_dim, 0.0f);
-      k.axpy_q8_0_rows(head_dim, v_cache + static_cast<size_t>(kvh * n_ctx) * row, row, n_kv, scores, o);
-      for (int64_t i = 0; i < head_dim; ++i) o[i] *= inv;
+      const size_t i = static_cast<size_t>(std::upper_bound(job_end.begin(), job_end.end(), job) - job_end.begin());
+      const AttnSeq& s = seqs[i];
+      const int64_t l = job - (i ? job_end[i - 1] : 0);
+      if (s.n > 1) {
+        const int64_t tile = l / n_head_kv, kvh = l % n_head_kv;
+        const int64_t t0 = tile * tok_per_tile, t1 = std::min(s.n, t0 + tok_per_tile);
+        F16Head head;
+        if (q8) {
+          head = {staged + stage_at[i] + kvh * n_st[i] * hd, staged + stage_at[i] + kv_dim * n_st[i] + kvh * n_st[i] * hd,
+                  kAttnPad * hd, nullptr};
+        } else {
+          head = {reinterpret_cast<const uint16_t*>(kv.keys(layer, kvh)),
+                  reinterpret_cast<const uint16_t*>(kv.values(layer, kvh)), kAttnPad * hd, s.pages};
+        }
+        float* qs = ts;
+        float* sc = qs + rows_max * hd;
+        float* acc = sc + rows_max * kFlashKeys;
+        float* m = acc + rows_max * hd;
+        float* lsum = m + rows_max;
+        float* rot = lsum + rows_max;
+        auto* h = reinterpret_cast<uint16_t*>(rot + hd);
+        const int64_t r0 = s.row0;
+        flash_tile(k, q + r0 * n_head * hd, out + r0 * n_head * hd, head, t0, t1, s.pos0, kvh, n_head, group, hd,
+                   scale, cs + r0 * n_rot, n_rot, style, qs, sc, acc, m, lsum, h, rot);
+        continue;
+      }
+      const int64_t hq = l, kvh = hq / group, t = s.row0, pos = s.pos0, n_kv = pos + 1;
+      float* qrow = q + (t * n_head + hq) * hd;
+      float* o = out + (t * n_head + hq) * hd;
+      float* scores = ts;
+      if (q8) {
+        rope_head(qrow, cs + t * n_rot, n_rot, style);
+        auto* q8buf = reinterpret_cast<uint8_t*>(scores + n_pad_max);
+        quantize_q8(qrow, q8buf, hd);
+        F16Head pages{nullptr, nullptr, 0, s.pages};  // only for its page runs
+        for (int64_t p0 = 0; p0 < n_kv;) {
+          const int64_t p1 = pages.contiguous_end(p0, n_kv);
+          k.dot_q8_0_rows(hd, kv.key_page(layer, kvh, s.pages[p0 / kAttnPad]) + static_cast<size_t>(p0 % kAttnPad) * q8_row,
+                          q8_row, p1 - p0, q8buf, scores + p0);
+          p0 = p1;
+        }
+        for (int64_t j = 0; j < n_kv; ++j) scores[j] *= scale;
+        const float mx = k.max_f32(scores, n_kv);
+        const float inv = static_cast<float>(1.0 / k.exp_sum_f32(scores, n_kv, mx));
+        std::fill(o, o + hd, 0.0f);
+        for (int64_t p0 = 0; p0 < n_kv;) {
+          const int64_t p1 = pages.contiguous_end(p0, n_kv);
+          k.axpy_q8_0_rows(hd, kv.value_page(layer, kvh, s.pages[p0 / kAttnPad]) + static_cast<size_t>(p0 % kAttnPad) * q8_row,
+                           q8_row, p1 - p0, scores + p0, o);
+          p0 = p1;
+        }
+        for (int64_t d = 0; d < hd; ++d) o[d] *= inv;
+        continue;
+      }
+      // F16: the first job of this (sequence, KV head) rotates and stores its new key and value; the others wait.
+      std::atomic<int>& st = state[i * static_cast<size_t>(n_head_kv) + static_cast<size_t>(kvh)];
+      int expected = 0;
+      if (st.load(std::memory_order_acquire) != 2 && st.compare_exchange_strong(expected, 1)) {
+        float* kr = k_new + (t * n_head_kv + kvh) * hd;
+        rope_head(kr, cs + t * n_rot, n_rot, style);
+        uint16_t h16[1024];
+        store_row(k, kv, layer, s.pages, kvh, pos, kr, v_new + (t * n_head_kv + kvh) * hd, h16);
+        st.store(2, std::memory_order_release);
+      }
+      for (int w = 0; st.load(std::memory_order_acquire) != 2; ++w) spin_pause(w);  // yields now and then
+      rope_head(qrow, cs + t * n_rot, n_rot, style);
+      auto* q16 = reinterpret_cast<uint16_t*>(scores + n_pad_max);
+      const F16Head head{reinterpret_cast<const uint16_t*>(kv.keys(layer, kvh)),
+                         reinterpret_cast<const uint16_t*>(kv.values(layer, kvh)), kAttnPad * hd, s.pages};
+      one_query_f16(k, qrow, o, head, n_kv, hd, scale, scores, q16, q16 + hd);
     }
   });
 }

@@ -97,66 +97,73 @@ void rope_table(Context& ctx, const int32_t* pos, int64_t T, int64_t n_rot, floa
 void rope(Context& ctx, float* x, int64_t T, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cs,
           RopeStyle style);
 
-// Positions per block of the f16 value cache. The values are stored transposed in blocks:
-// [n_head_kv][n_ctx / kAttnPad][hd][kAttnPad] (value_index), so a block holds every dimension's values of
-// kAttnPad consecutive positions, one KV head's blocks are contiguous (decode reads them as one stream and
-// writes a new position into one block), and each dimension's values over the positions are a row in chunks
-// of kernels::kF16Chunk that the f16 kernels read directly. n_ctx is a multiple of kAttnPad, and
-// store_value_blocks keeps the unused tail of the last block zero, so the one-query attention multiplies
-// whole blocks (no ragged tail in its f16 dot products).
+// ---- The paged KV cache, as attention writes and reads it.
+// The cache is a pool of pages of kAttnPad positions (the engine's KV pool owns the memory and hands pages out;
+// a sequence's page table maps its logical page i, positions i * kAttnPad .. + kAttnPad - 1, to a physical
+// page). Per layer there is a key region and a value region, each [n_head_kv][n_pages][one head's page], so a
+// head's physical pages are contiguous in page order: a sequence whose pages are consecutive reads each head's
+// keys as one stream, as decode's score pass wants. One head's page holds, for its kAttnPad positions:
+//   F16 keys:   [kAttnPad][head_dim] f16, a row per position;
+//   F16 values: [head_dim][kAttnPad] f16, a row per dimension (the value products read each dimension's values
+//               over the positions as rows in chunks of kernels::kF16Chunk, a page apart);
+//   Q8_0 keys and values: kAttnPad rows of head_dim / 32 Q8_0 blocks (head_dim a multiple of 32).
+// Invariant the engine keeps: in an F16 cache, the value slots of the positions of a sequence's last page past
+// its end are zero (pages are zeroed when handed out), so the one-query attention multiplies whole pages.
 constexpr int64_t kAttnPad = kernels::kF16Chunk;
-// Where value dimension i of position p of a KV head sits, from the head's start (hd * n_ctx apart).
-inline int64_t value_index(int64_t head_dim, int64_t i, int64_t p) {
-  return (p / kAttnPad) * head_dim * kAttnPad + i * kAttnPad + p % kAttnPad;
-}
 
-// Causal multi-head attention with grouped KV heads over an F16 cache.
-// q: [T][n_head*hd]; k_cache: [n_head_kv][n_ctx][hd] f16 (head-major: one head's keys are contiguous, a row
-// per position); v_cache: the values in blocks of kAttnPad positions (above), both already holding positions
-// 0 .. pos0+T-1; query t sits at position pos0+t and sees keys 0..pos0+t. out: [T][n_head*hd].
-// Decode (T < 8, one query at a time) follows llama.cpp's non-flash path (f16 scores, f32 softmax with a
-// double sum, probabilities rounded to f16, f16 dot products over positions) so that greedy outputs agree;
-// the value products run over zero-padded blocks of kAttnPad positions (n_ctx, the rows' length, is a
-// multiple of it). Prefill (T >= 8) is flash-attention style: tiles of query rows walk the keys in blocks
-// with an online softmax, so no score matrix longer than one block of keys is ever held.
-void attention(Context& ctx, const float* q, const uint16_t* k_cache, const uint16_t* v_cache, float* out,
-               int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
-               float scale);
+struct KVLayout {
+  TensorType type = TensorType::F16;  // F16 or Q8_0
+  int64_t n_layer = 0, n_head_kv = 0, head_dim = 0;
+  int64_t n_pages = 0;  // physical pages in the pool
+  // Bytes of one head's page of keys (values take the same).
+  size_t page_bytes() const { return row_size(type, head_dim) * static_cast<size_t>(kAttnPad); }
+  // Bytes of one layer's key region (values the same).
+  size_t region_bytes() const { return page_bytes() * static_cast<size_t>(n_pages * n_head_kv); }
+  size_t bytes() const { return region_bytes() * 2 * static_cast<size_t>(n_layer); }
+};
 
-// Decode (T < 8) with its prologue fused in, equal bit for bit to rope(q), rope(k_new), store_heads(F16, k_new),
-// store_value_blocks(v_new, stale_end) and attention(): each job (token, head) first makes sure its KV head's
-// new rows are rotated and stored (the first job of a KV head does it; the others wait for it) and rotates its
-// own query head. The rotation and the stores, done by the calling thread alone before, are split across the
-// pool; the writes into the value cache's last block then overlap the other thread's attention.
-// q and k_new are rotated in place; cs: rope_table's angles for the T tokens.
-void attention_decode(Context& ctx, float* q, float* k_new, const float* v_new, uint16_t* k_cache, uint16_t* v_cache,
-                      float* out, int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv,
-                      int64_t head_dim, float scale, const float* cs, int64_t n_rot, RopeStyle style,
-                      int64_t stale_end = INT64_MAX);
+// The pool's memory with its layout: `base` holds bytes() bytes, per layer the key region then the value region.
+struct KVStore {
+  KVLayout layout;
+  uint8_t* base = nullptr;
+  // Start of head h's pages (physical page 0) in layer il's keys or values.
+  uint8_t* keys(int64_t il, int64_t h) const { return region(2 * il) + static_cast<size_t>(h * layout.n_pages) * layout.page_bytes(); }
+  uint8_t* values(int64_t il, int64_t h) const { return region(2 * il + 1) + static_cast<size_t>(h * layout.n_pages) * layout.page_bytes(); }
+  // Head h's physical page p of layer il.
+  uint8_t* key_page(int64_t il, int64_t h, int64_t p) const { return keys(il, h) + static_cast<size_t>(p) * layout.page_bytes(); }
+  uint8_t* value_page(int64_t il, int64_t h, int64_t p) const { return values(il, h) + static_cast<size_t>(p) * layout.page_bytes(); }
 
-// Attention as above over a Q8_0 cache: keys and values both head-major, [n_head_kv][n_ctx] rows of
-// head_dim / 32 Q8_0 blocks (values not transposed); head_dim must be a multiple of 32.
-// Decode (T < 8): each query is quantized to Q8_0 and scored against the key rows with the Q8_0 dot product
-// (as llama.cpp does with a q8_0 key cache), softmax in f32 (sum in double), then the probability-weighted
-// sum of the value rows in f32 (axpy_q8_0_rows). Prefill (T >= 8): the cache positions 0..pos0+T-1 are
-// dequantized into an f16 copy in the F16 layout and the flash path above runs on it.
-void attention_q8_0(Context& ctx, const float* q, const uint8_t* k_cache, const uint8_t* v_cache, float* out,
-                    int64_t T, int64_t pos0, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
-                    float scale);
+ private:
+  uint8_t* region(int64_t i) const { return base + static_cast<size_t>(i) * layout.region_bytes(); }
+};
 
-// Stores rows [T][n_heads*head_dim] into a head-major cache [n_heads][n_ctx] of rows of head_dim values in
-// `type`: F16 (the keys of the f16 cache) or Q8_0 (keys and values of the q8_0 cache; head_dim a multiple of
-// 32), positions pos0..pos0+T-1 of each head.
-void store_heads(Context& ctx, TensorType type, const float* x, void* cache, int64_t T, int64_t n_heads,
-                 int64_t head_dim, int64_t pos0, int64_t n_ctx);
-// Stores value rows [T][n_heads*head_dim] as f16 into the blocked value cache (kAttnPad, value_index),
-// positions pos0..pos0+T-1 of each head, and zeros the positions after them up to the end of their block
-// (n_ctx must be a multiple of kAttnPad). stale_end: positions at or past it are known to be zero already
-// (never written since the cache was zero-filled), so only those before it are cleared; in steady decode
-// (pos0 + T past everything stored before) nothing is, where clearing the block's tail wrote up to 31
-// positions x head_dim values per head and token.
-void store_value_blocks(Context& ctx, const float* x, uint16_t* v_cache, int64_t T, int64_t n_heads, int64_t head_dim,
-                        int64_t pos0, int64_t n_ctx, int64_t stale_end = INT64_MAX);
+// Where value dimension i of position p sits in an F16 value page, from the page's start.
+inline int64_t value_index(int64_t i, int64_t p) { return i * kAttnPad + p % kAttnPad; }
+
+// One sequence's rows in a batch: rows row0 .. row0 + n - 1 of the activations (q, k, v, out), at consecutive
+// positions pos0 .., and its page table, which covers positions 0 .. pos0 + n - 1.
+struct AttnSeq {
+  int64_t row0 = 0, n = 0, pos0 = 0;
+  const int32_t* pages = nullptr;
+};
+
+// One layer's causal attention with grouped KV heads for a batch of sequences, over the paged cache.
+// q: [T][n_head * head_dim], k_new / v_new: [T][n_head_kv * head_dim] (the batch's new keys and values), out like q;
+// cs: rope_table's angles per batch row. For each sequence this rotates its queries and new keys (the first n_rot
+// dims of each head), stores its new keys and values into its pages at pos0 .., and attends: the query at
+// position p sees the keys 0..p of its own sequence. q and k_new are rotated in place.
+// - A sequence with one row (decode) follows llama.cpp's non-flash path: f16 scores, f32 softmax with a double
+//   sum, probabilities rounded to f16, f16 dot products over positions (so greedy outputs agree). Over an F16
+//   cache the rotation and the stores run inside the attention's parallel jobs (the first job of a KV head
+//   stores its rows, the others wait for it). Over a Q8_0 cache the query is quantized to Q8_0 and scored with
+//   the Q8_0 dot product, softmax in f32, the value rows summed in f32 (axpy_q8_0_rows).
+// - A sequence with two rows or more (prefill, a prompt chunk) is flash-attention style: tiles of query rows walk
+//   the keys in blocks with an online softmax (over a Q8_0 cache: on an f16 copy of the sequence's positions).
+// The kind depends only on the sequence's own row count, never on the rest of the batch, and a row's result
+// does not depend on the other sequences: a sequence gets the same result alone or in any batch.
+void attention(Context& ctx, const KVStore& kv, int64_t layer, const std::vector<AttnSeq>& seqs, float* q,
+               float* k_new, const float* v_new, float* out, int64_t n_head, float scale, const float* cs,
+               int64_t n_rot, RopeStyle style);
 
 // out[t][i] = silu(gate[t][i]) * up[t][i]
 void swiglu(Context& ctx, const float* gate, const float* up, float* out, int64_t T, int64_t n);

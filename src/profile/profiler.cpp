@@ -11,7 +11,14 @@
 
 namespace tokenscope::profile {
 
-const char* stage_name(Stage s) { return s == Stage::prefill ? "prefill" : "decode"; }
+const char* stage_name(Stage s) {
+  switch (s) {
+    case Stage::prefill: return "prefill";
+    case Stage::decode: return "decode";
+    case Stage::mixed: return "mixed";
+  }
+  return "?";
+}
 
 const char* op_kind_name(OpKind k) {
   switch (k) {
@@ -74,14 +81,16 @@ void Profiler::set_thread_count(int n) {
   for (auto& v : thread_spans_) v.reserve(1 << 14);
 }
 
-void Profiler::begin_step(Stage stage, int64_t past, int64_t n_eval) {
-  TS_CHECK(!in_step_);
+void Profiler::begin_step(Stage stage, const std::vector<SeqEval>& seqs) {
+  TS_CHECK(!in_step_ && !seqs.empty());
   in_step_ = true;
   StepRecord s;
   s.index = static_cast<uint32_t>(steps_.size());
   s.stage = stage;
-  s.past = past;
-  s.n_eval = n_eval;
+  s.past = seqs[0].past;
+  s.n_eval = 0;
+  for (const SeqEval& q : seqs) s.n_eval += q.n_eval;
+  s.seqs = seqs;
   s.tid = static_cast<int>(::gettid());
   if (counters_) step_start_counts_ = counters_->read_per_thread();
   s.t0_us = now_us();

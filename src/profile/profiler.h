@@ -13,7 +13,9 @@
 
 namespace tokenscope::profile {
 
-enum class Stage : uint8_t { prefill, decode };
+// A step's kind: prefill (every sequence in it evaluates two tokens or more: prompts or prompt chunks), decode
+// (one token each), mixed (both, as continuous batching with chunked prefill makes them).
+enum class Stage : uint8_t { prefill, decode, mixed };
 const char* stage_name(Stage s);
 
 enum class OpKind : uint8_t { embedding, rmsnorm, matmul, rope, attention, activation, add, output, sampling, kCount };
@@ -30,10 +32,17 @@ struct OpRecord {
   const char* format;  // weight format name ("Q4_1"), or ""
 };
 
+// One sequence's part of a step: its id, the tokens its cache held before, the tokens it evaluated.
+struct SeqEval {
+  int id = 0;
+  int64_t past = 0, n_eval = 0;
+};
+
 struct StepRecord {
   uint32_t index;
   Stage stage;
-  int64_t past, n_eval;
+  int64_t past, n_eval;          // the first sequence's past; the tokens of all sequences
+  std::vector<SeqEval> seqs;     // every sequence in the step (the batch size is seqs.size())
   double t0_us, t1_us;
   std::vector<double> counters;  // deltas over the step, in counter_names() order (summed over threads)
   std::vector<std::vector<double>> thread_counters;  // [pool thread][counter] deltas over the step
@@ -62,7 +71,10 @@ class Profiler {
            (1e6 * std::chrono::steady_clock::period::num / std::chrono::steady_clock::period::den);
   }
 
-  void begin_step(Stage stage, int64_t past, int64_t n_eval);
+  // A step of one sequence, "past N, n_eval M".
+  void begin_step(Stage stage, int64_t past, int64_t n_eval) { begin_step(stage, {SeqEval{0, past, n_eval}}); }
+  // A step of a batch of sequences.
+  void begin_step(Stage stage, const std::vector<SeqEval>& seqs);
   void end_step();
   void add_op(OpKind kind, int layer, const char* name, double t0_us, double t1_us, Cost cost, int64_t m = 0,
               int64_t n = 0, int64_t k = 0, const char* format = "");

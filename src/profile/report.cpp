@@ -98,6 +98,21 @@ std::string observations(const StageSummary& s, const MachineInfo& m, bool hardw
 
 }  // namespace
 
+// A step's sequences as [{"id", "past", "n_eval"}, ...].
+nlohmann::json seqs_json(const StepRecord& step) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const SeqEval& q : step.seqs) a.push_back({{"id", q.id}, {"past", q.past}, {"n_eval", q.n_eval}});
+  return a;
+}
+
+// "prefill: past 0, n_eval 78" for one sequence; "decode: 16 sequences, n_eval 16" for a batch.
+std::string step_name(const StepRecord& s) {
+  if (s.seqs.size() <= 1)
+    return strfmt("%s: past %lld, n_eval %lld", stage_name(s.stage), static_cast<long long>(s.past),
+                  static_cast<long long>(s.n_eval));
+  return strfmt("%s: %zu sequences, n_eval %lld", stage_name(s.stage), s.seqs.size(), static_cast<long long>(s.n_eval));
+}
+
 ProfileSummary summarize(const Profiler& p, const MachineInfo& m) {
   ProfileSummary out;
   out.machine = m;
@@ -107,7 +122,7 @@ ProfileSummary summarize(const Profiler& p, const MachineInfo& m) {
     for (const std::string& d : p.counters()->dropped()) out.notes.push_back("event not counted: " + d);
   const std::vector<std::string> cnames = p.counters() ? p.counters()->names() : std::vector<std::string>{};
   const size_t n_threads = p.counters() ? p.counters()->threads() : 0;
-  for (Stage st : {Stage::prefill, Stage::decode}) {
+  for (Stage st : {Stage::prefill, Stage::decode, Stage::mixed}) {
     StageSummary s;
     s.stage = stage_name(st);
     std::vector<double> counters(cnames.size(), 0.0);
@@ -115,10 +130,12 @@ ProfileSummary summarize(const Profiler& p, const MachineInfo& m) {
       if (step.stage != st) continue;
       ++s.steps;
       s.tokens += step.n_eval;
+      s.mean_batch += static_cast<double>(std::max<size_t>(1, step.seqs.size()));
       s.ms += (step.t1_us - step.t0_us) * 1e-3;
       for (size_t i = 0; i < step.counters.size() && i < counters.size(); ++i) counters[i] += step.counters[i];
     }
     if (s.steps == 0) continue;
+    s.mean_batch /= s.steps;
     for (size_t i = 0; i < cnames.size(); ++i) s.counters.push_back({cnames[i], counters[i]});
     bool have_clock = false;
     const double busy_ms = counter(s, "task-clock-ms", &have_clock);
@@ -175,6 +192,7 @@ std::string summary_json(const ProfileSummary& s, const Profiler& p, const std::
     nlohmann::json js = {{"stage", st.stage},
                          {"steps", st.steps},
                          {"tokens", st.tokens},
+                         {"mean_batch", st.mean_batch},
                          {"ms", st.ms},
                          {"ops_ms", st.ops_ms},
                          {"ms_per_step", st.ms_per_step},
@@ -206,6 +224,8 @@ std::string summary_json(const ProfileSummary& s, const Profiler& p, const std::
                          {"stage", stage_name(step.stage)},
                          {"past", step.past},
                          {"n_eval", step.n_eval},
+                         {"batch", step.seqs.size()},
+                         {"seqs", seqs_json(step)},
                          {"start_us", step.t0_us},
                          {"ms", (step.t1_us - step.t0_us) * 1e-3}};
     if (p.counters()) {
@@ -240,11 +260,11 @@ std::string trace_json(const Profiler& p) {
                     {"tid", kStepsTid}, {"ts", s.t0_us}});
       prev_stage = static_cast<int>(s.stage);
     }
-    nlohmann::json args = {{"past", s.past}, {"n_eval", s.n_eval}, {"stage", sn}, {"step", s.index}};
+    nlohmann::json args = {{"past", s.past}, {"n_eval", s.n_eval}, {"stage", sn}, {"step", s.index},
+                           {"batch", s.seqs.size()}, {"seqs", seqs_json(s)}};
     for (size_t i = 0; i < s.counters.size() && i < names.size(); ++i) args[names[i]] = s.counters[i];
     ev.push_back({{"ph", "X"},
-                  {"name", strfmt("%s: past %lld, n_eval %lld", sn, static_cast<long long>(s.past),
-                                  static_cast<long long>(s.n_eval))},
+                  {"name", step_name(s)},
                   {"cat", sn},
                   {"pid", kPid},
                   {"tid", kStepsTid},

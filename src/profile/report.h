@@ -30,6 +30,7 @@ struct StageSummary {
   std::string stage;
   int steps = 0;
   int64_t tokens = 0;
+  double mean_batch = 0;             // sequences per step, on average
   double ms = 0, tok_s = 0, ms_per_step = 0;
   double ops_ms = 0;                 // time inside op spans (the rest: step overhead)
   double flops = 0, bytes = 0, ai = 0, gflops_s = 0, gbs = 0;
@@ -44,7 +45,7 @@ struct StageSummary {
 
 struct ProfileSummary {
   MachineInfo machine;
-  std::vector<StageSummary> stages;  // prefill, decode (those that occurred)
+  std::vector<StageSummary> stages;  // prefill, decode, mixed (those that occurred)
   std::vector<std::string> notes;    // e.g. "hardware counters are not available ..."
   bool hardware_counters = false;
 };

@@ -31,6 +31,14 @@ std::vector<float> random_floats(int64_t n, uint32_t seed, float scale = 1.0f) {
   return v;
 }
 
+// A page table: logical pages 0..used-1 on distinct physical pages drawn at random from 0..n_pages-1.
+std::vector<int32_t> random_page_map(int64_t n_pages, int64_t used, uint32_t seed) {
+  std::vector<int32_t> pages(static_cast<size_t>(n_pages));
+  for (int64_t p = 0; p < n_pages; ++p) pages[static_cast<size_t>(p)] = static_cast<int32_t>(p);
+  std::shuffle(pages.begin(), pages.end(), std::mt19937(seed));
+  return std::vector<int32_t>(pages.begin(), pages.begin() + used);  // exactly `used` entries
+}
+
 // Exact value of the dot product of the dequantized operands, in double.
 double exact_dot(TensorType wt, const std::vector<uint8_t>& w, TensorType at, const std::vector<uint8_t>& a, int64_t n) {
   std::vector<float> fw(static_cast<size_t>(n)), fa(static_cast<size_t>(n));
@@ -196,24 +204,62 @@ TEST_P(KernelIsa, AttentionHelpersMatchScalar) {
     ref.f32_to_f16(xs.data(), hx.data(), static_cast<int64_t>(xs.size()));
     ref.f32_to_f16(ys.data(), hy.data(), n);
     std::vector<float> out(static_cast<size_t>(count), -1.0f);
-    k.dot_f16_rows(n, hx.data(), stride, kF16Chunk, count, hy.data(), out.data());
+    k.dot_f16_rows(n, hx.data(), stride, F16Chunks{}, count, hy.data(), out.data());
     for (int64_t j = 0; j < count; ++j) EXPECT_EQ(out[j], ref.dot_f16(n, hx.data() + j * stride, hy.data())) << "n=" << n;
     // Rows interleaved in blocks (the value cache's layout): row j's chunk c at c * chunk + j * 32, a gap
     // after each block; every result equals dot_f16 of the row gathered into one piece. 13 and 75 rows: a
     // partial group of rows, and more rows than the SIMD versions' panel of 64.
+    const int64_t n_chunks = (n + kF16Chunk - 1) / kF16Chunk;
     for (int64_t rows : {int64_t{13}, int64_t{75}}) {
       const auto xb = random_floats(rows * n, 350 + static_cast<uint32_t>(n));
       std::vector<uint16_t> hb(xb.size());
       ref.f32_to_f16(xb.data(), hb.data(), static_cast<int64_t>(xb.size()));
-      const int64_t chunk = rows * kF16Chunk + 24, n_chunks = (n + kF16Chunk - 1) / kF16Chunk;
+      const int64_t chunk = rows * kF16Chunk + 24;
       std::vector<uint16_t> blocked(static_cast<size_t>(n_chunks * chunk), uint16_t{0x7E00});  // gaps: f16 NaN
       for (int64_t j = 0; j < rows; ++j)
         for (int64_t i = 0; i < n; ++i)
           blocked[static_cast<size_t>((i / 32) * chunk + j * 32 + i % 32)] = hb[static_cast<size_t>(j * n + i)];
       std::vector<float> bout(static_cast<size_t>(rows), -1.0f);
-      k.dot_f16_rows(n, blocked.data(), kF16Chunk, chunk, rows, hy.data(), bout.data());
+      k.dot_f16_rows(n, blocked.data(), kF16Chunk, F16Chunks{chunk}, rows, hy.data(), bout.data());
       for (int64_t j = 0; j < rows; ++j)
         EXPECT_EQ(bout[j], ref.dot_f16(n, hb.data() + j * n, hy.data())) << "blocked rows, n=" << n << " j=" << j;
+    }
+    // Paged blocks (a paged value cache): logical chunk c of every row on physical page map[c], a random
+    // permutation of more pages than the rows use (the rest NaN); a page holds a block of 32 positions for
+    // rows + 2 rows and a gap, row j's chunk at page + (j + 1) * 32. 1 and 5 rows: fewer than the SIMD groups.
+    for (int64_t rows : {int64_t{1}, int64_t{5}, int64_t{13}, int64_t{75}}) {
+      const auto xb = random_floats(rows * n, 370 + static_cast<uint32_t>(n + rows));
+      std::vector<uint16_t> hb(xb.size());
+      ref.f32_to_f16(xb.data(), hb.data(), static_cast<int64_t>(xb.size()));
+      const int64_t page = (rows + 2) * kF16Chunk + 8, n_pages = n_chunks + 3;
+      const auto map = random_page_map(n_pages, n_chunks, 380 + static_cast<uint32_t>(n + rows));
+      std::vector<uint16_t> pool(static_cast<size_t>(n_pages * page), uint16_t{0x7E00});  // unused: f16 NaN
+      const int64_t base = kF16Chunk;  // row 0's chunk within a page
+      for (int64_t j = 0; j < rows; ++j)
+        for (int64_t i = 0; i < n; ++i)
+          pool[static_cast<size_t>(map[static_cast<size_t>(i / 32)] * page + base + j * 32 + i % 32)] =
+              hb[static_cast<size_t>(j * n + i)];
+      std::vector<float> pout(static_cast<size_t>(rows), -1.0f);
+      k.dot_f16_rows(n, pool.data() + base, kF16Chunk, F16Chunks{page, map.data()}, rows, hy.data(), pout.data());
+      for (int64_t j = 0; j < rows; ++j)
+        EXPECT_EQ(pout[j], ref.dot_f16(n, hb.data() + j * n, hy.data())) << "paged rows, n=" << n << " j=" << j;
+    }
+    // A map with chunks kF16Chunk apart (not plain rows): each row's own chunks permuted within the row.
+    {
+      const int64_t rows = 13, n_pages = n_chunks + 1, rstride = n_pages * kF16Chunk + 5;
+      const auto map = random_page_map(n_pages, n_chunks, 390 + static_cast<uint32_t>(n));
+      const auto xb = random_floats(rows * n, 395 + static_cast<uint32_t>(n));
+      std::vector<uint16_t> hb(xb.size());
+      ref.f32_to_f16(xb.data(), hb.data(), static_cast<int64_t>(xb.size()));
+      std::vector<uint16_t> permuted(static_cast<size_t>(rows * rstride), uint16_t{0x7E00});
+      for (int64_t j = 0; j < rows; ++j)
+        for (int64_t i = 0; i < n; ++i)
+          permuted[static_cast<size_t>(j * rstride + map[static_cast<size_t>(i / 32)] * kF16Chunk + i % 32)] =
+              hb[static_cast<size_t>(j * n + i)];
+      std::vector<float> pout(static_cast<size_t>(rows), -1.0f);
+      k.dot_f16_rows(n, permuted.data(), rstride, F16Chunks{kF16Chunk, map.data()}, rows, hy.data(), pout.data());
+      for (int64_t j = 0; j < rows; ++j)
+        EXPECT_EQ(pout[j], ref.dot_f16(n, hb.data() + j * n, hy.data())) << "permuted rows, n=" << n << " j=" << j;
     }
   }
   // exp_sum_f32 and silu_mul_f32: within a few ulps of libm's exp; -inf (masked scores) gives exactly 0.
@@ -285,7 +331,7 @@ TEST_P(KernelIsa, AttentionHelpersMatchScalar) {
   }
   // gemm_f32_f16t: ragged m, n, k (k longer than one block of the SIMD versions), overwrite and accumulate.
   for (auto [m, n, kk] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {3, 7, 5}, {4, 8, 64}, {15, 37, 64},
-                          {5, 64, 300}, {16, 9, 513}}) {
+                          {2, 40, 129}, {9, 16, 160}, {5, 64, 300}, {16, 9, 513}}) {
     const int64_t lda = kk + 3, ldb = kk + 11, ldc = n + 2;
     const auto a = random_floats(m * lda, 700 + static_cast<uint32_t>(kk));
     const auto bf = random_floats(n * ldb, 800 + static_cast<uint32_t>(kk));
@@ -296,10 +342,20 @@ TEST_P(KernelIsa, AttentionHelpersMatchScalar) {
     std::vector<uint16_t> bb(static_cast<size_t>(n_chunks * b_chunk), uint16_t{0x7E00});  // gaps: f16 NaN
     for (int64_t j = 0; j < n; ++j)
       for (int64_t l = 0; l < kk; ++l) bb[static_cast<size_t>((l / 32) * b_chunk + j * 32 + l % 32)] = b[j * ldb + l];
-    for (bool blocked : {false, true})
+    // And as paged blocks: logical chunk c on page map[c] (a random permutation of more pages than used), row j's
+    // chunk at page + (j + 1) * 32.
+    const int64_t page = (n + 2) * kF16Chunk + 8, n_pages = n_chunks + 2;
+    const auto map = random_page_map(n_pages, n_chunks, 850 + static_cast<uint32_t>(kk + n));
+    std::vector<uint16_t> pool(static_cast<size_t>(n_pages * page), uint16_t{0x7E00});
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t l = 0; l < kk; ++l)
+        pool[static_cast<size_t>(map[static_cast<size_t>(l / 32)] * page + (j + 1) * 32 + l % 32)] = b[j * ldb + l];
+    const char* layouts[] = {"plain", "blocked", "paged"};
+    for (int layout : {0, 1, 2})
       for (bool acc : {false, true}) {
-        const uint16_t* bp = blocked ? bb.data() : b.data();
-        const int64_t ld = blocked ? kF16Chunk : ldb, ch = blocked ? b_chunk : kF16Chunk;
+        const uint16_t* bp = layout == 0 ? b.data() : layout == 1 ? bb.data() : pool.data() + kF16Chunk;
+        const int64_t ld = layout == 0 ? ldb : kF16Chunk;
+        const F16Chunks ch = layout == 0 ? F16Chunks{} : layout == 1 ? F16Chunks{b_chunk} : F16Chunks{page, map.data()};
         std::vector<float> c1(static_cast<size_t>(m * ldc), 0.5f), c2 = c1;
         ref.gemm_f32_f16t(m, n, kk, a.data(), lda, bp, ld, ch, c1.data(), ldc, acc);
         k.gemm_f32_f16t(m, n, kk, a.data(), lda, bp, ld, ch, c2.data(), ldc, acc);
@@ -310,10 +366,10 @@ TEST_P(KernelIsa, AttentionHelpersMatchScalar) {
               mag += std::fabs(a[i * lda + l] * fp16_to_fp32(b[j * ldb + l]));
               exact += static_cast<double>(a[i * lda + l]) * fp16_to_fp32(b[j * ldb + l]);
             }
-            ASSERT_NEAR(c1[i * ldc + j], exact, 4 * kk * FLT_EPSILON * mag + 1e-6) << "scalar, blocked " << blocked;
+            ASSERT_NEAR(c1[i * ldc + j], exact, 4 * kk * FLT_EPSILON * mag + 1e-6) << "scalar, " << layouts[layout];
             ASSERT_NEAR(c2[i * ldc + j], c1[i * ldc + j], 4 * kk * FLT_EPSILON * mag + 1e-6)
                 << isa_name(GetParam()) << " m=" << m << " n=" << n << " k=" << kk << " i=" << i << " j=" << j
-                << " blocked " << blocked;
+                << " " << layouts[layout];
           }
         // Padding columns of c are not touched.
         for (int64_t i = 0; i < m; ++i) EXPECT_EQ(c2[i * ldc + n], 0.5f);

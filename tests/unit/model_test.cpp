@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
+#include "paged_cache.h"
 #include "model_builder.h"
 #include "test_util.h"
 
@@ -138,12 +139,12 @@ TEST_P(TinyModel, MatchesDoublePrecisionReferenceAtEveryPosition) {
   for (kernels::Isa isa : kernels::available_isas()) {
     ThreadPool pool(2);
     ops::Context ctx(pool, kernels::table(isa));
-    KVCache kv(c, 64);
+    PagedCache kv(c, 64, TensorType::F16, /*shuffled=*/true);
     Forward fwd(*model);
     // prefill 9 tokens with all logits (the flash-style prefill attention), then decode the rest one at a time
     constexpr size_t kPrefill = 9;
     std::vector<float> all(kPrefill * static_cast<size_t>(c.n_vocab)), last(static_cast<size_t>(c.n_vocab));
-    fwd.eval(ctx, kv, tokens.data(), kPrefill, 0, last.data(), all.data());
+    kv.eval(fwd, ctx, tokens.data(), kPrefill, 0, last.data(), all.data());
     auto check = [&](const float* got, size_t pos) {
       double mag = 0, err = 0;
       for (int64_t i = 0; i < c.n_vocab; ++i) {
@@ -154,7 +155,7 @@ TEST_P(TinyModel, MatchesDoublePrecisionReferenceAtEveryPosition) {
     };
     for (size_t p = 0; p < kPrefill; ++p) check(all.data() + p * static_cast<size_t>(c.n_vocab), p);
     for (size_t p = kPrefill; p < tokens.size(); ++p) {
-      fwd.eval(ctx, kv, tokens.data() + p, 1, static_cast<int64_t>(p), last.data());
+      kv.eval(fwd, ctx, tokens.data() + p, 1, static_cast<int64_t>(p), last.data());
       check(last.data(), p);
     }
   }
@@ -187,11 +188,11 @@ TEST(Forward, PrefillInOneCallEqualsTokenByToken) {
   const std::vector<int32_t> tokens = {1, 50, 99, 120, 7, 200, 3, 88, 64, 10};
   ThreadPool pool(2);
   ops::Context ctx(pool, kernels::active());
-  KVCache kv1(model->config(), 32), kv2(model->config(), 32);
+  PagedCache kv1(model->config(), 32), kv2(model->config(), 32);
   Forward f1(*model), f2(*model);
   std::vector<float> a(static_cast<size_t>(V)), b(static_cast<size_t>(V));
-  f1.eval(ctx, kv1, tokens.data(), static_cast<int64_t>(tokens.size()), 0, a.data());
-  for (size_t i = 0; i < tokens.size(); ++i) f2.eval(ctx, kv2, &tokens[i], 1, static_cast<int64_t>(i), b.data());
+  kv1.eval(f1, ctx, tokens.data(), static_cast<int64_t>(tokens.size()), 0, a.data());
+  for (size_t i = 0; i < tokens.size(); ++i) kv2.eval(f2, ctx, &tokens[i], 1, static_cast<int64_t>(i), b.data());
   double mag = 0, err = 0;
   for (int64_t i = 0; i < V; ++i) {
     mag = std::max(mag, std::fabs(double{b[static_cast<size_t>(i)]}));
@@ -215,12 +216,13 @@ TEST(Forward, Q8_0CachePrefillAndDecodeAgree) {
   const std::vector<int32_t> tokens = {1, 50, 99, 120, 7, 200, 3, 88, 64, 10, 33, 150};
   ThreadPool pool(2);
   ops::Context ctx(pool, kernels::active());
-  KVCache kv1(model->config(), 32, TensorType::Q8_0), kv2(model->config(), 32, TensorType::Q8_0), kv3(model->config(), 32);
+  PagedCache kv1(model->config(), 32, TensorType::Q8_0), kv2(model->config(), 32, TensorType::Q8_0, true),
+      kv3(model->config(), 32);
   Forward f1(*model), f2(*model), f3(*model);
   std::vector<float> a(static_cast<size_t>(V)), b(static_cast<size_t>(V)), c(static_cast<size_t>(V));
-  f1.eval(ctx, kv1, tokens.data(), static_cast<int64_t>(tokens.size()), 0, a.data());
-  for (size_t i = 0; i < tokens.size(); ++i) f2.eval(ctx, kv2, &tokens[i], 1, static_cast<int64_t>(i), b.data());
-  f3.eval(ctx, kv3, tokens.data(), static_cast<int64_t>(tokens.size()), 0, c.data());
+  kv1.eval(f1, ctx, tokens.data(), static_cast<int64_t>(tokens.size()), 0, a.data());
+  for (size_t i = 0; i < tokens.size(); ++i) kv2.eval(f2, ctx, &tokens[i], 1, static_cast<int64_t>(i), b.data());
+  kv3.eval(f3, ctx, tokens.data(), static_cast<int64_t>(tokens.size()), 0, c.data());
   double mag = 0, err_ab = 0, err_ac = 0;
   for (int64_t i = 0; i < V; ++i) {
     const auto k = static_cast<size_t>(i);
@@ -236,9 +238,8 @@ TEST(Forward, Q8_0CachePrefillAndDecodeAgree) {
               err_ac / mag);
 }
 
-// A cache rolled back to position 0 (a new sequence after a longer one) decodes exactly like a fresh cache:
-// the stale values past the new sequence never reach an output, and the cache remembers how far it was
-// ever written (ops::store_value_blocks clears the block tails below that mark only).
+// A cache rolled back to position 0 (a new sequence after a longer one, in the same pages) decodes exactly like
+// a fresh cache: the stale keys and values past the new sequence never reach an output.
 TEST(Forward, RolledBackCacheDecodesLikeAFreshOne) {
   TinyModelSpec spec;
   spec.wtype = TensorType::Q4_1;
@@ -248,42 +249,38 @@ TEST(Forward, RolledBackCacheDecodesLikeAFreshOne) {
   const int64_t V = model->config().n_vocab;
   ThreadPool pool(2);
   ops::Context ctx(pool, kernels::active());
-  KVCache used(model->config(), 64), fresh(model->config(), 64);
+  PagedCache used(model->config(), 64), fresh(model->config(), 64);
   Forward f1(*model), f2(*model);
   std::vector<float> a(static_cast<size_t>(V)), b(static_cast<size_t>(V));
   std::vector<int32_t> longer(40);
   for (size_t i = 0; i < longer.size(); ++i) longer[i] = static_cast<int32_t>((i * 37 + 5) % 250);
-  f1.eval(ctx, used, longer.data(), 30, 0, a.data());
-  for (int64_t p = 30; p < 40; ++p) f1.eval(ctx, used, &longer[static_cast<size_t>(p)], 1, p, a.data());
-  EXPECT_EQ(used.written_end(), 40);
+  used.eval(f1, ctx, longer.data(), 30, 0, a.data());
+  for (int64_t p = 30; p < 40; ++p) used.eval(f1, ctx, &longer[static_cast<size_t>(p)], 1, p, a.data());
   const std::vector<int32_t> tokens = {3, 141, 59, 26, 53};
   for (size_t i = 0; i < tokens.size(); ++i) {
-    f1.eval(ctx, used, &tokens[i], 1, static_cast<int64_t>(i), a.data());
-    f2.eval(ctx, fresh, &tokens[i], 1, static_cast<int64_t>(i), b.data());
+    used.eval(f1, ctx, &tokens[i], 1, static_cast<int64_t>(i), a.data());
+    fresh.eval(f2, ctx, &tokens[i], 1, static_cast<int64_t>(i), b.data());
     ASSERT_EQ(a, b) << "step " << i;
   }
-  EXPECT_EQ(used.written_end(), 40);
-  EXPECT_EQ(fresh.written_end(), 5);
 }
 
-TEST(Forward, RejectsOutOfRangeTokensAndFullContext) {
+TEST(Forward, RejectsOutOfRangeTokens) {
   TinyModelSpec spec;
   const std::string path = temp_path("tiny-bad.gguf");
   build_tiny_model(spec).write(path);
   auto model = Model::load(path);
   ThreadPool pool(1);
   ops::Context ctx(pool, kernels::active());
-  KVCache kv(model->config(), 4);
+  PagedCache kv(model->config(), 4);
   Forward f(*model);
   std::vector<float> out(static_cast<size_t>(model->config().n_vocab));
-  const int32_t bad = 100000;
-  EXPECT_THROW(f.eval(ctx, kv, &bad, 1, 0, out.data()), Error);
-  const std::vector<int32_t> five = {1, 2, 3, 4, 5};
-  try {
-    f.eval(ctx, kv, five.data(), 5, 0, out.data());
-    FAIL() << "expected a context-full error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("context"), std::string::npos) << e.what();
+  for (const int32_t bad : {100000, -1}) {
+    try {
+      kv.eval(f, ctx, &bad, 1, 0, out.data());
+      FAIL() << "expected an error for token " << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("outside the vocabulary"), std::string::npos) << e.what();
+    }
   }
 }
 

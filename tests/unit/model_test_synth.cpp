@@ -9,6 +9,7 @@
 #include "kernels/kernels.h"
 #include "model/model.h"
 #include "model/synth.h"
+#include "paged_cache.h"
 #include "ops/ops.h"
 #include "runtime/thread_pool.h"
 #include "test_util.h"
@@ -72,11 +73,11 @@ TEST(Synth, SmolLM2ShapeWithTheRealTokenizerLoadsAndRuns) {
             orig->file().get_string_array("tokenizer.ggml.merges").size());
   ThreadPool pool(2);
   ops::Context ctx(pool, kernels::active());
-  KVCache kv(synth->config(), 32);
+  PagedCache kv(synth->config(), 32);
   Forward f(*synth);
   std::vector<float> logits(static_cast<size_t>(synth->config().n_vocab));
   const std::vector<int32_t> ids = {1, 2, 3, 4};
-  f.eval(ctx, kv, ids.data(), 4, 0, logits.data(), nullptr);
+  kv.eval(f, ctx, ids.data(), 4, 0, logits.data());
   for (float l : logits) ASSERT_TRUE(std::isfinite(l));
   // a vocabulary of the wrong size is refused, naming the file
   o.shape = "qwen1.5-0.5b";
@@ -110,9 +111,9 @@ TEST(Quantize, RealModelToQ8_0KeepsItsPredictions) {
   const std::vector<int32_t> ids = {504, 3575, 282, 4649, 314};  // "The capital of France is"
   std::vector<float> la(49152), lb(49152);
   for (auto [m, l] : {std::pair{a.get(), &la}, std::pair{b.get(), &lb}}) {
-    KVCache kv(m->config(), 16);
+    PagedCache kv(m->config(), 16);
     Forward f(*m);
-    f.eval(ctx, kv, ids.data(), 5, 0, l->data(), nullptr);
+    kv.eval(f, ctx, ids.data(), 5, 0, l->data());
   }
   // Q4_1 -> Q8_0 re-encodes the same values almost exactly: same top token, logits correlated > 0.995 (measured 0.998).
   const auto top = [](const std::vector<float>& v) { return std::max_element(v.begin(), v.end()) - v.begin(); };

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <random>
 #include <vector>
 
@@ -105,6 +106,35 @@ TEST_P(Matmul, MultiMatchesReferenceOnPackedPlainAndMixedWeights) {
   }
 }
 
+// Batch invariance: a token's output row is the same, bit for bit, whatever other tokens share the call (its
+// index among them, their number: 1, 3, 4, 16, 37 and 70 cross the packed kernels' 4- and 16-token steps, the
+// pair kernel's T >= 4 switch and the 64-token chunks), for every type with a kernel, packed or not.
+TEST_P(Matmul, RowsDoNotDependOnTheOtherTokensInTheCall) {
+  const kernels::KernelTable& k = kernels::table(GetParam());
+  ThreadPool pool(2);
+  ops::Context ctx(pool, k);
+  std::mt19937 rng(8);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (TensorType t : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
+                       TensorType::Q6_K, TensorType::F16, TensorType::F32, TensorType::BF16}) {
+    if (!k.for_type(t).supported) continue;
+    const int64_t K = type_traits(t).block_size == 256 ? 512 : 96, N = 45;  // 2 pairs of groups, a group, 5 rows
+    OwnedWeight w = make_weight(t, K, N, 3);
+    const int64_t T_max = 70;
+    std::vector<float> x(static_cast<size_t>(T_max * K));
+    for (auto& v : x) v = nd(rng);
+    std::vector<float> alone(static_cast<size_t>(T_max * N));
+    for (int64_t i = 0; i < T_max; ++i) ops::matmul(ctx, w.w, x.data() + i * K, 1, alone.data() + i * N);
+    for (int64_t T : {3, 4, 16, 37, 70})
+      for (int64_t first : {int64_t{0}, T_max - T}) {
+        std::vector<float> y(static_cast<size_t>(T * N));
+        ops::matmul(ctx, w.w, x.data() + first * K, T, y.data());
+        ASSERT_EQ(0, std::memcmp(y.data(), alone.data() + first * N, y.size() * sizeof(float)))
+            << type_name(t) << " T=" << T << " first token " << first;
+      }
+  }
+}
+
 // rope over a precomputed table: each pair (adjacent for llama, halves for neox) turned by pos * base^(-2i/n_rot);
 // dims past n_rot untouched.
 TEST(Rope, TableRotatesPairsByPositionAngles) {
@@ -182,262 +212,321 @@ INSTANTIATE_TEST_SUITE_P(Isas, Matmul, ::testing::ValuesIn(kernels::available_is
 
 namespace {
 
-// Attention over an f16 cache against a double-precision reference (same f16 cache contents), for both
-// paths: one query at a time (T < 8) and the prefill tiles (T >= 8), with GQA groups and a non-zero start.
+// A pool of KV pages shared by several sequences, each with its own page table drawn from a shuffled order (so
+// attention must follow the tables), in ops::KVStore's layout.
+struct Pages {
+  ops::KVStore store;
+  std::vector<uint8_t> mem;
+  std::vector<std::vector<int32_t>> tables;
+  // One table per entry of lengths (positions), one layer.
+  Pages(TensorType type, int64_t n_head_kv, int64_t hd, const std::vector<int64_t>& lengths, uint32_t seed, uint8_t fill) {
+    store.layout.type = type;
+    store.layout.n_layer = 1;
+    store.layout.n_head_kv = n_head_kv;
+    store.layout.head_dim = hd;
+    int64_t total = 0;
+    for (int64_t n : lengths) total += (n + ops::kAttnPad - 1) / ops::kAttnPad;
+    store.layout.n_pages = total + 3;
+    mem.assign(store.layout.bytes(), fill);
+    store.base = mem.data();
+    std::vector<int32_t> order(static_cast<size_t>(store.layout.n_pages));
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), std::mt19937(seed));
+    size_t at = 0;
+    for (int64_t n : lengths) {
+      const size_t np = static_cast<size_t>((n + ops::kAttnPad - 1) / ops::kAttnPad);
+      tables.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(at), order.begin() + static_cast<std::ptrdiff_t>(at + np));
+      at += np;
+    }
+    // F16 value pages start zeroed (the engine zeroes a page when it hands it out): the one-query path reads
+    // whole pages.
+    if (type == TensorType::F16)
+      for (int64_t h = 0; h < n_head_kv; ++h)
+        for (int64_t p = 0; p < store.layout.n_pages; ++p) std::memset(store.value_page(0, h, p), 0, store.layout.page_bytes());
+  }
+};
+
+// Attention (layer 0) of several sequences in one call. Each sequence: `past` positions already in its cache
+// (stored by an earlier call, as a prompt and then its continuation are), then `n` new rows.
+struct SeqCase {
+  int64_t past, n;
+};
+
 class Attention : public ::testing::TestWithParam<kernels::Isa> {
  protected:
-  struct Shape {
-    int64_t n_head, n_head_kv, pos0, T;
-  };
-  static constexpr int64_t hd = 64;
-  ThreadPool pool{2};
-  ops::Context ctx{pool, kernels::table(GetParam())};
   std::normal_distribution<float> nd{0.f, 1.f};
 };
 
-TEST_P(Attention, BothPathsMatchDoubleReference) {
-  std::mt19937 rng(11);
-  // The prefill path walks the keys in blocks of 512: the later shapes span two, one with a tile whose first
-  // rows see none of the second block (pos0 505) and one from position 0. Head sizes: 64, and 80 and 128
-  // for a few shapes (80: a key-score tail past the last chunk of 32, value rows not a multiple of 8); one
-  // decode over 4101 positions (value rows longer than the SIMD row-dot's y buffer).
-  struct Case {
-    int64_t hd;
-    Shape sh;
-  };
-  std::vector<Case> cases;
-  for (Shape sh : {Shape{9, 3, 0, 1}, Shape{9, 3, 5, 3}, Shape{9, 3, 0, 20}, Shape{4, 4, 7, 33}, Shape{8, 2, 30, 9},
-                   Shape{16, 2, 0, 70}, Shape{9, 3, 505, 20}, Shape{9, 3, 600, 2}, Shape{8, 2, 0, 530}})
-    cases.push_back({64, sh});
-  for (Shape sh : {Shape{6, 2, 37, 1}, Shape{6, 2, 10, 12}}) {
-    cases.push_back({80, sh});
-    cases.push_back({128, sh});
-  }
-  cases.push_back({64, Shape{4, 2, 4100, 1}});
-  for (const auto& [hd, sh] : cases) {
-    const int64_t kvd = sh.n_head_kv * hd, n_kv = sh.pos0 + sh.T;
-    const int64_t n_ctx = std::max<int64_t>(96, (n_kv + 5 + 31) / 32 * 32);  // a multiple of ops::kAttnPad
-    // The value cache starts full of NaN (stale values; 0 x NaN is NaN): storing must zero the unused tail of
-    // the last block, which the one-query path multiplies by zero-padded probabilities.
-    std::vector<uint16_t> kc(static_cast<size_t>(n_ctx * kvd)), vt(static_cast<size_t>(kvd * n_ctx), uint16_t{0x7E00});  // f16 NaN
-    std::vector<float> kf(static_cast<size_t>(n_kv * kvd)), vf(static_cast<size_t>(n_kv * kvd));
-    for (auto& v : kf) v = nd(rng);
-    for (auto& v : vf) v = nd(rng);
-    ops::store_heads(ctx, TensorType::F16, kf.data(), kc.data(), n_kv, sh.n_head_kv, hd, 0, n_ctx);
-    ops::store_value_blocks(ctx, vf.data(), vt.data(), n_kv, sh.n_head_kv, hd, 0, n_ctx);
-    std::vector<float> q(static_cast<size_t>(sh.T * sh.n_head * hd)), out(q.size(), NAN);
-    for (auto& v : q) v = nd(rng);
-    const float scale = 0.125f;
-    ops::attention(ctx, q.data(), kc.data(), vt.data(), out.data(), sh.T, sh.pos0, n_ctx, sh.n_head, sh.n_head_kv, hd,
-                   scale);
-    for (int64_t t = 0; t < sh.T; ++t)
-      for (int64_t h = 0; h < sh.n_head; ++h) {
-        const int64_t kvh = h / (sh.n_head / sh.n_head_kv), nk = sh.pos0 + t + 1;
-        std::vector<double> s(static_cast<size_t>(nk));
-        double mx = -1e300;
-        for (int64_t j = 0; j < nk; ++j) {
-          double d = 0;
-          for (int64_t i = 0; i < hd; ++i)
-            d += static_cast<double>(q[(t * sh.n_head + h) * hd + i]) *
-                 fp16_to_fp32(kc[static_cast<size_t>((kvh * n_ctx + j) * hd + i)]);
-          s[static_cast<size_t>(j)] = d * scale;
-          mx = std::max(mx, d * scale);
-        }
-        double sum = 0;
-        for (auto& e : s) sum += (e = std::exp(e - mx));
-        for (int64_t i = 0; i < hd; ++i) {
-          double o = 0;
-          for (int64_t j = 0; j < nk; ++j)
-            o += s[static_cast<size_t>(j)] / sum *
-                 fp16_to_fp32(vt[static_cast<size_t>(kvh * hd * n_ctx + ops::value_index(hd, i, j))]);
-          // q and the probabilities are rounded to f16 on the way: relative error ~1e-3 of the magnitudes.
-          ASSERT_NEAR(out[(t * sh.n_head + h) * hd + i], o, 4e-3 * (1 + std::fabs(o)))
-              << "heads " << sh.n_head << "/" << sh.n_head_kv << " pos0 " << sh.pos0 << " T " << sh.T << " t " << t
-              << " h " << h << " i " << i << " head size " << hd;
-        }
-      }
-  }
-}
+struct AttnData {
+  std::vector<float> q, k, v, out, cs;
+  std::vector<int32_t> pos;
+};
 
-// The value cache's layout and padding invariant with a watermark: each stored value lands at value_index in
-// its head's blocks; positions before stale_end (a rolled-back sequence's values, NaN here) are cleared up to
-// the end of the block; those from stale_end on are trusted to be zero and left alone (seen here by planting a
-// marker there, which a clear would have overwritten). Stores spanning a block boundary (positions 30..33) and
-// within one block (10, 11).
-TEST(StoreValueBlocks, LayoutAndBlockTailClearedOnlyBeforeTheWatermark) {
-  ThreadPool pool(1);
+// Random rows for a batch of T rows with n_head query heads, at the given positions; cs for n_rot.
+AttnData attn_data(std::mt19937& rng, int64_t T, int64_t n_head, int64_t n_head_kv, int64_t hd, int64_t n_rot,
+                   const std::vector<int32_t>& pos, ThreadPool& pool) {
+  std::normal_distribution<float> nd(0.f, 1.f);
+  AttnData d;
+  d.q.resize(static_cast<size_t>(T * n_head * hd));
+  d.k.resize(static_cast<size_t>(T * n_head_kv * hd));
+  d.v.resize(d.k.size());
+  for (auto* x : {&d.q, &d.k, &d.v})
+    for (auto& e : *x) e = nd(rng);
+  d.out.assign(d.q.size(), NAN);
+  d.pos = pos;
+  d.cs.resize(static_cast<size_t>(T * std::max<int64_t>(n_rot, 2)));
   ops::Context ctx(pool, kernels::active());
-  const int64_t heads = 2, hd = 3, n_ctx = 96;
-  const uint16_t kNan = 0x7E00, kMarker = 0x3C00;  // f16 NaN, 1.0
-  auto at = [&](int64_t h, int64_t i, int64_t p) { return static_cast<size_t>(h * hd * n_ctx + ops::value_index(hd, i, p)); };
-  // value_index is a bijection onto one head's hd * n_ctx slots.
-  std::vector<int> hits(static_cast<size_t>(hd * n_ctx), 0);
-  for (int64_t i = 0; i < hd; ++i)
-    for (int64_t p = 0; p < n_ctx; ++p) ++hits[at(0, i, p)];
-  EXPECT_EQ(std::count(hits.begin(), hits.end(), 1), hd * n_ctx);
-  for (auto [pos0, T] : {std::pair<int64_t, int64_t>{10, 2}, {30, 4}}) {
-    const int64_t end = pos0 + T, block_end = (end + 31) / 32 * 32;
-    std::vector<float> x(static_cast<size_t>(T * heads * hd));
-    for (size_t j = 0; j < x.size(); ++j) x[j] = 0.25f * static_cast<float>(j) - 2.0f;  // exact in f16
-    for (int64_t stale_end : {int64_t{0}, end + 5, end + 40, INT64_MAX}) {
-      const auto marked = [&](int64_t p) { return p < stale_end ? kNan : (p == end + 7 ? kMarker : uint16_t{0}); };
-      std::vector<uint16_t> vt(static_cast<size_t>(heads * hd * n_ctx), 0);
-      for (int64_t h = 0; h < heads; ++h)
-        for (int64_t i = 0; i < hd; ++i)
-          for (int64_t p = 0; p < n_ctx; ++p) vt[at(h, i, p)] = marked(p);
-      ops::store_value_blocks(ctx, x.data(), vt.data(), T, heads, hd, pos0, n_ctx, stale_end);
-      const std::string where = "pos0 " + std::to_string(pos0) + " stale_end " + std::to_string(stale_end);
-      for (int64_t h = 0; h < heads; ++h)
-        for (int64_t i = 0; i < hd; ++i) {
-          for (int64_t t = 0; t < T; ++t)
-            EXPECT_EQ(fp16_to_fp32(vt[at(h, i, pos0 + t)]), x[static_cast<size_t>((t * heads + h) * hd + i)]) << where;
-          for (int64_t p = end; p < block_end; ++p) {
-            if (p < stale_end) EXPECT_EQ(vt[at(h, i, p)], 0) << "stale position " << p << " not cleared, " << where;
-            else EXPECT_EQ(vt[at(h, i, p)], marked(p)) << "position " << p << " past the watermark was written, " << where;
-          }
-          for (int64_t p = 0; p < n_ctx; ++p) {  // nothing before the stores, nor in the next blocks, is touched
-            if (p < pos0 || p >= block_end) {
-              EXPECT_EQ(vt[at(h, i, p)], marked(p)) << "position " << p << ", " << where;
-            }
-          }
-        }
-    }
-  }
+  if (n_rot > 0) ops::rope_table(ctx, pos.data(), T, n_rot, 10000.0f, d.cs.data());
+  return d;
 }
 
-// Decode with the rotation and the cache stores fused into the attention jobs equals, bit for bit, the separate
-// ops it replaces: the output, both caches (incl. the cleared tail of the value block under a watermark) and the
-// rotated q and k rows.
-TEST_P(Attention, FusedDecodeEqualsSeparateOps) {
-  std::mt19937 rng(13);
-  // Head size, rotated dims and pool size vary too: partial rotation, a head wider than the 256 values the
-  // store converts at a time, one and three threads.
-  struct Case {
-    int64_t hd, n_rot;
-    int threads;
-    Shape sh;
-  };
-  std::vector<Case> cases;
-  for (Shape sh : {Shape{9, 3, 0, 1}, Shape{9, 3, 37, 1}, Shape{16, 16, 64, 1}, Shape{8, 2, 30, 3}, Shape{4, 4, 95, 1}})
-    cases.push_back({64, 64, 2, sh});
-  cases.push_back({128, 64, 3, Shape{8, 2, 20, 2}});
-  cases.push_back({320, 32, 3, Shape{6, 3, 9, 1}});
-  cases.push_back({32, 32, 1, Shape{9, 3, 50, 3}});
-  for (const auto& [hd, n_rot, threads, sh] : cases) {
-    ThreadPool local_pool(threads);
-    ops::Context ctx(local_pool, kernels::table(GetParam()));
-    const int64_t kvd = sh.n_head_kv * hd, n_ctx = 128, end = sh.pos0 + sh.T;
-    for (ops::RopeStyle style : {ops::RopeStyle::normal, ops::RopeStyle::neox}) {
-      // Caches holding earlier positions, and stale values (NaN) past them up to a watermark.
-      std::vector<uint16_t> kc(static_cast<size_t>(kvd * n_ctx)), vt(kc.size(), uint16_t{0});
-      std::vector<float> hist(static_cast<size_t>(std::max<int64_t>(sh.pos0, 1) * kvd));
-      for (auto& v : hist) v = nd(rng);
-      ops::store_heads(ctx, TensorType::F16, hist.data(), kc.data(), sh.pos0, sh.n_head_kv, hd, 0, n_ctx);
-      ops::store_value_blocks(ctx, hist.data(), vt.data(), sh.pos0, sh.n_head_kv, hd, 0, n_ctx);
-      const int64_t stale_end = std::min<int64_t>(n_ctx, end + 20);
-      for (int64_t h = 0; h < sh.n_head_kv; ++h)
-        for (int64_t i = 0; i < hd; ++i)
-          for (int64_t p = end; p < stale_end; ++p) vt[static_cast<size_t>(h * hd * n_ctx + ops::value_index(hd, i, p))] = 0x7E00;
-      auto kc2 = kc, vt2 = vt;
-      std::vector<float> q(static_cast<size_t>(sh.T * sh.n_head * hd)), kn(static_cast<size_t>(sh.T * kvd)), vn(kn.size());
-      for (auto* v : {&q, &kn, &vn})
-        for (auto& x : *v) x = nd(rng);
-      std::vector<int32_t> pos(static_cast<size_t>(sh.T));
-      for (int64_t t = 0; t < sh.T; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(sh.pos0 + t);
-      std::vector<float> cs(static_cast<size_t>(sh.T * n_rot));
-      ops::rope_table(ctx, pos.data(), sh.T, n_rot, 10000.0f, cs.data());
-      auto q2 = q, kn2 = kn;
-      std::vector<float> out1(q.size(), NAN), out2(q.size(), NAN);
-      ops::rope(ctx, q.data(), sh.T, sh.n_head, hd, n_rot, cs.data(), style);
-      ops::rope(ctx, kn.data(), sh.T, sh.n_head_kv, hd, n_rot, cs.data(), style);
-      ops::store_heads(ctx, TensorType::F16, kn.data(), kc.data(), sh.T, sh.n_head_kv, hd, sh.pos0, n_ctx);
-      ops::store_value_blocks(ctx, vn.data(), vt.data(), sh.T, sh.n_head_kv, hd, sh.pos0, n_ctx, stale_end);
-      ops::attention(ctx, q.data(), kc.data(), vt.data(), out1.data(), sh.T, sh.pos0, n_ctx, sh.n_head, sh.n_head_kv, hd,
-                     0.125f);
-      ops::attention_decode(ctx, q2.data(), kn2.data(), vn.data(), kc2.data(), vt2.data(), out2.data(), sh.T, sh.pos0,
-                            n_ctx, sh.n_head, sh.n_head_kv, hd, 0.125f, cs.data(), n_rot, style, stale_end);
-      const std::string at = "heads " + std::to_string(sh.n_head) + "/" + std::to_string(sh.n_head_kv) + " pos0 " +
-                             std::to_string(sh.pos0) + " T " + std::to_string(sh.T);
-      ASSERT_EQ(0, std::memcmp(out1.data(), out2.data(), out1.size() * sizeof(float))) << at;
-      EXPECT_EQ(kc, kc2) << at;
-      EXPECT_EQ(vt, vt2) << at;
-      EXPECT_EQ(q, q2) << at;
-      EXPECT_EQ(kn, kn2) << at;
-    }
-  }
-}
+// Runs one sequence's history (past positions) through attention to store it, then its n new rows; returns the
+// new rows' data (q, k, v as given, out as computed). The history's rows are remembered in hist_k / hist_v (as
+// given, before rotation) for the reference.
+struct SeqRun {
+  AttnData hist, now;
+};
 
-// The Q8_0 cache against a double reference over the dequantized cache, with the query rounded as each path
-// rounds it: through Q8_0 for decode (T < 8), through f16 for prefill, where the cache values are also rounded
-// to f16 on the way (the f16 staging copy).
-TEST_P(Attention, Q8_0CacheMatchesDoubleReference) {
-  std::mt19937 rng(12);
-  // Head sizes of 1, 2, 3 and 5 blocks (the AVX-512 value sums take up to 4 blocks at a time).
-  std::vector<std::pair<int64_t, Shape>> cases;
-  for (Shape sh : {Shape{9, 3, 0, 1}, Shape{9, 3, 5, 3}, Shape{9, 3, 0, 20}, Shape{8, 2, 30, 9}, Shape{16, 2, 0, 70},
-                   Shape{9, 3, 505, 20}, Shape{8, 2, 700, 1}})
-    cases.push_back({64, sh});
-  for (int64_t d : {32, 96, 160})
-    for (Shape sh : {Shape{9, 3, 17, 1}, Shape{8, 2, 30, 9}, Shape{4, 4, 40, 2}}) cases.push_back({d, sh});
-  for (const auto& [hd, sh] : cases) {
-    const size_t row = row_size(TensorType::Q8_0, hd);
-    const int64_t kvd = sh.n_head_kv * hd, n_kv = sh.pos0 + sh.T;
-    const int64_t n_ctx = n_kv + 7;
-    std::vector<uint8_t> kc(static_cast<size_t>(sh.n_head_kv * n_ctx) * row, 0xFF), vc(kc.size(), 0xFF);
-    std::vector<float> kf(static_cast<size_t>(n_kv * kvd)), vf(kf.size());
-    for (auto& v : kf) v = nd(rng);
-    for (auto& v : vf) v = nd(rng);
-    // Stored in two calls, as a prompt and then its continuation are.
-    const int64_t first = n_kv / 2;
-    for (auto [x, c] : {std::pair{&kf, &kc}, std::pair{&vf, &vc}}) {
-      ops::store_heads(ctx, TensorType::Q8_0, x->data(), c->data(), first, sh.n_head_kv, hd, 0, n_ctx);
-      ops::store_heads(ctx, TensorType::Q8_0, x->data() + first * kvd, c->data(), n_kv - first, sh.n_head_kv, hd, first, n_ctx);
-    }
-    std::vector<float> q(static_cast<size_t>(sh.T * sh.n_head * hd)), out(q.size(), NAN);
-    for (auto& v : q) v = nd(rng);
-    const float scale = 0.125f;
-    ops::attention_q8_0(ctx, q.data(), kc.data(), vc.data(), out.data(), sh.T, sh.pos0, n_ctx, sh.n_head, sh.n_head_kv,
-                        hd, scale);
-    const bool decode = sh.T < 8;
-    auto cached = [&](const std::vector<uint8_t>& c, int64_t kvh, int64_t pos) {
-      std::vector<float> f(static_cast<size_t>(hd));
-      dequantize_row(TensorType::Q8_0, c.data() + static_cast<size_t>(kvh * n_ctx + pos) * row, f.data(), hd);
+// Double-precision attention of one sequence's new rows over all its keys (history then new), from the rotated
+// keys and queries rounded to f16 (as the F16 cache and the query conversion round them).
+void check_against_reference(const SeqRun& r, const SeqCase& sc, int64_t n_head, int64_t n_head_kv, int64_t hd,
+                             int64_t n_rot, ops::RopeStyle style, float scale, TensorType type, const std::string& where) {
+  ThreadPool pool(1);
+  ops::Context ctx(pool, kernels::table(kernels::Isa::scalar));
+  const int64_t kvd = n_head_kv * hd, n_kv = sc.past + sc.n;
+  // All keys rotated (ops::rope is the rotation attention applies), then rounded as the cache stores them.
+  std::vector<float> keys(static_cast<size_t>(n_kv * kvd)), vals(keys.size());
+  std::copy(r.hist.k.begin(), r.hist.k.end(), keys.begin());
+  std::copy(r.now.k.begin(), r.now.k.end(), keys.begin() + sc.past * kvd);
+  std::copy(r.hist.v.begin(), r.hist.v.end(), vals.begin());
+  std::copy(r.now.v.begin(), r.now.v.end(), vals.begin() + sc.past * kvd);
+  std::vector<float> cs_all(static_cast<size_t>(n_kv * std::max<int64_t>(n_rot, 2)));
+  std::vector<int32_t> pos(static_cast<size_t>(n_kv));
+  std::iota(pos.begin(), pos.end(), 0);
+  if (n_rot > 0) {
+    ops::rope_table(ctx, pos.data(), n_kv, n_rot, 10000.0f, cs_all.data());
+    ops::rope(ctx, keys.data(), n_kv, n_head_kv, hd, n_rot, cs_all.data(), style);
+  }
+  std::vector<float> q = r.now.q;
+  if (n_rot > 0) ops::rope(ctx, q.data(), sc.n, n_head, hd, n_rot, cs_all.data() + sc.past * n_rot, style);
+  const bool decode = sc.n == 1;
+  auto round_row = [&](float* x) {
+    if (type == TensorType::Q8_0) {
+      std::vector<uint8_t> b(row_size(TensorType::Q8_0, hd));
+      quantize_row(TensorType::Q8_0, x, b.data(), hd);
+      dequantize_row(TensorType::Q8_0, b.data(), x, hd);
       if (!decode)
-        for (auto& v : f) v = fp16_to_fp32(fp32_to_fp16(v));
-      return f;
-    };
-    for (int64_t t = 0; t < sh.T; ++t)
-      for (int64_t h = 0; h < sh.n_head; ++h) {
-        const int64_t kvh = h / (sh.n_head / sh.n_head_kv), nk = sh.pos0 + t + 1;
-        std::vector<float> qr(q.begin() + (t * sh.n_head + h) * hd, q.begin() + (t * sh.n_head + h + 1) * hd);
-        if (decode) {
-          std::vector<uint8_t> q8(row);
-          kernels::table(kernels::Isa::scalar).for_type(TensorType::Q8_0).quantize_act(qr.data(), q8.data(), hd);
-          dequantize_row(TensorType::Q8_0, q8.data(), qr.data(), hd);
-        } else {
-          for (auto& v : qr) v = fp16_to_fp32(fp32_to_fp16(v));
-        }
-        std::vector<double> s(static_cast<size_t>(nk));
-        double mx = -1e300;
-        for (int64_t j = 0; j < nk; ++j) {
-          const auto kr = cached(kc, kvh, j);
-          double d = 0;
-          for (int64_t i = 0; i < hd; ++i) d += static_cast<double>(qr[static_cast<size_t>(i)]) * kr[static_cast<size_t>(i)];
-          s[static_cast<size_t>(j)] = d * scale;
-          mx = std::max(mx, d * scale);
-        }
-        double sum = 0;
-        for (auto& e : s) sum += (e = std::exp(e - mx));
-        std::vector<double> o(static_cast<size_t>(hd), 0.0);
-        for (int64_t j = 0; j < nk; ++j) {
-          const auto vr = cached(vc, kvh, j);
-          for (int64_t i = 0; i < hd; ++i) o[static_cast<size_t>(i)] += s[static_cast<size_t>(j)] / sum * vr[static_cast<size_t>(i)];
-        }
-        for (int64_t i = 0; i < hd; ++i)
-          ASSERT_NEAR(out[(t * sh.n_head + h) * hd + i], o[static_cast<size_t>(i)], 1e-3 * (1 + std::fabs(o[static_cast<size_t>(i)])))
-              << "heads " << sh.n_head << "/" << sh.n_head_kv << " pos0 " << sh.pos0 << " T " << sh.T << " t " << t
-              << " h " << h << " i " << i << " head size " << hd;
+        for (int64_t i = 0; i < hd; ++i) x[i] = fp16_to_fp32(fp32_to_fp16(x[i]));  // the f16 staging copy
+    } else {
+      for (int64_t i = 0; i < hd; ++i) x[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
+    }
+  };
+  for (int64_t j = 0; j < n_kv * n_head_kv; ++j) {
+    round_row(keys.data() + j * hd);
+    round_row(vals.data() + j * hd);
+  }
+  const int64_t group = n_head / n_head_kv;
+  for (int64_t t = 0; t < sc.n; ++t)
+    for (int64_t h = 0; h < n_head; ++h) {
+      const int64_t kvh = h / group, nk = sc.past + t + 1;
+      std::vector<float> qr(q.begin() + (t * n_head + h) * hd, q.begin() + (t * n_head + h + 1) * hd);
+      if (type == TensorType::Q8_0 && decode) {
+        std::vector<uint8_t> q8(row_size(TensorType::Q8_0, hd));
+        kernels::table(kernels::Isa::scalar).for_type(TensorType::Q8_0).quantize_act(qr.data(), q8.data(), hd);
+        dequantize_row(TensorType::Q8_0, q8.data(), qr.data(), hd);
+      } else {
+        for (auto& x : qr) x = fp16_to_fp32(fp32_to_fp16(x));
       }
+      std::vector<double> s(static_cast<size_t>(nk));
+      double mx = -1e300;
+      for (int64_t j = 0; j < nk; ++j) {
+        double d = 0;
+        for (int64_t i = 0; i < hd; ++i) d += static_cast<double>(qr[static_cast<size_t>(i)]) * keys[static_cast<size_t>((j * n_head_kv + kvh) * hd + i)];
+        s[static_cast<size_t>(j)] = d * scale;
+        mx = std::max(mx, d * scale);
+      }
+      double sum = 0;
+      for (auto& e : s) sum += (e = std::exp(e - mx));
+      for (int64_t i = 0; i < hd; ++i) {
+        double o = 0;
+        for (int64_t j = 0; j < nk; ++j) o += s[static_cast<size_t>(j)] / sum * vals[static_cast<size_t>((j * n_head_kv + kvh) * hd + i)];
+        // F16: q and the decode probabilities are rounded to f16 on the way: relative error ~1e-3.
+        ASSERT_NEAR(r.now.out[static_cast<size_t>((t * n_head + h) * hd + i)], o, 4e-3 * (1 + std::fabs(o)))
+            << where << " t " << t << " h " << h << " i " << i;
+      }
+    }
+}
+
+// Sequences of the batch, run together in one call after each stored its history (one call per history).
+// Returns per sequence its data; `together`: the new rows in one call, else one call per sequence.
+std::vector<SeqRun> run_batch(ops::Context& ctx, Pages& pg, const std::vector<SeqCase>& seqs, int64_t n_head,
+                              int64_t hd, int64_t n_rot, ops::RopeStyle style, float scale, bool together, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const int64_t n_head_kv = pg.store.layout.n_head_kv, kvd = n_head_kv * hd;
+  std::vector<SeqRun> runs(seqs.size());
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const SeqCase& sc = seqs[i];
+    std::vector<int32_t> hp(static_cast<size_t>(sc.past)), np(static_cast<size_t>(sc.n));
+    std::iota(hp.begin(), hp.end(), 0);
+    std::iota(np.begin(), np.end(), static_cast<int32_t>(sc.past));
+    runs[i].hist = attn_data(rng, sc.past, n_head, n_head_kv, hd, n_rot, hp, ctx.pool());
+    runs[i].now = attn_data(rng, sc.n, n_head, n_head_kv, hd, n_rot, np, ctx.pool());
+    if (sc.past > 0) {
+      AttnData h = runs[i].hist;  // attention rotates its inputs in place
+      ops::attention(ctx, pg.store, 0, {{0, sc.past, 0, pg.tables[i].data()}}, h.q.data(), h.k.data(), h.v.data(),
+                     h.out.data(), n_head, scale, h.cs.data(), n_rot, style);
+    }
+  }
+  auto call = [&](const std::vector<size_t>& which) {
+    int64_t T = 0;
+    for (size_t i : which) T += seqs[i].n;
+    std::vector<float> q(static_cast<size_t>(T * n_head * hd)), k(static_cast<size_t>(T * kvd)), v(k.size()),
+        out(q.size(), NAN), cs(static_cast<size_t>(T * std::max<int64_t>(n_rot, 2)));
+    std::vector<ops::AttnSeq> as;
+    int64_t row = 0;
+    for (size_t i : which) {
+      const AttnData& d = runs[i].now;
+      std::copy(d.q.begin(), d.q.end(), q.begin() + row * n_head * hd);
+      std::copy(d.k.begin(), d.k.end(), k.begin() + row * kvd);
+      std::copy(d.v.begin(), d.v.end(), v.begin() + row * kvd);
+      std::copy(d.cs.begin(), d.cs.end(), cs.begin() + row * std::max<int64_t>(n_rot, 2));
+      as.push_back({row, seqs[i].n, seqs[i].past, pg.tables[i].data()});
+      row += seqs[i].n;
+    }
+    ops::attention(ctx, pg.store, 0, as, q.data(), k.data(), v.data(), out.data(), n_head, scale, cs.data(), n_rot, style);
+    row = 0;
+    for (size_t i : which) {
+      std::copy(out.begin() + row * n_head * hd, out.begin() + (row + seqs[i].n) * n_head * hd, runs[i].now.out.begin());
+      row += seqs[i].n;
+    }
+  };
+  if (together) {
+    std::vector<size_t> all(seqs.size());
+    std::iota(all.begin(), all.end(), size_t{0});
+    call(all);
+  } else {
+    for (size_t i = 0; i < seqs.size(); ++i) call({i});
+  }
+  return runs;
+}
+
+// Both attention kinds (one row: one-query decode; two or more: flash) against a double-precision reference, with
+// GQA groups, partial rotation, histories stored by an earlier call, pages in shuffled order, several sequences in
+// one call. The flash path walks the keys in blocks of 512: some cases span two, one with a tile whose first
+// rows see none of the second block (past 505). Head sizes 64, 80 (a key tail past the last chunk of 32) and
+// 128; one decode over 4101 positions.
+TEST_P(Attention, BothKindsMatchDoubleReference) {
+  ThreadPool pool(2);
+  ops::Context ctx(pool, kernels::table(GetParam()));
+  struct Case {
+    int64_t hd, n_head, n_head_kv, n_rot;
+    std::vector<SeqCase> seqs;
+  };
+  const std::vector<Case> cases = {
+      {64, 9, 3, 64, {{0, 1}, {5, 3}, {0, 20}, {37, 1}, {30, 9}}},
+      {64, 4, 4, 32, {{7, 33}, {64, 1}, {0, 2}}},
+      {64, 16, 2, 64, {{0, 70}, {31, 1}, {32, 1}}},
+      {64, 9, 3, 64, {{505, 20}, {600, 2}}},
+      {64, 8, 2, 64, {{0, 530}}},
+      {80, 6, 2, 80, {{37, 1}, {10, 12}}},
+      {128, 6, 2, 64, {{37, 1}, {10, 12}}},
+      {64, 4, 2, 64, {{4100, 1}}},
+  };
+  for (ops::RopeStyle style : {ops::RopeStyle::normal, ops::RopeStyle::neox})
+    for (const Case& c : cases) {
+      std::vector<int64_t> lengths;
+      for (const SeqCase& s : c.seqs) lengths.push_back(s.past + s.n);
+      Pages pg(TensorType::F16, c.n_head_kv, c.hd, lengths, 3, 0x7E);  // key pages start as NaN (0x7E7E)
+      const auto runs = run_batch(ctx, pg, c.seqs, c.n_head, c.hd, c.n_rot, style, 0.125f, true, 11);
+      for (size_t i = 0; i < c.seqs.size(); ++i)
+        check_against_reference(runs[i], c.seqs[i], c.n_head, c.n_head_kv, c.hd, c.n_rot, style, 0.125f, TensorType::F16,
+                                "hd " + std::to_string(c.hd) + " heads " + std::to_string(c.n_head) + "/" +
+                                    std::to_string(c.n_head_kv) + " past " + std::to_string(c.seqs[i].past) + " n " +
+                                    std::to_string(c.seqs[i].n));
+    }
+}
+
+// The Q8_0 cache against the reference over the dequantized cache, with the query rounded as each kind rounds it:
+// through Q8_0 for decode, through f16 for prefill, where the cache values are also rounded to f16 on the way
+// (the staging copy). Head sizes of 1, 2, 3 and 5 blocks (the AVX-512 value sums take up to 4 blocks at a time).
+TEST_P(Attention, Q8_0CacheMatchesDoubleReference) {
+  ThreadPool pool(2);
+  ops::Context ctx(pool, kernels::table(GetParam()));
+  for (int64_t hd : {32, 64, 96, 160}) {
+    const std::vector<SeqCase> seqs = {{0, 1}, {5, 3}, {0, 20}, {30, 9}, {17, 1}, {40, 2}};
+    std::vector<int64_t> lengths;
+    for (const SeqCase& s : seqs) lengths.push_back(s.past + s.n);
+    Pages pg(TensorType::Q8_0, 2, hd, lengths, 5, 0xFF);
+    const auto runs = run_batch(ctx, pg, seqs, 8, hd, hd, ops::RopeStyle::neox, 0.125f, true, 12);
+    for (size_t i = 0; i < seqs.size(); ++i)
+      check_against_reference(runs[i], seqs[i], 8, 2, hd, hd, ops::RopeStyle::neox, 0.125f, TensorType::Q8_0,
+                              "q8_0 hd " + std::to_string(hd) + " past " + std::to_string(seqs[i].past) + " n " +
+                                  std::to_string(seqs[i].n));
+  }
+  // A long decode and a prefill across the 512-key blocks.
+  const std::vector<SeqCase> seqs = {{700, 1}, {505, 20}};
+  Pages pg(TensorType::Q8_0, 2, 64, {701, 525}, 6, 0xFF);
+  const auto runs = run_batch(ctx, pg, seqs, 8, 64, 64, ops::RopeStyle::normal, 0.125f, true, 13);
+  for (size_t i = 0; i < seqs.size(); ++i)
+    check_against_reference(runs[i], seqs[i], 8, 2, 64, 64, ops::RopeStyle::normal, 0.125f, TensorType::Q8_0, "q8_0 long");
+}
+
+// A sequence's attention output and the cache contents it stores are the same, bit for bit, whether it runs alone
+// or with other sequences in the call, on 1, 2 or 3 threads: batching never changes a sequence's result.
+TEST_P(Attention, BatchedEqualsAlone) {
+  const std::vector<SeqCase> seqs = {{0, 1}, {5, 3}, {0, 20}, {37, 1}, {30, 9}, {63, 1}, {64, 1}, {100, 40}, {3, 2}};
+  std::vector<int64_t> lengths;
+  for (const SeqCase& s : seqs) lengths.push_back(s.past + s.n);
+  for (TensorType type : {TensorType::F16, TensorType::Q8_0})
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      ops::Context ctx(pool, kernels::table(GetParam()));
+      Pages a(type, 3, 64, lengths, 9, 0), b(type, 3, 64, lengths, 9, 0);
+      const auto together = run_batch(ctx, a, seqs, 9, 64, 64, ops::RopeStyle::normal, 0.125f, true, 21);
+      const auto alone = run_batch(ctx, b, seqs, 9, 64, 64, ops::RopeStyle::normal, 0.125f, false, 21);
+      for (size_t i = 0; i < seqs.size(); ++i)
+        ASSERT_EQ(0, std::memcmp(together[i].now.out.data(), alone[i].now.out.data(), together[i].now.out.size() * 4))
+            << type_name(type) << " threads " << threads << " sequence " << i;
+      EXPECT_EQ(a.mem, b.mem) << type_name(type) << " threads " << threads << ": the caches differ";
+    }
+}
+
+// The cache layout: a new key lands rotated, as f16, in its page's row (p % kAttnPad); a value dimension i at
+// value_index(i, p) of its value page; pages through the table; nothing else in the pool changes.
+TEST(AttentionStore, KeysAndValuesLandWhereTheLayoutSays) {
+  ThreadPool pool(2);
+  ops::Context ctx(pool, kernels::active());
+  const int64_t hd = 64, n_head_kv = 2, n_head = 4;
+  for (int64_t n : {1, 3}) {
+    Pages pg(TensorType::F16, n_head_kv, hd, {70}, 4, 0);
+    const auto before = pg.mem;
+    std::mt19937 rng(3);
+    std::vector<int32_t> pos(static_cast<size_t>(n));
+    std::iota(pos.begin(), pos.end(), 30);  // positions 30.. cross into the second page
+    AttnData d = attn_data(rng, n, n_head, n_head_kv, hd, 0, pos, pool);
+    const AttnData given = d;
+    ops::attention(ctx, pg.store, 0, {{0, n, 30, pg.tables[0].data()}}, d.q.data(), d.k.data(), d.v.data(),
+                   d.out.data(), n_head, 0.125f, d.cs.data(), 0, ops::RopeStyle::normal);
+    size_t changed = 0;
+    for (size_t i = 0; i < pg.mem.size(); ++i) changed += pg.mem[i] != before[i];
+    size_t expect_changed = 0;
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t h = 0; h < n_head_kv; ++h) {
+        const int64_t p = 30 + t, page = pg.tables[0][static_cast<size_t>(p / ops::kAttnPad)];
+        const auto* kp = reinterpret_cast<const uint16_t*>(pg.store.key_page(0, h, page));
+        const auto* vp = reinterpret_cast<const uint16_t*>(pg.store.value_page(0, h, page));
+        for (int64_t i = 0; i < hd; ++i) {
+          const float k = given.k[static_cast<size_t>((t * n_head_kv + h) * hd + i)];
+          const float v = given.v[static_cast<size_t>((t * n_head_kv + h) * hd + i)];
+          EXPECT_EQ(kp[(p % ops::kAttnPad) * hd + i], fp32_to_fp16(k));
+          EXPECT_EQ(vp[ops::value_index(i, p)], fp32_to_fp16(v));
+          expect_changed += (fp32_to_fp16(k) & 0xFF) != 0;
+          expect_changed += (fp32_to_fp16(k) >> 8) != 0;
+          expect_changed += (fp32_to_fp16(v) & 0xFF) != 0;
+          expect_changed += (fp32_to_fp16(v) >> 8) != 0;
+        }
+      }
+    EXPECT_EQ(changed, expect_changed) << "bytes outside the new positions changed";
   }
 }
 

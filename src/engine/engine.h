@@ -1,0 +1,176 @@
+// The batched engine: an Engine holds what is loaded once (model with packed weights, tokenizer, kernel table,
+// thread pool, the KV pool of pages); a Sequence is one stream of tokens (its page table, history, sampler and
+// stop conditions); a Batch is one step's work: (token, sequence, position, wants-logits) entries from any
+// number of sequences, mixing prompt chunks and single decode tokens. Engine::eval runs the matmuls over all the
+// step's tokens at once (every weight streamed once per step) and attention per sequence over its own pages.
+//
+// A sequence's result does not depend on the batch it is evaluated in: the kernels give a token's row the same
+// bits whichever tokens share the call, and the attention kind (one-query decode for a single token, flash for
+// two or more) depends only on how many tokens of that sequence the step holds.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/kv_pool.h"
+#include "engine/sampler.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+#include "runtime/thread_pool.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tokenscope {
+
+class Engine;
+
+// One stream of tokens in the engine: the tokens its cache holds (positions 0 .. n_past() - 1) and the page
+// table that holds them, plus what a generating loop keeps per stream (sampler, stop conditions, output).
+// Made by Engine::new_sequence; its pages go back to the pool when it is destroyed or cleared, so it must not
+// outlive its engine.
+class Sequence {
+ public:
+  ~Sequence();
+  Sequence(const Sequence&) = delete;
+  Sequence& operator=(const Sequence&) = delete;
+
+  int id() const { return id_; }
+  int64_t n_past() const { return static_cast<int64_t>(tokens_.size()); }
+  // The tokens whose keys and values the cache holds, in position order.
+  const std::vector<TokenId>& tokens() const { return tokens_; }
+  const std::vector<int32_t>& pages() const { return pages_; }
+  // Positions that came from the prefix cache instead of being evaluated (Engine::reuse_prefix).
+  int64_t reused() const { return reused_; }
+
+  // Generation state for loops that drive many sequences (Scheduler); Session keeps its own.
+  std::optional<Sampler> sampler;
+  int64_t n_predict = -1;   // tokens to generate; < 0: until end of generation or the context is full
+  bool ignore_eos = false;  // keep generating past end-of-generation tokens
+  std::vector<TokenId> generated;
+
+ private:
+  friend class Engine;
+  Sequence(Engine& e, int id) : engine_(e), id_(id) {}
+  Engine& engine_;
+  int id_;
+  std::vector<TokenId> tokens_;
+  std::vector<int32_t> pages_;
+  std::vector<uint64_t> page_hashes_;  // prefix-cache hash of each full page (KVPool::page_hash chain)
+  int64_t reused_ = 0;
+};
+
+// One step's work. Each entry is a token of a sequence at a position; a sequence's entries must be consecutive in
+// the batch and continue its cache (the first at its n_past(), then one position after another). Logits are
+// computed only for the entries that want them.
+class Batch {
+ public:
+  void add(Sequence& seq, TokenId token, int64_t pos, bool logits);
+  // Appends tokens at seq's next positions (after its cache and whatever the batch already holds of it);
+  // logits for the last one if logits_last.
+  void add(Sequence& seq, const std::vector<TokenId>& tokens, bool logits_last);
+  void clear();
+  size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  // After Engine::eval: the logits (n_vocab floats) of entry i, or null if it did not want them.
+  const float* logits(size_t i) const;
+
+ private:
+  friend class Engine;
+  struct Entry {
+    Sequence* seq;
+    TokenId token;
+    int64_t pos;
+    bool logits;
+  };
+  std::vector<Entry> entries_;
+  std::vector<int64_t> logit_index_;  // per entry: its row in logits_, or -1
+  std::vector<float> logits_;
+  int64_t n_vocab_ = 0;
+};
+
+struct EngineOptions {
+  std::string model_path;
+  int n_threads = 0;                // 0: all available CPUs
+  int64_t kv_tokens = 0;            // KV pool capacity in tokens, shared by all sequences; 0: min(4096, n_ctx_train)
+  std::optional<kernels::Isa> isa;  // unset: the process-wide active ISA (kernels::active())
+  PoolOptions pool;                 // barrier mode, CPU pinning
+  TensorType kv_type = TensorType::F16;  // KV cache: F16 or Q8_0
+  bool prefix_cache = true;         // publish full pages and reuse them for equal prompt prefixes
+  profile::Profiler* profiler = nullptr;  // records steps, ops and counters when set (must outlive the engine)
+};
+
+// Statistics of the engine's steps so far.
+struct EngineStats {
+  int64_t steps = 0, tokens = 0;
+};
+
+class Engine {
+ public:
+  // Loads the model (and its tokenizer) from opts.model_path.
+  static std::unique_ptr<Engine> open(const EngineOptions& opts);
+  // An engine over a model already loaded (bench and profile build one per configuration without reloading).
+  static std::unique_ptr<Engine> open(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tok,
+                                      const EngineOptions& opts);
+  ~Engine();
+
+  const Model& model() const { return *model_; }
+  std::shared_ptr<const Model> shared_model() const { return model_; }
+  const Tokenizer& tokenizer() const { return *tok_; }
+  std::shared_ptr<const Tokenizer> shared_tokenizer() const { return tok_; }
+  int n_threads() const { return pool_->size(); }
+  kernels::Isa isa() const { return ctx_->k().isa; }
+  KVPool& kv() { return *kv_; }
+  const KVPool& kv() const { return *kv_; }
+  // The most tokens one sequence can hold: the pool's capacity (rounded up to pages).
+  int64_t n_ctx() const { return n_ctx_; }
+  double load_ms() const { return load_ms_; }
+  int64_t n_vocab() const { return model_->config().n_vocab; }
+  profile::Profiler* profiler() const { return prof_; }
+  const EngineStats& stats() const { return stats_; }
+
+  std::unique_ptr<Sequence> new_sequence();
+
+  // Evaluates the batch: the new tokens' keys and values go into their sequences' pages (allocated as needed,
+  // shared pages copied before they are written), then the logits of the entries that want them into the batch.
+  // Throws Error, before anything changes, for bad entries (a token outside the vocabulary, a position that
+  // does not continue its sequence) or when the pool has too few free pages (the message says how many).
+  // The profiler records the step as prefill (every sequence evaluates two tokens or more), decode (one token
+  // each) or mixed, with each sequence's past and count.
+  void eval(Batch& batch);
+  // Free pages the batch would need (new pages plus copies of shared ones) beyond those its sequences hold.
+  int64_t pages_needed(const Batch& batch) const;
+
+  // Takes the longest run of full pages of `prompt` that the prefix cache holds into an empty sequence, leaving
+  // at least two tokens of the prompt to evaluate (so the rest runs the same prefill attention it would run
+  // without the cache). Returns the number of tokens taken (a multiple of the page size).
+  int64_t reuse_prefix(Sequence& seq, const std::vector<TokenId>& prompt);
+  // Makes `to` (empty) share all of `from`'s pages: both continue from the same cache.
+  void fork(const Sequence& from, Sequence& to);
+  // Keeps the first n tokens of the sequence (and their pages), drops the rest.
+  void truncate(Sequence& seq, int64_t n);
+  void clear(Sequence& seq) { truncate(seq, 0); }
+
+ private:
+  Engine() = default;
+  void init(const EngineOptions& opts, double t0_ms);
+  friend class Sequence;
+  void release_pages(Sequence& seq, size_t keep);
+  std::shared_ptr<const Model> model_;
+  std::shared_ptr<const Tokenizer> tok_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<ops::Context> ctx_;
+  std::unique_ptr<KVPool> kv_;
+  std::unique_ptr<Forward> fwd_;
+  int64_t n_ctx_ = 0;
+  double load_ms_ = 0;
+  bool prefix_cache_ = true;
+  int next_id_ = 0;
+  profile::Profiler* prof_ = nullptr;
+  EngineStats stats_;
+  // Scratch of eval, kept between steps.
+  std::vector<int32_t> tokens_, positions_;
+};
+
+}  // namespace tokenscope

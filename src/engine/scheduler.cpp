@@ -1,0 +1,174 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "base/error.h"
+
+namespace tokenscope {
+
+Scheduler::Scheduler(Engine& engine, const SchedulerOptions& opts, TokenFn on_token)
+    : engine_(engine), opts_(opts), on_token_(std::move(on_token)), t0_ms_(0) {
+  if (opts_.max_parallel < 1) fail("--parallel must be >= 1 (got %d)", opts_.max_parallel);
+  if (opts_.max_batch_tokens < 2)
+    fail("the batch must hold at least 2 tokens (got %lld)", static_cast<long long>(opts_.max_batch_tokens));
+  t0_ms_ = now_ms();
+}
+
+Scheduler::~Scheduler() = default;
+
+double Scheduler::now_ms() const {
+  using namespace std::chrono;
+  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count() - t0_ms_;
+}
+
+int Scheduler::submit(Request r) {
+  const int id = static_cast<int>(requests_.size());
+  if (r.prompt.empty()) fail("request %d: the prompt is empty", id);
+  if (static_cast<int64_t>(r.prompt.size()) >= engine_.n_ctx())
+    fail("request %d: the prompt has %zu tokens, which does not fit the context of %lld (raise -c)", id,
+         r.prompt.size(), static_cast<long long>(engine_.n_ctx()));
+  validate(r.sampling);
+  RequestResult res;
+  res.prompt_tokens = static_cast<int64_t>(r.prompt.size());
+  res.t_submit_ms = now_ms();
+  requests_.push_back(std::move(r));
+  results_.push_back(std::move(res));
+  samplers_.emplace_back();
+  waiting_.push_back(id);
+  return id;
+}
+
+void Scheduler::admit() {
+  while (static_cast<int>(running_.size()) < opts_.max_parallel && !waiting_.empty()) {
+    const int id = waiting_.front();
+    waiting_.erase(waiting_.begin());
+    const Request& r = requests_[static_cast<size_t>(id)];
+    RequestResult& res = results_[static_cast<size_t>(id)];
+    Active a;
+    a.request = id;
+    a.seq = engine_.new_sequence();
+    a.seq->n_predict = r.n_predict;
+    a.seq->ignore_eos = r.ignore_eos;
+    a.seq->sampler = std::move(samplers_[static_cast<size_t>(id)]);
+    // A preempted request resumes from its prompt and what it generated so far, except the last token, which is
+    // evaluated next as before.
+    const std::vector<TokenId>& gen = res.tokens;
+    std::vector<TokenId> known = r.prompt;
+    if (!gen.empty()) known.insert(known.end(), gen.begin(), gen.end() - 1);
+    const int64_t reused = engine_.reuse_prefix(*a.seq, known);
+    const int64_t P = static_cast<int64_t>(r.prompt.size());
+    if (reused < P) a.pending.assign(r.prompt.begin() + reused, r.prompt.end());
+    if (!gen.empty()) {
+      a.replay.assign(gen.begin() + std::max<int64_t>(0, reused - P), gen.end() - 1);
+      a.next = gen.back();
+    }
+    if (res.preemptions == 0) {
+      res.reused_tokens = reused;
+      res.t_start_ms = now_ms();
+    }
+    running_.push_back(std::move(a));
+  }
+}
+
+void Scheduler::preempt_newest() {
+  TS_CHECK(!running_.empty());
+  Active& a = running_.back();
+  ++results_[static_cast<size_t>(a.request)].preemptions;
+  samplers_[static_cast<size_t>(a.request)] = std::move(a.seq->sampler);  // its draws go on where they were
+  waiting_.insert(waiting_.begin(), a.request);
+  running_.pop_back();  // frees its pages
+}
+
+void Scheduler::finish(Active& a, const char* reason) {
+  RequestResult& res = results_[static_cast<size_t>(a.request)];
+  res.stop_reason = reason;
+  res.t_end_ms = now_ms();
+  res.done = true;
+  a.seq.reset();  // frees its pages
+}
+
+bool Scheduler::step() {
+  admit();
+  if (running_.empty()) return false;
+  // The step: one token per generating sequence, then prompt chunks in admission order. A chunk never leaves
+  // exactly one prompt token for later (a single token would run decode's attention, not prefill's: the result
+  // must not depend on how the prompt was cut).
+  for (;;) {
+    batch_.clear();
+    int64_t budget = opts_.max_batch_tokens;
+    for (Active& a : running_) {
+      a.added = 0;
+      a.logits_entry = -1;
+      if (!a.pending.empty()) continue;
+      if (!a.replay.empty()) {
+        batch_.add(*a.seq, a.replay.front(), a.seq->n_past(), false);
+      } else {
+        a.logits_entry = static_cast<int64_t>(batch_.size());
+        batch_.add(*a.seq, a.next, a.seq->n_past(), true);
+      }
+      a.added = 1;
+      --budget;
+    }
+    for (Active& a : running_) {
+      if (a.pending.empty() || budget <= 0) continue;
+      const int64_t left = static_cast<int64_t>(a.pending.size());
+      int64_t take = std::min(left, budget);
+      if (left - take == 1) --take;
+      if (take < 2 && take != left) continue;  // waits for a step with room for two
+      // Logits at the prompt's end, unless the request already has tokens (a preempted one going on).
+      const bool sample = take == left && a.replay.empty() && results_[static_cast<size_t>(a.request)].tokens.empty();
+      batch_.add(*a.seq, std::vector<TokenId>(a.pending.begin(), a.pending.begin() + take), sample);
+      if (sample) a.logits_entry = static_cast<int64_t>(batch_.size()) - 1;
+      a.added = take;
+      budget -= take;
+    }
+    TS_CHECK(!batch_.empty());  // the budget (>= 2) always admits a decode or a chunk
+    if (engine_.pages_needed(batch_) <= engine_.kv().free_pages()) break;
+    if (running_.size() == 1)
+      fail("request %d needs more KV cache than there is: the pool holds %lld tokens (raise -c)",
+           running_.front().request, static_cast<long long>(engine_.kv().capacity_tokens()));
+    preempt_newest();
+  }
+  engine_.eval(batch_);
+
+  const int64_t n_vocab = engine_.n_vocab();
+  const Tokenizer& tok = engine_.tokenizer();
+  for (Active& a : running_) {
+    if (a.added == 0) continue;
+    if (!a.pending.empty()) {
+      a.pending.erase(a.pending.begin(), a.pending.begin() + a.added);
+    } else if (a.logits_entry < 0) {
+      a.replay.erase(a.replay.begin());
+    }
+    if (a.logits_entry < 0) continue;
+    RequestResult& res = results_[static_cast<size_t>(a.request)];
+    if (!a.seq->sampler) a.seq->sampler.emplace(requests_[static_cast<size_t>(a.request)].sampling);
+    const TokenId id = a.seq->sampler->sample(batch_.logits(static_cast<size_t>(a.logits_entry)), n_vocab, a.seq->tokens());
+    if (res.tokens.empty() && res.t_first_ms == 0) res.t_first_ms = now_ms();
+    if (!a.seq->ignore_eos && tok.is_eog(id)) {
+      finish(a, "eog");
+      continue;
+    }
+    res.tokens.push_back(id);
+    const std::string piece = tok.token_to_piece(id);
+    res.text += piece;
+    if (on_token_) on_token_(a.request, id, piece);
+    a.next = id;
+    if (a.seq->n_predict >= 0 && static_cast<int64_t>(res.tokens.size()) >= a.seq->n_predict) {
+      finish(a, "length");
+    } else if (a.seq->n_past() >= engine_.n_ctx()) {
+      finish(a, "context");
+    }
+  }
+  running_.erase(std::remove_if(running_.begin(), running_.end(), [](const Active& a) { return !a.seq; }),
+                 running_.end());
+  return true;
+}
+
+void Scheduler::run() {
+  while (step()) {
+  }
+}
+
+}  // namespace tokenscope
