@@ -12,6 +12,8 @@ struct BenchArgs {
   std::vector<int> n_prompt{512};                  // pp tests (0: none)
   std::vector<int> n_gen{128};                     // tg tests (0: none)
   std::vector<int> depth{0};                       // KV-cache tokens already present before the test
+  std::vector<int> batch;                          // batched tests (llama-batched-bench): sequences per test
+  int ubatch = 512;                                // batched tests: most tokens per step in the prompt phase
   std::vector<int> threads;                        // empty: all CPUs
   std::vector<std::string> isas;                   // empty: best available
   std::vector<std::string> barriers{"hybrid"};

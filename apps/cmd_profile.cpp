@@ -106,7 +106,7 @@ int cmd_profile(const ProfileArgs& a) {
   prof.request_events(std::move(extra));
   auto s = open_session(a.common, &prof);
   std::string text = a.prompt;
-  if (a.chat) text = render_chat_prompt(*s, a.prompt, "");
+  if (a.chat) text = render_chat_prompt(s->model(), a.prompt, "");
   const std::vector<TokenId> prompt = s->tokenize(text, true, true);
   GenerateOptions g;
   g.n_predict = a.n_predict;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/memory_stats.h"
 #include "engine/session.h"
 #include "gguf/gguf.h"
 #include "gguf/inspect.h"
@@ -72,8 +73,8 @@ std::string resolve_model(const std::string& m) {
   return p;
 }
 
-std::unique_ptr<Session> open_session(const CommonArgs& c, profile::Profiler* profiler) {
-  SessionOptions o;
+EngineOptions engine_options(const CommonArgs& c, profile::Profiler* profiler) {
+  EngineOptions o;
   if (!c.isa.empty()) {
     o.isa = kernels::isa_from_name(c.isa);
     if (!o.isa) fail("--isa %s: unknown ISA (use scalar, avx2, avx512 or neon)", c.isa.c_str());
@@ -83,11 +84,17 @@ std::unique_ptr<Session> open_session(const CommonArgs& c, profile::Profiler* pr
   if (c.ctx < 0) fail("-c must be >= 1 (got %lld)", static_cast<long long>(c.ctx));
   o.model_path = resolve_model(c.model);
   o.n_threads = c.threads;
-  o.n_ctx = c.ctx;
+  o.kv_tokens = c.ctx;
   o.pool = pool_options(c.barrier, c.cpu_mask);
   if (!c.kv_type.empty()) o.kv_type = parse_kv_type(c.kv_type);
   o.profiler = profiler;
-  return Session::open(o);
+  return o;
+}
+
+std::unique_ptr<Session> open_session(const CommonArgs& c, profile::Profiler* profiler) {
+  EngineOptions o = engine_options(c, profiler);
+  o.prefix_cache = false;  // one sequence: nothing to share
+  return std::make_unique<Session>(Engine::open(o));
 }
 
 namespace {
@@ -110,12 +117,12 @@ struct ChatSetup {
   std::string default_system;
 };
 
-ChatSetup chat_setup(const Session& s) {
-  const std::string tmpl = s.model().file().opt_string("tokenizer.chat_template").value_or("");
+ChatSetup chat_setup(const Model& m) {
+  const std::string tmpl = m.file().opt_string("tokenizer.chat_template").value_or("");
   auto f = detect_chat_format(tmpl);
   if (!f) {
-    if (!tmpl.empty()) fail("%s: unrecognised chat template (supported: chatml, llama3, gemma)", s.model().file().path().c_str());
-    fail("%s: the model has no tokenizer.chat_template", s.model().file().path().c_str());
+    if (!tmpl.empty()) fail("%s: unrecognised chat template (supported: chatml, llama3, gemma)", m.file().path().c_str());
+    fail("%s: the model has no tokenizer.chat_template", m.file().path().c_str());
   }
   ChatSetup cs{*f, ""};
   if (*f == ChatFormat::chatml) cs.default_system = default_system_from_template(tmpl);
@@ -144,8 +151,8 @@ void check_generation_args(int64_t n_predict) {
 
 }  // namespace
 
-std::string render_chat_prompt(const Session& s, const std::string& user, const std::string& system) {
-  ChatSetup cs = chat_setup(s);
+std::string render_chat_prompt(const Model& m, const std::string& user, const std::string& system) {
+  ChatSetup cs = chat_setup(m);
   std::vector<ChatMessage> msgs;
   if (!system.empty()) msgs.push_back({"system", system});
   msgs.push_back({"user", user});
@@ -155,9 +162,15 @@ std::string render_chat_prompt(const Session& s, const std::string& user, const 
 int cmd_run(const CommonArgs& c, const RunArgs& a) {
   check_generation_args(a.n_predict);
   validate(a.sampling);
+  if (!a.prompts_file.empty()) {
+    if (!a.prompt.empty()) fail("-p and --prompts go alone: give the prompt on the command line or in the file");
+    return cmd_run_batch(c, a);
+  }
+  if (a.prompt.empty()) fail("no prompt: give -p TEXT (or --prompts FILE for many)");
+  if (a.parallel != 0) fail("--parallel goes with --prompts FILE");
   auto s = open_session(c);
   std::string text = a.prompt;
-  if (a.chat) text = render_chat_prompt(*s, a.prompt, a.system);
+  if (a.chat) text = render_chat_prompt(s->model(), a.prompt, a.system);
   const std::vector<TokenId> prompt = s->tokenize(text, true, true);
   if (prompt.empty()) fail("the prompt is empty after tokenization");
   if (static_cast<int64_t>(prompt.size()) >= s->n_ctx())
@@ -200,6 +213,7 @@ int cmd_run(const CommonArgs& c, const RunArgs& a) {
                    {"tok_s", st.decode_tok_s()}};
     j["generated_tokens"] = st.generated_tokens;
     j["sample_ms"] = st.sample_ms;
+    j["peak_rss_bytes"] = peak_rss_bytes();
     std::string dumped = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
     std::printf("%s\n", dumped.c_str());
     return 0;
@@ -215,7 +229,7 @@ int cmd_chat(const CommonArgs& c, const ChatArgs& a) {
   check_generation_args(a.n_predict);
   validate(a.sampling);
   auto s = open_session(c);
-  ChatSetup cs = chat_setup(*s);
+  ChatSetup cs = chat_setup(s->model());
   std::vector<ChatMessage> msgs;
   if (!a.system.empty()) msgs.push_back({"system", a.system});
   std::fprintf(stderr, "tokenscope chat (%s template). /reset clears the conversation, /exit or Ctrl-D quits.\n",

@@ -22,6 +22,8 @@ struct CommonArgs {
 
 struct RunArgs {
   std::string prompt;
+  std::string prompts_file;  // --prompts: many prompts through the batched engine
+  int parallel = 0;          // --parallel: sequences at once with --prompts (0: 4)
   int64_t n_predict = 128;
   bool chat = false;
   std::string system;
@@ -52,10 +54,13 @@ void add_common_flags(CLI::App& cmd, CommonArgs& a);
 void add_sampling_flags(CLI::App& cmd, SamplerParams& s);
 // The model path to use: m itself, or the default model (saying so on stderr); throws Error if it is missing.
 std::string resolve_model(const std::string& m);
-// A session for the common flags (-m -t -c --isa --barrier --cpu-mask), reporting to profiler if given.
+// Engine options from the common flags (-m -t -c --isa --barrier --cpu-mask --kv-type), reporting to profiler if
+// given; throws Error naming a bad flag.
+EngineOptions engine_options(const CommonArgs& c, profile::Profiler* profiler = nullptr);
+// A session for the common flags, reporting to profiler if given.
 std::unique_ptr<Session> open_session(const CommonArgs& c, profile::Profiler* profiler = nullptr);
 // The prompt as a user turn in the model's chat template (with its default system message if none given).
-std::string render_chat_prompt(const Session& s, const std::string& user, const std::string& system);
+std::string render_chat_prompt(const Model& m, const std::string& user, const std::string& system);
 // --kv-type into a cache type (f16 or q8_0); throws Error naming the flag.
 TensorType parse_kv_type(const std::string& name);
 // The cache type as the flag and llama-bench's type_k / type_v spell it: "f16", "q8_0".
@@ -64,6 +69,8 @@ std::string kv_type_name(TensorType t);
 PoolOptions pool_options(const std::string& barrier, const std::string& cpu_mask);
 
 int cmd_run(const CommonArgs& c, const RunArgs& a);
+// run --prompts FILE --parallel N: every prompt through the batched engine (apps/cmd_run_batch.cpp).
+int cmd_run_batch(const CommonArgs& c, const RunArgs& a);
 int cmd_chat(const CommonArgs& c, const ChatArgs& a);
 int cmd_tokenize(const CommonArgs& c, const TokenizeArgs& a);
 int cmd_inspect(const InspectArgs& a);

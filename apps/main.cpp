@@ -23,7 +23,12 @@ int main(int argc, char** argv) {
   CLI::App* run_cmd = app.add_subcommand("run", "Generate text from a prompt, then print a per-stage summary");
   add_common_flags(*run_cmd, common);
   add_sampling_flags(*run_cmd, run.sampling);
-  run_cmd->add_option("-p,--prompt", run.prompt, "Prompt text")->required();
+  run_cmd->add_option("-p,--prompt", run.prompt, "Prompt text");
+  run_cmd->add_option("--prompts", run.prompts_file,
+                      "File of prompts, one per line, or JSON lines {\"prompt\": ..., \"n_predict\": N}: all go "
+                      "through the batched engine, results in input order");
+  run_cmd->add_option("--parallel", run.parallel, "With --prompts: sequences evaluated together (new ones join as "
+                      "others finish; default 4)");
   run_cmd->add_option("-n,--n-predict", run.n_predict, "Tokens to generate (-1: until end of generation)")
       ->capture_default_str();
   run_cmd->add_flag("--chat", run.chat, "Wrap the prompt in the model's chat template as a user turn");

@@ -16,16 +16,30 @@ namespace {
 constexpr size_t kHugePage = size_t{2} << 20;
 }
 
+size_t page_bytes() {
+  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return page;
+}
+
 void prefault_read(const void* p, size_t bytes) {
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
 #endif
   if (!p || bytes == 0) return;
-  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));  // 16 or 64 KiB on some Arm kernels
+  const uintptr_t page = page_bytes();
   const uintptr_t b = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
   const uintptr_t e = reinterpret_cast<uintptr_t>(p) + bytes;
   if (madvise(reinterpret_cast<void*>(b), e - b, MADV_POPULATE_READ) != 0)
     madvise(reinterpret_cast<void*>(b), e - b, MADV_WILLNEED);  // older kernels: at least start reading it in
+}
+
+size_t release_file_pages(const void* p, size_t bytes) {
+  if (!p || bytes == 0) return 0;
+  const uintptr_t page = page_bytes();
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(page - 1);
+  if (e <= b) return 0;
+  return madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED) == 0 ? e - b : 0;
 }
 
 HugeBuffer::HugeBuffer(size_t bytes, const char* what, bool prefault) {

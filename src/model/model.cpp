@@ -144,6 +144,13 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     for (ops::Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) matrices.push_back(w);
   matrices.push_back(&m->output_);
   for (const ops::Weight* w : matrices) m->weight_bytes_ += w->row_bytes * static_cast<uint64_t>(w->rows);
+  // The file is mapped read-only (gguf::File) and, once copied, a matrix is read from its copy: its file pages
+  // can leave the process as they are copied, except where they are also the embedding table's (a tied output
+  // projection), which decode reads by rows from the file.
+  const uint8_t* embd_begin = m->tok_embd_.data;
+  const uint8_t* embd_end = embd_begin + m->tok_embd_.row_bytes * static_cast<size_t>(m->tok_embd_.rows);
+  for (ops::Weight* w : matrices)
+    w->release_source = w->data + w->row_bytes * static_cast<size_t>(w->rows) <= embd_begin || w->data >= embd_end;
   ops::pack_weights(matrices);
   prefault_read(m->tok_embd_.data, m->tok_embd_.row_bytes * static_cast<size_t>(m->tok_embd_.rows));
   return m;

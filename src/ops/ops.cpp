@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/fp16.h"
+#include "base/huge_buffer.h"
 
 namespace tokenscope::ops {
 
@@ -76,18 +77,71 @@ void pack_weights(const std::vector<Weight*>& ws) {
     const int64_t step = group_bytes[i] ? kGroupsPerPiece : kBytesPerPiece;
     for (int64_t b = 0; b < n; b += step) pieces.push_back({i, b, std::min(n, b + step)});
   }
+  // The source bytes that stay in use after packing, sorted: the rows past a packed weight's last full group,
+  // and all of a weight whose source is not to be released (its bytes may be another weight's too, say an
+  // output projection tied to the embedding table). No page touching them is released.
+  struct Range {
+    const uint8_t *begin, *end;
+  };
+  std::vector<Range> keep;
+  bool any_release = false;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const Weight& w = *ws[i];
+    const uint8_t* end = w.data + w.row_bytes * static_cast<size_t>(w.rows);
+    if (!w.release_source) {
+      keep.push_back({w.data, end});
+      continue;
+    }
+    any_release = true;
+    if (group_bytes[i]) {
+      const uint8_t* tail = w.data + w.row_bytes * static_cast<size_t>(w.rows / kernels::kPackRows * kernels::kPackRows);
+      if (tail < end) keep.push_back({tail, end});
+    }
+  }
+  std::sort(keep.begin(), keep.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  // Releases the file pages lying wholly inside [b, e) and outside every kept range.
+  auto release = [&](const uint8_t* b, const uint8_t* e) {
+    for (const Range& k : keep) {
+      if (k.end <= b) continue;
+      if (k.begin >= e) break;
+      if (k.begin > b) release_file_pages(b, static_cast<size_t>(k.begin - b));
+      b = std::max(b, k.end);
+    }
+    if (b < e) release_file_pages(b, static_cast<size_t>(e - b));
+  };
+  // A piece copies up to ~18 MB; with 8 threads that much in flight each would keep a third of a 400 MB
+  // model resident twice at the peak, so a piece releases its source every kReleaseBytes as it goes. The next
+  // release starts at the page holding the end of the last, which that one could not release whole.
+  constexpr size_t kReleaseBytes = size_t{1} << 20;
+  const uintptr_t page = page_bytes();
+  auto page_floor = [&](const uint8_t* p) {
+    return reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(p) & ~(page - 1));
+  };
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t p = next++; p < pieces.size(); p = next++) {
       const Piece& pc = pieces[p];
       const Weight& w = *ws[pc.weight];
-      if (group_bytes[pc.weight]) {
-        const kernels::WeightKernels& wk = table.for_type(w.type);
-        for (int64_t g = pc.begin; g < pc.end; ++g)
-          wk.pack_rows(w.data + static_cast<size_t>(g * kernels::kPackRows) * w.row_bytes, w.row_bytes, w.cols,
-                       dst[pc.weight] + static_cast<size_t>(g) * group_bytes[pc.weight]);
-      } else {
-        std::memcpy(dst[pc.weight] + pc.begin, w.data + pc.begin, static_cast<size_t>(pc.end - pc.begin));
+      const bool rel = any_release && w.release_source;
+      const size_t unit = group_bytes[pc.weight] ? static_cast<size_t>(kernels::kPackRows) * w.row_bytes : 1;
+      const uint8_t* const src0 = w.data + static_cast<size_t>(pc.begin) * unit;
+      const uint8_t* from = src0;  // source consumed but not yet released from here on
+      const int64_t step = std::max<int64_t>(1, static_cast<int64_t>(kReleaseBytes / unit));
+      for (int64_t b = pc.begin; b < pc.end; b += step) {
+        const int64_t e = std::min(pc.end, b + step);
+        if (group_bytes[pc.weight]) {
+          const kernels::WeightKernels& wk = table.for_type(w.type);
+          for (int64_t g = b; g < e; ++g)
+            wk.pack_rows(w.data + static_cast<size_t>(g) * unit, w.row_bytes, w.cols,
+                         dst[pc.weight] + static_cast<size_t>(g) * group_bytes[pc.weight]);
+        } else {
+          std::memcpy(dst[pc.weight] + b, w.data + b, static_cast<size_t>(e - b));
+        }
+        if (rel) {
+          const uint8_t* done = w.data + static_cast<size_t>(e) * unit;
+          release(from, done);
+          from = std::max(src0, page_floor(done));
+        }
       }
     }
   };
@@ -109,6 +163,7 @@ void pack_weights(const std::vector<Weight*>& ws) {
       w.data = dst[i];
     }
     w.packed_owner = buf;
+    w.release_source = false;  // done; and a plain copy's `data` is now ordinary memory
   }
 }
 

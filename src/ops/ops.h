@@ -32,6 +32,12 @@ struct Weight {
   const uint8_t* packed = nullptr;
   size_t packed_group_bytes = 0;
   std::shared_ptr<const HugeBuffer> packed_owner;
+  // `data` points into a read-only file mapping, and once pack_weights has copied these rows nothing reads
+  // those bytes from the mapping: pack_weights then drops the mapping's pages of the rows it copied from the
+  // process as it goes (release_file_pages; the page cache keeps them), so the model is resident once, as its
+  // copy, not twice. Model::load sets it for every matrix that does not share bytes with the embedding table.
+  // Never set for rows in ordinary memory, which dropping would zero.
+  bool release_source = false;
   bool empty() const { return data == nullptr; }
 };
 
@@ -39,6 +45,9 @@ struct Weight {
 // has a packed layout, else a plain copy of its rows (w.data then points at the copy). Decode streams
 // every weight once per token, and 2 MiB pages keep the walk through ~100 MB of weights out of the TLB's way
 // (the file mapping has 4 KiB pages). The rows of a packed weight past its last full group stay in the file.
+// Where a weight's release_source is set, the file's pages lying wholly inside the rows copied are released
+// a megabyte at a time as the copying proceeds (the pages holding the rows left in the file, and every byte
+// of the weights without the flag, are kept), so that the peak stays near the copies' size.
 void pack_weights(const std::vector<Weight*>& ws);
 inline void pack_weight(Weight& w) { pack_weights({&w}); }
 

@@ -1,0 +1,17 @@
+// The process's resident memory as the kernel reports it (/proc/self/status), for the load and run reports
+// and the tests that bound them.
+#pragma once
+
+#include <cstdint>
+
+namespace tokenscope {
+
+// VmRSS: the bytes resident now (anonymous, file-mapped and shared memory). 0 if unreadable.
+uint64_t current_rss_bytes();
+// VmHWM: the most bytes resident at any time since the start, or since reset_peak_rss. 0 if unreadable.
+uint64_t peak_rss_bytes();
+// Sets the peak to the current resident size (writes 5 to /proc/self/clear_refs, Linux 4.0+), so that a
+// later peak_rss_bytes covers only what follows. False where the kernel does not allow it.
+bool reset_peak_rss();
+
+}  // namespace tokenscope
