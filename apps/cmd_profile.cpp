@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "base/error.h"
+#include "engine/scheduler.h"
 #include "engine/sysinfo.h"
 #include "profile/html_report.h"
 #include "profile/pfm_events.h"
@@ -23,6 +24,10 @@ CLI::App* add_profile_command(CLI::App& app, ProfileArgs& a) {
   cmd->add_option("-p,--prompt", a.prompt, "Prompt text")->required();
   cmd->add_option("-n,--n-predict", a.n_predict, "Tokens to generate")->capture_default_str();
   cmd->add_flag("--chat", a.chat, "Wrap the prompt in the model's chat template");
+  cmd->add_option("--parallel", a.parallel,
+                  "Sequences at once, each reading its own copy of the prompt and generating -n tokens: the batched "
+                  "decode steps (B = N) show the arithmetic intensity batching buys")
+      ->capture_default_str();
   cmd->add_option("-o,--output", a.out_dir, "Directory for summary.json, trace.json and report.html")->capture_default_str();
   cmd->add_flag("--refresh-sysinfo", a.refresh_sysinfo, "Measure the machine's roofline again");
   cmd->add_option("-e,--event", a.events,
@@ -104,15 +109,33 @@ int cmd_profile(const ProfileArgs& a) {
   std::vector<profile::CounterSpec> extra;
   for (const std::string& e : a.events) extra.push_back(profile::resolve_named_event(e));
   prof.request_events(std::move(extra));
-  auto s = open_session(a.common, &prof);
+  if (a.parallel < 1 || a.parallel > 1024) fail("--parallel must be between 1 and 1024 (got %d)", a.parallel);
+  EngineOptions eo = engine_options(a.common, &prof);
+  // Every sequence computes its own prompt (no prefix cache): the profile shows the work N users would cause.
+  eo.prefix_cache = false;
+  if (eo.kv_tokens == 0 && a.parallel > 1) eo.kv_tokens = 4096 * static_cast<int64_t>(a.parallel);
+  auto s = std::make_unique<Session>(Engine::open(eo));
   std::string text = a.prompt;
   if (a.chat) text = render_chat_prompt(s->model(), a.prompt, "");
   const std::vector<TokenId> prompt = s->tokenize(text, true, true);
-  GenerateOptions g;
-  g.n_predict = a.n_predict;
-  g.sampling = a.sampling;
-  g.ignore_eos = true;  // a profile wants the steps it asked for
-  const GenerationResult r = s->generate(prompt, g);
+  GenerationResult r;
+  if (a.parallel == 1) {
+    GenerateOptions g;
+    g.n_predict = a.n_predict;
+    g.sampling = a.sampling;
+    g.ignore_eos = true;  // a profile wants the steps it asked for
+    r = s->generate(prompt, g);
+  } else {
+    // All prompts in one prefill step (up to 512 tokens a step), then decode steps of N tokens.
+    SchedulerOptions so;
+    so.max_parallel = a.parallel;
+    so.max_batch_tokens = std::max<int64_t>(512, static_cast<int64_t>(prompt.size()) * a.parallel);
+    Scheduler sched(s->engine(), so);
+    for (int i = 0; i < a.parallel; ++i) sched.submit(Request{prompt, a.n_predict, true, a.sampling});
+    sched.run();
+    r.tokens = sched.result(0).tokens;
+    r.text = sched.result(0).text;
+  }
   std::error_code ec;
   std::filesystem::create_directories(a.out_dir, ec);
   if (ec) fail("%s: cannot create the output directory: %s", a.out_dir.c_str(), ec.message().c_str());

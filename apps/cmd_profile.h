@@ -14,6 +14,7 @@ struct ProfileArgs {
   SamplerParams sampling;
   std::string prompt;
   int64_t n_predict = 32;
+  int parallel = 1;  // sequences generating together (each its own copy of the prompt)
   bool chat = false;
   std::string out_dir = "tokenscope-profile";
   bool refresh_sysinfo = false;

@@ -629,7 +629,11 @@ void attention(Context& ctx, const KVStore& kv, int64_t layer, const std::vector
   std::vector<std::atomic<int>> state(q8 ? 0 : n_seq * static_cast<size_t>(n_head_kv));
   const kernels::QuantizeActFn quantize_q8 = q8 ? k.for_type(TensorType::Q8_0).quantize_act : nullptr;
 
-  ctx.pool().parallel_for_dynamic(n_jobs, 1, [&](int64_t b, int64_t e, int ith) {
+  // Jobs claimed one at a time where flash tiles are among them (later tiles see more keys: fixed ranges would
+  // unbalance the threads); a batch of decodes has many small equal jobs, claimed a few at a time so that the
+  // threads do not contend for the shared counter on every one.
+  const int64_t claim = any_flash ? 1 : std::max<int64_t>(1, n_jobs / (8 * nth));
+  ctx.pool().parallel_for_dynamic(n_jobs, claim, [&](int64_t b, int64_t e, int ith) {
     float* ts = scratch + ith * per_thread;
     for (int64_t job = b; job < e; ++job) {
       const size_t i = static_cast<size_t>(std::upper_bound(job_end.begin(), job_end.end(), job) - job_end.begin());
