@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone: install dependencies, build, fetch the models, run the tests,
-# then the Arm NEON kernels (cross-built, run under qemu), then the sanitizer builds (ASan+UBSan on the input-parsing layers, TSan on the thread pool and the fused decode attention).
+# then the Arm NEON kernels (cross-built, run under qemu), then the sanitizer builds (ASan+UBSan on the input-parsing
+# layers and the batched engine, TSan on the thread pool, the batched attention and the batched engine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -12,11 +13,16 @@ if [ "${TOKENSCOPE_SKIP_ARM:-0}" != 1 ]; then
 fi
 if [ "${TOKENSCOPE_SKIP_SANITIZERS:-0}" != 1 ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTOKENSCOPE_SANITIZE=address >/dev/null
-  cmake --build build-asan -j"$(nproc)" --target test_gguf test_formats test_tokenizer test_profile
+  cmake --build build-asan -j"$(nproc)" --target test_gguf test_formats test_tokenizer test_profile test_ops test_engine
   ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -L '^(gguf|formats|tokenizer|profile)$'
+  # The batched engine: pages, prefix cache, copy on write, running out; attention over page tables.
+  ctest --test-dir build-asan --output-on-failure -j"$(nproc)" \
+    -R '^(KVPool\.|EngineBatch\.(Shared|RunningOut|Preempted)|Isas/Attention\.BatchedEqualsAlone/)'
   cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DTOKENSCOPE_SANITIZE=thread >/dev/null
-  cmake --build build-tsan -j"$(nproc)" --target test_runtime test_ops
+  cmake --build build-tsan -j"$(nproc)" --target test_runtime test_ops test_engine
   ctest --test-dir build-tsan --output-on-failure -L '^runtime$'
-  # The fused decode attention's claim/wait protocol between the pool threads (ops::attention_decode).
-  ctest --test-dir build-tsan --output-on-failure -R 'FusedDecode'
+  # The batched attention's jobs (the decode jobs' claim/wait protocol for storing a KV head, flash tiles, on 1-3
+  # threads) and the batched engine's steps.
+  ctest --test-dir build-tsan --output-on-failure \
+    -R '^(Isas/Attention\.BatchedEqualsAlone/|EngineBatch\.(Shared|Preempted))'
 fi

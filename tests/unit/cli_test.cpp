@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdio>
 #include <fstream>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "model_builder.h"
@@ -39,6 +40,17 @@ void expect_clean_error(const Result& r, const std::string& needle) {
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("error"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.out;
+}
+
+// One JSON value per line of output.
+std::vector<nlohmann::json> json_lines(const std::string& out) {
+  std::vector<nlohmann::json> v;
+  for (size_t at = 0; at < out.size();) {
+    const size_t e = out.find('\n', at);
+    v.push_back(nlohmann::json::parse(out.substr(at, e - at)));
+    at = e == std::string::npos ? out.size() : e + 1;
+  }
+  return v;
 }
 
 std::string write_bytes(const std::string& name, const std::string& bytes) {
@@ -237,6 +249,90 @@ TEST(CliSynth, BadShapesTypesAndFiles) {
   r = run("run -m " + q + " -p hi -n 3 --temp 0 --ignore-eos --json", "2>/dev/null");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(nlohmann::json::parse(r.out)["tokens"].size(), 3u);
+}
+
+}  // namespace
+
+namespace {
+
+// run --prompts: every prompt's result in input order, one JSON object per line with the fields of run --json, the
+// same greedy tokens as a single run of the same prompt; a JSON line's n_predict applies to it alone.
+TEST(CliBatch, PromptsFileGivesEachPromptsResultInOrder) {
+  TinyModelSpec spec;
+  spec.wtype = TensorType::Q4_1;
+  const std::string p = temp_path("tiny-batch.gguf");
+  build_tiny_model(spec).write(p);
+  const std::vector<std::string> prompts = {"Hello", "What a long day it has been, said the cat", "ab",
+                                            "The end is near"};
+  const std::string file = write_bytes("prompts.txt", prompts[0] + "\n" + prompts[1] + "\n\n{\"prompt\": \"" +
+                                                          prompts[2] + "\", \"n_predict\": 3}\n" + prompts[3] + "\n");
+  Result r = run("run -m " + p + " --prompts " + file + " --parallel 3 -n 6 --temp 0 --ignore-eos --json", "2>/dev/null");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::vector<nlohmann::json> lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), prompts.size());
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(lines[i]["index"].get<size_t>(), i);
+    const size_t want = i == 2 ? 3 : 6;
+    EXPECT_EQ(lines[i]["tokens"].size(), want) << i;
+    for (const char* k : {"text", "prompt_tokens", "prompt_ids", "prefill", "decode", "stop_reason", "peak_rss_bytes"})
+      EXPECT_TRUE(lines[i].contains(k)) << k;
+    Result one = run("run -m " + p + " -p '" + prompts[i] + "' -n " + std::to_string(want) +
+                         " --temp 0 --ignore-eos --json", "2>/dev/null");
+    ASSERT_EQ(one.code, 0) << one.out;
+    EXPECT_EQ(nlohmann::json::parse(one.out)["tokens"], lines[i]["tokens"]) << "prompt " << i;
+  }
+  // Bad input names the file and line.
+  expect_clean_error(run("run -m " + p + " --prompts /nonexistent/prompts.txt"), "cannot open");
+  expect_clean_error(run("run -m " + p + " --prompts " + write_bytes("bad.jsonl", "hi\n{\"prompt\": 3}\n")), ":2:");
+  expect_clean_error(run("run -m " + p + " --prompts " + write_bytes("bad2.jsonl", "{\"prompt\": \"x\"\n")), "not valid JSON");
+  expect_clean_error(run("run -m " + p + " --prompts " + write_bytes("empty.txt", "\n\n")), "no prompts");
+  expect_clean_error(run("run -m " + p + " --prompts " + file + " --parallel 0 -p hi"), "-p and --prompts");
+  expect_clean_error(run("run -m " + p + " -p hi --parallel 2"), "--parallel goes with --prompts");
+}
+
+// bench --batch: llama-batched-bench's fields, aggregate speeds consistent with the times, N_KV = B (PP + TG).
+TEST(CliBatch, BenchBatchUsesBatchedBenchFields) {
+  TinyModelSpec spec;
+  spec.wtype = TensorType::Q8_0;
+  const std::string p = temp_path("tiny-bbench.gguf");
+  build_tiny_model(spec).write(p);
+  Result r = run("bench -m " + p + " --batch 1,3 -p 9 -n 4 -r 2 -o jsonl", "2>/dev/null");
+  ASSERT_EQ(r.code, 0) << r.out;
+  int n = 0;
+  for (const nlohmann::json& j : json_lines(r.out)) {
+    ++n;
+    const int B = j["pl"].get<int>();
+    EXPECT_EQ(j["pp"].get<int>(), 9);
+    EXPECT_EQ(j["tg"].get<int>(), 4);
+    EXPECT_EQ(j["n_kv"].get<int>(), B * 13);
+    EXPECT_NEAR(j["t"].get<double>(), j["t_pp"].get<double>() + j["t_tg"].get<double>(), 1e-9);
+    for (const char* k : {"speed_pp", "speed_tg", "speed"}) EXPECT_GT(j[k].get<double>(), 0.0) << k;
+    EXPECT_EQ(j["samples_speed_tg"].size(), 2u);
+  }
+  EXPECT_EQ(n, 2);
+  expect_clean_error(run("bench -m " + p + " --batch 0 -p 9 -n 4"), "--batch");
+  expect_clean_error(run("bench -m " + p + " --batch 2 -p 9 -n 4 -d 16"), "-d");
+}
+
+// Peak RSS of a single-sequence run stays within the model file plus the KV cache plus 15% (the packed copy of
+// the weights replaces the file's pages instead of adding to them). The Qwen1.5-0.5B shape (untied output, a
+// 449 MiB file), 4096 tokens of f16 cache.
+TEST(CliMemory, SingleSequencePeakRssIsModelPlusKvCachePlus15Percent) {
+  const std::string p = temp_path("qwen-rss.gguf");
+  Result s = run("synth --shape qwen1.5-0.5b --type q4_0 -o " + p);
+  ASSERT_EQ(s.code, 0) << s.out;
+  Result r = run("run -m " + p + " -p hello -n 4 -c 4096 --temp 0 --json", "2>/dev/null");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const double peak = nlohmann::json::parse(r.out)["peak_rss_bytes"].get<double>();
+  std::ifstream f(p, std::ios::binary | std::ios::ate);
+  const double file = static_cast<double>(f.tellg());
+  const double kv = 24.0 * 2 * 4096 * 16 * 64 * 2;  // layers x (K, V) x positions x KV heads x head size x f16
+  const double bound = 1.15 * (file + kv);
+  std::printf("peak RSS %.1f MiB; file %.1f MiB + KV cache %.1f MiB = %.1f MiB; bound (+15%%) %.1f MiB\n",
+              peak / (1 << 20), file / (1 << 20), kv / (1 << 20), (file + kv) / (1 << 20), bound / (1 << 20));
+  EXPECT_GT(peak, file + kv * 0.5) << "peak_rss_bytes looks wrong";
+  EXPECT_LE(peak, bound);
+  std::remove(p.c_str());
 }
 
 }  // namespace
