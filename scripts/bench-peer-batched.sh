@@ -54,9 +54,9 @@ for m in "${models[@]}"; do
       build/tokenscope bench -m "$m" --batch "$batch" -p "$pp" -n "$tg" -t "$threads" -r 1 -o jsonl \
         > "$out/$name.ours.$r.jsonl" 2>/dev/null || { echo "bench-peer-batched: tokenscope failed on $m" >&2; exit 1; }
     }
-    run_peer() {
-      "$peer" -m "$m" -c "$ctx" -b 2048 -ub 512 -npp "$pp" -ntg "$tg" -npl "$batch" -t "$threads" -fa 1 \
-        > "$out/$name.peer.$r.txt" 2>/dev/null || { echo "bench-peer-batched: the peer failed on $m" >&2; exit 1; }
+    run_peer() {  # from the scratch directory: the peer writes a llama.log where it runs
+      (cd "$out" && "$peer" -m "$(realpath "$m")" -c "$ctx" -b 2048 -ub 512 -npp "$pp" -ntg "$tg" -npl "$batch" -t "$threads" -fa 1 \
+        > "$out/$name.peer.$r.txt" 2>/dev/null) || { echo "bench-peer-batched: the peer failed on $m" >&2; exit 1; }
     }
     if (( r % 2 )); then run_ours; run_peer; else run_peer; run_ours; fi
     echo "  $name: round $r of $rounds done" >&2
