@@ -56,7 +56,7 @@ for m in "${models[@]}"; do
     }
     run_peer() {  # from the scratch directory: the peer writes a llama.log where it runs
       (cd "$out" && "$peer" -m "$(realpath "$m")" -c "$ctx" -b 2048 -ub 512 -npp "$pp" -ntg "$tg" -npl "$batch" -t "$threads" -fa 1 \
-        > "$out/$name.peer.$r.txt" 2>/dev/null) || { echo "bench-peer-batched: the peer failed on $m" >&2; exit 1; }
+        > "$out/$name.peer.$r.txt" 2>&1) || { echo "bench-peer-batched: the peer failed on $m" >&2; exit 1; }
     }
     if (( r % 2 )); then run_ours; run_peer; else run_peer; run_ours; fi
     echo "  $name: round $r of $rounds done" >&2
