@@ -106,7 +106,7 @@ table{border-collapse:collapse;font-size:13px;margin:0.4em 0}
 td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top}
 td:first-child,th:first-child,td.obs,#stage-table td{text-align:left}
 #stage-table td.obs{max-width:620px}
-tr.prefill td:first-child{color:#c55a11;font-weight:bold} tr.decode td:first-child{color:#2f6db5;font-weight:bold}
+tr.prefill td:first-child{color:#c55a11;font-weight:bold} tr.decode td:first-child{color:#2f6db5;font-weight:bold} tr.mixed td:first-child{color:#6a8f2f;font-weight:bold}
 .note{color:#a40} .meta{color:#555;font-size:13px} #nocharts{display:none;color:#a40}
 )CSS";
 
@@ -124,19 +124,22 @@ constexpr const char* kScript = R"JS(
   Chart.defaults.animation = false;
   Chart.defaults.maintainAspectRatio = false;
   Chart.defaults.font.size = 12;
-  const stageColor = {prefill: '#c55a11', decode: '#2f6db5'};
+  const stageColor = {prefill: '#c55a11', decode: '#2f6db5', mixed: '#6a8f2f'};
   const palette = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
   const charts = [];
   const canvas = function (id) { return document.getElementById(id); };
   const steps = S.steps || [];
   const stages = S.stages || [];
 
-  // 1. Per-step latency: one bar per step (past N, n_eval M), prefill and decode coloured apart; ms per token.
+  // 1. Per-step latency: one bar per step (past N, n_eval M; a batch: its sequences), prefill, decode and mixed
+  //    steps coloured apart; ms per token.
   charts.push(new Chart(canvas('timeline'), {
     type: 'bar',
     data: {
       labels: steps.map(function (s) { return s.index; }),
-      datasets: ['prefill', 'decode'].map(function (st) {
+      datasets: ['prefill', 'decode', 'mixed'].filter(function (st) {
+        return steps.some(function (s) { return s.stage === st; });
+      }).map(function (st) {
         return {label: st + ' step (ms)', grouped: false, backgroundColor: stageColor[st],
                 data: steps.map(function (s) { return s.stage === st ? s.ms : null; })};
       }).concat([{type: 'line', label: 'ms per token', yAxisID: 'y1', borderColor: '#555', borderWidth: 1,
@@ -153,6 +156,7 @@ constexpr const char* kScript = R"JS(
         title: {display: true, text: 'Per-step latency (prefill vs decode)'},
         tooltip: {callbacks: {title: function (items) {
           const s = steps[items[0].dataIndex];
+          if ((s.batch || 1) > 1) return s.stage + ': ' + s.batch + ' sequences, n_eval ' + s.n_eval;
           return s.stage + ': past ' + s.past + ', n_eval ' + s.n_eval;
         }}}
       }
@@ -202,12 +206,13 @@ constexpr const char* kScript = R"JS(
      borderColor: '#999', borderDash: [6, 4], borderWidth: 1.5, pointRadius: 0, showLine: true, fill: false}
   ];
   stages.forEach(function (st) {
-    rdata.push({label: st.stage + ' ops', pointStyle: st.stage === 'prefill' ? 'circle' : 'triangle', pointRadius: 5,
+    const label = st.stage + ((st.mean_batch || 1) > 1 ? ' (B = ' + Math.round(st.mean_batch * 10) / 10 + ')' : '');
+    rdata.push({label: label + ' ops', pointStyle: st.stage === 'prefill' ? 'circle' : 'triangle', pointRadius: 5,
                 backgroundColor: stageColor[st.stage] + 'aa', borderColor: stageColor[st.stage],
                 data: (st.by_name || st.ops).filter(function (o) { return o.ai > 0 && o.gflops_s > 0; })
                   .map(function (o) { return {x: o.ai, y: o.gflops_s, name: o.kind, bound: o.bound, share: o.share}; })});
     if (st.ai > 0 && st.gflops_s > 0)
-      rdata.push({label: st.stage + ' (whole stage)', pointStyle: 'rectRot', pointRadius: 10, borderWidth: 2,
+      rdata.push({label: label + ' (whole stage)', pointStyle: 'rectRot', pointRadius: 10, borderWidth: 2,
                   backgroundColor: stageColor[st.stage], borderColor: '#000',
                   data: [{x: st.ai, y: st.gflops_s, name: st.stage + ' stage', bound: st.bound, share: 1}]});
   });
