@@ -113,11 +113,16 @@ int cmd_profile(const ProfileArgs& a) {
   EngineOptions eo = engine_options(a.common, &prof);
   // Every sequence computes its own prompt (no prefix cache): the profile shows the work N users would cause.
   eo.prefix_cache = false;
-  if (eo.kv_tokens == 0 && a.parallel > 1) eo.kv_tokens = 4096 * static_cast<int64_t>(a.parallel);
-  auto s = std::make_unique<Session>(Engine::open(eo));
+  std::shared_ptr<const Model> model = Model::load(eo.model_path);
+  std::shared_ptr<const Tokenizer> tok = Tokenizer::from_gguf(model->file());
   std::string text = a.prompt;
-  if (a.chat) text = render_chat_prompt(s->model(), a.prompt, "");
-  const std::vector<TokenId> prompt = s->tokenize(text, true, true);
+  if (a.chat) text = render_chat_prompt(*model, a.prompt, "");
+  const std::vector<TokenId> prompt = tok->encode(text, true, true);
+  // Without -c, the pool holds what the run needs: every sequence's prompt and generated tokens.
+  if (eo.kv_tokens == 0)
+    eo.kv_tokens = std::max<int64_t>(std::min<int64_t>(4096, model->config().n_ctx_train),
+                                     a.parallel * (static_cast<int64_t>(prompt.size()) + a.n_predict + ops::kAttnPad));
+  auto s = std::make_unique<Session>(Engine::open(model, tok, eo));
   GenerationResult r;
   if (a.parallel == 1) {
     GenerateOptions g;

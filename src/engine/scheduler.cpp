@@ -45,6 +45,12 @@ void Scheduler::admit() {
     waiting_.erase(waiting_.begin());
     const Request& r = requests_[static_cast<size_t>(id)];
     RequestResult& res = results_[static_cast<size_t>(id)];
+    if (r.n_predict == 0) {  // nothing to generate: done without evaluating anything
+      res.t_start_ms = res.t_first_ms = res.t_end_ms = now_ms();
+      res.stop_reason = "length";
+      res.done = true;
+      continue;
+    }
     Active a;
     a.request = id;
     a.seq = engine_.new_sequence();

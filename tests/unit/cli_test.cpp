@@ -281,6 +281,17 @@ TEST(CliBatch, PromptsFileGivesEachPromptsResultInOrder) {
     ASSERT_EQ(one.code, 0) << one.out;
     EXPECT_EQ(nlohmann::json::parse(one.out)["tokens"], lines[i]["tokens"]) << "prompt " << i;
   }
+  // n_predict 0: nothing generated (and nothing evaluated), the others unaffected.
+  Result z = run("run -m " + p + " --prompts " + write_bytes("zero.jsonl", "{\"prompt\": \"ab\", \"n_predict\": 0}\nHello\n") +
+                     " -n 2 --temp 0 --ignore-eos --json", "2>/dev/null");
+  ASSERT_EQ(z.code, 0) << z.out;
+  const auto zl = json_lines(z.out);
+  ASSERT_EQ(zl.size(), 2u);
+  EXPECT_EQ(zl[0]["tokens"].size(), 0u);
+  EXPECT_EQ(zl[0]["stop_reason"], "length");
+  ASSERT_EQ(zl[1]["tokens"].size(), 2u);
+  EXPECT_EQ(zl[1]["tokens"][0], lines[0]["tokens"][0]);  // "Hello" again: greedy, the same first tokens
+  EXPECT_EQ(zl[1]["tokens"][1], lines[0]["tokens"][1]);
   // Bad input names the file and line.
   expect_clean_error(run("run -m " + p + " --prompts /nonexistent/prompts.txt"), "cannot open");
   expect_clean_error(run("run -m " + p + " --prompts " + write_bytes("bad.jsonl", "hi\n{\"prompt\": 3}\n")), ":2:");
