@@ -317,6 +317,8 @@ int cmd_bench(const BenchArgs& a) {
             o.isa = isa;
             o.pool = pool_options(barrier, a.cpu_mask);
             o.kv_tokens = batched ? need_pool : need_ctx;
+            // Every repetition evaluates the same prompts afresh: none may take another's pages.
+            o.prefix_cache = false;
             profile::Profiler prof;
             if (a.profile) o.profiler = &prof;
             auto common = [&](nlohmann::json rec, const Engine& e) {

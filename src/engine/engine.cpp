@@ -113,7 +113,12 @@ void Engine::release_pages(Sequence& seq, size_t keep) {
   if (seq.page_hashes_.size() > keep) seq.page_hashes_.resize(keep);
 }
 
+void Engine::check_owner(const Sequence& seq, const char* what) const {
+  if (&seq.engine_ != this) fail("%s: sequence %d belongs to another engine", what, seq.id());
+}
+
 void Engine::truncate(Sequence& seq, int64_t n) {
+  check_owner(seq, "truncate");
   n = std::max<int64_t>(n, 0);
   if (n >= seq.n_past()) return;
   seq.tokens_.resize(static_cast<size_t>(n));
@@ -121,26 +126,48 @@ void Engine::truncate(Sequence& seq, int64_t n) {
   // A page cut in the middle is no longer full: its hash goes (the page stays published for others).
   seq.page_hashes_.resize(static_cast<size_t>(n / kPage));
   seq.reused_ = std::min(seq.reused_, n);
+  if (seq.first_single_ >= n) seq.first_single_ = INT64_MAX;
 }
 
 void Engine::fork(const Sequence& from, Sequence& to) {
+  check_owner(from, "fork");
+  check_owner(to, "fork");
   if (&from == &to) return;
   if (to.n_past() > 0 || !to.pages_.empty()) fail("fork: the target sequence is not empty");
   for (int32_t p : from.pages_) kv_->retain(p);
   to.pages_ = from.pages_;
   to.page_hashes_ = from.page_hashes_;
   to.tokens_ = from.tokens_;
+  to.reused_ = from.reused_;
+  to.first_single_ = from.first_single_;
 }
 
-int64_t Engine::reuse_prefix(Sequence& seq, const std::vector<TokenId>& prompt) {
-  if (!prefix_cache_ || seq.n_past() > 0) return 0;
-  const int64_t len = static_cast<int64_t>(prompt.size());
-  const int64_t max_pages = len >= 2 ? (len - 2) / kPage : 0;
+Engine::PrefixProbe Engine::probe_prefix(const std::vector<TokenId>& prompt, int64_t max_tokens) const {
+  PrefixProbe r;
+  if (!prefix_cache_) return r;
+  const int64_t len = std::min(static_cast<int64_t>(prompt.size()), max_tokens);
+  const int64_t max_pages = std::min<int64_t>(len / kPage, prompt.size() >= 2 ? (prompt.size() - 2) / kPage : 0);
   uint64_t prev = 0;
   for (int64_t i = 0; i < max_pages; ++i) {
     const int32_t* toks = prompt.data() + i * kPage;
-    const int32_t p = kv_->lookup(prev, toks);
+    const int32_t p = kv_->find(prev, toks);
     if (p < 0) break;
+    prev = KVPool::page_hash(prev, toks);
+    r.tokens += kPage;
+    r.free_pages += kv_->refs(p) == 0;
+  }
+  return r;
+}
+
+int64_t Engine::reuse_prefix(Sequence& seq, const std::vector<TokenId>& prompt, int64_t max_tokens) {
+  check_owner(seq, "reuse_prefix");
+  if (!prefix_cache_ || seq.n_past() > 0) return 0;
+  const int64_t n_pages = probe_prefix(prompt, max_tokens).tokens / kPage;
+  uint64_t prev = 0;
+  for (int64_t i = 0; i < n_pages; ++i) {
+    const int32_t* toks = prompt.data() + i * kPage;
+    const int32_t p = kv_->lookup(prev, toks);
+    TS_CHECK(p >= 0);
     prev = KVPool::page_hash(prev, toks);
     seq.pages_.push_back(p);
     seq.page_hashes_.push_back(prev);
@@ -165,9 +192,10 @@ int64_t Engine::pages_needed(const Batch& batch) const {
     Sequence* s = batch.entries_[i].seq;
     size_t j = i;
     while (j < batch.entries_.size() && batch.entries_[j].seq == s) ++j;
-    const int64_t pos0 = batch.entries_[i].pos, end = pos0 + static_cast<int64_t>(j - i);
+    // eval places a sequence's entries at its next positions (and refuses them otherwise).
+    const int64_t pos0 = s->n_past(), end = pos0 + static_cast<int64_t>(j - i);
     const int64_t have = static_cast<int64_t>(s->pages_.size());
-    need += std::max<int64_t>(0, (end + kPage - 1) / kPage - have);
+    need += std::max<int64_t>(0, pages_for(end) - have);
     // The first page written, if the sequence holds it already and shares it, is copied.
     if (pos0 / kPage < have && kv_->shared(s->pages_[static_cast<size_t>(pos0 / kPage)])) ++need;
     i = j;
@@ -265,12 +293,13 @@ void Engine::eval(Batch& batch) {
   // The sequences' histories, and the pages they filled into the prefix cache.
   for (const Run& r : runs) {
     Sequence& s = *r.seq;
+    if (r.e - r.b == 1) s.first_single_ = std::min(s.first_single_, s.n_past());
     for (size_t k = r.b; k < r.e; ++k) s.tokens_.push_back(batch.entries_[k].token);
     while (static_cast<int64_t>(s.page_hashes_.size() + 1) * kPage <= s.n_past()) {
       const size_t i = s.page_hashes_.size();
       const uint64_t prev = i ? s.page_hashes_[i - 1] : 0;
       const int32_t* toks = s.tokens_.data() + i * kPage;
-      if (prefix_cache_) kv_->publish(s.pages_[i], prev, toks);
+      if (prefix_cache_ && static_cast<int64_t>(i + 1) * kPage <= s.first_single_) kv_->publish(s.pages_[i], prev, toks);
       s.page_hashes_.push_back(KVPool::page_hash(prev, toks));
     }
   }

@@ -48,7 +48,6 @@ class Sequence {
   std::optional<Sampler> sampler;
   int64_t n_predict = -1;   // tokens to generate; < 0: until end of generation or the context is full
   bool ignore_eos = false;  // keep generating past end-of-generation tokens
-  std::vector<TokenId> generated;
 
  private:
   friend class Engine;
@@ -59,6 +58,10 @@ class Sequence {
   std::vector<int32_t> pages_;
   std::vector<uint64_t> page_hashes_;  // prefix-cache hash of each full page (KVPool::page_hash chain)
   int64_t reused_ = 0;
+  // The first position evaluated alone (one token of this sequence in its step, through decode's one-query
+  // attention). Only pages wholly before it are published: a prompt that later takes a page from the prefix
+  // cache must find the bits its own prefill would have computed.
+  int64_t first_single_ = INT64_MAX;
 };
 
 // One step's work. Each entry is a token of a sequence at a position; a sequence's entries must be consecutive in
@@ -140,12 +143,22 @@ class Engine {
   // each) or mixed, with each sequence's past and count.
   void eval(Batch& batch);
   // Free pages the batch would need (new pages plus copies of shared ones) beyond those its sequences hold.
+  // Entries at positions that do not continue their sequence are counted as eval would place them, not checked.
   int64_t pages_needed(const Batch& batch) const;
+  // Pages a sequence holding n tokens has (n rounded up to pages).
+  static int64_t pages_for(int64_t n_tokens) { return (n_tokens + ops::kAttnPad - 1) / ops::kAttnPad; }
 
   // Takes the longest run of full pages of `prompt` that the prefix cache holds into an empty sequence, leaving
   // at least two tokens of the prompt to evaluate (so the rest runs the same prefill attention it would run
   // without the cache). Returns the number of tokens taken (a multiple of the page size).
-  int64_t reuse_prefix(Sequence& seq, const std::vector<TokenId>& prompt);
+  // max_tokens caps what is taken (rounded down to pages).
+  int64_t reuse_prefix(Sequence& seq, const std::vector<TokenId>& prompt, int64_t max_tokens = INT64_MAX);
+  // What reuse_prefix would take, without taking it: tokens, and how many of their pages are free now (taking a
+  // free page out of the prefix cache uses up a free page).
+  struct PrefixProbe {
+    int64_t tokens = 0, free_pages = 0;
+  };
+  PrefixProbe probe_prefix(const std::vector<TokenId>& prompt, int64_t max_tokens = INT64_MAX) const;
   // Makes `to` (empty) share all of `from`'s pages: both continue from the same cache.
   void fork(const Sequence& from, Sequence& to);
   // Keeps the first n tokens of the sequence (and their pages), drops the rest.
@@ -157,6 +170,7 @@ class Engine {
   void init(const EngineOptions& opts, double t0_ms);
   friend class Sequence;
   void release_pages(Sequence& seq, size_t keep);
+  void check_owner(const Sequence& seq, const char* what) const;
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const Tokenizer> tok_;
   std::unique_ptr<ThreadPool> pool_;

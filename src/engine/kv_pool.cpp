@@ -117,13 +117,19 @@ void KVPool::unpublish(int32_t page) {
   entry_[static_cast<size_t>(page)] = Entry{};
 }
 
-int32_t KVPool::lookup(uint64_t prev_hash, const int32_t* tokens) {
-  ++lookups_;
+int32_t KVPool::find(uint64_t prev_hash, const int32_t* tokens) const {
   const auto it = by_hash_.find(page_hash(prev_hash, tokens));
   if (it == by_hash_.end()) return -1;
   const int32_t p = it->second;
   const Entry& e = entry_[static_cast<size_t>(p)];
   if (e.prev != prev_hash || !std::equal(e.tokens.begin(), e.tokens.end(), tokens)) return -1;
+  return p;
+}
+
+int32_t KVPool::lookup(uint64_t prev_hash, const int32_t* tokens) {
+  ++lookups_;
+  const int32_t p = find(prev_hash, tokens);
+  if (p < 0) return -1;
   auto& pos = cached_pos_[static_cast<size_t>(p)];
   if (refs_[static_cast<size_t>(p)] == 0) {  // free but still holding its contents: revive it
     free_cached_.erase(pos);

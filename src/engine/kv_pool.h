@@ -58,6 +58,8 @@ class KVPool {
   // The published page for these tokens after prev_hash, with a new reference (revived from the free pages if
   // none held it), or -1.
   int32_t lookup(uint64_t prev_hash, const int32_t* tokens);
+  // The published page for these tokens after prev_hash, or -1; takes no reference and counts no lookup.
+  int32_t find(uint64_t prev_hash, const int32_t* tokens) const;
   // Prefix-cache statistics: pages found by lookup, and looked for.
   int64_t hits() const { return hits_; }
   int64_t lookups() const { return lookups_; }

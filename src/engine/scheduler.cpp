@@ -28,6 +28,11 @@ int Scheduler::submit(Request r) {
   if (static_cast<int64_t>(r.prompt.size()) >= engine_.n_ctx())
     fail("request %d: the prompt has %zu tokens, which does not fit the context of %lld (raise -c)", id,
          r.prompt.size(), static_cast<long long>(engine_.n_ctx()));
+  const int64_t n_vocab = engine_.n_vocab();
+  for (size_t i = 0; i < r.prompt.size(); ++i)
+    if (r.prompt[i] < 0 || r.prompt[i] >= n_vocab)
+      fail("request %d: prompt token %zu is id %d, outside the vocabulary (0..%lld)", id, i, r.prompt[i],
+           static_cast<long long>(n_vocab - 1));
   validate(r.sampling);
   RequestResult res;
   res.prompt_tokens = static_cast<int64_t>(r.prompt.size());
@@ -42,39 +47,60 @@ int Scheduler::submit(Request r) {
 void Scheduler::admit() {
   while (static_cast<int>(running_.size()) < opts_.max_parallel && !waiting_.empty()) {
     const int id = waiting_.front();
-    waiting_.erase(waiting_.begin());
     const Request& r = requests_[static_cast<size_t>(id)];
-    RequestResult& res = results_[static_cast<size_t>(id)];
     if (r.n_predict == 0) {  // nothing to generate: done without evaluating anything
+      waiting_.erase(waiting_.begin());
+      RequestResult& res = results_[static_cast<size_t>(id)];
       res.t_start_ms = res.t_first_ms = res.t_end_ms = now_ms();
       res.stop_reason = "length";
       res.done = true;
       continue;
     }
-    Active a;
-    a.request = id;
-    a.seq = engine_.new_sequence();
-    a.seq->n_predict = r.n_predict;
-    a.seq->ignore_eos = r.ignore_eos;
-    a.seq->sampler = std::move(samplers_[static_cast<size_t>(id)]);
+    const RequestResult& res = results_[static_cast<size_t>(id)];
     // A preempted request resumes from its prompt and what it generated so far, except the last token, which is
     // evaluated next as before.
     const std::vector<TokenId>& gen = res.tokens;
     std::vector<TokenId> known = r.prompt;
     if (!gen.empty()) known.insert(known.end(), gen.begin(), gen.end() - 1);
-    const int64_t reused = engine_.reuse_prefix(*a.seq, known);
     const int64_t P = static_cast<int64_t>(r.prompt.size());
+    // The prompt's rest must not be a single token: it would run decode's attention instead of prefill's.
+    Engine::PrefixProbe cached = engine_.probe_prefix(known);
+    if (P - cached.tokens == 1) cached = engine_.probe_prefix(known, P - 2);
+    // Admission by free pages: the request's known tokens plus the next one must fit beside what the running
+    // sequences still have to store of theirs and a page of growth for each; otherwise it waits (in order) for
+    // others to finish. Alone it always starts, and fails with a clear message only if it cannot fit the pool.
+    const int64_t need = Engine::pages_for(static_cast<int64_t>(known.size()) + 1) - cached.tokens / ops::kAttnPad +
+                         cached.free_pages;
+    if (!running_.empty() && need + committed_pages() > engine_.kv().free_pages()) break;
+    waiting_.erase(waiting_.begin());
+    Active a;
+    a.request = id;
+    a.seq = engine_.new_sequence();
+    const int64_t reused = engine_.reuse_prefix(*a.seq, known, cached.tokens);
+    TS_CHECK(reused == cached.tokens);
+    a.seq->n_predict = r.n_predict;
+    a.seq->ignore_eos = r.ignore_eos;
+    a.seq->sampler = std::move(samplers_[static_cast<size_t>(id)]);
     if (reused < P) a.pending.assign(r.prompt.begin() + reused, r.prompt.end());
     if (!gen.empty()) {
       a.replay.assign(gen.begin() + std::max<int64_t>(0, reused - P), gen.end() - 1);
       a.next = gen.back();
     }
     if (res.preemptions == 0) {
-      res.reused_tokens = reused;
-      res.t_start_ms = now_ms();
+      results_[static_cast<size_t>(id)].reused_tokens = reused;
+      results_[static_cast<size_t>(id)].t_start_ms = now_ms();
     }
     running_.push_back(std::move(a));
   }
+}
+
+int64_t Scheduler::committed_pages() const {
+  int64_t n = 0;
+  for (const Active& a : running_) {
+    const int64_t known = a.seq->n_past() + static_cast<int64_t>(a.pending.size() + a.replay.size()) + 1;
+    n += Engine::pages_for(known) - static_cast<int64_t>(a.seq->pages().size()) + 1;
+  }
+  return n;
 }
 
 void Scheduler::preempt_newest() {
@@ -120,7 +146,7 @@ bool Scheduler::step() {
       if (a.pending.empty() || budget <= 0) continue;
       const int64_t left = static_cast<int64_t>(a.pending.size());
       int64_t take = std::min(left, budget);
-      if (left - take == 1) --take;
+      if (left - take == 1) take = take >= 3 ? take - 1 : left;  // a chunk of 2 leaving 1 goes one over the budget
       if (take < 2 && take != left) continue;  // waits for a step with room for two
       // Logits at the prompt's end, unless the request already has tokens (a preempted one going on).
       const bool sample = take == left && a.replay.empty() && results_[static_cast<size_t>(a.request)].tokens.empty();
@@ -148,20 +174,24 @@ bool Scheduler::step() {
       a.replay.erase(a.replay.begin());
     }
     if (a.logits_entry < 0) continue;
-    RequestResult& res = results_[static_cast<size_t>(a.request)];
     if (!a.seq->sampler) a.seq->sampler.emplace(requests_[static_cast<size_t>(a.request)].sampling);
     const TokenId id = a.seq->sampler->sample(batch_.logits(static_cast<size_t>(a.logits_entry)), n_vocab, a.seq->tokens());
-    if (res.tokens.empty() && res.t_first_ms == 0) res.t_first_ms = now_ms();
-    if (!a.seq->ignore_eos && tok.is_eog(id)) {
-      finish(a, "eog");
-      continue;
+    {
+      RequestResult& res = results_[static_cast<size_t>(a.request)];
+      if (res.tokens.empty() && res.t_first_ms == 0) res.t_first_ms = now_ms();
+      if (!a.seq->ignore_eos && tok.is_eog(id)) {
+        finish(a, "eog");
+        continue;
+      }
+      res.tokens.push_back(id);
     }
-    res.tokens.push_back(id);
     const std::string piece = tok.token_to_piece(id);
-    res.text += piece;
+    results_[static_cast<size_t>(a.request)].text += piece;
+    // The callback may submit requests (results_ may move): nothing of results_ is held across it.
     if (on_token_) on_token_(a.request, id, piece);
     a.next = id;
-    if (a.seq->n_predict >= 0 && static_cast<int64_t>(res.tokens.size()) >= a.seq->n_predict) {
+    const int64_t n_gen = static_cast<int64_t>(results_[static_cast<size_t>(a.request)].tokens.size());
+    if (a.seq->n_predict >= 0 && n_gen >= a.seq->n_predict) {
       finish(a, "length");
     } else if (a.seq->n_past() >= engine_.n_ctx()) {
       finish(a, "context");

@@ -42,7 +42,9 @@ struct RequestResult {
 
 struct SchedulerOptions {
   int max_parallel = 4;            // sequences running at once
-  int64_t max_batch_tokens = 512;  // tokens per step (decodes first, then prompt chunks); at least 2
+  // Tokens per step (decodes first, then prompt chunks); at least 2. A prompt chunk goes one token over it
+  // rather than leave a single prompt token for later.
+  int64_t max_batch_tokens = 512;
 };
 
 class Scheduler {
@@ -55,7 +57,8 @@ class Scheduler {
   // Queues a request; returns its number (0, 1, ... in submission order). Throws Error for an empty prompt or
   // one that cannot fit the context.
   int submit(Request r);
-  // Runs one step; false when no request is waiting or running.
+  // Runs one step; false when no request is waiting or running. Not reentrant: the token callback may submit
+  // requests but must not call step() or run().
   bool step();
   // Steps until every submitted request is done.
   void run();
@@ -76,6 +79,8 @@ class Scheduler {
   double now_ms() const;
   void admit();
   void preempt_newest();
+  // Free pages the running sequences will take for the tokens they know of, plus one page of growth each.
+  int64_t committed_pages() const;
   void finish(Active& a, const char* reason);
 
   Engine& engine_;

@@ -56,8 +56,7 @@ void Session::reset() { engine_->clear(*seq_); }
 
 void Session::truncate(int64_t n) { engine_->truncate(*seq_, n); }
 
-void Session::eval(const std::vector<TokenId>& tokens, std::optional<profile::Stage> stage) {
-  (void)stage;  // the engine names the step from its token count: prefill for two or more, decode for one
+void Session::eval(const std::vector<TokenId>& tokens) {
   if (tokens.empty()) return;
   batch_.clear();
   batch_.add(*seq_, tokens, true);
@@ -88,7 +87,7 @@ GenerationResult Session::generate(const std::vector<TokenId>& prompt, const Gen
 
   double t = now_ms();
   profile::usdt_stage_begin(static_cast<int>(profile::Stage::prefill), n_past());
-  eval(prompt, profile::Stage::prefill);
+  eval(prompt);
   profile::usdt_stage_end(static_cast<int>(profile::Stage::prefill), static_cast<int64_t>(prompt.size()));
   r.stats.prompt_tokens = static_cast<int64_t>(prompt.size());
   r.stats.prefill_ms = now_ms() - t;
@@ -99,7 +98,7 @@ GenerationResult Session::generate(const std::vector<TokenId>& prompt, const Gen
     if (i > 0) {
       if (n_past() >= n_ctx()) break;  // context full
       t = now_ms();
-      eval({r.tokens.back()}, profile::Stage::decode);
+      eval({r.tokens.back()});
       r.stats.decode_ms += now_ms() - t;
       ++r.stats.decode_steps;
     }

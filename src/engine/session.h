@@ -76,10 +76,9 @@ class Session {
   void reset();
   // Keeps the first n tokens of the history (and their cache) and drops the rest.
   void truncate(int64_t n);
-  // Evaluates tokens at the current position in one forward call; logits() then holds the
-  // last token's logits.
-  // Each call is one step for the profiler: "past N, n_eval M", prefill unless stated (or a single token).
-  void eval(const std::vector<TokenId>& tokens, std::optional<profile::Stage> stage = std::nullopt);
+  // Evaluates tokens at the current position in one step; logits() then holds the last token's logits.
+  // Each call is one step for the profiler, "past N, n_eval M": prefill for two tokens or more, decode for one.
+  void eval(const std::vector<TokenId>& tokens);
   const std::vector<float>& logits() const { return logits_; }
   // Evaluates tokens like eval() and returns every token's logits, [tokens.size()][n_vocab].
   std::vector<float> eval_all_logits(const std::vector<TokenId>& tokens);

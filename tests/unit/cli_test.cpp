@@ -299,6 +299,7 @@ TEST(CliBatch, PromptsFileGivesEachPromptsResultInOrder) {
   expect_clean_error(run("run -m " + p + " --prompts " + write_bytes("empty.txt", "\n\n")), "no prompts");
   expect_clean_error(run("run -m " + p + " --prompts " + file + " --parallel 0 -p hi"), "-p and --prompts");
   expect_clean_error(run("run -m " + p + " -p hi --parallel 2"), "--parallel goes with --prompts");
+  expect_clean_error(run("run -m " + p + " -n 2"), "no prompt");
 }
 
 // bench --batch: llama-batched-bench's fields, aggregate speeds consistent with the times, N_KV = B (PP + TG).

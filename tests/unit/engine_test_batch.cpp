@@ -136,6 +136,19 @@ std::vector<float> eval_last(Engine& e, Sequence& s, const std::vector<TokenId>&
   return std::vector<float>(b.logits(toks.size() - 1), b.logits(toks.size() - 1) + e.n_vocab());
 }
 
+// Greedy generation of n tokens on the engine, alone: the prompt in one step, then one token per step.
+std::vector<TokenId> greedy_alone(Engine& e, const std::vector<TokenId>& prompt, int n) {
+  auto s = e.new_sequence();
+  std::vector<TokenId> out;
+  auto logits = eval_last(e, *s, prompt);
+  for (int k = 0; k < n; ++k) {
+    const TokenId id = static_cast<TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    out.push_back(id);
+    if (k + 1 < n) logits = eval_last(e, *s, {id});
+  }
+  return out;
+}
+
 }  // namespace
 
 class EngineBatch : public ::testing::Test {
@@ -314,7 +327,9 @@ TEST_F(EngineBatch, EachSequenceOfABatchGeneratesWhatItGeneratesAlone) {
     }
     EXPECT_GT(mixed, 0) << "no step mixed prompt chunks with decodes";
     EXPECT_GE(max_batch, scalar ? 4 : 6) << "the batch never filled up";
-    if (!scalar) EXPECT_GT(reused, 0) << "the shared prefix was never taken from the cache";
+    if (!scalar) {
+      EXPECT_GT(reused, 0) << "the shared prefix was never taken from the cache";
+    }
     EXPECT_EQ(e->kv().free_pages(), e->kv().n_pages());
     std::printf("%s: %zu prompts, %d mixed steps of %zu, %lld prompt tokens reused\n", kernels::isa_name(isa), n, mixed,
                 prof.steps().size(), static_cast<long long>(reused));
@@ -324,7 +339,7 @@ TEST_F(EngineBatch, EachSequenceOfABatchGeneratesWhatItGeneratesAlone) {
 // When the pool cannot hold every running sequence, the newest is preempted and recomputed later: every request
 // still completes with the tokens it generates alone.
 TEST_F(EngineBatch, PreemptedSequencesCompleteWithTheSameTokens) {
-  auto e = open_engine(192);  // six pages for four sequences that each grow past two
+  auto e = open_engine(160);  // five pages for four sequences that each grow past two
   std::vector<Request> reqs;
   const auto prompts = prompts16();
   for (size_t i : {3, 9, 11, 15}) {
@@ -341,20 +356,144 @@ TEST_F(EngineBatch, PreemptedSequencesCompleteWithTheSameTokens) {
   for (const Request& r : reqs) sched.submit(r);
   sched.run();
   int preempted = 0;
-  auto s = e->new_sequence();
   for (size_t i = 0; i < reqs.size(); ++i) {
     const RequestResult& res = sched.result(static_cast<int>(i));
     preempted += res.preemptions;
-    // Alone on the same engine: greedy, token by token.
-    e->clear(*s);
-    std::vector<TokenId> alone;
-    auto logits = eval_last(*e, *s, reqs[i].prompt);
-    for (int k = 0; k < 40; ++k) {
-      const TokenId id = static_cast<TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-      alone.push_back(id);
-      if (k + 1 < 40) logits = eval_last(*e, *s, {id});
-    }
-    EXPECT_EQ(res.tokens, alone) << "request " << i;
+    EXPECT_EQ(res.tokens, greedy_alone(*e, reqs[i].prompt, 40)) << "request " << i;
   }
   EXPECT_GT(preempted, 0) << "the pool was large enough: nothing was preempted";
+  EXPECT_LE(preempted, static_cast<int>(reqs.size())) << "a preempted request was taken back in too early, again and again";
+}
+
+// Prompts of 33 tokens: after a preemption, the first page of the prompt is in the prefix cache and the request's
+// known tokens (prompt and generated) would leave a single prompt token to evaluate, which must not run alone
+// (decode's attention instead of prefill's). Every request completes with its tokens alone, and a preempted
+// request waits for room instead of being taken back and preempted again each step.
+TEST_F(EngineBatch, PreemptionAtAPageBoundaryKeepsTheTokens) {
+  auto e = open_engine(160);  // five pages: two sequences of 33 + 40 tokens need six
+  const auto text = tokens_of(*e, prompts16()[11]);
+  ASSERT_GE(text.size(), 40u);
+  std::vector<Request> reqs;
+  for (int i = 0; i < 3; ++i) {
+    Request r;
+    r.prompt.assign(text.begin() + i, text.begin() + i + 33);
+    r.n_predict = 40;
+    r.ignore_eos = true;
+    r.sampling.temperature = 0;
+    reqs.push_back(r);
+  }
+  SchedulerOptions so;
+  so.max_parallel = 3;
+  Scheduler sched(*e, so);
+  for (const Request& r : reqs) sched.submit(r);
+  sched.run();
+  int preempted = 0;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const RequestResult& res = sched.result(static_cast<int>(i));
+    preempted += res.preemptions;
+    EXPECT_EQ(res.stop_reason, "length");
+    EXPECT_EQ(res.tokens, greedy_alone(*e, reqs[i].prompt, 40)) << "request " << i;
+  }
+  EXPECT_GT(preempted, 0) << "nothing was preempted";
+  EXPECT_LE(preempted, 3);
+  EXPECT_EQ(e->kv().free_pages(), e->kv().n_pages());
+}
+
+// The smallest batch (2 tokens) with prompts whose rest after a chunk would be a single token: the chunk goes one
+// over the budget instead of stalling, and the tokens equal those generated alone.
+TEST_F(EngineBatch, TwoTokenStepsFinishOddPrompts) {
+  auto e = open_engine(256);
+  const auto text = tokens_of(*e, prompts16()[3]);
+  std::vector<Request> reqs;
+  for (size_t len : {3u, 5u, 2u}) {
+    Request r;
+    r.prompt.assign(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(len));
+    r.n_predict = 3;
+    r.ignore_eos = true;
+    r.sampling.temperature = 0;
+    reqs.push_back(r);
+  }
+  SchedulerOptions so;
+  so.max_parallel = 2;
+  so.max_batch_tokens = 2;
+  Scheduler sched(*e, so);
+  for (const Request& r : reqs) sched.submit(r);
+  sched.run();
+  for (size_t i = 0; i < reqs.size(); ++i)
+    EXPECT_EQ(sched.result(static_cast<int>(i)).tokens, greedy_alone(*e, reqs[i].prompt, 3)) << "request " << i;
+}
+
+// Pages whose positions were evaluated one token at a time (generated tokens) are not published: a later prompt
+// that starts with the same tokens computes them as its own prefill would, and gets the same logits as without
+// the prefix cache. Pages computed by prefill are published and taken.
+TEST_F(EngineBatch, OnlyPrefilledPagesArePublished) {
+  auto e = open_engine(512);
+  const auto text = tokens_of(*e, prompts16()[11]);
+  ASSERT_GE(text.size(), 60u);
+  // 40 prompt tokens, then 30 one at a time: page 0 prefilled, page 1 finished by decode steps.
+  auto a = e->new_sequence();
+  eval_last(*e, *a, std::vector<TokenId>(text.begin(), text.begin() + 40));
+  EXPECT_EQ(e->kv().cached_pages(), 1);
+  for (int k = 0; k < 30; ++k) eval_last(*e, *a, {text[static_cast<size_t>(40 + k) % text.size()]});
+  EXPECT_EQ(e->kv().cached_pages(), 1) << "a page filled by decode steps was published";
+  // The same 70 tokens as a prompt: only page 0 is taken; logits equal a run without the cache.
+  auto b = e->new_sequence();
+  std::vector<TokenId> p70 = a->tokens();
+  p70.push_back(text[5]);
+  EXPECT_EQ(e->reuse_prefix(*b, p70), 32);
+  const auto lb = eval_last(*e, *b, std::vector<TokenId>(p70.begin() + 32, p70.end()));
+  auto plain = open_engine(512, std::nullopt, nullptr, false);
+  auto c = plain->new_sequence();
+  EXPECT_EQ(lb, eval_last(*plain, *c, p70));
+}
+
+// Misuse of the engine and scheduler is an error that names it.
+TEST_F(EngineBatch, BadRequestsAndForeignSequencesAreErrors) {
+  auto e = open_engine(128);
+  auto other = open_engine(128);
+  auto a = e->new_sequence(), b = other->new_sequence();
+  EXPECT_THROW(e->fork(*a, *b), Error);
+  EXPECT_THROW(e->truncate(*b, 0), Error);
+  EXPECT_THROW(e->reuse_prefix(*b, {1, 2, 3}), Error);
+  Batch batch;
+  batch.add(*a, 5, -7, true);  // a position before the start
+  EXPECT_EQ(e->pages_needed(batch), 1);
+  EXPECT_THROW(e->eval(batch), Error);
+  Scheduler sched(*e, SchedulerOptions{});
+  Request r;
+  r.prompt = {1, 2, static_cast<TokenId>(e->n_vocab())};
+  EXPECT_THROW(sched.submit(r), Error);
+  r.prompt = {1, -2};
+  EXPECT_THROW(sched.submit(r), Error);
+  EXPECT_FALSE(sched.step()) << "a refused request was queued";
+}
+
+// The token callback may submit more requests (the results move): they all complete.
+TEST_F(EngineBatch, RequestsSubmittedFromTheTokenCallbackComplete) {
+  auto e = open_engine(1024);
+  const auto prompt = tokens_of(*e, prompts16()[1]);
+  Scheduler* self = nullptr;
+  int submitted = 1;
+  Scheduler sched(*e, SchedulerOptions{}, [&](int, TokenId, const std::string&) {
+    if (submitted < 40) {
+      Request r;
+      r.prompt = prompt;
+      r.n_predict = 2;
+      r.ignore_eos = true;
+      self->submit(r);
+      ++submitted;
+    }
+  });
+  self = &sched;
+  Request r;
+  r.prompt = prompt;
+  r.n_predict = 2;
+  r.ignore_eos = true;
+  sched.submit(r);
+  sched.run();
+  EXPECT_EQ(submitted, 40);
+  for (int i = 0; i < submitted; ++i) {
+    EXPECT_TRUE(sched.result(i).done) << i;
+    EXPECT_EQ(sched.result(i).tokens.size(), 2u) << i;
+  }
 }
