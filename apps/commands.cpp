@@ -99,36 +99,6 @@ std::unique_ptr<Session> open_session(const CommonArgs& c, profile::Profiler* pr
 
 namespace {
 
-// The system message a ChatML template inserts when the conversation has none
-// (SmolLM2's "You are a helpful AI assistant named SmolLM, ..."), read from the template text.
-std::string default_system_from_template(const std::string& tmpl) {
-  const std::string open = "<|im_start|>system\n";
-  const size_t b = tmpl.find(open);
-  if (b == std::string::npos) return "";
-  const size_t e = tmpl.find("<|im_end|>", b + open.size());
-  if (e == std::string::npos) return "";
-  std::string s = tmpl.substr(b + open.size(), e - b - open.size());
-  if (s.find("{{") != std::string::npos || s.find("{%") != std::string::npos) return "";
-  return s;
-}
-
-struct ChatSetup {
-  ChatFormat format;
-  std::string default_system;
-};
-
-ChatSetup chat_setup(const Model& m) {
-  const std::string tmpl = m.file().opt_string("tokenizer.chat_template").value_or("");
-  auto f = detect_chat_format(tmpl);
-  if (!f) {
-    if (!tmpl.empty()) fail("%s: unrecognised chat template (supported: chatml, llama3, gemma)", m.file().path().c_str());
-    fail("%s: the model has no tokenizer.chat_template", m.file().path().c_str());
-  }
-  ChatSetup cs{*f, ""};
-  if (*f == ChatFormat::chatml) cs.default_system = default_system_from_template(tmpl);
-  return cs;
-}
-
 void print_summary(const Session& s, const GenerationStats& st) {
   std::fprintf(stderr, "\n\n");
   std::fprintf(stderr, "tokenscope: model %s | %d threads | isa %s | ctx %lld | kv %s\n", s.model().file().path().c_str(),
@@ -152,7 +122,7 @@ void check_generation_args(int64_t n_predict) {
 }  // namespace
 
 std::string render_chat_prompt(const Model& m, const std::string& user, const std::string& system) {
-  ChatSetup cs = chat_setup(m);
+  const ChatTemplate cs = chat_template_of(m.file());
   std::vector<ChatMessage> msgs;
   if (!system.empty()) msgs.push_back({"system", system});
   msgs.push_back({"user", user});
@@ -229,7 +199,7 @@ int cmd_chat(const CommonArgs& c, const ChatArgs& a) {
   check_generation_args(a.n_predict);
   validate(a.sampling);
   auto s = open_session(c);
-  ChatSetup cs = chat_setup(s->model());
+  const ChatTemplate cs = chat_template_of(s->model().file());
   std::vector<ChatMessage> msgs;
   if (!a.system.empty()) msgs.push_back({"system", a.system});
   std::fprintf(stderr, "tokenscope chat (%s template). /reset clears the conversation, /exit or Ctrl-D quits.\n",

@@ -1,13 +1,17 @@
-// tokenscope command line: run, chat, tokenize, inspect.
+// tokenscope command line: run, chat, serve, bench, profile and the tools around them.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "apps/cmd_bench.h"
 #include "apps/cmd_profile.h"
+#ifdef TOKENSCOPE_SERVE
+#include "apps/cmd_serve.h"
+#endif
 #include "apps/cmd_synth.h"
 #include "apps/commands.h"
 #include "base/error.h"
@@ -70,9 +74,21 @@ int main(int argc, char** argv) {
   CLI::App* sysinfo_cmd = add_sysinfo_command(app, sysinfo);
   ReportArgs report;
   CLI::App* report_cmd = add_report_command(app, report);
+#ifdef TOKENSCOPE_SERVE
+  ServeArgs serve;
+  CLI::App* serve_cmd = add_serve_command(app, serve);
+#endif
 
+  // llama.cpp spells the slot count "-np"; CLI11 only takes one-letter short names, so it is read as --parallel.
+  std::vector<std::string> args;
+  for (int i = argc - 1; i >= 1; --i) {
+    std::string s = argv[i];
+    if (s == "-np") s = "--parallel";
+    else if (s.rfind("-np=", 0) == 0) s = "--parallel=" + s.substr(4);
+    args.push_back(std::move(s));
+  }
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
@@ -87,6 +103,9 @@ int main(int argc, char** argv) {
     if (*prof_cmd) return cmd_profile(prof);
     if (*sysinfo_cmd) return cmd_sysinfo(sysinfo);
     if (*report_cmd) return cmd_report(report);
+#ifdef TOKENSCOPE_SERVE
+    if (*serve_cmd) return cmd_serve(serve);
+#endif
   } catch (const tokenscope::Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "tokenscope: error: %s\n", e.what());

@@ -7,11 +7,14 @@
 
 namespace tokenscope {
 
-Scheduler::Scheduler(Engine& engine, const SchedulerOptions& opts, TokenFn on_token)
-    : engine_(engine), opts_(opts), on_token_(std::move(on_token)), t0_ms_(0) {
+Scheduler::Scheduler(Engine& engine, const SchedulerOptions& opts, TokenFn on_token, DoneFn on_done)
+    : engine_(engine), opts_(opts), on_token_(std::move(on_token)), on_done_(std::move(on_done)), t0_ms_(0) {
   if (opts_.max_parallel < 1) fail("--parallel must be >= 1 (got %d)", opts_.max_parallel);
   if (opts_.max_batch_tokens < 2)
     fail("the batch must hold at least 2 tokens (got %lld)", static_cast<long long>(opts_.max_batch_tokens));
+  if (opts_.prefill_chunk < 0 || opts_.prefill_chunk == 1)
+    fail("the prefill chunk must be 0 (off) or at least 2 tokens (got %lld)",
+         static_cast<long long>(opts_.prefill_chunk));
   t0_ms_ = now_ms();
 }
 
@@ -23,7 +26,7 @@ double Scheduler::now_ms() const {
 }
 
 int Scheduler::submit(Request r) {
-  const int id = static_cast<int>(requests_.size());
+  const int id = next_id_;
   if (r.prompt.empty()) fail("request %d: the prompt is empty", id);
   if (static_cast<int64_t>(r.prompt.size()) >= engine_.n_ctx())
     fail("request %d: the prompt has %zu tokens, which does not fit the context of %lld (raise -c)", id,
@@ -34,32 +37,60 @@ int Scheduler::submit(Request r) {
       fail("request %d: prompt token %zu is id %d, outside the vocabulary (0..%lld)", id, i, r.prompt[i],
            static_cast<long long>(n_vocab - 1));
   validate(r.sampling);
-  RequestResult res;
-  res.prompt_tokens = static_cast<int64_t>(r.prompt.size());
-  res.t_submit_ms = now_ms();
-  requests_.push_back(std::move(r));
-  results_.push_back(std::move(res));
-  samplers_.emplace_back();
+  ++next_id_;
+  Slot& s = slots_[id];
+  s.res.prompt_tokens = static_cast<int64_t>(r.prompt.size());
+  s.res.t_submit_ms = now_ms();
+  s.req = std::move(r);
   waiting_.push_back(id);
   return id;
+}
+
+void Scheduler::cancel(int request, const char* reason) {
+  const auto it = slots_.find(request);
+  if (it == slots_.end() || it->second.res.done) return;
+  it->second.cancel = reason;
+  const auto w = std::find(waiting_.begin(), waiting_.end(), request);
+  if (w != waiting_.end()) {
+    waiting_.erase(w);
+    done(it->second, request, reason);
+  }
+}
+
+std::vector<int> Scheduler::running_requests() const {
+  std::vector<int> ids;
+  for (const Active& a : running_) ids.push_back(a.request);
+  return ids;
+}
+
+void Scheduler::release(int request) {
+  const auto it = slots_.find(request);
+  if (it != slots_.end() && it->second.res.done) slots_.erase(it);
+}
+
+void Scheduler::done(Slot& s, int request, const char* reason) {
+  s.res.stop_reason = reason;
+  s.res.t_end_ms = now_ms();
+  if (s.res.t_start_ms == 0) s.res.t_start_ms = s.res.t_end_ms;
+  s.res.done = true;
+  s.sampler.reset();
+  if (on_done_) on_done_(request);
 }
 
 void Scheduler::admit() {
   while (static_cast<int>(running_.size()) < opts_.max_parallel && !waiting_.empty()) {
     const int id = waiting_.front();
-    const Request& r = requests_[static_cast<size_t>(id)];
+    Slot& sl = slot(id);
+    const Request& r = sl.req;
     if (r.n_predict == 0) {  // nothing to generate: done without evaluating anything
       waiting_.erase(waiting_.begin());
-      RequestResult& res = results_[static_cast<size_t>(id)];
-      res.t_start_ms = res.t_first_ms = res.t_end_ms = now_ms();
-      res.stop_reason = "length";
-      res.done = true;
+      sl.res.t_first_ms = now_ms();
+      done(sl, id, "length");
       continue;
     }
-    const RequestResult& res = results_[static_cast<size_t>(id)];
     // A preempted request resumes from its prompt and what it generated so far, except the last token, which is
     // evaluated next as before.
-    const std::vector<TokenId>& gen = res.tokens;
+    const std::vector<TokenId>& gen = sl.res.tokens;
     std::vector<TokenId> known = r.prompt;
     if (!gen.empty()) known.insert(known.end(), gen.begin(), gen.end() - 1);
     const int64_t P = static_cast<int64_t>(r.prompt.size());
@@ -80,15 +111,15 @@ void Scheduler::admit() {
     TS_CHECK(reused == cached.tokens);
     a.seq->n_predict = r.n_predict;
     a.seq->ignore_eos = r.ignore_eos;
-    a.seq->sampler = std::move(samplers_[static_cast<size_t>(id)]);
+    a.seq->sampler = std::move(sl.sampler);
     if (reused < P) a.pending.assign(r.prompt.begin() + reused, r.prompt.end());
     if (!gen.empty()) {
       a.replay.assign(gen.begin() + std::max<int64_t>(0, reused - P), gen.end() - 1);
       a.next = gen.back();
     }
-    if (res.preemptions == 0) {
-      results_[static_cast<size_t>(id)].reused_tokens = reused;
-      results_[static_cast<size_t>(id)].t_start_ms = now_ms();
+    if (sl.res.preemptions == 0) {
+      sl.res.reused_tokens = reused;
+      sl.res.t_start_ms = now_ms();
     }
     running_.push_back(std::move(a));
   }
@@ -106,21 +137,23 @@ int64_t Scheduler::committed_pages() const {
 void Scheduler::preempt_newest() {
   TS_CHECK(!running_.empty());
   Active& a = running_.back();
-  ++results_[static_cast<size_t>(a.request)].preemptions;
-  samplers_[static_cast<size_t>(a.request)] = std::move(a.seq->sampler);  // its draws go on where they were
+  Slot& s = slot(a.request);
+  ++s.res.preemptions;
+  s.sampler = std::move(a.seq->sampler);  // its draws go on where they were
   waiting_.insert(waiting_.begin(), a.request);
   running_.pop_back();  // frees its pages
 }
 
 void Scheduler::finish(Active& a, const char* reason) {
-  RequestResult& res = results_[static_cast<size_t>(a.request)];
-  res.stop_reason = reason;
-  res.t_end_ms = now_ms();
-  res.done = true;
   a.seq.reset();  // frees its pages
+  done(slot(a.request), a.request, reason);
 }
 
 bool Scheduler::step() {
+  for (Active& a : running_)
+    if (const char* why = slot(a.request).cancel) finish(a, why);
+  running_.erase(std::remove_if(running_.begin(), running_.end(), [](const Active& a) { return !a.seq; }),
+                 running_.end());
   admit();
   if (running_.empty()) return false;
   // The step: one token per generating sequence, then prompt chunks in admission order. A chunk never leaves
@@ -145,11 +178,11 @@ bool Scheduler::step() {
     for (Active& a : running_) {
       if (a.pending.empty() || budget <= 0) continue;
       const int64_t left = static_cast<int64_t>(a.pending.size());
-      int64_t take = std::min(left, budget);
+      int64_t take = opts_.prefill_chunk == 0 ? left : std::min({left, budget, opts_.prefill_chunk});
       if (left - take == 1) take = take >= 3 ? take - 1 : left;  // a chunk of 2 leaving 1 goes one over the budget
       if (take < 2 && take != left) continue;  // waits for a step with room for two
       // Logits at the prompt's end, unless the request already has tokens (a preempted one going on).
-      const bool sample = take == left && a.replay.empty() && results_[static_cast<size_t>(a.request)].tokens.empty();
+      const bool sample = take == left && a.replay.empty() && slot(a.request).res.tokens.empty();
       batch_.add(*a.seq, std::vector<TokenId>(a.pending.begin(), a.pending.begin() + take), sample);
       if (sample) a.logits_entry = static_cast<int64_t>(batch_.size()) - 1;
       a.added = take;
@@ -162,7 +195,18 @@ bool Scheduler::step() {
            running_.front().request, static_cast<long long>(engine_.kv().capacity_tokens()));
     preempt_newest();
   }
+  const double t_eval = now_ms();
   engine_.eval(batch_);
+  last_.ms = now_ms() - t_eval;
+  last_.tokens = static_cast<int64_t>(batch_.size());
+  last_.sequences = 0;
+  bool all_one = true, all_many = true;
+  for (const Active& a : running_)
+    if (a.added > 0) {
+      ++last_.sequences;
+      (a.added == 1 ? all_many : all_one) = false;
+    }
+  last_.stage = all_many ? profile::Stage::prefill : all_one ? profile::Stage::decode : profile::Stage::mixed;
 
   const int64_t n_vocab = engine_.n_vocab();
   const Tokenizer& tok = engine_.tokenizer();
@@ -174,24 +218,22 @@ bool Scheduler::step() {
       a.replay.erase(a.replay.begin());
     }
     if (a.logits_entry < 0) continue;
-    if (!a.seq->sampler) a.seq->sampler.emplace(requests_[static_cast<size_t>(a.request)].sampling);
+    Slot& sl = slot(a.request);
+    if (!a.seq->sampler) a.seq->sampler.emplace(sl.req.sampling);
     const TokenId id = a.seq->sampler->sample(batch_.logits(static_cast<size_t>(a.logits_entry)), n_vocab, a.seq->tokens());
-    {
-      RequestResult& res = results_[static_cast<size_t>(a.request)];
-      if (res.tokens.empty() && res.t_first_ms == 0) res.t_first_ms = now_ms();
-      if (!a.seq->ignore_eos && tok.is_eog(id)) {
-        finish(a, "eog");
-        continue;
-      }
-      res.tokens.push_back(id);
+    if (sl.res.tokens.empty() && sl.res.t_first_ms == 0) sl.res.t_first_ms = now_ms();
+    if (!a.seq->ignore_eos && tok.is_eog(id)) {
+      finish(a, "eog");
+      continue;
     }
+    sl.res.tokens.push_back(id);
     const std::string piece = tok.token_to_piece(id);
-    results_[static_cast<size_t>(a.request)].text += piece;
-    // The callback may submit requests (results_ may move): nothing of results_ is held across it.
-    if (on_token_) on_token_(a.request, id, piece);
+    sl.res.text += piece;
+    if (on_token_) on_token_(a.request, id, piece);  // may submit or cancel (slots_ keeps sl in place)
     a.next = id;
-    const int64_t n_gen = static_cast<int64_t>(results_[static_cast<size_t>(a.request)].tokens.size());
-    if (a.seq->n_predict >= 0 && n_gen >= a.seq->n_predict) {
+    if (sl.cancel) {
+      finish(a, sl.cancel);
+    } else if (a.seq->n_predict >= 0 && static_cast<int64_t>(sl.res.tokens.size()) >= a.seq->n_predict) {
       finish(a, "length");
     } else if (a.seq->n_past() >= engine_.n_ctx()) {
       finish(a, "context");

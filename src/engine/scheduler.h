@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/engine.h"
@@ -30,7 +31,7 @@ struct RequestResult {
   std::vector<TokenId> tokens;  // generated ids
   std::string text;
   // Why it stopped: "eog" (an end-of-generation token), "length" (n_predict tokens), "context" (the sequence
-  // filled the context).
+  // filled the context), "cancelled" (Scheduler::cancel).
   std::string stop_reason;
   int64_t prompt_tokens = 0;
   int64_t reused_tokens = 0;  // prompt tokens taken from the prefix cache instead of evaluated
@@ -45,26 +46,49 @@ struct SchedulerOptions {
   // Tokens per step (decodes first, then prompt chunks); at least 2. A prompt chunk goes one token over it
   // rather than leave a single prompt token for later.
   int64_t max_batch_tokens = 512;
+  // Most prompt tokens of one sequence per step (> 0; at least 2). 0: chunking off, a prompt goes whole into
+  // the first step with any room left, however long it is.
+  int64_t prefill_chunk = 0;
+};
+
+// What the last step held and how long it took.
+struct StepInfo {
+  profile::Stage stage = profile::Stage::decode;
+  int64_t tokens = 0;     // batch entries
+  int sequences = 0;
+  double ms = 0;          // Engine::eval
 };
 
 class Scheduler {
  public:
   // Called for each generated token (not for the end-of-generation token that stops a request).
   using TokenFn = std::function<void(int request, TokenId id, const std::string& piece)>;
-  Scheduler(Engine& engine, const SchedulerOptions& opts, TokenFn on_token = nullptr);
+  // Called once when a request is done (any stop reason), after its result is final.
+  using DoneFn = std::function<void(int request)>;
+  Scheduler(Engine& engine, const SchedulerOptions& opts, TokenFn on_token = nullptr, DoneFn on_done = nullptr);
   ~Scheduler();
 
   // Queues a request; returns its number (0, 1, ... in submission order). Throws Error for an empty prompt or
   // one that cannot fit the context.
   int submit(Request r);
-  // Runs one step; false when no request is waiting or running. Not reentrant: the token callback may submit
-  // requests but must not call step() or run().
+  // Runs one step; false when no request is waiting or running. Not reentrant: the callbacks may submit and
+  // cancel requests but must not call step() or run().
   bool step();
   // Steps until every submitted request is done.
   void run();
-  const RequestResult& result(int request) const { return results_.at(static_cast<size_t>(request)); }
+  // Stops a request: a waiting one is done at once, a running one before the next step evaluates it (its pages
+  // go back to the pool), with stop reason "cancelled" unless `reason` names another. No effect on a done or
+  // unknown request.
+  void cancel(int request, const char* reason = "cancelled");
+  // The request's result (while it runs: so far). Throws std::out_of_range for an unknown or released request.
+  const RequestResult& result(int request) const { return slots_.at(request).res; }
+  // Forgets a done request (a server keeps only what is in flight); no effect on others.
+  void release(int request);
   int running() const { return static_cast<int>(running_.size()); }
+  // The running requests' numbers, oldest first.
+  std::vector<int> running_requests() const;
   int waiting() const { return static_cast<int>(waiting_.size()); }
+  const StepInfo& last_step() const { return last_; }
 
  private:
   struct Active {
@@ -76,22 +100,31 @@ class Scheduler {
     int64_t added = 0;             // tokens it has in this step's batch
     int64_t logits_entry = -1;     // the batch entry whose logits it samples from, or -1
   };
+  struct Slot {
+    Request req;
+    RequestResult res;
+    std::optional<Sampler> sampler;  // a preempted request's sampler, kept for its rerun
+    const char* cancel = nullptr;    // set by cancel(): the stop reason
+  };
   double now_ms() const;
   void admit();
   void preempt_newest();
+  void finish(Active& a, const char* reason);
+  void done(Slot& s, int request, const char* reason);
+  Slot& slot(int request) { return slots_.at(request); }
   // Free pages the running sequences will take for the tokens they know of, plus one page of growth each.
   int64_t committed_pages() const;
-  void finish(Active& a, const char* reason);
 
   Engine& engine_;
   SchedulerOptions opts_;
   TokenFn on_token_;
-  std::vector<Request> requests_;
-  std::vector<RequestResult> results_;
+  DoneFn on_done_;
+  std::unordered_map<int, Slot> slots_;  // submitted and not released (references stay valid on insertion)
+  int next_id_ = 0;
   std::vector<int> waiting_;  // request numbers, front first
-  std::vector<std::optional<Sampler>> samplers_;  // a preempted request's sampler, kept for its rerun
   std::vector<Active> running_;
   Batch batch_;
+  StepInfo last_;
   double t0_ms_;
 };
 

@@ -2,6 +2,8 @@
 // Jinja source, and recognised from tokenizer.chat_template by their marker tokens.
 #include <cctype>
 
+#include "base/error.h"
+#include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tokenscope {
@@ -96,6 +98,35 @@ std::string render_chat(ChatFormat f, const std::vector<ChatMessage>& messages, 
     case ChatFormat::gemma: return render_gemma(messages, add_generation_prompt, default_system);
   }
   return {};
+}
+
+namespace {
+
+// The system message a ChatML template inserts when the conversation has none
+// (SmolLM2's "You are a helpful AI assistant named SmolLM, ..."), read from the template text.
+std::string default_system_from_template(const std::string& tmpl) {
+  const std::string open = "<|im_start|>system\n";
+  const size_t b = tmpl.find(open);
+  if (b == std::string::npos) return "";
+  const size_t e = tmpl.find("<|im_end|>", b + open.size());
+  if (e == std::string::npos) return "";
+  std::string s = tmpl.substr(b + open.size(), e - b - open.size());
+  if (s.find("{{") != std::string::npos || s.find("{%") != std::string::npos) return "";
+  return s;
+}
+
+}  // namespace
+
+ChatTemplate chat_template_of(const gguf::File& file) {
+  const std::string tmpl = file.opt_string("tokenizer.chat_template").value_or("");
+  auto f = detect_chat_format(tmpl);
+  if (!f) {
+    if (!tmpl.empty()) fail("%s: unrecognised chat template (supported: chatml, llama3, gemma)", file.path().c_str());
+    fail("%s: the model has no tokenizer.chat_template", file.path().c_str());
+  }
+  ChatTemplate cs{*f, ""};
+  if (*f == ChatFormat::chatml) cs.default_system = default_system_from_template(tmpl);
+  return cs;
 }
 
 }  // namespace tokenscope

@@ -55,5 +55,12 @@ std::optional<ChatFormat> detect_chat_format(std::string_view jinja_template);
 // template does this); empty for none.
 std::string render_chat(ChatFormat f, const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                         const std::string& default_system = "");
+// A model's chat format and the system message its template inserts when a conversation has none, from
+// tokenizer.chat_template; throws Error if the file has no template or one of another format.
+struct ChatTemplate {
+  ChatFormat format;
+  std::string default_system;
+};
+ChatTemplate chat_template_of(const gguf::File& file);
 
 }  // namespace tokenscope
