@@ -498,8 +498,14 @@ int Server::run() {
   }
   std::printf("tokenscope serve: listening on http://%s:%d\n", opts_.host.c_str(), port);
   std::fflush(stdout);
-  std::thread listener([this] { http_.listen_after_bind(); });
+  std::atomic<bool> listener_done{false};
+  std::thread listener([this, &listener_done] {
+    http_.listen_after_bind();
+    listener_done = true;
+  });
   auto stop_http = [&] {
+    // stop() does nothing before the listener runs: wait for it to start (or to have failed).
+    while (!http_.is_running() && !listener_done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     http_.stop();
     listener.join();
   };
