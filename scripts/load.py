@@ -10,6 +10,9 @@ every target once with the same requests, in alternating order; figures are medi
                   -n 64 -c 16 --rounds 3 --prompt-words 50:400 --max-tokens 64:256
 
 Lengths are A:B (uniform, seeded) or one number. Output lengths are exact (ignore_eos) unless --allow-eos.
+--burst-after S --burst-words W: S seconds into each round, one extra request with a W-word prompt (and one output
+token) arrives; it is left out of the figures and its own TTFT is reported: the classic chunked-prefill
+experiment (how much a long prompt stalls the running streams: compare ITL p99 with and without the burst).
 --json FILE writes every round's figures. Exit status 1 if any request failed. Standard library only.
 """
 import argparse
@@ -175,8 +178,19 @@ async def run_round(url, args, reqs):
         async with sem:
             await one_request(http, args, p, m, rec)
 
+    async def burst():
+        await asyncio.sleep(args.burst_after)
+        b = {"errors": rec["errors"], "out_tokens": 0, "prompt_tokens": 0, "ttft": [], "tpot": [], "itl": [],
+             "e2e": []}
+        words = " ".join(random.Random(args.seed + 7).choice(WORDS) for _ in range(args.burst_words))
+        await one_request(http, args, "Burst. " + words, 1, b)
+        rec["burst_ttft"] = b["ttft"][0] if b["ttft"] else float("nan")
+
     t0 = time.perf_counter()
-    await asyncio.gather(*(guarded(p, m) for p, m in reqs))
+    jobs = [guarded(p, m) for p, m in reqs]
+    if args.burst_words:
+        jobs.append(burst())
+    await asyncio.gather(*jobs)
     rec["wall_s"] = time.perf_counter() - t0
     return rec
 
@@ -199,6 +213,9 @@ def summarize(rec):
     for k in ("ttft", "tpot", "itl", "e2e"):
         for q in (50, 90, 99):
             s[f"{k}_p{q}_ms"] = pct(rec[k], q) * 1000
+    s["itl_max_ms"] = max(rec["itl"]) * 1000 if rec["itl"] else float("nan")
+    if "burst_ttft" in rec:
+        s["burst_ttft_ms"] = rec["burst_ttft"] * 1000
     return s
 
 
@@ -228,6 +245,10 @@ def main():
     ap.add_argument("--allow-eos", action="store_true", help="let generation stop at end of generation")
     ap.add_argument("--model", help="the model name to send")
     ap.add_argument("--api-key")
+    ap.add_argument("--burst-after", type=float, default=1.0, metavar="S",
+                    help="with --burst-words: seconds into each round the long prompt arrives (default 1)")
+    ap.add_argument("--burst-words", type=int, default=0, metavar="W",
+                    help="one extra request with a W-word prompt arrives during the load (0: none)")
     ap.add_argument("--json", metavar="FILE", help="write every round's figures as JSON")
     args = ap.parse_args()
     if args.requests < 1 or args.concurrency < 1 or args.rounds < 1:
@@ -254,7 +275,9 @@ def main():
           f"outputs {args.max_tokens} tokens, {args.rounds} round(s): median (min-max)")
     cols = [("output tok/s", "out_tok_s", ""), ("TTFT p50 ms", "ttft_p50_ms", ""), ("TTFT p99 ms", "ttft_p99_ms", ""),
             ("TPOT p50 ms", "tpot_p50_ms", ""), ("TPOT p99 ms", "tpot_p99_ms", ""), ("ITL p99 ms", "itl_p99_ms", ""),
-            ("E2E p50 ms", "e2e_p50_ms", "")]
+            ("ITL max ms", "itl_max_ms", ""), ("E2E p50 ms", "e2e_p50_ms", "")]
+    if args.burst_words:
+        cols.append(("burst TTFT ms", "burst_ttft_ms", ""))
     print("| target | " + " | ".join(c[0] for c in cols) + " | errors |")
     print("|---" * (len(cols) + 2) + "|")
     for name, _ in targets:

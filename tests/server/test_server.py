@@ -171,6 +171,31 @@ class Api(unittest.TestCase):
         self.assertGreaterEqual(hits, 10, "the second request should find the system prompt's pages")
         self.assertGreaterEqual(reused, 320)
 
+    def test_long_prompt_is_chunked_into_mixed_steps(self):
+        # Running streams, then a prompt of several --prefill-chunk (256) chunks: its chunks ride along with the
+        # streams' decodes (mixed steps) and the streams keep going.
+        results = [None] * 3
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, self.stream("/v1/completions", {
+            "prompt": f"Stream {i}:", "max_tokens": 120, "ignore_eos": True, "temperature": 0})))
+            for i in range(3)]
+        for t in threads:
+            t.start()
+        self.assertTrue(wait_until(lambda: self.srv.metrics()["tokenscope_requests_running"] >= 3, 10))
+        before = self.srv.metrics()
+        long_prompt = "The quick brown fox jumps over the lazy dog. " * 80
+        n = len(tokenize(long_prompt))
+        j = self.complete(long_prompt, max_tokens=2, temperature=0)
+        self.assertEqual(j["usage"]["prompt_tokens"], n)
+        after = self.srv.metrics()
+        for t in threads:
+            t.join(60)
+        for status, events in results:
+            self.assertEqual(status, 200)
+            self.assertEqual(stream_text(events, False)[1], "length")
+        key = 'tokenscope_step_seconds_count{stage="mixed"}'
+        mixed = after.get(key, 0) - before.get(key, 0)
+        self.assertGreaterEqual(mixed, n // 256, f"a {n}-token prompt in 256-token chunks along 3 streams")
+
     def test_client_disconnect_frees_the_slot(self):
         s = socket.create_connection((self.srv.host, self.srv.port))
         body = json.dumps({"prompt": "Count: one, two, three,", "max_tokens": 1900, "ignore_eos": True,
@@ -240,6 +265,46 @@ class Api(unittest.TestCase):
         m = self.srv.metrics()
         self.assertGreaterEqual(m['tokenscope_requests_total{status="400"}'], 5)
         self.assertGreaterEqual(m['tokenscope_requests_total{status="401"}'], 2)
+
+    def test_mangled_requests_get_answers_not_crashes(self):
+        # Seeded mutations of valid bodies (fields removed, retyped, out of range, unknown, truncated JSON): every
+        # one gets a JSON answer (200 or 4xx) and the server stays healthy.
+        import random
+        rng = random.Random(7)
+        weird = [None, True, -1, 0, 3.5, 1e308, -1e308, "", "x" * 300, "\u00e9\ud83d\ude00", [], [1, "a"], {},
+                 {"a": {"b": []}}, 2**63, -(2**63)]
+        bases = [("/v1/completions", {"prompt": "Hi", "max_tokens": 3, "temperature": 0, "stop": ["\n"]}),
+                 ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3,
+                                           "stream": False, "top_p": 0.9, "seed": 1})]
+        fields = ["prompt", "messages", "max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "stop",
+                  "stream", "stream_options", "model", "n", "echo", "logprobs", "presence_penalty", "unknown"]
+        seen = set()
+        for i in range(150):
+            path, base = bases[i % 2]
+            body = json.loads(json.dumps(base))
+            for _ in range(rng.randint(1, 3)):
+                f = rng.choice(fields)
+                if rng.random() < 0.2:
+                    body.pop(f, None)
+                else:
+                    body[f] = rng.choice(weird)
+            if isinstance(body.get("max_tokens"), int) and not isinstance(body.get("max_tokens"), bool):
+                body["max_tokens"] = min(body["max_tokens"], 3)  # keep generations short
+            raw = json.dumps(body)
+            if rng.random() < 0.15:
+                raw = raw[:rng.randint(0, len(raw))]
+            status, _, j = self.post(path, raw.encode())
+            seen.add(status)
+            self.assertIn(status, (200, 400, 404), f"{raw}: {j}")
+            if status == 200 and isinstance(j, str):  # "stream": true
+                self.assertTrue(j.endswith("data: [DONE]\n\n"), j)
+                continue
+            self.assertIsInstance(j, dict, raw)
+            if status != 200:
+                self.assertIn("message", j["error"], raw)
+        self.assertIn(400, seen)
+        self.assertEqual(self.srv.request("GET", "/health")[0], 200)
+        self.assertEqual(self.srv.proc.poll(), None)
 
     def test_metrics_families(self):
         status, hdrs, text = self.srv.request("GET", "/metrics")
