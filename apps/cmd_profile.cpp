@@ -99,12 +99,41 @@ int cmd_sysinfo(const SysinfoArgs& a) {
   return 0;
 }
 
+void write_profile(const profile::Profiler& prof, const MachineInfo& m, const std::string& model_path,
+                   const std::string& out_dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) fail("%s: cannot create the output directory: %s", out_dir.c_str(), ec.message().c_str());
+  const ProfileSummary sum = profile::summarize(prof, m);
+  auto write = [&](const std::string& name, const std::string& content) {
+    const std::string path = out_dir + "/" + name;
+    std::ofstream f(path);
+    f << content;
+    if (!f) fail("%s: cannot write", path.c_str());
+  };
+  const std::string summary = profile::summary_json(sum, prof, model_path);
+  write("summary.json", summary);
+  write("trace.json", profile::trace_json(prof));
+  const std::string chartjs = profile::find_chartjs();
+  write("report.html", profile::html_report(summary, chartjs.empty() ? "" : profile::read_text_file(chartjs)));
+  profile::print_profile_table(sum, stdout);
+  std::printf("\nwrote %s/summary.json, %s/trace.json (open it in https://ui.perfetto.dev) and %s/report.html\n",
+              out_dir.c_str(), out_dir.c_str(), out_dir.c_str());
+  if (chartjs.empty())
+    std::fprintf(stderr, "note: Chart.js not found (install libjs-chart.js or set TOKENSCOPE_CHARTJS): the report has "
+                         "tables but no charts\n");
+}
+
+MachineInfo machine_for(const CommonArgs& c, bool refresh) {
+  const int threads = c.threads > 0 ? c.threads : available_cpus();
+  return machine_info(threads, isa_or_best(c.isa), refresh);
+}
+
 int cmd_profile(const ProfileArgs& a) {
   if (a.n_predict < 1) fail("-n must be >= 1 (got %lld)", static_cast<long long>(a.n_predict));
   validate(a.sampling);
-  const int threads = a.common.threads > 0 ? a.common.threads : available_cpus();
   // The roofline first, so its measurement does not overlap the run.
-  const MachineInfo m = machine_info(threads, isa_or_best(a.common.isa), a.refresh_sysinfo);
+  const MachineInfo m = machine_for(a.common, a.refresh_sysinfo);
   profile::Profiler prof;
   std::vector<profile::CounterSpec> extra;
   for (const std::string& e : a.events) extra.push_back(profile::resolve_named_event(e));
@@ -141,28 +170,8 @@ int cmd_profile(const ProfileArgs& a) {
     r.tokens = sched.result(0).tokens;
     r.text = sched.result(0).text;
   }
-  std::error_code ec;
-  std::filesystem::create_directories(a.out_dir, ec);
-  if (ec) fail("%s: cannot create the output directory: %s", a.out_dir.c_str(), ec.message().c_str());
-  const ProfileSummary sum = profile::summarize(prof, m);
-  auto write = [&](const std::string& name, const std::string& content) {
-    const std::string path = a.out_dir + "/" + name;
-    std::ofstream f(path);
-    f << content;
-    if (!f) fail("%s: cannot write", path.c_str());
-  };
-  const std::string summary = profile::summary_json(sum, prof, s->model().file().path());
-  write("summary.json", summary);
-  write("trace.json", profile::trace_json(prof));
-  const std::string chartjs = profile::find_chartjs();
-  write("report.html", profile::html_report(summary, chartjs.empty() ? "" : profile::read_text_file(chartjs)));
   std::printf("prompt: %zu tokens, generated: %zu tokens: %s\n\n", prompt.size(), r.tokens.size(), r.text.c_str());
-  profile::print_profile_table(sum, stdout);
-  std::printf("\nwrote %s/summary.json, %s/trace.json (open it in https://ui.perfetto.dev) and %s/report.html\n",
-              a.out_dir.c_str(), a.out_dir.c_str(), a.out_dir.c_str());
-  if (chartjs.empty())
-    std::fprintf(stderr, "note: Chart.js not found (install libjs-chart.js or set TOKENSCOPE_CHARTJS): the report has "
-                         "tables but no charts\n");
+  write_profile(prof, m, s->model().file().path(), a.out_dir);
   return 0;
 }
 

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "apps/commands.h"
+#include "engine/sysinfo.h"
+#include "profile/profiler.h"
 
 namespace tokenscope::app {
 
@@ -37,5 +39,10 @@ CLI::App* add_profile_command(CLI::App& app, ProfileArgs& a);
 CLI::App* add_sysinfo_command(CLI::App& app, SysinfoArgs& a);
 int cmd_profile(const ProfileArgs& a);
 int cmd_sysinfo(const SysinfoArgs& a);
+// The roofline of the machine for a run with these flags (threads, ISA), measured once and cached.
+MachineInfo machine_for(const CommonArgs& c, bool refresh = false);
+// Writes a profiled run's summary.json, trace.json (Perfetto) and report.html to out_dir and prints its stage table.
+void write_profile(const profile::Profiler& prof, const MachineInfo& m, const std::string& model_path,
+                   const std::string& out_dir);
 
 }  // namespace tokenscope::app

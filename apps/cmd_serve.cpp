@@ -1,7 +1,10 @@
 #include "apps/cmd_serve.h"
 
+#include <memory>
+
 #include <cstdlib>
 
+#include "apps/cmd_profile.h"
 #include "base/error.h"
 #include "serve/server.h"
 
@@ -30,12 +33,22 @@ CLI::App* add_serve_command(CLI::App& app, ServeArgs& a) {
       ->capture_default_str();
   cmd->add_option("--timeout", a.timeout_s, "HTTP read/write timeout in seconds")->capture_default_str();
   cmd->add_option("--max-body", a.max_body, "Largest request body in bytes (larger: 413)")->capture_default_str();
+  cmd->add_option("--profile", a.profile_dir,
+                  "Profile every engine step of the served load; on exit (SIGTERM/Ctrl-C) write summary.json, "
+                  "trace.json and report.html to this directory and print the stage table (records grow with every "
+                  "step: for a measurement session, not for production)");
   return cmd;
 }
 
 int cmd_serve(const ServeArgs& a) {
   serve::ServerOptions o;
-  o.engine = engine_options(a.common);
+  std::unique_ptr<profile::Profiler> prof;
+  MachineInfo machine;
+  if (!a.profile_dir.empty()) {
+    machine = machine_for(a.common);  // before serving, so its measurement does not overlap the load
+    prof = std::make_unique<profile::Profiler>();
+  }
+  o.engine = engine_options(a.common, prof.get());
   if (a.parallel < 1 || a.parallel > 1024) fail("-np must be between 1 and 1024 (got %d)", a.parallel);
   if (a.max_batch_tokens < 2) fail("--max-batch-tokens must be >= 2 (got %lld)", static_cast<long long>(a.max_batch_tokens));
   if (a.prefill_chunk < 0 || a.prefill_chunk == 1)
@@ -57,7 +70,9 @@ int cmd_serve(const ServeArgs& a) {
   o.max_queue = a.max_queue;
   o.timeout_s = a.timeout_s;
   o.max_body_bytes = static_cast<size_t>(a.max_body);
-  return serve::run_server(o);
+  const int rc = serve::run_server(o);
+  if (prof) write_profile(*prof, machine, o.engine.model_path, a.profile_dir);
+  return rc;
 }
 
 }  // namespace tokenscope::app

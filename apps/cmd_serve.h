@@ -21,6 +21,7 @@ struct ServeArgs {
   int max_queue = 64;
   int timeout_s = 600;
   int64_t max_body = 1 << 20;
+  std::string profile_dir;  // non-empty: profile every engine step, write the trace and report there on exit
 };
 
 CLI::App* add_serve_command(CLI::App& app, ServeArgs& a);

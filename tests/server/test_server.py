@@ -390,6 +390,37 @@ class Lifecycle(unittest.TestCase):
         finally:
             srv.close()
 
+    def test_profile_of_a_served_load(self):
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            srv = Server("-np", "4", "--profile", d)
+            try:
+                results = [None] * 4
+                threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, srv.stream(
+                    "/v1/completions", {"prompt": f"Topic {i}: " + "word " * (40 * i), "max_tokens": 12,
+                                        "ignore_eos": True}))) for i in range(4)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(60)
+                self.assertTrue(all(r[0] == 200 for r in results))
+                srv.signal(signal.SIGTERM)
+                self.assertEqual(srv.wait(60), 0)
+                out = srv.rest_of_stdout()
+            finally:
+                srv.close()
+            with open(os.path.join(d, "summary.json")) as f:
+                summary = json.load(f)
+            stages = {s["stage"]: s for s in summary["stages"]}
+            self.assertIn("decode", stages)
+            self.assertTrue({"prefill", "mixed"} & set(stages), stages.keys())
+            self.assertGreaterEqual(sum(s["steps"] for s in stages.values()), 11)
+            with open(os.path.join(d, "trace.json")) as f:
+                self.assertTrue(json.load(f)["traceEvents"])
+            self.assertTrue(os.path.getsize(os.path.join(d, "report.html")) > 1000)
+            self.assertIn("decode:", out)
+            self.assertIn("report.html", out)
+
     def test_bad_flags_are_refused(self):
         for args, word in ((["-np", "0"], "-np"), (["--prefill-chunk", "1"], "--prefill-chunk"),
                            (["--port", "70000"], "--port")):
