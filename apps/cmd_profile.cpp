@@ -88,23 +88,41 @@ int cmd_sysinfo(const SysinfoArgs& a) {
   const MachineInfo m = machine_info(threads, isa, a.refresh);
   if (a.json) {
     std::printf("%s\n", machine_info_json(m).c_str());
-  } else {
-    std::printf("cpu:            %s\nthreads:        %d\nisa:            %s [%s]\nread bandwidth: %.1f GB/s\n"
-                "int8 peak:      %.0f GOP/s (fastest packed GEMM kernel, in cache)\nf32 peak:       %.0f GFLOP/s "
-                "(attention GEMM kernel, in cache)\nridge point:    %.1f int8 ops per byte\nmeasured:       %s%s\n",
-                m.cpu.c_str(), m.threads, m.isa.c_str(), kernels::table(isa).features, m.read_gbs, m.peak_int8_gops, m.peak_f32_gflops,
-                m.read_gbs > 0 ? m.peak_int8_gops / m.read_gbs : 0.0, m.measured_at.c_str(),
-                m.from_cache ? (" (cached in " + sysinfo_cache_path() + ")").c_str() : "");
+    return 0;
   }
+  auto range = [](const profile::Spread& s, const char* unit) {
+    return strfmt("%7.1f %s (%.1f-%.1f over %d runs)", s.median, unit, s.lo, s.hi, s.n);
+  };
+  std::printf("cpu:        %s\nthreads:    %d\nisa:        %s [%s]\n", m.cpu.c_str(), m.threads, m.isa.c_str(),
+              kernels::table(isa).features);
+  std::printf("read bandwidth: %.1f GB/s (DRAM, median)\nper level (median, range; the roof is the faster of decode's two "
+              "read kernels):\n", m.read_gbs);
+  for (const profile::MemoryLevel& l : m.levels)
+    std::printf("  %-5s %-9s %s   gemv %.1f, stream %.1f GB/s, working set %s\n", l.name.c_str(),
+                l.capacity > 0 ? profile::human_bytes(l.capacity).c_str() : "", range(l.gbs, "GB/s").c_str(),
+                l.gemv_gbs.median, l.stream_gbs.median, profile::human_bytes(l.working_set).c_str());
+  std::printf("int8 peak:  %s (fastest packed GEMM kernel, in cache)\nf32 peak:   %s (attention GEMM kernel, in cache)\n",
+              range(m.int8_spread, "GOP/s").c_str(), range(m.f32_spread, "GFLOP/s").c_str());
+  std::printf("ridge:      %.1f int8 ops per byte against DRAM", m.read_gbs > 0 ? m.peak_int8_gops / m.read_gbs : 0.0);
+  if (m.levels.size() > 1)
+    std::printf(", %.1f against %s", m.peak_int8_gops / std::max(1e-9, m.levels.front().gbs.median),
+                m.levels.front().name.c_str());
+  std::printf("\nload:       %s\n", m.load.c_str());
+  if (m.disturbed)
+    std::printf("WARNING:    measured while the machine was busy: these roofs are too low and too spread; they are "
+                "measured again once the machine is quiet (or with --refresh)\n");
+  std::printf("measured:   %s%s\n", m.measured_at.c_str(),
+              m.from_cache ? (" (cached in " + sysinfo_cache_path() + "; --refresh measures again)").c_str() : "");
   return 0;
 }
 
 void write_profile(const profile::Profiler& prof, const MachineInfo& m, const std::string& model_path,
-                   const std::string& out_dir) {
+                   const std::string& out_dir, const profile::LoadReport* load) {
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   if (ec) fail("%s: cannot create the output directory: %s", out_dir.c_str(), ec.message().c_str());
-  const ProfileSummary sum = profile::summarize(prof, m);
+  ProfileSummary sum = profile::summarize(prof, m);
+  if (load) sum.load = *load;
   auto write = [&](const std::string& name, const std::string& content) {
     const std::string path = out_dir + "/" + name;
     std::ofstream f(path);
@@ -152,6 +170,7 @@ int cmd_profile(const ProfileArgs& a) {
     eo.kv_tokens = std::max<int64_t>(std::min<int64_t>(4096, model->config().n_ctx_train),
                                      a.parallel * (static_cast<int64_t>(prompt.size()) + a.n_predict + ops::kAttnPad));
   auto s = std::make_unique<Session>(Engine::open(model, tok, eo));
+  const profile::LoadWatch load_watch;  // the machine's load from here to the end of the run
   GenerationResult r;
   if (a.parallel == 1) {
     GenerateOptions g;
@@ -170,8 +189,9 @@ int cmd_profile(const ProfileArgs& a) {
     r.tokens = sched.result(0).tokens;
     r.text = sched.result(0).text;
   }
+  const profile::LoadReport load = load_watch.stop(m.threads);
   std::printf("prompt: %zu tokens, generated: %zu tokens: %s\n\n", prompt.size(), r.tokens.size(), r.text.c_str());
-  write_profile(prof, m, s->model().file().path(), a.out_dir);
+  write_profile(prof, m, s->model().file().path(), a.out_dir, &load);
   return 0;
 }
 

@@ -7,6 +7,7 @@
 
 #include "apps/commands.h"
 #include "engine/sysinfo.h"
+#include "profile/load.h"
 #include "profile/profiler.h"
 
 namespace tokenscope::app {
@@ -42,7 +43,8 @@ int cmd_sysinfo(const SysinfoArgs& a);
 // The roofline of the machine for a run with these flags (threads, ISA), measured once and cached.
 MachineInfo machine_for(const CommonArgs& c, bool refresh = false);
 // Writes a profiled run's summary.json, trace.json (Perfetto) and report.html to out_dir and prints its stage table.
+// load: the machine's load while the run went on (recorded in the summary, warned about when disturbed).
 void write_profile(const profile::Profiler& prof, const MachineInfo& m, const std::string& model_path,
-                   const std::string& out_dir);
+                   const std::string& out_dir, const profile::LoadReport* load = nullptr);
 
 }  // namespace tokenscope::app

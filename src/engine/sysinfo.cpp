@@ -9,10 +9,18 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+#include <sys/utsname.h>
+#include <unistd.h>
 #include <vector>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "base/error.h"
 #include "base/huge_buffer.h"
+#include "profile/load.h"
 #include "formats/tensor_type.h"
 #include "runtime/thread_pool.h"
 
@@ -35,8 +43,60 @@ std::string cpu_name() {
 }  // namespace
 
 namespace {
+
 // Version of how measure_machine measures; cached entries of another version are not used.
-constexpr int kSysinfoMethod = 2;
+constexpr int kSysinfoMethod = 3;
+// Repeats of each figure (its median and range are kept).
+constexpr int kRepeats = 7;
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string read_line(const std::string& path) {
+  std::ifstream f(path);
+  std::string line;
+  std::getline(f, line);
+  return trim(line);
+}
+
+// "32K" / "1024K" / "32M" -> bytes; 0 if unreadable.
+double parse_size(const std::string& s) {
+  if (s.empty()) return 0;
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (end == s.c_str()) return 0;
+  const char u = *end;
+  return u == 'K' ? v * 1024 : u == 'M' ? v * 1024 * 1024 : u == 'G' ? v * 1024 * 1024 * 1024 : v;
+}
+
+// "0-1,4" -> 3 CPUs.
+int count_cpu_list(const std::string& s) {
+  int n = 0;
+  std::stringstream ss(s);
+  std::string part;
+  while (std::getline(ss, part, ',')) {
+    if (part.empty()) continue;
+    const size_t dash = part.find('-');
+    if (dash == std::string::npos) ++n;
+    else n += std::atoi(part.c_str() + dash + 1) - std::atoi(part.c_str()) + 1;
+  }
+  return std::max(1, n);
+}
+
+std::string kernel_release() {
+  utsname u{};
+  return uname(&u) == 0 ? u.release : "unknown";
+}
+
+// Measures fn (which returns a rate) kRepeats times.
+profile::Spread repeat(const std::function<double()>& fn) {
+  std::vector<double> v;
+  for (int i = 0; i < kRepeats; ++i) v.push_back(fn());
+  return profile::spread_of(v);
+}
+
 }  // namespace
 
 std::string sysinfo_cache_path() {
@@ -44,43 +104,199 @@ std::string sysinfo_cache_path() {
   return std::string(home ? home : "/tmp") + "/.cache/tokenscope/sysinfo.json";
 }
 
-MachineInfo measure_machine(int threads, kernels::Isa isa) {
+std::string CpuDescription::key() const {
+  std::string c;
+  for (const CacheInfo& ci : caches)
+    c += strfmt("%sL%d %.0fK/%d", c.empty() ? "" : " ", ci.level, ci.size / 1024, ci.shared_cpus);
+  return strfmt("cpu=%s; cpus=%d; caches=%s; kernel=%s; isa=%s; threads=%d; method=%d", cpu.c_str(), cpus,
+                c.c_str(), kernel.c_str(), isa.c_str(), threads, kSysinfoMethod);
+}
+
+std::vector<CacheInfo> sysfs_caches(const std::string& dir) {
+  std::vector<CacheInfo> out;
+  for (int i = 0; i < 16; ++i) {
+    const std::string d = dir + "/index" + std::to_string(i);
+    if (!std::filesystem::exists(d)) break;
+    const std::string type = read_line(d + "/type");
+    if (type != "Data" && type != "Unified") continue;
+    CacheInfo c;
+    c.level = std::atoi(read_line(d + "/level").c_str());
+    c.size = parse_size(read_line(d + "/size"));
+    const std::string shared = read_line(d + "/shared_cpu_list");
+    c.shared_cpus = shared.empty() ? 1 : count_cpu_list(shared);
+    if (c.level > 0 && c.size > 0) out.push_back(c);
+  }
+  std::sort(out.begin(), out.end(), [](const CacheInfo& a, const CacheInfo& b) { return a.level < b.level; });
+  return out;
+}
+
+std::vector<CacheInfo> cpuid_caches() {
+  std::vector<CacheInfo> out;
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  __cpuid(0, a, b, c, d);
+  const bool amd = b == 0x68747541;  // "Auth"enticAMD
+  unsigned leaf = 4;
+  if (amd) {
+    __cpuid(0x80000000, a, b, c, d);
+    if (a < 0x8000001D) return out;
+    leaf = 0x8000001D;
+  } else if (a < 4) {
+    return out;
+  }
+  for (unsigned i = 0; i < 16; ++i) {
+    __cpuid_count(leaf, i, a, b, c, d);
+    const unsigned type = a & 0x1f;
+    if (type == 0) break;
+    if (type != 1 && type != 3) continue;  // data or unified
+    CacheInfo ci;
+    ci.level = static_cast<int>((a >> 5) & 7);
+    ci.shared_cpus = static_cast<int>(((a >> 14) & 0xfff) + 1);
+    ci.size = static_cast<double>(((b >> 22) + 1) * (((b >> 12) & 0x3ff) + 1) * ((b & 0xfff) + 1)) * (c + 1.0);
+    out.push_back(ci);
+  }
+  std::sort(out.begin(), out.end(), [](const CacheInfo& x, const CacheInfo& y) { return x.level < y.level; });
+#endif
+  return out;
+}
+
+CpuDescription describe_cpu(int threads, kernels::Isa isa) {
+  CpuDescription d;
+  d.cpu = cpu_name();
+  d.cpus = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  d.caches = sysfs_caches("/sys/devices/system/cpu/cpu0/cache");
+  if (d.caches.empty()) d.caches = cpuid_caches();
+  d.kernel = kernel_release();
+  const char* features = kernels::table(isa).features;
+  d.isa = std::string(kernels::isa_name(isa)) + (features && *features ? std::string("+") + features : "");
+  d.threads = threads;
+  return d;
+}
+
+std::vector<profile::MemoryLevel> roofline_levels(const CpuDescription& d) {
+  std::vector<profile::MemoryLevel> out;
+  double below = 0;  // capacity of the level below (faster)
+  const int threads = std::max(1, d.threads);
+  for (const CacheInfo& c : d.caches) {
+    const int instances_total = std::max(1, d.cpus / std::max(1, c.shared_cpus));
+    const int used = std::min(instances_total, (threads + c.shared_cpus - 1) / std::max(1, c.shared_cpus));
+    const double cap = c.size * std::max(1, used);
+    if (cap <= below) continue;
+    profile::MemoryLevel l;
+    l.name = "L" + std::to_string(c.level);
+    l.capacity = cap;
+    l.working_set = below > 0 ? std::max(cap / 2, std::min(2 * below, 0.75 * cap)) : cap / 2;
+    out.push_back(l);
+    below = cap;
+  }
+  profile::MemoryLevel dram;
+  dram.name = "DRAM";
+  dram.working_set = std::min(2048.0 * 1024 * 1024, std::max(512.0 * 1024 * 1024, 4 * below));
+  out.push_back(dram);
+  return out;
+}
+
+MachineInfo measure_machine(const CpuDescription& d, kernels::Isa isa) {
   MachineInfo m;
-  m.cpu = cpu_name();
-  m.threads = threads;
+  m.cpu = d.cpu;
+  m.threads = d.threads;
   m.isa = kernels::isa_name(isa);
+  m.key = d.key();
+  const int threads = std::max(1, d.threads);
   ThreadPool pool(threads);
   const kernels::KernelTable& k = kernels::table(isa);
+  const profile::LoadWatch load_watch;
 
-  // Read bandwidth: 512 MiB on huge pages (as the packed weights are), each thread streams its share through
-  // the SIMD f32 dot kernel (the data dotted with itself: one read per cache line); best of 3 passes.
-  {
-    const size_t bytes = size_t{512} << 20;
-    const int64_t n = static_cast<int64_t>(bytes / sizeof(float));
-    HugeBuffer mem(bytes, "the bandwidth measurement");
-    auto* buf = static_cast<float*>(mem.data());
-    constexpr int64_t kChunk = 16384;  // floats per dot call (64 KiB)
-    pool.parallel_for(n, kChunk, [&](int64_t b, int64_t e, int) {
-      for (int64_t i = b; i < e; ++i) buf[i] = static_cast<float>(i & 7) * 0.125f;
-    });
-    std::vector<double> sink(static_cast<size_t>(threads));
-    double best = 0;
-    for (int pass = 0; pass < 3; ++pass) {
-      const auto t0 = std::chrono::steady_clock::now();
-      pool.parallel_for(n, kChunk, [&](int64_t b, int64_t e, int ith) {
-        double acc = 0;
-        for (int64_t i = b; i < e; i += kChunk) acc += k.dot_f32(std::min(kChunk, e - i), buf + i, buf + i);
-        sink[static_cast<size_t>(ith)] += acc;
-      });
-      best = std::max(best, static_cast<double>(bytes) / seconds_since(t0) / 1e9);
+  // Each level: a buffer of the level's working set, each thread reading its own contiguous share over and over
+  // (so a private cache holds the thread's share), timed over enough passes for ~20 ms.
+  // Decode's GEMV: the packed kernel of the default model's format (Q4_1, else another packed format), one token.
+  const kernels::WeightKernels* gw = nullptr;
+  TensorType gtype = TensorType::Q4_1;
+  for (TensorType t : {TensorType::Q4_1, TensorType::Q4_0, TensorType::Q8_0})
+    if (k.for_type(t).gemm_packed && k.for_type(t).pack_rows) {
+      gw = &k.for_type(t);
+      gtype = t;
+      break;
     }
-    m.read_gbs = best;
-    if (sink[0] == 42) std::fprintf(stderr, " ");  // keep the sums alive
+  constexpr int64_t kGemvK = 512;
+  std::vector<uint8_t> group, act;
+  if (gw) {
+    std::vector<float> x(kGemvK);
+    for (int64_t i = 0; i < kGemvK; ++i) x[static_cast<size_t>(i)] = std::sin(0.37f * static_cast<float>(i));
+    const size_t rb = row_size(gtype, kGemvK);
+    std::vector<uint8_t> rows(rb * kernels::kPackRows);
+    for (int r = 0; r < kernels::kPackRows; ++r) quantize_row(gtype, x.data(), rows.data() + r * rb, kGemvK);
+    group.resize(gw->packed_group_bytes(kGemvK));
+    gw->pack_rows(rows.data(), rb, kGemvK, group.data());
+    act.resize(row_size(gw->act_type, kGemvK));
+    gw->quantize_act(x.data(), act.data(), kGemvK);
   }
+  const std::vector<int32_t> sums(kGemvK / 32, 0);
+  std::vector<double> sink(static_cast<size_t>(threads) * 16, 0.0);
+  for (profile::MemoryLevel& l : roofline_levels(d)) {
+    const size_t per_thread = static_cast<size_t>(l.working_set / threads) / 4096 * 4096;
+    if (per_thread < 4096) continue;
+    HugeBuffer mem(per_thread * static_cast<size_t>(threads), "the bandwidth measurement");
+    auto* base = static_cast<uint8_t*>(mem.data());
+    // Stream: the f32 dot kernel, the buffer dotted with itself (one read per cache line).
+    pool.run([&](int ith, int) {
+      auto* f = reinterpret_cast<float*>(base + per_thread * static_cast<size_t>(ith));
+      for (size_t i = 0; i < per_thread / 4; ++i) f[i] = static_cast<float>(i & 7) * 0.125f;
+    });
+    auto stream_pass = [&](int reps) {
+      pool.run([&](int ith, int) {
+        const auto* f = reinterpret_cast<const float*>(base + per_thread * static_cast<size_t>(ith));
+        const int64_t n = static_cast<int64_t>(per_thread / 4);
+        constexpr int64_t kChunk = 16384;
+        double acc = 0;
+        for (int r = 0; r < reps; ++r)
+          for (int64_t i = 0; i < n; i += kChunk) acc += k.dot_f32(std::min(kChunk, n - i), f + i, f + i);
+        sink[static_cast<size_t>(ith) * 16] += acc;
+      });
+    };
+    // GEMV: the same buffer filled with copies of one packed group; each call reads one group's weight bytes.
+    const size_t groups = gw ? per_thread / group.size() : 0;
+    if (groups > 0)
+      pool.run([&](int ith, int) {
+        uint8_t* p = base + per_thread * static_cast<size_t>(ith);
+        for (size_t g = 0; g < groups; ++g) std::memcpy(p + g * group.size(), group.data(), group.size());
+      });
+    auto gemv_pass = [&](int reps) {
+      pool.run([&](int ith, int) {
+        const uint8_t* p = base + per_thread * static_cast<size_t>(ith);
+        float y[kernels::kPackRows];
+        float acc = 0;
+        for (int r = 0; r < reps; ++r)
+          for (size_t g = 0; g < groups; ++g) {
+            gw->gemm_packed(kGemvK, p + g * group.size(), act.data(), act.size(), sums.data(), 1, y, kernels::kPackRows);
+            acc += y[0];
+          }
+        sink[static_cast<size_t>(ith) * 16] += acc;
+      });
+    };
+    auto rate = [&](const std::function<void(int)>& pass, double bytes_per_pass) {
+      pass(1);  // warm: the level is filled, pages are mapped
+      auto t0 = std::chrono::steady_clock::now();
+      pass(1);
+      const double once = std::max(1e-6, seconds_since(t0));
+      const int reps = std::max(1, static_cast<int>(0.02 / once));
+      return repeat([&] {
+        const auto t = std::chrono::steady_clock::now();
+        pass(reps);
+        return bytes_per_pass * reps / seconds_since(t) / 1e9;
+      });
+    };
+    l.stream_gbs = rate(stream_pass, static_cast<double>(per_thread) * threads);
+    if (groups > 0) l.gemv_gbs = rate(gemv_pass, static_cast<double>(groups * group.size()) * threads);
+    l.gbs = l.gemv_gbs.median > l.stream_gbs.median ? l.gemv_gbs : l.stream_gbs;
+    m.levels.push_back(l);
+  }
+  if (!m.levels.empty()) m.read_gbs = m.levels.back().gbs.median;
+  if (sink[0] == 42) std::fprintf(stderr, " ");  // keep the sums alive
 
   // Peak int8: the fastest packed GEMM kernel as prefill calls it (the 16-row pair kernel with its full token
-  // count where the table has one, else 8 rows x 4 tokens), K = 2048, data in L1/L2, each kernel run for at
-  // least 0.2 s on every thread.
+  // count where the table has one, else 8 rows x 4 tokens), K = 2048, data in L1/L2, every thread busy; each
+  // repeat runs for at least 50 ms. The format with the highest median is the peak.
   {
     const int64_t K = 2048;
     std::vector<float> x(static_cast<size_t>(K));
@@ -92,29 +308,32 @@ MachineInfo measure_machine(int threads, kernels::Isa isa) {
       const int rows = pair ? 2 * kernels::kPackRows : kernels::kPackRows;
       const int nt = pair ? kernels::kPacked2MaxTokens : 4;
       const size_t rb = row_size(wt, K), ab = row_size(wk.act_type, K);
-      std::vector<uint8_t> wrows(rb * static_cast<size_t>(rows)), act(ab * static_cast<size_t>(nt));
+      std::vector<uint8_t> wrows(rb * static_cast<size_t>(rows)), a(ab * static_cast<size_t>(nt));
       for (int r = 0; r < rows; ++r) quantize_row(wt, x.data(), wrows.data() + r * rb, K);
-      for (int t = 0; t < nt; ++t) wk.quantize_act(x.data(), act.data() + t * ab, K);
+      for (int t = 0; t < nt; ++t) wk.quantize_act(x.data(), a.data() + t * ab, K);
       const size_t gb = wk.packed_group_bytes(K);
       std::vector<uint8_t> groups(gb * static_cast<size_t>(rows / kernels::kPackRows));
       for (int g = 0; g < rows / kernels::kPackRows; ++g)
         wk.pack_rows(wrows.data() + static_cast<size_t>(g * kernels::kPackRows) * rb, rb, K, groups.data() + g * gb);
-      std::vector<int32_t> sums(static_cast<size_t>(nt * K / 32), 0);
-      int64_t calls = 0;
-      const auto t0 = std::chrono::steady_clock::now();
-      while (seconds_since(t0) < 0.2) {
-        pool.run([&](int, int) {
-          std::vector<float> y(static_cast<size_t>(nt * rows));
-          for (int c = 0; c < 200; ++c) {
-            if (pair) wk.gemm_packed2(K, groups.data(), gb, act.data(), ab, sums.data(), nt, y.data(), rows);
-            else wk.gemm_packed(K, groups.data(), act.data(), ab, sums.data(), nt, y.data(), rows);
-          }
-        });
-        calls += 200;
-      }
-      const double gops = 2.0 * rows * nt * K * static_cast<double>(calls) * threads / seconds_since(t0) / 1e9;
-      m.peak_int8_gops = std::max(m.peak_int8_gops, gops);
+      std::vector<int32_t> s8(static_cast<size_t>(nt * K / 32), 0);
+      const profile::Spread sp = repeat([&] {
+        int64_t calls = 0;
+        const auto t0 = std::chrono::steady_clock::now();
+        while (seconds_since(t0) < 0.05) {
+          pool.run([&](int, int) {
+            std::vector<float> y(static_cast<size_t>(nt * rows));
+            for (int c = 0; c < 200; ++c) {
+              if (pair) wk.gemm_packed2(K, groups.data(), gb, a.data(), ab, s8.data(), nt, y.data(), rows);
+              else wk.gemm_packed(K, groups.data(), a.data(), ab, s8.data(), nt, y.data(), rows);
+            }
+          });
+          calls += 200;
+        }
+        return 2.0 * rows * nt * K * static_cast<double>(calls) * threads / seconds_since(t0) / 1e9;
+      });
+      if (sp.median > m.int8_spread.median) m.int8_spread = sp;
     }
+    m.peak_int8_gops = m.int8_spread.median;
   }
 
   // Peak f32: the attention tiles' small GEMM (gemm_f32_f16t, 32 x 64 x 64, in L1).
@@ -122,17 +341,25 @@ MachineInfo measure_machine(int threads, kernels::Isa isa) {
     const int64_t M = 32, N = 64, Kd = 64;
     std::vector<float> a(static_cast<size_t>(M * Kd), 0.5f);
     std::vector<uint16_t> b(static_cast<size_t>(N * Kd), 0x3C00);  // f16 1.0
-    int64_t calls = 0;
-    const auto t0 = std::chrono::steady_clock::now();
-    while (seconds_since(t0) < 0.2) {
-      pool.run([&](int, int) {
-        std::vector<float> c(static_cast<size_t>(M * N));
-        for (int r = 0; r < 500; ++r) k.gemm_f32_f16t(M, N, Kd, a.data(), Kd, b.data(), Kd, kernels::F16Chunks{}, c.data(), N, false);
-      });
-      calls += 500;
-    }
-    m.peak_f32_gflops = 2.0 * M * N * Kd * static_cast<double>(calls) * threads / seconds_since(t0) / 1e9;
+    m.f32_spread = repeat([&] {
+      int64_t calls = 0;
+      const auto t0 = std::chrono::steady_clock::now();
+      while (seconds_since(t0) < 0.05) {
+        pool.run([&](int, int) {
+          std::vector<float> c(static_cast<size_t>(M * N));
+          for (int r = 0; r < 500; ++r)
+            k.gemm_f32_f16t(M, N, Kd, a.data(), Kd, b.data(), Kd, kernels::F16Chunks{}, c.data(), N, false);
+        });
+        calls += 500;
+      }
+      return 2.0 * M * N * Kd * static_cast<double>(calls) * threads / seconds_since(t0) / 1e9;
+    });
+    m.peak_f32_gflops = m.f32_spread.median;
   }
+  const profile::LoadReport load = load_watch.stop(threads);
+  m.disturbed = load.disturbed;
+  m.load = load.line();
+  for (const std::string& w : load.warnings) m.load += "; " + w;
   const std::time_t t = std::time(nullptr);
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
@@ -140,48 +367,61 @@ MachineInfo measure_machine(int threads, kernels::Isa isa) {
   return m;
 }
 
-MachineInfo machine_info(int threads, kernels::Isa isa, bool refresh) {
-  const std::string path = sysinfo_cache_path();
+MachineInfo machine_info_cached(const std::string& path, const CpuDescription& d, bool refresh,
+                                const std::function<MachineInfo(const CpuDescription&)>& measure,
+                                const std::function<bool()>& quiet_now) {
   nlohmann::json all = nlohmann::json::array();
   if (std::filesystem::exists(path)) {
     try {
       all = nlohmann::json::parse(std::ifstream(path));
       if (!all.is_array()) all = nlohmann::json::array();
     } catch (const std::exception&) {
-      all = nlohmann::json::array();  // a damaged cache is re-measured
+      all = nlohmann::json::array();  // a damaged cache is measured again
     }
   }
-  const std::string cpu = cpu_name(), isa_s = kernels::isa_name(isa);
+  const std::string key = d.key();
   if (!refresh) {
     for (const auto& e : all) {
-      // Entries of an older measuring method (e.g. before the bandwidth moved to huge pages and the peaks to
-      // the widest kernels) are measured again.
-      if (e.value("cpu", "") == cpu && e.value("threads", 0) == threads && e.value("isa", "") == isa_s &&
-          e.value("method", 1) == kSysinfoMethod) {
-        MachineInfo m;
-        m.cpu = cpu;
-        m.threads = threads;
-        m.isa = isa_s;
-        m.read_gbs = e.value("read_gbs", 0.0);
-        m.peak_int8_gops = e.value("peak_int8_gops", 0.0);
-        m.peak_f32_gflops = e.value("peak_f32_gflops", 0.0);
-        m.measured_at = e.value("measured_at", "");
-        m.from_cache = true;
-        if (m.read_gbs > 0 && m.peak_int8_gops > 0 && m.peak_f32_gflops > 0) return m;
-      }
+      if (!e.is_object() || e.value("key", "") != key) continue;
+      MachineInfo m = profile::machine_info_from_json(e.dump());
+      m.from_cache = true;
+      if (!(m.peak_int8_gops > 0 && m.peak_f32_gflops > 0 && !m.levels.empty())) continue;
+      // Figures measured on a disturbed machine are measured again once the machine is quiet.
+      if (m.disturbed && quiet_now && quiet_now()) break;
+      return m;
     }
   }
-  MachineInfo m = measure_machine(threads, isa);
+  MachineInfo m = measure(d);
+  m.key = key;
+  // Entries of other keys stay (another thread count or ISA on this machine, or an older version's entries
+  // without a key, which that version still reads), the newest 16 of them.
   nlohmann::json kept = nlohmann::json::array();
   for (const auto& e : all)
-    if (!(e.value("cpu", "") == cpu && e.value("threads", 0) == threads && e.value("isa", "") == isa_s)) kept.push_back(e);
-  auto entry = nlohmann::json::parse(machine_info_json(m));
-  entry["method"] = kSysinfoMethod;
-  kept.push_back(entry);
+    if (e.is_object() && e.value("key", "") != key) kept.push_back(e);
+  while (kept.size() > 16) kept.erase(kept.begin());
+  kept.push_back(nlohmann::json::parse(machine_info_json(m)));
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  std::ofstream(path) << kept.dump(2) << "\n";
+  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
+  {
+    std::ofstream f(tmp);
+    f << kept.dump(2) << "\n";
+  }
+  std::filesystem::rename(tmp, path, ec);  // atomic: concurrent runs never read half a file
+  if (ec) std::filesystem::remove(tmp, ec);
   return m;
+}
+
+MachineInfo machine_info(int threads, kernels::Isa isa, bool refresh) {
+  // Quiet: over 100 ms, other tasks used less than a tenth of a CPU beyond the ones the run leaves free.
+  auto quiet = [threads] {
+    const profile::LoadWatch w;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const profile::LoadReport r = w.stop(threads);
+    return r.measured && r.others_cpus < std::max(0, r.cpus - threads) + 0.1 && r.steal_share < 0.02;
+  };
+  return machine_info_cached(sysinfo_cache_path(), describe_cpu(threads, isa), refresh,
+                             [isa](const CpuDescription& d) { return measure_machine(d, isa); }, quiet);
 }
 
 }  // namespace tokenscope

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "profile/roofline.h"
 
 namespace tokenscope::profile {
 
@@ -63,20 +64,32 @@ std::string tables(const json& S) {
                 esc(str(st, "bottleneck")).c_str(), esc(str(st, "observations")).c_str());
   h += "</table>\n";
   for (const json& st : S["stages"]) {
-    h += strfmt("<h3>%s: %d steps, %.0f tokens, %.1f ms, %.1f tok/s, %.2f FLOP/byte, %s</h3>\n",
+    // The verdict below the heading (summaries of older versions have only the bottleneck).
+    h += strfmt("<h3>%s: %d steps, %.0f tokens, %.1f ms, %.1f tok/s, %.2f FLOP/byte%s%s</h3>\n",
                 esc(str(st, "stage")).c_str(), static_cast<int>(num(st, "steps")), num(st, "tokens"), num(st, "ms"),
-                num(st, "tok_s"), num(st, "ai"), esc(str(st, "bottleneck")).c_str());
+                num(st, "tok_s"), num(st, "ai"), str(st, "verdict").empty() ? ", " : "",
+                str(st, "verdict").empty() ? esc(str(st, "bottleneck")).c_str() : "");
+    if (!str(st, "verdict").empty())
+      h += "<p class=\"verdict\">" + esc(str(st, "stage")) + ": " + esc(str(st, "verdict")) + "</p>\n";
     h += "<table class=\"ops\"><tr><th>op</th><th>kind</th><th>calls</th><th>ms</th><th>share</th><th>GFLOP/s</th>"
-         "<th>GB/s</th><th>FLOP/byte</th><th>bound</th><th>% of bandwidth</th><th>% of peak</th><th>% of roof</th></tr>\n";
+         "<th>GB/s</th><th>FLOP/byte</th><th>working set</th><th>roof</th><th>% of roof</th></tr>\n";
     const json& rows = st.contains("by_name") ? st["by_name"] : st["ops"];
-    for (const json& o : rows)
-      h += strfmt("<tr><td>%s</td><td>%s</td><td>%d</td><td>%.2f</td><td>%.1f%%</td><td>%.1f</td><td>%.1f</td>"
-                  "<td>%.2f</td><td>%s</td><td>%.0f%%</td><td>%.0f%%</td><td>%.0f%%</td></tr>\n",
-                  esc(str(o, "kind")).c_str(), esc(str(o, "op_kind")).c_str(), static_cast<int>(num(o, "count")),
-                  num(o, "ms"), 100 * num(o, "share"), num(o, "gflops_s"), num(o, "gbs"), num(o, "ai"),
-                  esc(str(o, "bound")).c_str(), 100 * num(o, "bw_util"), 100 * num(o, "compute_util"),
-                  100 * num(o, "roof_util"));
+    std::string over;
+    for (const json& o : rows) {
+      const bool has_level = !str(o, "roof").empty();
+      const std::string roof = has_level ? str(o, "roof") : "DRAM bandwidth (old summary)";
+      const double share = has_level ? num(o, "roof_share") : num(o, "roof_util");
+      const std::string note = str(o, "over_note");
+      h += strfmt("<tr%s><td>%s</td><td>%s</td><td>%d</td><td>%.2f</td><td>%.1f%%</td><td>%.1f</td><td>%.1f</td>"
+                  "<td>%.2f</td><td>%s</td><td>%s</td><td>%.0f%%%s</td></tr>\n",
+                  note.empty() ? "" : " class=\"over\"", esc(str(o, "kind")).c_str(), esc(str(o, "op_kind")).c_str(),
+                  static_cast<int>(num(o, "count")), num(o, "ms"), 100 * num(o, "share"), num(o, "gflops_s"),
+                  num(o, "gbs"), num(o, "ai"), num(o, "working_set") > 0 ? human_bytes(num(o, "working_set")).c_str() : "",
+                  esc(roof).c_str(), 100 * share, note.empty() ? "" : " *");
+      if (!note.empty()) over += "<li>" + esc(str(o, "kind")) + ": " + esc(note) + "</li>";
+    }
     h += "</table>\n";
+    if (!over.empty()) h += "<ul class=\"overnotes\">" + over + "</ul>\n";
   }
   if (!S["stages"].empty() && S["stages"][0].contains("counters") && !S["stages"][0]["counters"].empty()) {
     h += "<h3>Counters per stage (summed over threads; per token in parentheses)</h3>\n<table id=\"counter-table\">"
@@ -107,7 +120,8 @@ td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top}
 td:first-child,th:first-child,td.obs,#stage-table td{text-align:left}
 #stage-table td.obs{max-width:620px}
 tr.prefill td:first-child{color:#c55a11;font-weight:bold} tr.decode td:first-child{color:#2f6db5;font-weight:bold} tr.mixed td:first-child{color:#6a8f2f;font-weight:bold}
-.note{color:#a40} .meta{color:#555;font-size:13px} #nocharts{display:none;color:#a40}
+.note{color:#a40} .warn{background:#fde8d8;border:1px solid #e0a080;padding:0.5em;color:#8a2a00}
+.verdict{font-weight:bold;margin:0.3em 0} tr.over td{background:#fff3e0} .overnotes{font-size:13px;color:#8a4a00} .meta{color:#555;font-size:13px} #nocharts{display:none;color:#a40}
 )CSS";
 
 constexpr const char* kScript = R"JS(
@@ -192,32 +206,52 @@ constexpr const char* kScript = R"JS(
     (st.by_name || st.ops).forEach(function (o) { if (o.ai > 0 && o.gflops_s > 0) pts.push(o.ai); });
     if (st.ai > 0) pts.push(st.ai);
   });
-  const ridge8 = M.read_gbs > 0 ? M.peak_int8_gops / M.read_gbs : 1;
-  const ridge32 = M.read_gbs > 0 ? M.peak_f32_gflops / M.read_gbs : 1;
-  const xmin = Math.min.apply(null, pts.concat([ridge32, ridge8])) / 4;
-  const xmax = Math.max.apply(null, pts.concat([ridge32, ridge8])) * 4;
-  const roof = function (peak, ridge) {
-    return [{x: xmin, y: xmin * M.read_gbs}, {x: ridge, y: peak}, {x: xmax, y: peak}];
-  };
-  const rdata = [
-    {type: 'line', label: 'int8 roof (' + Math.round(M.peak_int8_gops) + ' GOP/s, ' + (M.read_gbs || 0).toFixed(1) + ' GB/s)',
-     data: roof(M.peak_int8_gops, ridge8), borderColor: '#333', borderWidth: 2, pointRadius: 0, showLine: true, fill: false},
-    {type: 'line', label: 'f32 roof (' + Math.round(M.peak_f32_gflops) + ' GFLOP/s)', data: roof(M.peak_f32_gflops, ridge32),
-     borderColor: '#999', borderDash: [6, 4], borderWidth: 1.5, pointRadius: 0, showLine: true, fill: false}
-  ];
+  // One memory roof per level of the hierarchy (cache-aware roofline), each meeting the int8 peak at its ridge.
+  const levels = (M.levels && M.levels.length) ? M.levels.map(function (l) { return {name: l.name, gbs: l.gbs.median, cap: l.capacity}; })
+                                               : [{name: 'DRAM', gbs: M.read_gbs || 1, cap: 0}];
+  const ridges = levels.map(function (l) { return M.peak_int8_gops / l.gbs; });
+  const ridge32 = M.peak_f32_gflops / levels[levels.length - 1].gbs;
+  const xmin = Math.min.apply(null, pts.concat(ridges, [ridge32])) / 4;
+  const xmax = Math.max.apply(null, pts.concat(ridges, [ridge32])) * 4;
+  const levelColor = {L1: '#7b3294', L2: '#c2a5cf', L3: '#5aae61', DRAM: '#333333'};
+  const rdata = levels.map(function (l, i) {
+    const r = ridges[i];
+    return {type: 'line', label: l.name + ' roof (' + l.gbs.toFixed(1) + ' GB/s)', showLine: true, fill: false, pointRadius: 0,
+            borderColor: levelColor[l.name] || '#888', borderWidth: l.name === 'DRAM' ? 2 : 1.5, borderDash: l.name === 'DRAM' ? [] : [4, 3],
+            data: [{x: xmin, y: xmin * l.gbs}, {x: r, y: M.peak_int8_gops}, {x: xmax, y: M.peak_int8_gops}]};
+  });
+  rdata.push({type: 'line', label: 'int8 peak (' + Math.round(M.peak_int8_gops) + ' GOP/s)', showLine: true, fill: false,
+              pointRadius: 0, borderColor: '#000', borderWidth: 1, data: [{x: xmin, y: M.peak_int8_gops}, {x: xmax, y: M.peak_int8_gops}]});
+  rdata.push({type: 'line', label: 'f32 peak (' + Math.round(M.peak_f32_gflops) + ' GFLOP/s)', showLine: true, fill: false,
+              pointRadius: 0, borderColor: '#999', borderDash: [6, 4], borderWidth: 1.5,
+              data: [{x: xmin, y: xmin * levels[levels.length - 1].gbs}, {x: ridge32, y: M.peak_f32_gflops}, {x: xmax, y: M.peak_f32_gflops}]});
   stages.forEach(function (st) {
     const label = st.stage + ((st.mean_batch || 1) > 1 ? ' (B = ' + Math.round(st.mean_batch * 10) / 10 + ')' : '');
-    rdata.push({label: label + ' ops', pointStyle: st.stage === 'prefill' ? 'circle' : 'triangle', pointRadius: 5,
+    rdata.push({label: label + ' ops', labelPoints: true, pointStyle: st.stage === 'prefill' ? 'circle' : 'triangle', pointRadius: 5,
                 backgroundColor: stageColor[st.stage] + 'aa', borderColor: stageColor[st.stage],
                 data: (st.by_name || st.ops).filter(function (o) { return o.ai > 0 && o.gflops_s > 0; })
-                  .map(function (o) { return {x: o.ai, y: o.gflops_s, name: o.kind, bound: o.bound, share: o.share}; })});
+                  .map(function (o) { return {x: o.ai, y: o.gflops_s, name: o.kind, bound: o.bound, share: o.share,
+                                              verdict: o.verdict || ''}; })});
     if (st.ai > 0 && st.gflops_s > 0)
-      rdata.push({label: label + ' (whole stage)', pointStyle: 'rectRot', pointRadius: 10, borderWidth: 2,
+      rdata.push({label: label + ' (whole stage)', labelPoints: true, pointStyle: 'rectRot', pointRadius: 10, borderWidth: 2,
                   backgroundColor: stageColor[st.stage], borderColor: '#000',
-                  data: [{x: st.ai, y: st.gflops_s, name: st.stage + ' stage', bound: st.bound, share: 1}]});
+                  data: [{x: st.ai, y: st.gflops_s, name: st.stage, bound: st.bound, share: 1, verdict: st.verdict || ''}]});
   });
+  // Each op's and stage's name next to its point.
+  const pointLabels = {id: 'pointLabels', afterDatasetsDraw: function (chart) {
+    const ctx = chart.ctx;
+    ctx.save();
+    ctx.font = '10px sans-serif';
+    ctx.fillStyle = '#333';
+    chart.data.datasets.forEach(function (ds, i) {
+      if (!ds.labelPoints || !chart.isDatasetVisible(i)) return;
+      chart.getDatasetMeta(i).data.forEach(function (el, j) { ctx.fillText(ds.data[j].name, el.x + 7, el.y - 5); });
+    });
+    ctx.restore();
+  }};
   charts.push(new Chart(canvas('roofline'), {
     type: 'scatter',
+    plugins: [pointLabels],
     data: {datasets: rdata},
     options: {
       scales: {
@@ -225,12 +259,12 @@ constexpr const char* kScript = R"JS(
         y: {type: 'logarithmic', title: {display: true, text: 'GFLOP/s or GOP/s (log)'}}
       },
       plugins: {
-        title: {display: true, text: 'Roofline: ops per stage (left of the ridge: memory-bound)'},
+        title: {display: true, text: 'Cache-aware roofline: ops per stage, one memory roof per level (left of a ridge: memory-bound)'},
         tooltip: {callbacks: {label: function (c) {
           const d = c.raw;
           if (!d.name) return c.dataset.label;
-          return d.name + ': ' + d.x.toFixed(2) + ' FLOP/B, ' + d.y.toFixed(1) + ' GFLOP/s, ' + d.bound + '-bound, ' +
-                 (100 * d.share).toFixed(1) + '% of stage';
+          return [d.name + ': ' + d.x.toFixed(2) + ' FLOP/B, ' + d.y.toFixed(1) + ' GFLOP/s, ' +
+                  (100 * d.share).toFixed(1) + '% of stage', d.verdict];
         }}}
       }
     }
@@ -326,12 +360,32 @@ std::string html_report(const std::string& summary_json, const std::string& char
   h += "<style>" + std::string(kStyle) + "</style>\n";
   if (!chartjs_source.empty()) h += "<script>" + script_safe(chartjs_source) + "</script>\n";
   h += "</head>\n<body>\n<h1>tokenscope profile: where the time goes, prefill vs decode</h1>\n";
-  h += strfmt("<p class=\"meta\">model %s<br>machine %s, %d threads, %s: read bandwidth %.1f GB/s, int8 peak %.0f GOP/s, "
-              "f32 peak %.0f GFLOP/s (ridge %.1f int8 ops/byte), measured %s</p>\n",
+  std::string roofs;
+  if (M.contains("levels") && M["levels"].is_array() && !M["levels"].empty()) {
+    for (const json& l : M["levels"]) {
+      const json& g = l.contains("gbs") ? l["gbs"] : json::object();
+      roofs += strfmt("%s%s%s %.1f GB/s (%.1f-%.1f); ", esc(str(l, "name")).c_str(), num(l, "capacity") > 0 ? " " : "",
+                      num(l, "capacity") > 0 ? human_bytes(num(l, "capacity")).c_str() : "", num(g, "median"),
+                      num(g, "lo"), num(g, "hi"));
+    }
+  } else {
+    roofs = strfmt("read bandwidth %.1f GB/s; ", num(M, "read_gbs"));
+  }
+  h += strfmt("<p class=\"meta\">model %s<br>machine %s, %d threads, %s: %sint8 peak %.0f GOP/s, f32 peak %.0f "
+              "GFLOP/s, measured %s</p>\n",
               esc(str(S, "model")).c_str(), esc(str(M, "cpu")).c_str(), static_cast<int>(num(M, "threads")),
-              esc(str(M, "isa")).c_str(), num(M, "read_gbs"), num(M, "peak_int8_gops"), num(M, "peak_f32_gflops"),
-              num(M, "read_gbs") > 0 ? num(M, "peak_int8_gops") / num(M, "read_gbs") : 0.0,
+              esc(str(M, "isa")).c_str(), roofs.c_str(), num(M, "peak_int8_gops"), num(M, "peak_f32_gflops"),
               esc(str(M, "measured_at")).c_str());
+  if (S.contains("load") && S["load"].is_object()) {
+    const json& L = S["load"];
+    h += "<p class=\"meta\" id=\"load\">" + esc(str(L, "line")) + "</p>\n";
+    if (L.contains("warnings") && L["warnings"].is_array() && !L["warnings"].empty()) {
+      h += "<div class=\"warn\" id=\"disturbed\"><b>Disturbed measurement:</b> the machine was busy while this ran, "
+           "so the figures are not this machine's best.<ul>";
+      for (const json& w : L["warnings"]) h += "<li>" + esc(w.is_string() ? w.get<std::string>() : w.dump()) + "</li>";
+      h += "</ul></div>\n";
+    }
+  }
   if (S.contains("notes"))
     for (const json& n : S["notes"]) h += "<p class=\"note\">note: " + esc(n.is_string() ? n.get<std::string>() : n.dump()) + "</p>\n";
   h += "<p id=\"nocharts\">Charts unavailable: Chart.js was not found when this report was written "

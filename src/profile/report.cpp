@@ -12,8 +12,15 @@ namespace {
 
 bool int8_kind(OpKind k) { return k == OpKind::matmul || k == OpKind::output; }
 
-void place(OpSummary& o, double peak, const MachineInfo& m) {
-  const RooflinePoint p = place_on_roofline(o.flops, o.bytes, o.ms, peak, m.read_gbs);
+// Weights and the KV cache were last touched a whole step ago, so an op that reads them finds them where the
+// step's working set lives; the other ops read activations the op before them just wrote (their own bytes).
+bool reads_step_data(OpKind k) {
+  return k == OpKind::matmul || k == OpKind::output || k == OpKind::attention || k == OpKind::embedding;
+}
+
+template <class T>
+void apply(T& o, const Placement& pl) {
+  const RooflinePoint& p = pl.point;
   o.ai = p.ai;
   o.gflops_s = p.gflops_s;
   o.gbs = p.gbs;
@@ -21,7 +28,22 @@ void place(OpSummary& o, double peak, const MachineInfo& m) {
   o.bw_util = p.bw_util;
   o.compute_util = p.compute_util;
   o.roof_util = p.roof_util;
-  o.peak = peak;
+  o.level = pl.level;
+  o.sized_level = pl.sized_level;
+  o.roof = pl.roof;
+  o.verdict = pl.verdict;
+  o.over_note = pl.over_note;
+  o.working_set = pl.working_set;
+  o.level_gbs = pl.level_gbs;
+  o.roof_share = pl.share;
+}
+
+void place(OpSummary& o, OpKind kind, double stage_ws, const MachineInfo& m) {
+  const bool i8 = int8_kind(kind);
+  const double ws = reads_step_data(kind) ? stage_ws : (o.count > 0 ? o.bytes / o.count : o.bytes);
+  apply(o, place_cache_aware(m, o.flops, o.bytes, o.ms, ws, i8 ? m.peak_int8_gops : m.peak_f32_gflops,
+                             i8 ? "int8 peak" : "f32 peak"));
+  o.peak = i8 ? m.peak_int8_gops : m.peak_f32_gflops;
 }
 
 std::string pct(double x) { return strfmt("%.0f%%", 100 * x); }
@@ -36,7 +58,8 @@ double counter(const StageSummary& s, const std::string& name, bool* found = nul
   return 0;
 }
 
-std::vector<OpSummary> aggregate(const Profiler& p, Stage st, const MachineInfo& m, double stage_ms, bool by_name) {
+std::vector<OpSummary> aggregate(const Profiler& p, Stage st, const MachineInfo& m, double stage_ms, double stage_ws,
+                                 bool by_name) {
   std::map<std::string, OpSummary> acc;
   std::map<std::string, OpKind> kinds;
   for (const auto& op : p.ops()) {
@@ -55,7 +78,7 @@ std::vector<OpSummary> aggregate(const Profiler& p, Stage st, const MachineInfo&
   std::vector<OpSummary> out;
   for (auto& [k, o] : acc) {
     o.share = stage_ms > 0 ? o.ms / stage_ms : 0;
-    place(o, int8_kind(kinds[k]) ? m.peak_int8_gops : m.peak_f32_gflops, m);
+    place(o, kinds[k], stage_ws, m);
     out.push_back(o);
   }
   std::sort(out.begin(), out.end(), [](const OpSummary& a, const OpSummary& b) { return a.ms > b.ms; });
@@ -63,16 +86,17 @@ std::vector<OpSummary> aggregate(const Profiler& p, Stage st, const MachineInfo&
 }
 
 std::string observations(const StageSummary& s, const MachineInfo& m, bool hardware) {
-  const double ridge = m.read_gbs > 0 ? m.peak_int8_gops / m.read_gbs : 0;
+  const double bw = s.level_gbs > 0 ? s.level_gbs : m.read_gbs;
+  const double ridge = bw > 0 ? m.peak_int8_gops / bw : 0;
   std::string o = strfmt("%lld tokens in %d step%s: %.1f tok/s, %.2f ms/step", static_cast<long long>(s.tokens),
                          s.steps, s.steps == 1 ? "" : "s", s.tok_s, s.ms_per_step);
-  o += strfmt("; %.1f FLOP/byte vs ridge %.1f", s.ai, ridge);
+  o += strfmt("; %.1f FLOP/byte vs the %s ridge %.1f", s.ai, s.level.empty() ? "DRAM" : s.level.c_str(), ridge);
   const OpSummary* mm = nullptr;
   for (const auto& op : s.ops)
     if (op.kind == "matmul") mm = &op;
   if (mm)
-    o += strfmt("; matmul %.1f FLOP/byte: %.1f GOP/s (%s of int8 peak), %.1f GB/s (%s of read bandwidth)", mm->ai,
-                mm->gflops_s, pct(mm->compute_util).c_str(), mm->gbs, pct(mm->bw_util).c_str());
+    o += strfmt("; matmul %.1f FLOP/byte: %.1f GOP/s (%s of int8 peak), %.1f GB/s (%s of the %s roof)", mm->ai,
+                mm->gflops_s, pct(mm->compute_util).c_str(), mm->gbs, pct(mm->bw_util).c_str(), mm->level.c_str());
   for (const auto& op : s.ops)
     if (op.kind == "output projection" && op.share >= 0.05)
       o += strfmt("; output projection alone %s", pct(op.share).c_str());
@@ -116,6 +140,9 @@ std::string step_name(const StepRecord& s) {
 ProfileSummary summarize(const Profiler& p, const MachineInfo& m) {
   ProfileSummary out;
   out.machine = m;
+  if (m.disturbed)
+    out.notes.push_back("the roofline was measured while the machine was busy (`tokenscope sysinfo` shows its load): "
+                        "its roofs are low, so shares of them read high; it is measured again once the machine is quiet");
   out.hardware_counters = p.counters() && p.counters()->hardware_available();
   if (p.counters() && !p.counters()->hardware_available()) out.notes.push_back(p.counters()->hardware_note());
   if (p.counters())
@@ -142,26 +169,19 @@ ProfileSummary summarize(const Profiler& p, const MachineInfo& m) {
     if (have_clock && n_threads > 0 && s.ms > 0) s.threads_busy = busy_ms / (s.ms * static_cast<double>(n_threads));
     s.tok_s = s.ms > 0 ? static_cast<double>(s.tokens) / (s.ms * 1e-3) : 0;
     s.ms_per_step = s.ms / s.steps;
-    s.ops = aggregate(p, st, m, s.ms, false);
-    s.by_name = aggregate(p, st, m, s.ms, true);
-    for (const OpSummary& o : s.ops) {
+    // Totals first (the stage's bytes per step are the working set the weight-reading ops are placed by).
+    for (const OpSummary& o : aggregate(p, st, MachineInfo{}, s.ms, 0, false)) {
       s.flops += o.flops;
       s.bytes += o.bytes;
       s.ops_ms += o.ms;
     }
-    const RooflinePoint rp = place_on_roofline(s.flops, s.bytes, s.ms, m.peak_int8_gops, m.read_gbs);
-    s.ai = rp.ai;
-    s.gflops_s = rp.gflops_s;
-    s.gbs = rp.gbs;
-    s.bound = rp.memory_bound ? "memory" : "compute";
-    s.bw_util = rp.bw_util;
-    s.compute_util = rp.compute_util;
-    s.roof_util = rp.roof_util;
+    const double ws = s.bytes / s.steps;
+    s.ops = aggregate(p, st, m, s.ms, ws, false);
+    s.by_name = aggregate(p, st, m, s.ms, ws, true);
+    apply(s, place_cache_aware(m, s.flops, s.bytes, s.ms, ws, m.peak_int8_gops, "int8 peak"));
     for (size_t i = 0; i < s.ops.size() && i < 3; ++i)
       s.main_ops += (i ? ", " : "") + s.ops[i].kind + " " + pct(s.ops[i].share);
-    s.bottleneck = s.bound + "-bound" +
-                   (rp.memory_bound ? strfmt(" (%s of read bandwidth)", pct(s.bw_util).c_str())
-                                    : strfmt(" (%s of int8 peak)", pct(s.compute_util).c_str()));
+    s.bottleneck = s.verdict;
     s.observations = observations(s, m, out.hardware_counters);
     out.stages.push_back(std::move(s));
   }
@@ -174,7 +194,10 @@ nlohmann::json op_json(const OpSummary& o) {
           {"ms", o.ms},           {"share", o.share},       {"flops", o.flops},
           {"bytes", o.bytes},     {"gflops_s", o.gflops_s}, {"gbs", o.gbs},
           {"ai", o.ai},           {"bound", o.bound},       {"bw_util", o.bw_util},
-          {"compute_util", o.compute_util}, {"roof_util", o.roof_util}, {"peak", o.peak}};
+          {"compute_util", o.compute_util}, {"roof_util", o.roof_util}, {"peak", o.peak},
+          {"level", o.level},     {"sized_level", o.sized_level}, {"roof", o.roof},
+          {"roof_share", o.roof_share}, {"working_set", o.working_set}, {"level_gbs", o.level_gbs},
+          {"verdict", o.verdict}, {"over_note", o.over_note}};
 }
 }  // namespace
 
@@ -184,6 +207,7 @@ std::string summary_json(const ProfileSummary& s, const Profiler& p, const std::
   j["machine"] = nlohmann::json::parse(machine_info_json(s.machine));
   j["machine"]["from_cache"] = s.machine.from_cache;
   j["notes"] = s.notes;
+  if (s.load.measured) j["load"] = nlohmann::json::parse(load_json(s.load));
   j["hardware_counters"] = s.hardware_counters;
   j["counter_names"] = p.counters() ? p.counters()->names() : std::vector<std::string>{};
   j["thread_ids"] = p.thread_ids();
@@ -206,6 +230,14 @@ std::string summary_json(const ProfileSummary& s, const Profiler& p, const std::
                          {"bw_util", st.bw_util},
                          {"compute_util", st.compute_util},
                          {"roof_util", st.roof_util},
+                         {"level", st.level},
+                         {"sized_level", st.sized_level},
+                         {"roof", st.roof},
+                         {"roof_share", st.roof_share},
+                         {"working_set", st.working_set},
+                         {"level_gbs", st.level_gbs},
+                         {"verdict", st.verdict},
+                         {"over_note", st.over_note},
                          {"threads_busy", st.threads_busy},
                          {"main_ops", st.main_ops},
                          {"bottleneck", st.bottleneck},
@@ -334,19 +366,40 @@ std::string stage_table_markdown(const ProfileSummary& s) {
   return out;
 }
 
+std::string machine_line(const MachineInfo& m) {
+  std::string roofs;
+  for (const MemoryLevel& l : m.levels)
+    roofs += strfmt(" | %s%s%s %.1f GB/s", l.name.c_str(), l.capacity > 0 ? " " : "",
+                    l.capacity > 0 ? human_bytes(l.capacity).c_str() : "", l.gbs.median);
+  if (m.levels.empty()) roofs = strfmt(" | read %.1f GB/s", m.read_gbs);
+  return strfmt("machine: %s, %d threads, %s%s | int8 peak %.0f GOP/s | f32 peak %.0f GFLOP/s%s", m.cpu.c_str(),
+                m.threads, m.isa.c_str(), roofs.c_str(), m.peak_int8_gops, m.peak_f32_gflops,
+                m.from_cache ? " (cached)" : "");
+}
+
 void print_profile_table(const ProfileSummary& s, FILE* out) {
-  std::fprintf(out, "machine: %s, %d threads, %s | read %.1f GB/s | int8 peak %.0f GOP/s | f32 peak %.0f GFLOP/s%s\n",
-               s.machine.cpu.c_str(), s.machine.threads, s.machine.isa.c_str(), s.machine.read_gbs,
-               s.machine.peak_int8_gops, s.machine.peak_f32_gflops, s.machine.from_cache ? " (cached)" : "");
+  std::fprintf(out, "%s\n", machine_line(s.machine).c_str());
+  if (s.load.measured) {
+    std::fprintf(out, "%s\n", s.load.line().c_str());
+    if (s.load.disturbed) {
+      std::fprintf(out, "WARNING: disturbed measurement, the figures below are not this machine's best:\n");
+      for (const std::string& w : s.load.warnings) std::fprintf(out, "  - %s\n", w.c_str());
+    }
+  }
   for (const std::string& n : s.notes) std::fprintf(out, "note: %s\n", n.c_str());
   for (const StageSummary& st : s.stages) {
-    std::fprintf(out, "\n%s: %d steps, %lld tokens, %.1f ms, %.1f tok/s, %.1f FLOP/byte, %s\n", st.stage.c_str(),
-                 st.steps, static_cast<long long>(st.tokens), st.ms, st.tok_s, st.ai, st.bottleneck.c_str());
-    std::fprintf(out, "  %-18s %6s %9s %7s %9s %8s %8s %-8s %6s %6s\n", "op", "calls", "ms", "share", "GFLOP/s", "GB/s",
-                 "FLOP/B", "bound", "bw%", "peak%");
-    for (const OpSummary& o : st.ops)
-      std::fprintf(out, "  %-18s %6d %9.2f %6.1f%% %9.1f %8.1f %8.2f %-8s %5.0f%% %5.0f%%\n", o.kind.c_str(), o.count,
-                   o.ms, 100 * o.share, o.gflops_s, o.gbs, o.ai, o.bound.c_str(), 100 * o.bw_util, 100 * o.compute_util);
+    std::fprintf(out, "\n%s: %d steps, %lld tokens, %.1f ms, %.1f tok/s, %.1f FLOP/byte\n  %s\n", st.stage.c_str(),
+                 st.steps, static_cast<long long>(st.tokens), st.ms, st.tok_s, st.ai, st.verdict.c_str());
+    std::fprintf(out, "  %-18s %6s %9s %7s %9s %8s %8s %-15s %6s\n", "op", "calls", "ms", "share", "GFLOP/s", "GB/s",
+                 "FLOP/B", "roof", "%roof");
+    std::vector<std::string> over;
+    for (const OpSummary& o : st.ops) {
+      const bool mark = !o.over_note.empty();
+      std::fprintf(out, "  %-18s %6d %9.2f %6.1f%% %9.1f %8.1f %8.2f %-15s %5.0f%%%s\n", o.kind.c_str(), o.count, o.ms,
+                   100 * o.share, o.gflops_s, o.gbs, o.ai, o.roof.c_str(), 100 * o.roof_share, mark ? " *" : "");
+      if (mark) over.push_back(o.kind + ": " + o.over_note);
+    }
+    for (const std::string& n : over) std::fprintf(out, "  * %s\n", n.c_str());
     if (!st.counters.empty()) {
       std::fprintf(out, "  counters:");
       for (const auto& [k, v] : st.counters) std::fprintf(out, " %s=%.0f", k.c_str(), v);

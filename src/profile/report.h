@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "profile/load.h"
 #include "profile/profiler.h"
 #include "profile/roofline.h"
 
@@ -22,8 +23,12 @@ struct OpSummary {
   double gflops_s = 0, gbs = 0, ai = 0;  // achieved GFLOP/s, GB/s, FLOPs per byte
   std::string bound;                 // "memory" or "compute" (from the roofline: AI vs peak / bandwidth)
   double bw_util = 0, compute_util = 0;  // fraction of measured read bandwidth / peak
-  double roof_util = 0;              // fraction of the attainable throughput at this AI
+  double roof_util = 0;              // fraction of the attainable throughput at this AI (placed level)
   double peak = 0;                   // the peak it is measured against (int8 for matmuls, f32 otherwise)
+  // The cache-aware placement (roofline.h): the level whose roof applies, the roof and the share of it, and
+  // the verdict ("bound by L3 bandwidth (...): 81% of the L3 roof"); over_note says why a share is above 100%.
+  std::string level, sized_level, roof, verdict, over_note;
+  double working_set = 0, level_gbs = 0, roof_share = 0;
 };
 
 struct StageSummary {
@@ -36,6 +41,8 @@ struct StageSummary {
   double flops = 0, bytes = 0, ai = 0, gflops_s = 0, gbs = 0;
   std::string bound;
   double bw_util = 0, compute_util = 0, roof_util = 0;
+  std::string level, sized_level, roof, verdict, over_note;  // the cache-aware placement, as for ops
+  double working_set = 0, level_gbs = 0, roof_share = 0;
   std::vector<OpSummary> ops;        // per kind, by time, largest first
   std::vector<OpSummary> by_name;    // per op name (attn_qkv, ffn_down, output, ...), by time
   std::vector<std::pair<std::string, double>> counters;  // summed over the stage's steps and threads
@@ -48,6 +55,7 @@ struct ProfileSummary {
   std::vector<StageSummary> stages;  // prefill, decode, mixed (those that occurred)
   std::vector<std::string> notes;    // e.g. "hardware counters are not available ..."
   bool hardware_counters = false;
+  LoadReport load;                   // the machine's load while the run went on (load.measured: recorded)
 };
 
 ProfileSummary summarize(const Profiler& p, const MachineInfo& m);
@@ -55,6 +63,8 @@ ProfileSummary summarize(const Profiler& p, const MachineInfo& m);
 std::string summary_json(const ProfileSummary& s, const Profiler& p, const std::string& model_path);
 std::string trace_json(const Profiler& p);
 void print_profile_table(const ProfileSummary& s, FILE* out);
+// "machine: AMD EPYC, 2 threads, avx512 | L1 64 KiB 310.2 GB/s | ... | int8 peak 470 GOP/s | ...".
+std::string machine_line(const MachineInfo& m);
 // The closing table alone (stage, main operations, bottleneck, key observations), as Markdown.
 std::string stage_table_markdown(const ProfileSummary& s);
 

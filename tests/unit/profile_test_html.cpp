@@ -53,7 +53,22 @@ std::string sample_summary() {
   m.read_gbs = 20;
   m.peak_int8_gops = 200;
   m.peak_f32_gflops = 50;
-  return summary_json(summarize(p, m), p, "tiny.gguf");
+  auto level = [](const char* name, double cap, double gbs) {
+    MemoryLevel l;
+    l.name = name;
+    l.capacity = cap;
+    l.gbs = Spread{gbs, 0.9 * gbs, 1.1 * gbs, 7};
+    return l;
+  };
+  m.levels = {level("L1", 64 << 10, 200), level("L2", 2 << 20, 100), level("L3", 32 << 20, 60), level("DRAM", 0, 20)};
+  ProfileSummary sum = summarize(p, m);
+  LoadSample a, b;
+  a.have_stat = b.have_stat = true;
+  a.stat_cpus = b.stat_cpus = 1;
+  b.wall_s = 1;
+  b.total_j = 100;  // others busy the whole second on the only CPU
+  sum.load = compare_load(a, b, 1);
+  return summary_json(sum, p, "tiny.gguf");
 }
 
 TEST(ProfileHtml, SelfContainedWithTheStageTable) {
@@ -65,6 +80,11 @@ TEST(ProfileHtml, SelfContainedWithTheStageTable) {
   for (const char* id : {"timeline", "breakdown", "roofline", "counters", "threads"})
     EXPECT_NE(html.find(std::string("<canvas id=\"") + id + "\">"), std::string::npos) << id;
   EXPECT_NE(html.find("test &lt;CPU&gt; &amp; co"), std::string::npos);  // escaped text
+  // The roofs per level at the top, and the disturbed run's warning with its figure.
+  EXPECT_NE(html.find("L3 32.0 MiB 60.0 GB/s"), std::string::npos);
+  EXPECT_NE(html.find("id=\"disturbed\""), std::string::npos);
+  EXPECT_NE(html.find("other tasks used 1.00 of the 1 CPUs"), std::string::npos);
+  EXPECT_NE(html.find("class=\"verdict\">decode: bound by"), std::string::npos);
   EXPECT_NE(html.find("/* Chart.js would be here */"), std::string::npos);  // inlined
   // Nothing fetched from the network: no external scripts, styles or images.
   EXPECT_EQ(html.find("src=\"http"), std::string::npos);
