@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "engine/session.h"
 #include "gguf/gguf.h"
+#include "profile/load.h"
 #include "profile/profiler.h"
 #include "kernels/kernels.h"
 
@@ -289,6 +290,16 @@ int cmd_bench(const BenchArgs& a) {
     }
   }
   bool csv_header = false;
+  // The machine's load over each row's repetitions: into the record, and a warning when disturbed.
+  std::vector<std::string> disturbed;
+  auto note_load = [&](nlohmann::json& rec, const profile::LoadReport& load, const std::string& row) {
+    rec["load"] = nlohmann::json::parse(profile::load_json(load));
+    if (load.disturbed) {
+      std::string w = row + ": ";
+      for (size_t i = 0; i < load.warnings.size(); ++i) w += (i ? "; " : "") + load.warnings[i];
+      disturbed.push_back(w);
+    }
+  };
   for (const std::string& model_arg : models) {
     const std::string path = resolve_model(model_arg);
     {
@@ -346,6 +357,7 @@ int cmd_bench(const BenchArgs& a) {
                   for (int B : a.batch) {
                     if (!a.no_warmup) run_batched(*e, std::min(B, 2), std::min(pp, 8), 1, a.ubatch, 7);
                     std::vector<double> t_pp, t_tg, s_pp, s_tg, s_all;
+                    const profile::LoadWatch load_watch;
                     for (int r = 0; r < a.reps; ++r) {
                       const auto [dp, dg] = run_batched(*e, B, pp, tg, a.ubatch, 100 + static_cast<uint32_t>(r));
                       t_pp.push_back(dp * 1e-9);
@@ -379,6 +391,8 @@ int cmd_bench(const BenchArgs& a) {
                                           {"samples_speed_tg", s_tg},
                                           {"stddev_speed_tg", stats(s_tg).stddev}};
                     rec = common(std::move(rec), *e);
+                    note_load(rec, load_watch.stop(e->n_threads()),
+                              strfmt("pp %d, tg %d, B %d, %d threads", pp, tg, B, e->n_threads()));
                     if (md) {
                       std::printf("| %-34s | %-6s | %7d | %-4s | %6d | %6d | %4d | %6lld | %8.3f | %10.2f | %8.3f | "
                                   "%8.2f ± %6.2f | %8.3f | %10.2f |\n",
@@ -412,6 +426,7 @@ int cmd_bench(const BenchArgs& a) {
                 run_once(*s, w);
               }
               std::vector<double> ns, ts;
+              const profile::LoadWatch load_watch;
               for (int r = 0; r < a.reps; ++r) {
                 const double dt = run_once(*s, t);
                 ns.push_back(dt);
@@ -430,6 +445,7 @@ int cmd_bench(const BenchArgs& a) {
                   {"samples_ts", ts},
               };
               rec = common(std::move(rec), s->engine());
+              note_load(rec, load_watch.stop(s->n_threads()), t.name() + strfmt(", %d threads", s->n_threads()));
               if (md) {
                 std::printf("| %-34s | %6.2f MiB | %6.2f M | %-6s | %7d | %-7s | %-4s | %14s | %11.2f ± %6.2f |\n",
                             fname.substr(0, 34).c_str(), static_cast<double>(size) / (1 << 20),
@@ -460,6 +476,8 @@ int cmd_bench(const BenchArgs& a) {
     }
   }
   if (md) std::printf("\npeak RSS: %.1f MiB\n", static_cast<double>(peak_rss_bytes()) / (1 << 20));
+  // Disturbed rows, after the table (in JSON each record carries its "load").
+  for (const std::string& w : disturbed) std::fprintf(stderr, "WARNING: disturbed measurement: %s\n", w.c_str());
   if (a.output == "json") std::printf("%s\n", records.dump(2).c_str());
   return 0;
 }
