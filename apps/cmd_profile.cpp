@@ -6,6 +6,7 @@
 #include "base/error.h"
 #include "engine/scheduler.h"
 #include "engine/sysinfo.h"
+#include "profile/compare.h"
 #include "profile/html_report.h"
 #include "profile/pfm_events.h"
 #include "profile/report.h"
@@ -47,12 +48,55 @@ CLI::App* add_sysinfo_command(CLI::App& app, SysinfoArgs& a) {
 }
 
 CLI::App* add_report_command(CLI::App& app, ReportArgs& a) {
-  CLI::App* cmd = app.add_subcommand("report", "Rebuild DIR/report.html from DIR/summary.json (written by profile)");
-  cmd->add_option("dir", a.dir, "Directory written by tokenscope profile")->required();
+  CLI::App* cmd = app.add_subcommand(
+      "report", "Rebuild DIR/report.html from DIR/summary.json (written by profile), or compare two runs (--compare A B)");
+  auto* dir = cmd->add_option("dir", a.dir, "Directory written by tokenscope profile");
+  auto* cmp = cmd->add_option("--compare", a.compare,
+                              "Two runs side by side, like perf diff: two profile directories (per stage, op and layer: "
+                              "time per token, throughput, share of the roof, ratio) or two bench JSON outputs")
+                  ->expected(2);
+  cmd->add_option("-o,--output", a.output, "Where --compare writes its page (default: B/compare.html)");
+  dir->excludes(cmp);
   return cmd;
 }
 
+namespace {
+int cmd_compare(const ReportArgs& a) {
+  auto load = [](const std::string& arg) {
+    const bool is_dir = std::filesystem::is_directory(arg);
+    const std::string path = is_dir ? arg + "/summary.json" : arg;
+    if (!std::filesystem::exists(path))
+      fail("%s: not found%s", path.c_str(), is_dir ? " (a directory written by tokenscope profile has one)" : "");
+    const std::string text = profile::read_text_file(path);
+    if (text.empty()) fail("%s: cannot read, or empty", path.c_str());
+    return text;
+  };
+  const std::string& A = a.compare[0];
+  const std::string& B = a.compare[1];
+  profile::Comparison c;
+  try {
+    c = profile::compare_runs(load(A), load(B), A, B);
+  } catch (const Error& e) {
+    fail("report --compare: %s", e.what());
+  }
+  std::printf("%s", profile::comparison_table(c).c_str());
+  std::string out = a.output;
+  if (out.empty()) {
+    if (std::filesystem::is_directory(B)) out = B + "/compare.html";
+    else out = (B.size() > 5 && B.substr(B.size() - 5) == ".json" ? B.substr(0, B.size() - 5) : B) + ".compare.html";
+  }
+  const std::string chartjs = profile::find_chartjs();
+  std::ofstream f(out);
+  f << profile::comparison_html(c, chartjs.empty() ? "" : profile::read_text_file(chartjs));
+  if (!f) fail("%s: cannot write", out.c_str());
+  std::printf("\nwrote %s%s\n", out.c_str(), chartjs.empty() ? " (without charts: Chart.js not found)" : "");
+  return 0;
+}
+}  // namespace
+
 int cmd_report(const ReportArgs& a) {
+  if (!a.compare.empty()) return cmd_compare(a);
+  if (a.dir.empty()) fail("report: give a profile directory, or --compare A B");
   const std::string in = a.dir + "/summary.json";
   const std::string summary = profile::read_text_file(in);
   if (summary.empty()) fail("%s: cannot read (run tokenscope profile -o %s first)", in.c_str(), a.dir.c_str());
@@ -123,6 +167,7 @@ void write_profile(const profile::Profiler& prof, const MachineInfo& m, const st
   if (ec) fail("%s: cannot create the output directory: %s", out_dir.c_str(), ec.message().c_str());
   ProfileSummary sum = profile::summarize(prof, m);
   if (load) sum.load = *load;
+  sum.command = profile::this_command_line();
   auto write = [&](const std::string& name, const std::string& content) {
     const std::string path = out_dir + "/" + name;
     std::ofstream f(path);

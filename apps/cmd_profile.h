@@ -32,6 +32,8 @@ struct SysinfoArgs {
 
 struct ReportArgs {
   std::string dir;
+  std::vector<std::string> compare;  // --compare A B: two profile directories (or summary.json) or bench JSON files
+  std::string output;                // the comparison page (default: B/compare.html, or B.compare.html for bench)
 };
 
 CLI::App* add_report_command(CLI::App& app, ReportArgs& a);

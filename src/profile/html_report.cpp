@@ -10,11 +10,7 @@
 
 namespace tokenscope::profile {
 
-namespace {
-
-using nlohmann::json;
-
-std::string esc(const std::string& s) {
+std::string html_escape(const std::string& s) {
   std::string o;
   o.reserve(s.size());
   for (char c : s) {
@@ -29,7 +25,6 @@ std::string esc(const std::string& s) {
   return o;
 }
 
-// Text placed inside <script>: no "</" may close the element early.
 std::string script_safe(const std::string& s) {
   std::string o;
   o.reserve(s.size());
@@ -43,6 +38,12 @@ std::string script_safe(const std::string& s) {
   }
   return o;
 }
+
+namespace {
+
+using nlohmann::json;
+
+std::string esc(const std::string& s) { return html_escape(s); }
 
 double num(const json& j, const char* k) { return j.contains(k) && j[k].is_number() ? j[k].get<double>() : 0.0; }
 std::string str(const json& j, const char* k) { return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : ""; }

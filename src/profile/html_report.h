@@ -17,6 +17,10 @@ std::string find_chartjs();
 // The report page from summary.json's text; chartjs_source is inlined (empty: tables only, with a note).
 // Throws Error if summary_json is not a tokenscope summary.
 std::string html_report(const std::string& summary_json, const std::string& chartjs_source);
+// Text for HTML element content and attribute values (< > & " escaped).
+std::string html_escape(const std::string& s);
+// Text placed inside <script>: no "</" may close the element early.
+std::string script_safe(const std::string& s);
 // Reads a whole file ("" if it cannot be read).
 std::string read_text_file(const std::string& path);
 

@@ -1,6 +1,8 @@
 #include "profile/report.h"
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -137,6 +139,26 @@ std::string step_name(const StepRecord& s) {
   return strfmt("%s: %zu sequences, n_eval %lld", stage_name(s.stage), s.seqs.size(), static_cast<long long>(s.n_eval));
 }
 
+std::string this_command_line() {
+  std::ifstream f("/proc/self/cmdline", std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::string out, arg;
+  auto flush = [&] {
+    const bool plain = !arg.empty() && arg.find_first_not_of(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == std::string::npos;
+    std::string q = "'";
+    for (char c : arg) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    out += (out.empty() ? "" : " ") + (plain ? arg : q + "'");
+    arg.clear();
+  };
+  for (char c : all) {
+    if (c == 0) flush();
+    else arg += c;
+  }
+  if (!arg.empty()) flush();
+  return out;
+}
+
 ProfileSummary summarize(const Profiler& p, const MachineInfo& m) {
   ProfileSummary out;
   out.machine = m;
@@ -183,7 +205,41 @@ ProfileSummary summarize(const Profiler& p, const MachineInfo& m) {
       s.main_ops += (i ? ", " : "") + s.ops[i].kind + " " + pct(s.ops[i].share);
     s.bottleneck = s.verdict;
     s.observations = observations(s, m, out.hardware_counters);
+    std::map<int, StageSummary::Layer> layers;
+    std::map<int, std::map<std::string, double>> layer_ops;
+    for (const auto& op : p.ops()) {
+      if (op.layer < 0 || op.step >= p.steps().size() || p.steps()[op.step].stage != st) continue;
+      const double ms = (op.t1_us - op.t0_us) * 1e-3;
+      layers[op.layer].layer = op.layer;
+      layers[op.layer].ms += ms;
+      layer_ops[op.layer][op.name] += ms;
+    }
+    for (auto& [i, l] : layers) {
+      for (const auto& [name, ms] : layer_ops[i]) l.ops.push_back({name, ms});
+      s.layers.push_back(std::move(l));
+    }
     out.stages.push_back(std::move(s));
+  }
+  // Headline: time to first token (from the first step to the end of the sampling that follows the last
+  // prefill step, for one sequence), prefill and decode throughput.
+  const StepRecord* last_prefill = nullptr;
+  for (const auto& step : p.steps())
+    if (step.stage == Stage::prefill) last_prefill = &step;
+  if (last_prefill && !p.steps().empty()) {
+    double end = last_prefill->t1_us;
+    for (const auto& op : p.ops())
+      if (op.kind == OpKind::sampling && op.step == last_prefill->index) end = std::max(end, op.t1_us);
+    out.headline.ttft_ms = (end - p.steps().front().t0_us) * 1e-3;
+  }
+  for (const StageSummary& st : out.stages) {
+    if (st.stage == "prefill") {
+      out.headline.prefill_tok_s = st.tok_s;
+      out.headline.prompt_tokens = st.tokens;
+    } else if (st.stage == "decode") {
+      out.headline.decode_tok_s = st.tok_s;
+      out.headline.decode_ms_per_token = st.tokens > 0 ? st.ms / static_cast<double>(st.tokens) : 0;
+      out.headline.generated_tokens = st.tokens;
+    }
   }
   return out;
 }
@@ -204,6 +260,13 @@ nlohmann::json op_json(const OpSummary& o) {
 std::string summary_json(const ProfileSummary& s, const Profiler& p, const std::string& model_path) {
   nlohmann::json j;
   j["model"] = model_path;
+  j["command"] = s.command;
+  j["headline"] = {{"ttft_ms", s.headline.ttft_ms},
+                   {"prefill_tok_s", s.headline.prefill_tok_s},
+                   {"decode_tok_s", s.headline.decode_tok_s},
+                   {"decode_ms_per_token", s.headline.decode_ms_per_token},
+                   {"prompt_tokens", s.headline.prompt_tokens},
+                   {"generated_tokens", s.headline.generated_tokens}};
   j["machine"] = nlohmann::json::parse(machine_info_json(s.machine));
   j["machine"]["from_cache"] = s.machine.from_cache;
   j["notes"] = s.notes;
@@ -248,6 +311,12 @@ std::string summary_json(const ProfileSummary& s, const Profiler& p, const std::
     for (const OpSummary& o : st.by_name) js["by_name"].push_back(op_json(o));
     js["counters"] = nlohmann::json::object();
     for (const auto& [k, v] : st.counters) js["counters"][k] = v;
+    js["layers"] = nlohmann::json::array();
+    for (const auto& l : st.layers) {
+      nlohmann::json ops = nlohmann::json::object();
+      for (const auto& [name, ms] : l.ops) ops[name] = ms;
+      js["layers"].push_back({{"layer", l.layer}, {"ms", l.ms}, {"ops", ops}});
+    }
     j["stages"].push_back(js);
   }
   j["steps"] = nlohmann::json::array();
@@ -378,7 +447,14 @@ std::string machine_line(const MachineInfo& m) {
 }
 
 void print_profile_table(const ProfileSummary& s, FILE* out) {
+  if (!s.command.empty()) std::fprintf(out, "command: %s\n", s.command.c_str());
   std::fprintf(out, "%s\n", machine_line(s.machine).c_str());
+  const Headline& h = s.headline;
+  if (h.ttft_ms > 0 || h.decode_tok_s > 0)
+    std::fprintf(out, "headline: time to first token %.1f ms | prefill %.1f tok/s (%lld tokens) | decode %.1f tok/s, "
+                      "%.2f ms/token (%lld tokens)\n",
+                 h.ttft_ms, h.prefill_tok_s, static_cast<long long>(h.prompt_tokens), h.decode_tok_s,
+                 h.decode_ms_per_token, static_cast<long long>(h.generated_tokens));
   if (s.load.measured) {
     std::fprintf(out, "%s\n", s.load.line().c_str());
     if (s.load.disturbed) {

@@ -48,6 +48,20 @@ struct StageSummary {
   std::vector<std::pair<std::string, double>> counters;  // summed over the stage's steps and threads
   double threads_busy = 0;           // task clock / (wall time x threads), when the task clock is counted
   std::string main_ops, bottleneck, observations;
+  // Per layer: its time and each op's (by name) in this stage, layers in order.
+  struct Layer {
+    int layer = 0;
+    double ms = 0;
+    std::vector<std::pair<std::string, double>> ops;  // op name, ms
+  };
+  std::vector<Layer> layers;
+};
+
+// The figures people quote first.
+struct Headline {
+  double ttft_ms = 0;           // first step's start to the end of sampling the first generated token
+  double prefill_tok_s = 0, decode_tok_s = 0, decode_ms_per_token = 0;
+  int64_t prompt_tokens = 0, generated_tokens = 0;
 };
 
 struct ProfileSummary {
@@ -56,9 +70,13 @@ struct ProfileSummary {
   std::vector<std::string> notes;    // e.g. "hardware counters are not available ..."
   bool hardware_counters = false;
   LoadReport load;                   // the machine's load while the run went on (load.measured: recorded)
+  Headline headline;
+  std::string command;               // the command line that made the run (this process's, when written)
 };
 
 ProfileSummary summarize(const Profiler& p, const MachineInfo& m);
+// This process's command line (/proc/self/cmdline), arguments quoted where a shell would need it.
+std::string this_command_line();
 // extra: more top-level fields (e.g. "model", "prompt_tokens", "threads").
 std::string summary_json(const ProfileSummary& s, const Profiler& p, const std::string& model_path);
 std::string trace_json(const Profiler& p);

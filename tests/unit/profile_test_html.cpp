@@ -12,6 +12,7 @@
 #include <regex>
 
 #include "base/error.h"
+#include "profile/compare.h"
 #include "profile/html_report.h"
 #include "profile/profiler.h"
 #include "profile/report.h"
@@ -173,6 +174,111 @@ TEST(ProfileHtml, ChromiumSeesAReportWithoutChartJsAsUndrawn) {
   EXPECT_NE(body_attr(dom, "data-error"), "(absent)");
   EXPECT_EQ(body_attr(dom, "data-charts-drawn"), "0");
   EXPECT_NE(dom.find("Charts unavailable"), std::string::npos);
+  std::filesystem::remove(path);
+}
+
+// --compare: two profiles side by side, per stage, op and layer, with the ratio.
+// B: the same run with every decode time doubled (no timing in the test: the ratios are exact).
+std::string slowed_decode(const std::string& summary) {
+  nlohmann::json j = nlohmann::json::parse(summary);
+  for (auto& st : j["stages"]) {
+    if (st["stage"] != "decode") continue;
+    st["ms"] = st["ms"].get<double>() * 2;
+    for (auto& o : st["by_name"]) o["ms"] = o["ms"].get<double>() * 2;
+    for (auto& l : st["layers"]) l["ms"] = l["ms"].get<double>() * 2;
+  }
+  j["headline"]["decode_tok_s"] = j["headline"]["decode_tok_s"].get<double>() / 2;
+  return j.dump();
+}
+
+TEST(ProfileCompare, ProfilesSideBySide) {
+  const std::string a = sample_summary(), b = slowed_decode(a);
+  const Comparison c = compare_runs(a, b, "runA", "runB");
+  EXPECT_EQ(c.kind, "profile");
+  bool decode_qkv = false, layer1 = false, headline = false;
+  for (const CompareRow& r : c.rows) {
+    EXPECT_TRUE(r.in_a && r.in_b) << r.name;
+    if (r.group == "op" && r.stage == "decode" && r.name == "attn_qkv") {
+      decode_qkv = true;
+      EXPECT_EQ(r.unit, "ms/token");
+      EXPECT_DOUBLE_EQ(r.ratio(), 2.0);  // B / A time
+      EXPECT_FALSE(r.a_roof.empty());
+    }
+    if (r.group == "layer" && r.stage == "decode" && r.name == "layer 1") {
+      layer1 = true;
+      EXPECT_DOUBLE_EQ(r.ratio(), 2.0);
+    }
+    if (r.group == "op" && r.stage == "prefill") {
+      EXPECT_DOUBLE_EQ(r.ratio(), r.a > 0 ? 1.0 : 0.0) << r.name;
+    }
+    if (r.group == "headline" && r.name == "decode (tok/s)") {
+      headline = true;
+      EXPECT_TRUE(r.higher_is_better);
+      EXPECT_DOUBLE_EQ(r.ratio(), 0.5);
+    }
+  }
+  EXPECT_TRUE(decode_qkv && layer1 && headline);
+  const std::string t = comparison_table(c);
+  EXPECT_NE(t.find("A: runA"), std::string::npos);
+  EXPECT_NE(t.find("op decode"), std::string::npos);
+  EXPECT_NE(t.find("2.00x worse"), std::string::npos) << t;
+  // The same run against itself: every ratio is 1.
+  for (const CompareRow& r : compare_runs(a, a, "x", "y").rows) EXPECT_DOUBLE_EQ(r.ratio(), r.a > 0 ? 1.0 : 0.0);
+}
+
+TEST(ProfileCompare, BenchJsonSideBySideAndBadInput) {
+  const std::string a = R"([{"n_prompt": 512, "n_gen": 0, "n_depth": 0, "avg_ts": 400, "stddev_ts": 5, "model_type": "llama m.gguf",
+                            "n_threads": 2, "isa": "avx2", "type_k": "f16", "cpu_info": "cpu"},
+                           {"n_prompt": 0, "n_gen": 128, "n_depth": 0, "avg_ts": 50, "stddev_ts": 1, "model_type": "llama m.gguf",
+                            "n_threads": 2, "isa": "avx2", "type_k": "f16", "cpu_info": "cpu"}])";
+  // B as JSON lines (bench -o jsonl), tg faster, pp absent, a new test, and its tg row disturbed.
+  const std::string b =
+      R"({"n_prompt": 0, "n_gen": 128, "n_depth": 0, "avg_ts": 60, "stddev_ts": 1, "model_type": "llama m.gguf", "n_threads": 2, "isa": "avx2", "type_k": "f16", "cpu_info": "cpu", "load": {"disturbed": true, "line": "load: busy"}})"
+      "\n"
+      R"({"n_prompt": 0, "n_gen": 128, "n_depth": 0, "avg_ts": 55, "stddev_ts": 1, "model_type": "llama m.gguf", "n_threads": 1, "isa": "avx2", "type_k": "f16", "cpu_info": "cpu"})"
+      "\n";
+  const Comparison c = compare_runs(a, b, "a.json", "b.jsonl");
+  EXPECT_EQ(c.kind, "bench");
+  ASSERT_EQ(c.rows.size(), 3u);
+  EXPECT_TRUE(c.rows[0].in_a && !c.rows[0].in_b);  // pp512 only in A
+  EXPECT_NEAR(c.rows[1].ratio(), 1.2, 1e-12);      // tg128: 60 / 50
+  EXPECT_TRUE(!c.rows[2].in_a && c.rows[2].in_b);
+  ASSERT_EQ(c.notes.size(), 1u);
+  EXPECT_NE(c.notes[0].find("b.jsonl: tg128"), std::string::npos) << c.notes[0];
+  const std::string t = comparison_table(c);
+  EXPECT_NE(t.find("1.20x better"), std::string::npos) << t;
+  EXPECT_NE(t.find("only in A"), std::string::npos) << t;
+  // Bad input names the file and what is wrong.
+  try {
+    compare_runs(a, "{\"x\": 1}", "a.json", "weird.json");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("weird.json: neither"), std::string::npos) << e.what();
+  }
+  try {
+    compare_runs(a, sample_summary(), "a.json", "prof/");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("compare two profiles or two bench outputs"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ProfileCompare, ComparisonRendersInHeadlessChromium) {
+  std::string bin;
+  if (!have_chromium(&bin)) GTEST_SKIP() << "chromium is not installed (scripts/install-deps.sh installs it)";
+  const std::string chartjs = find_chartjs();
+  ASSERT_FALSE(chartjs.empty()) << "Chart.js not found: install libjs-chart.js (scripts/install-deps.sh)";
+  const std::string path = temp_path("compare.html");
+  const Comparison c = compare_runs(sample_summary(), slowed_decode(sample_summary()), "A <one>", "B");
+  const std::string html = comparison_html(c, read_text_file(chartjs));
+  EXPECT_NE(html.find("A &lt;one&gt;"), std::string::npos);
+  EXPECT_EQ(html.find("<script src"), std::string::npos);
+  std::ofstream(path) << html;
+  const std::string dom = render(bin, path);
+  ASSERT_FALSE(dom.empty()) << "chromium printed no DOM";
+  EXPECT_EQ(body_attr(dom, "data-error"), "(absent)");
+  EXPECT_EQ(body_attr(dom, "data-charts-total"), "3");
+  EXPECT_EQ(body_attr(dom, "data-charts-drawn"), "3");
   std::filesystem::remove(path);
 }
 
