@@ -1,6 +1,8 @@
 #include "profile/html_report.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <vector>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -53,6 +55,39 @@ std::string fmt_count(double v) {
   if (v >= 1e6) return strfmt("%.2fM", v / 1e6);
   if (v >= 1e4) return strfmt("%.1fk", v / 1e3);
   return strfmt("%.4g", v);
+}
+
+// Per layer and stage: the layer's time and its largest ops (ms per token), prefill next to decode.
+std::string layer_table(const json& S) {
+  std::vector<const json*> stages;
+  for (const json& st : S["stages"])
+    if (st.contains("layers") && !st["layers"].empty()) stages.push_back(&st);
+  if (stages.empty()) return "";
+  std::string h = "<table id=\"layer-table\"><tr><th>layer</th>";
+  for (const json* st : stages) h += "<th>" + esc(str(*st, "stage")) + " ms/token</th><th>largest ops</th>";
+  h += "</tr>\n";
+  const size_t n = (*stages[0])["layers"].size();
+  for (size_t i = 0; i < n; ++i) {
+    h += strfmt("<tr><td>%d</td>", static_cast<int>(num((*stages[0])["layers"][i], "layer")));
+    for (const json* st : stages) {
+      const double tokens = std::max(1.0, num(*st, "tokens"));
+      if (i >= (*st)["layers"].size()) {
+        h += "<td></td><td></td>";
+        continue;
+      }
+      const json& l = (*st)["layers"][i];
+      std::vector<std::pair<double, std::string>> ops;
+      if (l.contains("ops"))
+        for (const auto& [name, ms] : l["ops"].items()) ops.push_back({ms.get<double>(), name});
+      std::sort(ops.rbegin(), ops.rend());
+      std::string top;
+      for (size_t k = 0; k < ops.size() && k < 3; ++k)
+        top += strfmt("%s%s %.3f", k ? ", " : "", esc(ops[k].second).c_str(), ops[k].first / tokens);
+      h += strfmt("<td>%.3f</td><td class=\"obs\">%s</td>", num(l, "ms") / tokens, top.c_str());
+    }
+    h += "</tr>\n";
+  }
+  return h + "</table>\n";
 }
 
 std::string tables(const json& S) {
@@ -122,7 +157,9 @@ td:first-child,th:first-child,td.obs,#stage-table td{text-align:left}
 #stage-table td.obs{max-width:620px}
 tr.prefill td:first-child{color:#c55a11;font-weight:bold} tr.decode td:first-child{color:#2f6db5;font-weight:bold} tr.mixed td:first-child{color:#6a8f2f;font-weight:bold}
 .note{color:#a40} .warn{background:#fde8d8;border:1px solid #e0a080;padding:0.5em;color:#8a2a00}
-.verdict{font-weight:bold;margin:0.3em 0} tr.over td{background:#fff3e0} .overnotes{font-size:13px;color:#8a4a00} .meta{color:#555;font-size:13px} #nocharts{display:none;color:#a40}
+.verdict{font-weight:bold;margin:0.3em 0} .runinfo th{text-align:left;background:#f4f4f4} .runinfo td{text-align:left}
+.figs{display:flex;gap:1em;margin:1em 0} .fig{border:1px solid #ccc;border-radius:6px;padding:0.5em 1em;min-width:150px}
+.fig .v{font-size:1.5em;font-weight:bold} .fig .l{color:#555;font-size:13px} tr.over td{background:#fff3e0} .overnotes{font-size:13px;color:#8a4a00} .meta{color:#555;font-size:13px} #nocharts{display:none;color:#a40}
 )CSS";
 
 constexpr const char* kScript = R"JS(
@@ -307,6 +344,28 @@ constexpr const char* kScript = R"JS(
     canvas('threads').parentNode.style.display = 'none';
   }
 
+  // 6. Per layer: each layer's time per token, stacked by op, for decode (prefill where there is no decode).
+  const lst = stages.find(function (st) { return st.stage === 'decode' && st.layers && st.layers.length; }) ||
+              stages.find(function (st) { return st.layers && st.layers.length; });
+  if (lst) {
+    const names = [];
+    lst.layers.forEach(function (l) { Object.keys(l.ops || {}).forEach(function (n) { if (names.indexOf(n) < 0) names.push(n); }); });
+    const tok = Math.max(1, lst.tokens);
+    charts.push(new Chart(canvas('layers'), {
+      type: 'bar',
+      data: {labels: lst.layers.map(function (l) { return l.layer; }),
+             datasets: names.map(function (n, i) {
+               return {label: n, backgroundColor: palette[i % palette.length],
+                       data: lst.layers.map(function (l) { return ((l.ops || {})[n] || 0) / tok; })};
+             })},
+      options: {scales: {x: {stacked: true, title: {display: true, text: 'layer'}},
+                         y: {stacked: true, title: {display: true, text: 'ms per token'}}},
+                plugins: {title: {display: true, text: lst.stage + ': time per token per layer, by op'}}}
+    }));
+  } else {
+    canvas('layers').parentNode.style.display = 'none';
+  }
+
   // Mark the page once the charts are painted: pixels on each canvas and data elements placed in its area.
   setTimeout(function () {
     let drawn = 0;
@@ -372,11 +431,25 @@ std::string html_report(const std::string& summary_json, const std::string& char
   } else {
     roofs = strfmt("read bandwidth %.1f GB/s; ", num(M, "read_gbs"));
   }
-  h += strfmt("<p class=\"meta\">model %s<br>machine %s, %d threads, %s: %sint8 peak %.0f GOP/s, f32 peak %.0f "
-              "GFLOP/s, measured %s</p>\n",
-              esc(str(S, "model")).c_str(), esc(str(M, "cpu")).c_str(), static_cast<int>(num(M, "threads")),
-              esc(str(M, "isa")).c_str(), roofs.c_str(), num(M, "peak_int8_gops"), num(M, "peak_f32_gflops"),
-              esc(str(M, "measured_at")).c_str());
+  h += "<table id=\"run\" class=\"runinfo\">";
+  if (!str(S, "command").empty()) h += "<tr><th>command</th><td><code>" + esc(str(S, "command")) + "</code></td></tr>";
+  h += "<tr><th>model</th><td>" + esc(str(S, "model")) + "</td></tr>";
+  h += strfmt("<tr><th>machine</th><td>%s, %d threads, ISA %s</td></tr>", esc(str(M, "cpu")).c_str(),
+              static_cast<int>(num(M, "threads")), esc(str(M, "isa")).c_str());
+  h += strfmt("<tr><th>roofs</th><td>%sint8 peak %.0f GOP/s, f32 peak %.0f GFLOP/s (medians, range in parentheses; "
+              "measured %s%s)</td></tr></table>\n",
+              roofs.c_str(), num(M, "peak_int8_gops"), num(M, "peak_f32_gflops"), esc(str(M, "measured_at")).c_str(),
+              M.value("disturbed", false) ? ", on a busy machine" : "");
+  if (S.contains("headline") && S["headline"].is_object()) {
+    const json& H = S["headline"];
+    auto box = [](const std::string& v, const char* label) {
+      return "<div class=\"fig\"><div class=\"v\">" + v + "</div><div class=\"l\">" + label + "</div></div>";
+    };
+    h += "<div id=\"headline\" class=\"figs\">" + box(strfmt("%.1f ms", num(H, "ttft_ms")), "time to first token") +
+         box(strfmt("%.1f tok/s", num(H, "prefill_tok_s")), strfmt("prefill (%d tokens)", static_cast<int>(num(H, "prompt_tokens"))).c_str()) +
+         box(strfmt("%.1f tok/s", num(H, "decode_tok_s")), strfmt("decode (%d tokens)", static_cast<int>(num(H, "generated_tokens"))).c_str()) +
+         box(strfmt("%.2f ms", num(H, "decode_ms_per_token")), "per decoded token") + "</div>\n";
+  }
   if (S.contains("load") && S["load"].is_object()) {
     const json& L = S["load"];
     h += "<p class=\"meta\" id=\"load\">" + esc(str(L, "line")) + "</p>\n";
@@ -398,11 +471,18 @@ std::string html_report(const std::string& summary_json, const std::string& char
        "<div class=\"chart\"><canvas id=\"roofline\"></canvas></div></div>\n";
   h += "<div class=\"row\"><div class=\"chart\"><canvas id=\"counters\"></canvas></div>"
        "<div class=\"chart\"><canvas id=\"threads\"></canvas></div></div>\n";
+  h += "<h2>Per layer</h2>\n<div class=\"chart\"><canvas id=\"layers\"></canvas></div>\n" + layer_table(S);
   h += "<p class=\"meta\">How to read it: every op's FLOPs and bytes come from its shapes and formats (a matmul of T tokens "
        "by an N x K matrix: 2TNK FLOPs; its weight bytes once plus f32 activations in and out). An op or stage whose "
        "FLOPs per byte fall below the ridge point (peak / read bandwidth) is memory-bound, above it compute-bound. "
-       "Matmuls are placed against the int8 peak, other ops against the f32 peak. The trace (trace.json) opens in "
-       "Perfetto.</p>\n";
+       "Matmuls are placed against the int8 peak, other ops against the f32 peak. The memory roof is the one of the "
+       "level the working set lives in: the weights and KV cache a step reads (for ops that read them) or the op's own "
+       "bytes (elementwise ops) against the cache sizes, moved to a faster level when the achieved rate is above the "
+       "level's roof. <b>A share above 100%</b> is starred and explained in a line below its table: the rate was within "
+       "the roof's measured spread, above the fastest level (the byte count overstates the traffic), or above a peak "
+       "measured on a busier machine. <b>A missing counter</b> (no cycles, no LLC misses) means this machine gives no "
+       "hardware PMU to the process (a VM without a virtual PMU, or perf_event_paranoid); the software counters "
+       "remain. The trace (trace.json) opens in Perfetto.</p>\n";
   h += "<script type=\"application/json\" id=\"summary-data\">" + script_safe(S.dump()) + "</script>\n";
   h += "<script>" + std::string(kScript) + "</script>\n</body></html>\n";
   return h;

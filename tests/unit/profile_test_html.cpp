@@ -76,9 +76,10 @@ TEST(ProfileHtml, SelfContainedWithTheStageTable) {
   const std::string html = html_report(sample_summary(), "/* Chart.js would be here */");
   EXPECT_EQ(html.rfind("<!doctype html>", 0), 0u);
   EXPECT_NE(html.find("<table id=\"stage-table\">"), std::string::npos);
-  EXPECT_NE(html.find("<tr class=\"prefill\"><td>prefill</td><td>matmul"), std::string::npos);
+  // (Which op leads depends on the time each span took on this machine: not asserted.)
+  EXPECT_NE(html.find("<tr class=\"prefill\"><td>prefill</td><td>"), std::string::npos);
   EXPECT_NE(html.find("<tr class=\"decode\"><td>decode</td>"), std::string::npos);
-  for (const char* id : {"timeline", "breakdown", "roofline", "counters", "threads"})
+  for (const char* id : {"timeline", "breakdown", "roofline", "counters", "threads", "layers"})
     EXPECT_NE(html.find(std::string("<canvas id=\"") + id + "\">"), std::string::npos) << id;
   EXPECT_NE(html.find("test &lt;CPU&gt; &amp; co"), std::string::npos);  // escaped text
   // The roofs per level at the top, and the disturbed run's warning with its figure.
@@ -86,6 +87,12 @@ TEST(ProfileHtml, SelfContainedWithTheStageTable) {
   EXPECT_NE(html.find("id=\"disturbed\""), std::string::npos);
   EXPECT_NE(html.find("other tasks used 1.00 of the 1 CPUs"), std::string::npos);
   EXPECT_NE(html.find("class=\"verdict\">decode: bound by"), std::string::npos);
+  // Headline figures, the per-layer table (both layers, both stages).
+  EXPECT_NE(html.find("<div id=\"headline\""), std::string::npos);
+  EXPECT_NE(html.find("time to first token"), std::string::npos);
+  EXPECT_NE(html.find("<table id=\"layer-table\">"), std::string::npos);
+  EXPECT_NE(html.find("<th>prefill ms/token</th>"), std::string::npos);
+  EXPECT_NE(html.find("<tr><td>1</td>"), std::string::npos);
   EXPECT_NE(html.find("/* Chart.js would be here */"), std::string::npos);  // inlined
   // Nothing fetched from the network: no external scripts, styles or images.
   EXPECT_EQ(html.find("src=\"http"), std::string::npos);
@@ -149,8 +156,8 @@ TEST(ProfileHtml, ChartsRenderInHeadlessChromium) {
   const std::string dom = render(bin, path);
   ASSERT_FALSE(dom.empty()) << "chromium printed no DOM";
   EXPECT_EQ(body_attr(dom, "data-error"), "(absent)");
-  EXPECT_EQ(body_attr(dom, "data-charts-total"), "5");
-  EXPECT_EQ(body_attr(dom, "data-charts-drawn"), "5");
+  EXPECT_EQ(body_attr(dom, "data-charts-total"), "6");
+  EXPECT_EQ(body_attr(dom, "data-charts-drawn"), "6");
   // Every canvas holds painted pixels and placed data elements.
   const std::regex canvas("<canvas id=\"([a-z]+)\"[^>]*data-ink=\"([0-9]+)\" data-elements=\"([0-9]+)\"");
   int canvases = 0;
@@ -159,7 +166,7 @@ TEST(ProfileHtml, ChartsRenderInHeadlessChromium) {
     EXPECT_GT(std::stol((*it)[2].str()), 1000) << (*it)[1];
     EXPECT_GT(std::stol((*it)[3].str()), 0) << (*it)[1];
   }
-  EXPECT_EQ(canvases, 5);
+  EXPECT_EQ(canvases, 6);
   std::filesystem::remove(path);
 }
 
