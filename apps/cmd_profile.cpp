@@ -1,5 +1,7 @@
 #include "apps/cmd_profile.h"
 
+#include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 
@@ -29,7 +31,13 @@ CLI::App* add_profile_command(CLI::App& app, ProfileArgs& a) {
                   "Sequences at once, each reading its own copy of the prompt and generating -n tokens: the batched "
                   "decode steps (B = N) show the arithmetic intensity batching buys")
       ->capture_default_str();
-  cmd->add_option("-o,--output", a.out_dir, "Directory for summary.json, trace.json and report.html")->capture_default_str();
+  cmd->add_option("-o,--output", a.out_dir,
+                  "Directory for summary.json, trace.json and report.html (default: a new one under "
+                  "~/.cache/tokenscope/profiles, printed at the end)");
+  cmd->add_option("--trace-steps", a.trace_steps,
+                  "Decode steps whose op spans trace.json keeps in full; after them one step in k, so that a long run's "
+                  "trace stays openable (0: keep every step)")
+      ->capture_default_str();
   cmd->add_flag("--refresh-sysinfo", a.refresh_sysinfo, "Measure the machine's roofline again");
   cmd->add_option("-e,--event", a.events,
                   "Also count this named PMU event, per thread and stage (libpfm4 names, e.g. STALL_BACKEND_MEM, "
@@ -160,8 +168,21 @@ int cmd_sysinfo(const SysinfoArgs& a) {
   return 0;
 }
 
+std::string default_profile_dir() {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  const std::string base = (xdg && *xdg ? std::string(xdg) : std::string(home ? home : "/tmp") + "/.cache") +
+                           "/tokenscope/profiles/";
+  const std::time_t t = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::gmtime(&t));
+  std::string dir = base + stamp;
+  for (int i = 2; std::filesystem::exists(dir); ++i) dir = base + stamp + "-" + std::to_string(i);
+  return dir;
+}
+
 void write_profile(const profile::Profiler& prof, const MachineInfo& m, const std::string& model_path,
-                   const std::string& out_dir, const profile::LoadReport* load) {
+                   const std::string& out_dir, const profile::LoadReport* load, const profile::TraceOptions& trace) {
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   if (ec) fail("%s: cannot create the output directory: %s", out_dir.c_str(), ec.message().c_str());
@@ -176,12 +197,16 @@ void write_profile(const profile::Profiler& prof, const MachineInfo& m, const st
   };
   const std::string summary = profile::summary_json(sum, prof, model_path);
   write("summary.json", summary);
-  write("trace.json", profile::trace_json(prof));
+  write("trace.json", profile::trace_json(prof, trace));
   const std::string chartjs = profile::find_chartjs();
   write("report.html", profile::html_report(summary, chartjs.empty() ? "" : profile::read_text_file(chartjs)));
   profile::print_profile_table(sum, stdout);
-  std::printf("\nwrote %s/summary.json, %s/trace.json (open it in https://ui.perfetto.dev) and %s/report.html\n",
-              out_dir.c_str(), out_dir.c_str(), out_dir.c_str());
+  std::printf("\nprofile: %s\n  report.html   the report (open it in a browser)\n  trace.json    the trace (open it "
+              "in https://ui.perfetto.dev)%s\n  summary.json  the figures (tokenscope report --compare DIR_A DIR_B "
+              "compares two runs)\n",
+              out_dir.c_str(), trace.full_steps > 0 && prof.steps().size() > static_cast<size_t>(trace.full_steps + trace.max_sampled)
+                                   ? strfmt("; decode steps sampled after the first %d", trace.full_steps).c_str()
+                                   : "");
   if (chartjs.empty())
     std::fprintf(stderr, "note: Chart.js not found (install libjs-chart.js or set TOKENSCOPE_CHARTJS): the report has "
                          "tables but no charts\n");
@@ -194,6 +219,7 @@ MachineInfo machine_for(const CommonArgs& c, bool refresh) {
 
 int cmd_profile(const ProfileArgs& a) {
   if (a.n_predict < 1) fail("-n must be >= 1 (got %lld)", static_cast<long long>(a.n_predict));
+  if (a.trace_steps < 0) fail("--trace-steps must be >= 0 (got %d)", a.trace_steps);
   validate(a.sampling);
   // The roofline first, so its measurement does not overlap the run.
   const MachineInfo m = machine_for(a.common, a.refresh_sysinfo);
@@ -236,7 +262,9 @@ int cmd_profile(const ProfileArgs& a) {
   }
   const profile::LoadReport load = load_watch.stop(m.threads);
   std::printf("prompt: %zu tokens, generated: %zu tokens: %s\n\n", prompt.size(), r.tokens.size(), r.text.c_str());
-  write_profile(prof, m, s->model().file().path(), a.out_dir, &load);
+  profile::TraceOptions trace;
+  trace.full_steps = a.trace_steps;
+  write_profile(prof, m, s->model().file().path(), a.out_dir.empty() ? default_profile_dir() : a.out_dir, &load, trace);
   return 0;
 }
 

@@ -9,6 +9,7 @@
 #include "engine/sysinfo.h"
 #include "profile/load.h"
 #include "profile/profiler.h"
+#include "profile/report.h"
 
 namespace tokenscope::app {
 
@@ -19,7 +20,8 @@ struct ProfileArgs {
   int64_t n_predict = 32;
   int parallel = 1;  // sequences generating together (each its own copy of the prompt)
   bool chat = false;
-  std::string out_dir = "tokenscope-profile";
+  std::string out_dir;   // default: default_profile_dir()
+  int trace_steps = 64;  // decode steps kept in full in trace.json before sampling (0: all)
   bool refresh_sysinfo = false;
   std::vector<std::string> events;  // named PMU events (libpfm4)
 };
@@ -47,6 +49,9 @@ MachineInfo machine_for(const CommonArgs& c, bool refresh = false);
 // Writes a profiled run's summary.json, trace.json (Perfetto) and report.html to out_dir and prints its stage table.
 // load: the machine's load while the run went on (recorded in the summary, warned about when disturbed).
 void write_profile(const profile::Profiler& prof, const MachineInfo& m, const std::string& model_path,
-                   const std::string& out_dir, const profile::LoadReport* load = nullptr);
+                   const std::string& out_dir, const profile::LoadReport* load = nullptr,
+                   const profile::TraceOptions& trace = {});
+// A new directory for a profile under the user's cache: $XDG_CACHE_HOME or ~/.cache, tokenscope/profiles/<UTC time>.
+std::string default_profile_dir();
 
 }  // namespace tokenscope::app

@@ -339,7 +339,33 @@ std::string summary_json(const ProfileSummary& s, const Profiler& p, const std::
   return j.dump(1);
 }
 
-std::string trace_json(const Profiler& p) {
+std::string trace_json(const Profiler& p, const TraceOptions& opt) {
+  // Which steps keep their spans.
+  const auto& steps = p.steps();
+  std::vector<char> keep(steps.size(), 1);
+  int every = 1;
+  double sample_from_us = -1;
+  if (opt.full_steps > 0) {
+    int n_later = 0, seen = 0;
+    for (const auto& s : steps)
+      if (s.stage != Stage::prefill && ++seen > opt.full_steps) ++n_later;
+    if (n_later > opt.max_sampled) {
+      every = (n_later + std::max(1, opt.max_sampled) - 1) / std::max(1, opt.max_sampled);
+      seen = 0;
+      int later = 0;
+      for (size_t i = 0; i < steps.size(); ++i) {
+        if (steps[i].stage == Stage::prefill || ++seen <= opt.full_steps) continue;
+        if (sample_from_us < 0) sample_from_us = steps[i].t0_us;
+        keep[i] = (later++ % every) == 0;
+      }
+    }
+  }
+  auto kept_step = [&](uint32_t step) { return step >= keep.size() || keep[step]; };
+  // The step a thread span belongs to: the last step that started before it.
+  auto step_at = [&](double t_us) -> uint32_t {
+    auto it = std::upper_bound(steps.begin(), steps.end(), t_us, [](double v, const StepRecord& s) { return v < s.t0_us; });
+    return it == steps.begin() ? 0 : (it - 1)->index;
+  };
   // Tracks: tid 0 holds the steps (stage markers), each pool thread its own tid (the OS thread id); op spans
   // are on the thread that ran the op (pool thread 0, which also splits the work); counters are per step.
   constexpr int kPid = 1, kStepsTid = 0;
@@ -390,6 +416,7 @@ std::string trace_json(const Profiler& p) {
     }
   }
   for (const auto& o : p.ops()) {
+    if (!kept_step(o.step)) continue;
     const int tid = o.step < p.steps().size() ? p.steps()[o.step].tid : (tids.empty() ? 1 : tids[0]);
     ev.push_back({{"ph", "X"},
                   {"name", o.layer >= 0 ? strfmt("%s [%d]", o.name, o.layer) : std::string(o.name)},
@@ -407,6 +434,7 @@ std::string trace_json(const Profiler& p) {
   const auto& ops = p.ops();
   for (size_t t = 1; t < p.thread_spans().size() && t < tids.size(); ++t) {
     for (const auto& sp : p.thread_spans()[t]) {
+      if (!kept_step(step_at(sp.t0_us))) continue;
       auto it = std::upper_bound(ops.begin(), ops.end(), sp.t0_us,
                                  [](double v, const OpRecord& o) { return v < o.t0_us; });
       const OpRecord* o = it == ops.begin() ? nullptr : &*(it - 1);
@@ -423,7 +451,18 @@ std::string trace_json(const Profiler& p) {
       ev.push_back(std::move(e));
     }
   }
-  nlohmann::json j = {{"traceEvents", ev}, {"displayTimeUnit", "ms"}};
+  nlohmann::json sampling = {{"full_steps", opt.full_steps}, {"every", every},
+                             {"steps_with_spans", std::count(keep.begin(), keep.end(), 1)}, {"steps", steps.size()}};
+  std::string what = every == 1 ? "every step has its op and thread spans"
+                                 : strfmt("every prefill step and the first %d decode steps have their op and thread "
+                                          "spans; after them one step in %d (step markers and counters: every step)",
+                                          opt.full_steps, every);
+  sampling["description"] = what;
+  ev.push_back({{"ph", "M"}, {"name", "trace_sampling"}, {"pid", kPid}, {"args", sampling}});
+  if (sample_from_us >= 0)
+    ev.push_back({{"ph", "i"}, {"s", "g"}, {"name", strfmt("op spans sampled from here: one step in %d", every)},
+                  {"pid", kPid}, {"tid", kStepsTid}, {"ts", sample_from_us}});
+  nlohmann::json j = {{"traceEvents", ev}, {"displayTimeUnit", "ms"}, {"otherData", {{"trace_sampling", what}}}};
   return j.dump();
 }
 

@@ -79,7 +79,15 @@ ProfileSummary summarize(const Profiler& p, const MachineInfo& m);
 std::string this_command_line();
 // extra: more top-level fields (e.g. "model", "prompt_tokens", "threads").
 std::string summary_json(const ProfileSummary& s, const Profiler& p, const std::string& model_path);
-std::string trace_json(const Profiler& p);
+// Bounding a long run's trace: every prefill step and the first full_steps decode (or mixed) steps keep their op
+// and thread spans; after them, one step in `every` does, chosen so that at most max_sampled more are kept.
+// Step markers and counters stay for every step. full_steps 0: everything. The sampling is stated in the
+// trace (metadata "trace_sampling" and an instant event where it starts).
+struct TraceOptions {
+  int full_steps = 64;
+  int max_sampled = 192;
+};
+std::string trace_json(const Profiler& p, const TraceOptions& opt = {});
 void print_profile_table(const ProfileSummary& s, FILE* out);
 // "machine: AMD EPYC, 2 threads, avx512 | L1 64 KiB 310.2 GB/s | ... | int8 peak 470 GOP/s | ...".
 std::string machine_line(const MachineInfo& m);

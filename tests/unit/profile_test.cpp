@@ -262,3 +262,49 @@ TEST(ProfilePfm, NamedEventsResolveAndCount) {
 }
 
 }  // namespace
+
+namespace {
+
+// A long run's trace stays bounded: the first decode steps in full, then one in `every`, and it says so.
+TEST(ProfileTrace, LongRunsAreSampledAfterTheFirstSteps) {
+  Profiler p;
+  p.set_thread_count(2);
+  p.open_counters({static_cast<int>(::gettid()), static_cast<int>(::gettid())});  // two "pool threads"
+  const int n_decode = 300;
+  for (int s = 0; s <= n_decode; ++s) {
+    p.begin_step(s == 0 ? Stage::prefill : Stage::decode, s == 0 ? 0 : 7 + s, s == 0 ? 8 : 1);
+    for (int k = 0; k < 3; ++k) {
+      const double t = p.now_us();
+      p.add_op(OpKind::add, k, "residual", t, t + 0.5, elementwise_cost(8, 1, 2, 1));
+      p.add_thread_span(1, t + 0.1, t + 0.4);
+    }
+    p.end_step();
+  }
+  auto count = [](const json& t, int* ops, int* markers, int* thread_spans, std::string* desc) {
+    *ops = *markers = *thread_spans = 0;
+    for (const auto& e : t["traceEvents"]) {
+      if (e["ph"] == "X" && e["tid"] == 0) ++*markers;
+      if (e["ph"] == "X" && e.contains("cat") && e["cat"] == "add" && e.contains("args") && e["args"].contains("flops")) ++*ops;
+      if (e["ph"] == "X" && e.contains("args") && e["args"].contains("pool_thread")) ++*thread_spans;
+      if (e["ph"] == "M" && e["name"] == "trace_sampling") *desc = e["args"]["description"];
+    }
+  };
+  int ops, markers, spans;
+  std::string desc;
+  // 1 prefill + 10 decode steps in full, then 290 steps sampled to at most 50: one in 6 (49 steps).
+  count(json::parse(trace_json(p, TraceOptions{10, 50})), &ops, &markers, &spans, &desc);
+  EXPECT_EQ(markers, n_decode + 1);  // every step's marker
+  const int kept = 1 + 10 + (290 + 5) / 6;
+  EXPECT_EQ(ops, 3 * kept);
+  EXPECT_EQ(spans, 3 * kept);
+  EXPECT_NE(desc.find("one step in 6"), std::string::npos) << desc;
+  // full_steps 0: everything.
+  count(json::parse(trace_json(p, TraceOptions{0, 50})), &ops, &markers, &spans, &desc);
+  EXPECT_EQ(ops, 3 * (n_decode + 1));
+  EXPECT_NE(desc.find("every step"), std::string::npos) << desc;
+  // A short run is not sampled.
+  count(json::parse(trace_json(p, TraceOptions{1000, 50})), &ops, &markers, &spans, &desc);
+  EXPECT_EQ(ops, 3 * (n_decode + 1));
+}
+
+}  // namespace
