@@ -17,6 +17,7 @@
 #include "gguf/gguf.h"
 #include "profile/load.h"
 #include "profile/profiler.h"
+#include "report/report.h"
 #include "kernels/kernels.h"
 
 namespace tokenscope::app {
@@ -293,7 +294,7 @@ int cmd_bench(const BenchArgs& a) {
   // The machine's load over each row's repetitions: into the record, and a warning when disturbed.
   std::vector<std::string> disturbed;
   auto note_load = [&](nlohmann::json& rec, const profile::LoadReport& load, const std::string& row) {
-    rec["load"] = nlohmann::json::parse(profile::load_json(load));
+    rec["load"] = nlohmann::json::parse(report::load_json(load));
     if (load.disturbed) {
       std::string w = row + ": ";
       for (size_t i = 0; i < load.warnings.size(); ++i) w += (i ? "; " : "") + load.warnings[i];

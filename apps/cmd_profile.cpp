@@ -8,15 +8,15 @@
 #include "base/error.h"
 #include "engine/scheduler.h"
 #include "engine/sysinfo.h"
-#include "profile/compare.h"
-#include "profile/html_report.h"
+#include "report/compare.h"
+#include "report/html_report.h"
 #include "profile/pfm_events.h"
-#include "profile/report.h"
+#include "report/report.h"
 #include "runtime/thread_pool.h"
 
 namespace tokenscope::app {
 
-using profile::ProfileSummary;
+using report::ProfileSummary;
 
 CLI::App* add_profile_command(CLI::App& app, ProfileArgs& a) {
   CLI::App* cmd = app.add_subcommand(
@@ -75,27 +75,27 @@ int cmd_compare(const ReportArgs& a) {
     const std::string path = is_dir ? arg + "/summary.json" : arg;
     if (!std::filesystem::exists(path))
       fail("%s: not found%s", path.c_str(), is_dir ? " (a directory written by tokenscope profile has one)" : "");
-    const std::string text = profile::read_text_file(path);
+    const std::string text = report::read_text_file(path);
     if (text.empty()) fail("%s: cannot read, or empty", path.c_str());
     return text;
   };
   const std::string& A = a.compare[0];
   const std::string& B = a.compare[1];
-  profile::Comparison c;
+  report::Comparison c;
   try {
-    c = profile::compare_runs(load(A), load(B), A, B);
+    c = report::compare_runs(load(A), load(B), A, B);
   } catch (const Error& e) {
     fail("report --compare: %s", e.what());
   }
-  std::printf("%s", profile::comparison_table(c).c_str());
+  std::printf("%s", report::comparison_table(c).c_str());
   std::string out = a.output;
   if (out.empty()) {
     if (std::filesystem::is_directory(B)) out = B + "/compare.html";
     else out = (B.size() > 5 && B.substr(B.size() - 5) == ".json" ? B.substr(0, B.size() - 5) : B) + ".compare.html";
   }
-  const std::string chartjs = profile::find_chartjs();
+  const std::string chartjs = report::find_chartjs();
   std::ofstream f(out);
-  f << profile::comparison_html(c, chartjs.empty() ? "" : profile::read_text_file(chartjs));
+  f << report::comparison_html(c, chartjs.empty() ? "" : report::read_text_file(chartjs));
   if (!f) fail("%s: cannot write", out.c_str());
   std::printf("\nwrote %s%s\n", out.c_str(), chartjs.empty() ? " (without charts: Chart.js not found)" : "");
   return 0;
@@ -106,12 +106,12 @@ int cmd_report(const ReportArgs& a) {
   if (!a.compare.empty()) return cmd_compare(a);
   if (a.dir.empty()) fail("report: give a profile directory, or --compare A B");
   const std::string in = a.dir + "/summary.json";
-  const std::string summary = profile::read_text_file(in);
+  const std::string summary = report::read_text_file(in);
   if (summary.empty()) fail("%s: cannot read (run tokenscope profile -o %s first)", in.c_str(), a.dir.c_str());
-  const std::string chartjs = profile::find_chartjs();
+  const std::string chartjs = report::find_chartjs();
   std::string html;
   try {
-    html = profile::html_report(summary, chartjs.empty() ? "" : profile::read_text_file(chartjs));
+    html = report::html_report(summary, chartjs.empty() ? "" : report::read_text_file(chartjs));
   } catch (const Error& e) {
     fail("%s: %s", in.c_str(), e.what());
   }
@@ -151,8 +151,8 @@ int cmd_sysinfo(const SysinfoArgs& a) {
               "read kernels):\n", m.read_gbs);
   for (const profile::MemoryLevel& l : m.levels)
     std::printf("  %-5s %-9s %s   gemv %.1f, stream %.1f GB/s, working set %s\n", l.name.c_str(),
-                l.capacity > 0 ? profile::human_bytes(l.capacity).c_str() : "", range(l.gbs, "GB/s").c_str(),
-                l.gemv_gbs.median, l.stream_gbs.median, profile::human_bytes(l.working_set).c_str());
+                l.capacity > 0 ? report::human_bytes(l.capacity).c_str() : "", range(l.gbs, "GB/s").c_str(),
+                l.gemv_gbs.median, l.stream_gbs.median, report::human_bytes(l.working_set).c_str());
   std::printf("int8 peak:  %s (fastest packed GEMM kernel, in cache)\nf32 peak:   %s (attention GEMM kernel, in cache)\n",
               range(m.int8_spread, "GOP/s").c_str(), range(m.f32_spread, "GFLOP/s").c_str());
   std::printf("ridge:      %.1f int8 ops per byte against DRAM", m.read_gbs > 0 ? m.peak_int8_gops / m.read_gbs : 0.0);
@@ -182,25 +182,25 @@ std::string default_profile_dir() {
 }
 
 void write_profile(const profile::Profiler& prof, const MachineInfo& m, const std::string& model_path,
-                   const std::string& out_dir, const profile::LoadReport* load, const profile::TraceOptions& trace) {
+                   const std::string& out_dir, const profile::LoadReport* load, const report::TraceOptions& trace) {
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   if (ec) fail("%s: cannot create the output directory: %s", out_dir.c_str(), ec.message().c_str());
-  ProfileSummary sum = profile::summarize(prof, m);
+  ProfileSummary sum = report::summarize(prof, m);
   if (load) sum.load = *load;
-  sum.command = profile::this_command_line();
+  sum.command = report::this_command_line();
   auto write = [&](const std::string& name, const std::string& content) {
     const std::string path = out_dir + "/" + name;
     std::ofstream f(path);
     f << content;
     if (!f) fail("%s: cannot write", path.c_str());
   };
-  const std::string summary = profile::summary_json(sum, prof, model_path);
+  const std::string summary = report::summary_json(sum, prof, model_path);
   write("summary.json", summary);
-  write("trace.json", profile::trace_json(prof, trace));
-  const std::string chartjs = profile::find_chartjs();
-  write("report.html", profile::html_report(summary, chartjs.empty() ? "" : profile::read_text_file(chartjs)));
-  profile::print_profile_table(sum, stdout);
+  write("trace.json", report::trace_json(prof, trace));
+  const std::string chartjs = report::find_chartjs();
+  write("report.html", report::html_report(summary, chartjs.empty() ? "" : report::read_text_file(chartjs)));
+  report::print_profile_table(sum, stdout);
   std::printf("\nprofile: %s\n  report.html   the report (open it in a browser)\n  trace.json    the trace (open it "
               "in https://ui.perfetto.dev)%s\n  summary.json  the figures (tokenscope report --compare DIR_A DIR_B "
               "compares two runs)\n",
@@ -262,7 +262,7 @@ int cmd_profile(const ProfileArgs& a) {
   }
   const profile::LoadReport load = load_watch.stop(m.threads);
   std::printf("prompt: %zu tokens, generated: %zu tokens: %s\n\n", prompt.size(), r.tokens.size(), r.text.c_str());
-  profile::TraceOptions trace;
+  report::TraceOptions trace;
   trace.full_steps = a.trace_steps;
   write_profile(prof, m, s->model().file().path(), a.out_dir.empty() ? default_profile_dir() : a.out_dir, &load, trace);
   return 0;

@@ -9,7 +9,7 @@
 #include "engine/sysinfo.h"
 #include "profile/load.h"
 #include "profile/profiler.h"
-#include "profile/report.h"
+#include "report/report.h"
 
 namespace tokenscope::app {
 
@@ -50,7 +50,7 @@ MachineInfo machine_for(const CommonArgs& c, bool refresh = false);
 // load: the machine's load while the run went on (recorded in the summary, warned about when disturbed).
 void write_profile(const profile::Profiler& prof, const MachineInfo& m, const std::string& model_path,
                    const std::string& out_dir, const profile::LoadReport* load = nullptr,
-                   const profile::TraceOptions& trace = {});
+                   const report::TraceOptions& trace = {});
 // A new directory for a profile under the user's cache: $XDG_CACHE_HOME or ~/.cache, tokenscope/profiles/<UTC time>.
 std::string default_profile_dir();
 

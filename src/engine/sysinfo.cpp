@@ -99,6 +99,81 @@ profile::Spread repeat(const std::function<double()>& fn) {
 
 }  // namespace
 
+namespace {
+
+nlohmann::json spread_json(const profile::Spread& s) {
+  return {{"median", s.median}, {"lo", s.lo}, {"hi", s.hi}, {"n", s.n}};
+}
+
+profile::Spread spread_from(const nlohmann::json& j) {
+  profile::Spread s;
+  if (!j.is_object()) return s;
+  s.median = j.value("median", 0.0);
+  s.lo = j.value("lo", 0.0);
+  s.hi = j.value("hi", 0.0);
+  s.n = j.value("n", 0);
+  return s;
+}
+
+}  // namespace
+
+std::string machine_info_json(const MachineInfo& m) {
+  nlohmann::json levels = nlohmann::json::array();
+  for (const profile::MemoryLevel& l : m.levels)
+    levels.push_back({{"name", l.name},
+                      {"capacity", l.capacity},
+                      {"working_set", l.working_set},
+                      {"gbs", spread_json(l.gbs)},
+                      {"stream_gbs", spread_json(l.stream_gbs)},
+                      {"gemv_gbs", spread_json(l.gemv_gbs)}});
+  nlohmann::json j = {{"cpu", m.cpu},
+                      {"threads", m.threads},
+                      {"isa", m.isa},
+                      {"read_gbs", m.read_gbs},
+                      {"peak_int8_gops", m.peak_int8_gops},
+                      {"peak_f32_gflops", m.peak_f32_gflops},
+                      {"int8_spread", spread_json(m.int8_spread)},
+                      {"f32_spread", spread_json(m.f32_spread)},
+                      {"levels", levels},
+                      {"key", m.key},
+                      {"disturbed", m.disturbed},
+                      {"load", m.load},
+                      {"measured_at", m.measured_at}};
+  return j.dump(2);
+}
+
+MachineInfo machine_info_from_json(const std::string& text) {
+  const nlohmann::json j = nlohmann::json::parse(text);
+  MachineInfo m;
+  if (!j.is_object()) return m;
+  m.cpu = j.value("cpu", "");
+  m.threads = j.value("threads", 0);
+  m.isa = j.value("isa", "");
+  m.read_gbs = j.value("read_gbs", 0.0);
+  m.peak_int8_gops = j.value("peak_int8_gops", 0.0);
+  m.peak_f32_gflops = j.value("peak_f32_gflops", 0.0);
+  if (j.contains("int8_spread")) m.int8_spread = spread_from(j["int8_spread"]);
+  if (j.contains("f32_spread")) m.f32_spread = spread_from(j["f32_spread"]);
+  m.key = j.value("key", "");
+  m.disturbed = j.value("disturbed", false);
+  m.load = j.value("load", "");
+  m.measured_at = j.value("measured_at", "");
+  m.from_cache = j.value("from_cache", false);
+  if (j.contains("levels") && j["levels"].is_array()) {
+    for (const auto& e : j["levels"]) {
+      profile::MemoryLevel l;
+      l.name = e.value("name", "");
+      l.capacity = e.value("capacity", 0.0);
+      l.working_set = e.value("working_set", 0.0);
+      if (e.contains("gbs")) l.gbs = spread_from(e["gbs"]);
+      if (e.contains("stream_gbs")) l.stream_gbs = spread_from(e["stream_gbs"]);
+      if (e.contains("gemv_gbs")) l.gemv_gbs = spread_from(e["gemv_gbs"]);
+      m.levels.push_back(l);
+    }
+  }
+  return m;
+}
+
 std::string sysinfo_cache_path() {
   const char* home = std::getenv("HOME");
   return std::string(home ? home : "/tmp") + "/.cache/tokenscope/sysinfo.json";
@@ -383,7 +458,7 @@ MachineInfo machine_info_cached(const std::string& path, const CpuDescription& d
   if (!refresh) {
     for (const auto& e : all) {
       if (!e.is_object() || e.value("key", "") != key) continue;
-      MachineInfo m = profile::machine_info_from_json(e.dump());
+      MachineInfo m = machine_info_from_json(e.dump());
       m.from_cache = true;
       if (!(m.peak_int8_gops > 0 && m.peak_f32_gflops > 0 && !m.levels.empty())) continue;
       // Figures measured on a disturbed machine are measured again once the machine is quiet.

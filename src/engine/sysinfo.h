@@ -20,7 +20,11 @@
 namespace tokenscope {
 
 using profile::MachineInfo;
-using profile::machine_info_json;
+
+// The figures as JSON (the cache's entries, summary.json's "machine"), and back: summaries of older versions
+// have no levels (their read_gbs is the DRAM roof); missing fields stay zero.
+std::string machine_info_json(const MachineInfo& m);
+MachineInfo machine_info_from_json(const std::string& text);
 
 struct CacheInfo {
   int level = 0;         // 1, 2, 3

@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "base/error.h"
@@ -114,48 +113,6 @@ std::string LoadReport::line() const {
                          threads == 1 ? "" : "s", loadavg1);
   if (freq_start_mhz > 0) s += strfmt(", %.0f -> %.0f MHz", freq_start_mhz, freq_end_mhz);
   return s;
-}
-
-std::string load_json(const LoadReport& r) {
-  nlohmann::json j = {{"measured", r.measured},
-                      {"seconds", r.seconds},
-                      {"cpus", r.cpus},
-                      {"threads", r.threads},
-                      {"others_cpus", r.others_cpus},
-                      {"steal_share", r.steal_share},
-                      {"invol_cs_per_s", r.invol_cs_per_s},
-                      {"runnable_others", r.runnable_others},
-                      {"loadavg1", r.loadavg1},
-                      {"freq_start_mhz", r.freq_start_mhz},
-                      {"freq_end_mhz", r.freq_end_mhz},
-                      {"freq_min_mhz", r.freq_min_mhz},
-                      {"disturbed", r.disturbed},
-                      {"warnings", r.warnings},
-                      {"line", r.line()}};
-  return j.dump();
-}
-
-LoadReport load_from_json(const std::string& text) {
-  LoadReport r;
-  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (!j.is_object()) return r;
-  r.measured = j.value("measured", false);
-  r.seconds = j.value("seconds", 0.0);
-  r.cpus = j.value("cpus", 0);
-  r.threads = j.value("threads", 0);
-  r.others_cpus = j.value("others_cpus", 0.0);
-  r.steal_share = j.value("steal_share", 0.0);
-  r.invol_cs_per_s = j.value("invol_cs_per_s", 0.0);
-  r.runnable_others = j.value("runnable_others", 0);
-  r.loadavg1 = j.value("loadavg1", 0.0);
-  r.freq_start_mhz = j.value("freq_start_mhz", 0.0);
-  r.freq_end_mhz = j.value("freq_end_mhz", 0.0);
-  r.freq_min_mhz = j.value("freq_min_mhz", 0.0);
-  r.disturbed = j.value("disturbed", false);
-  if (j.contains("warnings") && j["warnings"].is_array())
-    for (const auto& w : j["warnings"])
-      if (w.is_string()) r.warnings.push_back(w.get<std::string>());
-  return r;
 }
 
 }  // namespace tokenscope::profile

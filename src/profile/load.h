@@ -45,8 +45,6 @@ struct LoadReport {
 // 10% between start and end.
 LoadReport compare_load(const LoadSample& start, const LoadSample& end, int threads);
 
-std::string load_json(const LoadReport& r);
-LoadReport load_from_json(const std::string& text);  // what load_json wrote; measured = false if absent
 
 // Samples at construction and at stop().
 class LoadWatch {

@@ -1,4 +1,4 @@
-#include "profile/compare.h"
+#include "report/compare.h"
 
 #include <algorithm>
 #include <map>
@@ -6,9 +6,9 @@
 #include <sstream>
 
 #include "base/error.h"
-#include "profile/html_report.h"
+#include "report/html_report.h"
 
-namespace tokenscope::profile {
+namespace tokenscope::report {
 
 namespace {
 
@@ -329,4 +329,4 @@ std::string comparison_html(const Comparison& c, const std::string& chartjs_sour
   return h;
 }
 
-}  // namespace tokenscope::profile
+}  // namespace tokenscope::report

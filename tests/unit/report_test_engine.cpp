@@ -3,7 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "profile/report.h"
+#include "report/report.h"
 #include "engine/session.h"
 #include "model_builder.h"
 #include "profile/profiler.h"
@@ -13,6 +13,7 @@ using namespace tokenscope;
 using namespace tokenscope::testing;
 using nlohmann::json;
 using namespace tokenscope::profile;
+using namespace tokenscope::report;
 
 namespace {
 

@@ -5,9 +5,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "profile/roofline.h"
+#include "engine/sysinfo.h"
+#include "report/placement.h"
 
+using namespace tokenscope;
 using namespace tokenscope::profile;
+using namespace tokenscope::report;
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace tokenscope::profile {
+namespace tokenscope::report {
 
 struct CompareRow {
   std::string group;   // "headline", "stage", "op", "layer" (profiles) or "test" (bench)
@@ -37,4 +37,4 @@ std::string comparison_table(const Comparison& c);
 // chartjs_source inlined as in html_report.h; the page marks <body data-charts-total/-drawn> the same way.
 std::string comparison_html(const Comparison& c, const std::string& chartjs_source);
 
-}  // namespace tokenscope::profile
+}  // namespace tokenscope::report

@@ -1,4 +1,4 @@
-#include "profile/html_report.h"
+#include "report/html_report.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -8,9 +8,9 @@
 #include <sstream>
 
 #include "base/error.h"
-#include "profile/roofline.h"
+#include "report/placement.h"
 
-namespace tokenscope::profile {
+namespace tokenscope::report {
 
 std::string html_escape(const std::string& s) {
   std::string o;
@@ -488,4 +488,4 @@ std::string html_report(const std::string& summary_json, const std::string& char
   return h;
 }
 
-}  // namespace tokenscope::profile
+}  // namespace tokenscope::report

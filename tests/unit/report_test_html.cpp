@@ -12,14 +12,15 @@
 #include <regex>
 
 #include "base/error.h"
-#include "profile/compare.h"
-#include "profile/html_report.h"
+#include "report/compare.h"
+#include "report/html_report.h"
 #include "profile/profiler.h"
-#include "profile/report.h"
+#include "report/report.h"
 #include "test_util.h"
 
 using namespace tokenscope;
 using namespace tokenscope::profile;
+using namespace tokenscope::report;
 using namespace tokenscope::testing;
 
 namespace {

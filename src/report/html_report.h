@@ -10,7 +10,7 @@
 
 #include <string>
 
-namespace tokenscope::profile {
+namespace tokenscope::report {
 
 // Chart.js on this machine: $TOKENSCOPE_CHARTJS, else Debian's libjs-chart.js; "" when there is none.
 std::string find_chartjs();
@@ -24,4 +24,4 @@ std::string script_safe(const std::string& s);
 // Reads a whole file ("" if it cannot be read).
 std::string read_text_file(const std::string& path);
 
-}  // namespace tokenscope::profile
+}  // namespace tokenscope::report

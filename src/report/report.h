@@ -10,9 +10,12 @@
 
 #include "profile/load.h"
 #include "profile/profiler.h"
-#include "profile/roofline.h"
+#include "report/placement.h"
 
-namespace tokenscope::profile {
+namespace tokenscope::report {
+
+using profile::LoadReport;
+using profile::Profiler;
 
 struct OpSummary {
   std::string kind;                  // op kind ("matmul"), or for per-name rows the op's name ("ffn_down")
@@ -94,4 +97,9 @@ std::string machine_line(const MachineInfo& m);
 // The closing table alone (stage, main operations, bottleneck, key observations), as Markdown.
 std::string stage_table_markdown(const ProfileSummary& s);
 
-}  // namespace tokenscope::profile
+// The machine's load (profile/load.h) as JSON (summary.json's "load", bench records), and back: measured is
+// false when absent.
+std::string load_json(const LoadReport& r);
+LoadReport load_from_json(const std::string& text);
+
+}  // namespace tokenscope::report
