@@ -66,7 +66,8 @@ TEST(CliProfile, BusyMachineIsFlaggedInTerminalJsonAndReport) {
 
   const double alone_before = others_alone();
   std::string idle_out;
-  const nlohmann::json idle = profile_run(model, home, temp_path("prof-idle"), &idle_out);
+  const std::string idle_dir = temp_path("prof-idle");
+  const nlohmann::json idle = profile_run(model, home, idle_dir, &idle_out);
   const double alone_after = others_alone();
 
   std::vector<pid_t> kids;
@@ -102,7 +103,16 @@ TEST(CliProfile, BusyMachineIsFlaggedInTerminalJsonAndReport) {
     std::printf("the machine was busy on its own (%.2f, %.2f CPUs of other tasks): the idle profile says: %s\n",
                 alone_before, alone_after, idle["load"].value("line", "").c_str());
   }
+
+  // The two runs compared: the table on stdout, the page in B's directory, the disturbed run named.
+  const std::string cmp = run_cmd(std::string(TS_TOKENSCOPE_BIN) + " report --compare '" + idle_dir + "' '" + busy_dir + "'");
+  EXPECT_NE(cmp.find("op decode"), std::string::npos) << cmp;
+  EXPECT_NE(cmp.find("layer decode"), std::string::npos) << cmp;
+  EXPECT_NE(cmp.find(busy_dir + " was measured on a busy machine"), std::string::npos) << cmp;
+  EXPECT_NE(read_file(busy_dir + "/compare.html").find("profile comparison"), std::string::npos);
   std::filesystem::remove_all(home);
+  std::filesystem::remove_all(idle_dir);
+  std::filesystem::remove_all(busy_dir);
 }
 
 }  // namespace
