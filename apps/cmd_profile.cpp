@@ -160,6 +160,10 @@ int cmd_sysinfo(const SysinfoArgs& a) {
     std::printf(", %.1f against %s", m.peak_int8_gops / std::max(1e-9, m.levels.front().gbs.median),
                 m.levels.front().name.c_str());
   std::printf("\nload:       %s\n", m.load.c_str());
+  for (size_t i = 0; i + 1 < m.levels.size(); ++i)
+    if (m.levels[i].gbs.median < m.levels[i + 1].gbs.median)
+      std::printf("note:       the %s roof was measured below the %s roof: that measurement was disturbed\n",
+                  m.levels[i].name.c_str(), m.levels[i + 1].name.c_str());
   if (m.disturbed)
     std::printf("WARNING:    measured while the machine was busy: these roofs are too low and too spread; they are "
                 "measured again once the machine is quiet (or with --refresh)\n");

@@ -171,6 +171,28 @@ TEST(ReportTrace, LongRunsAreSampledAfterTheFirstSteps) {
   EXPECT_EQ(ops, 3 * (n_decode + 1));
 }
 
+TEST(ReportSteps, RoofBelowTheNextLevelsIsNoted) {
+  Profiler p;
+  fake_run(p);
+  MachineInfo m = fake_machine();
+  MemoryLevel l1, l2, dram;
+  l1.name = "L1";
+  l1.capacity = 64 << 10;
+  l1.gbs.median = 50;  // below L2: disturbed
+  l2.name = "L2";
+  l2.capacity = 2 << 20;
+  l2.gbs.median = 80;
+  dram.name = "DRAM";
+  dram.gbs.median = 20;
+  m.levels = {l1, l2, dram};
+  const ProfileSummary s = summarize(p, m);
+  int noted = 0;
+  for (const std::string& n : s.notes) noted += n.find("the L1 roof (50.0 GB/s) was measured below the L2 roof") == 0;
+  EXPECT_EQ(noted, 1);
+  m.levels[0].gbs.median = 200;
+  for (const std::string& n : summarize(p, m).notes) EXPECT_EQ(n.find("was measured below"), std::string::npos) << n;
+}
+
 TEST(ReportLoad, LoadRoundTripsThroughJson) {
   LoadSample a, b;
   a.have_stat = b.have_stat = true;
