@@ -161,7 +161,7 @@ int cmd_sysinfo(const SysinfoArgs& a) {
                 m.levels.front().name.c_str());
   std::printf("\nload:       %s\n", m.load.c_str());
   for (size_t i = 0; i + 1 < m.levels.size(); ++i)
-    if (m.levels[i].gbs.median < m.levels[i + 1].gbs.median)
+    if (m.levels[i].gbs.hi < m.levels[i + 1].gbs.median)
       std::printf("note:       the %s roof was measured below the %s roof: that measurement was disturbed\n",
                   m.levels[i].name.c_str(), m.levels[i + 1].name.c_str());
   if (m.disturbed)

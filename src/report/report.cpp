@@ -165,9 +165,10 @@ std::string this_command_line() {
 ProfileSummary summarize(const Profiler& p, const MachineInfo& m) {
   ProfileSummary out;
   out.machine = m;
-  // A faster level can deliver at least what a slower one does: a roof below the next level's was disturbed.
+  // A faster level can deliver at least what a slower one does: a roof whose whole range lies below the next
+  // level's median was disturbed (two levels the kernel reads at the same rate differ by noise only).
   for (size_t i = 0; i + 1 < m.levels.size(); ++i)
-    if (m.levels[i].gbs.median < m.levels[i + 1].gbs.median)
+    if (m.levels[i].gbs.hi < m.levels[i + 1].gbs.median)
       out.notes.push_back(strfmt("the %s roof (%.1f GB/s) was measured below the %s roof (%.1f GB/s): that "
                                  "measurement was disturbed; `tokenscope sysinfo --refresh` on a quiet machine",
                                  m.levels[i].name.c_str(), m.levels[i].gbs.median, m.levels[i + 1].name.c_str(),

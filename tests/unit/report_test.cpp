@@ -178,10 +178,10 @@ TEST(ReportSteps, RoofBelowTheNextLevelsIsNoted) {
   MemoryLevel l1, l2, dram;
   l1.name = "L1";
   l1.capacity = 64 << 10;
-  l1.gbs.median = 50;  // below L2: disturbed
+  l1.gbs = Spread{50, 45, 55, 7};  // wholly below L2: disturbed
   l2.name = "L2";
   l2.capacity = 2 << 20;
-  l2.gbs.median = 80;
+  l2.gbs = Spread{80, 70, 90, 7};
   dram.name = "DRAM";
   dram.gbs.median = 20;
   m.levels = {l1, l2, dram};
@@ -189,7 +189,8 @@ TEST(ReportSteps, RoofBelowTheNextLevelsIsNoted) {
   int noted = 0;
   for (const std::string& n : s.notes) noted += n.find("the L1 roof (50.0 GB/s) was measured below the L2 roof") == 0;
   EXPECT_EQ(noted, 1);
-  m.levels[0].gbs.median = 200;
+  // Equal within the spread (a kernel that reads L1 and L2 at the same rate): no note.
+  m.levels[0].gbs = Spread{79, 74, 85, 7};
   for (const std::string& n : summarize(p, m).notes) EXPECT_EQ(n.find("was measured below"), std::string::npos) << n;
 }
 
