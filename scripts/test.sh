@@ -13,8 +13,8 @@ if [ "${TOKENSCOPE_SKIP_ARM:-0}" != 1 ]; then
 fi
 if [ "${TOKENSCOPE_SKIP_SANITIZERS:-0}" != 1 ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTOKENSCOPE_SANITIZE=address >/dev/null
-  cmake --build build-asan -j"$(nproc)" --target test_gguf test_formats test_tokenizer test_profile test_ops test_engine
-  ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -L '^(gguf|formats|tokenizer|profile)$'
+  cmake --build build-asan -j"$(nproc)" --target test_gguf test_formats test_tokenizer test_profile test_report test_ops test_engine
+  ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -L '^(gguf|formats|tokenizer|profile|report)$'
   # The batched engine: pages, prefix cache, copy on write, running out; attention over page tables.
   ctest --test-dir build-asan --output-on-failure -j"$(nproc)" \
     -R '^(KVPool\.|EngineBatch\.(Shared|RunningOut|Preempted)|Isas/Attention\.BatchedEqualsAlone/)'
