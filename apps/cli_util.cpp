@@ -8,6 +8,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -112,6 +113,38 @@ std::string stop_message(const std::string& stop_reason, int64_t generated, int6
                   static_cast<long long>(n_ctx), g);
   if (stop_reason == "callback") return strfmt("stopped: interrupted (Ctrl-C) after %lld tokens", g);
   return "stopped: " + stop_reason;
+}
+
+Progress::Progress(std::string what, int64_t total)
+    : what_(std::move(what)), total_(total), shown_(total > 0 && ::isatty(STDERR_FILENO)) {
+  if (shown_) std::fprintf(stderr, "\r%s: 0/%lld runs (0%%)", what_.c_str(), static_cast<long long>(total_));
+}
+
+void Progress::step() {
+  ++done_;
+  if (shown_)
+    std::fprintf(stderr, "\r%s: %lld/%lld runs (%lld%%)", what_.c_str(), static_cast<long long>(done_),
+                 static_cast<long long>(total_), static_cast<long long>(100 * done_ / total_));
+}
+
+void Progress::hide() {
+  if (shown_) clear_status_line();
+}
+
+Progress::~Progress() {
+  if (shown_) clear_status_line();
+}
+
+void show_loading(const std::string& path) {
+  if (!::isatty(STDERR_FILENO)) return;
+  std::error_code ec;
+  const auto bytes = std::filesystem::file_size(path, ec);
+  std::fprintf(stderr, "tokenscope: loading %s (%.1f MiB) and packing its weights ...", path.c_str(),
+               ec ? 0.0 : static_cast<double>(bytes) / 1048576.0);
+}
+
+void clear_status_line() {
+  if (::isatty(STDERR_FILENO)) std::fprintf(stderr, "\r\033[K");
 }
 
 }  // namespace tokenscope::app

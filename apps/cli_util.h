@@ -40,4 +40,26 @@ std::string stop_message(const std::string& stop_reason, int64_t generated, int6
 // The reason as run --json reports it: eog, length, context or interrupted.
 std::string stop_reason_name(const std::string& stop_reason);
 
+// A progress line on stderr, redrawn in place ("bench: 3/12 runs (25%)"), shown only when stderr is a terminal so
+// that logs and captured output stay clean. The line is erased when the object goes.
+class Progress {
+ public:
+  Progress(std::string what, int64_t total);
+  ~Progress();
+  void step();  // one more of the total done: redraws the line
+  void hide();  // erases the line until the next step (before printing a result)
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+
+ private:
+  std::string what_;
+  int64_t total_, done_ = 0;
+  bool shown_;
+};
+
+// "loading MODEL (N MiB) ..." on stderr while a model is loaded and its weights packed, when stderr is a terminal;
+// erased by clear_status_line().
+void show_loading(const std::string& path);
+void clear_status_line();
+
 }  // namespace tokenscope::app

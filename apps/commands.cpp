@@ -121,7 +121,15 @@ EngineOptions engine_options(const CommonArgs& c, profile::Profiler* profiler) {
 std::unique_ptr<Session> open_session(const CommonArgs& c, profile::Profiler* profiler) {
   EngineOptions o = engine_options(c, profiler);
   o.prefix_cache = false;  // one sequence: nothing to share
-  auto s = std::make_unique<Session>(Engine::open(o));
+  show_loading(o.model_path);
+  std::unique_ptr<Session> s;
+  try {
+    s = std::make_unique<Session>(Engine::open(o));
+  } catch (...) {
+    clear_status_line();
+    throw;
+  }
+  clear_status_line();
   const int64_t train = s->model().config().n_ctx_train;
   if (c.ctx > train)
     std::fprintf(stderr, "tokenscope: warning: -c %lld is beyond the model's training context (%lld tokens): output "
