@@ -4,7 +4,7 @@
 # layers and the batched engine, TSan on the thread pool, the batched attention and the batched engine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh test
 scripts/fetch-models.sh all >/dev/null
 scripts/build.sh
 ctest --test-dir build --output-on-failure -j"$(nproc)"
