@@ -1,5 +1,7 @@
 #include "apps/cmd_bench.h"
 
+#include "apps/cli_util.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -9,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "base/error.h"
 #include "base/memory_stats.h"
@@ -291,6 +294,10 @@ int cmd_bench(const BenchArgs& a) {
     }
   }
   bool csv_header = false;
+  const int64_t per_config = batched ? static_cast<int64_t>(a.n_prompt.size() * a.n_gen.size() * a.batch.size())
+                                     : static_cast<int64_t>(tests.size());
+  Progress progress("bench", static_cast<int64_t>(models.size() * threads.size() * isas.size() * a.barriers.size() *
+                                                  kv_types.size()) * per_config * a.reps);
   // The machine's load over each row's repetitions: into the record, and a warning when disturbed.
   std::vector<std::string> disturbed;
   auto note_load = [&](nlohmann::json& rec, const profile::LoadReport& load, const std::string& row) {
@@ -361,12 +368,14 @@ int cmd_bench(const BenchArgs& a) {
                     const profile::LoadWatch load_watch;
                     for (int r = 0; r < a.reps; ++r) {
                       const auto [dp, dg] = run_batched(*e, B, pp, tg, a.ubatch, 100 + static_cast<uint32_t>(r));
+                      progress.step();
                       t_pp.push_back(dp * 1e-9);
                       t_tg.push_back(dg * 1e-9);
                       s_pp.push_back(static_cast<double>(B) * pp / (dp * 1e-9));
                       s_tg.push_back(static_cast<double>(B) * tg / (dg * 1e-9));
                       s_all.push_back(static_cast<double>(B) * (pp + tg) / ((dp + dg) * 1e-9));
                     }
+                    progress.hide();  // the row goes where the progress line was
                     const int64_t n_kv = static_cast<int64_t>(B) * (pp + tg);
                     const double tp = median(t_pp), tt = median(t_tg);
                     // llama-batched-bench's field names (medians over the repetitions), then our own.
@@ -430,9 +439,11 @@ int cmd_bench(const BenchArgs& a) {
               const profile::LoadWatch load_watch;
               for (int r = 0; r < a.reps; ++r) {
                 const double dt = run_once(*s, t);
+                progress.step();
                 ns.push_back(dt);
                 ts.push_back(1e9 * (t.n_prompt + t.n_gen) / dt);
               }
+              progress.hide();  // the row goes where the progress line was
               const Stats sn = stats(ns), st = stats(ts);
               nlohmann::json rec = {
                   {"n_prompt", t.n_prompt},

@@ -2,7 +2,9 @@
 
 #include <cstdio>
 
+#include "apps/cli_util.h"
 #include "base/error.h"
+#include "formats/tensor_type.h"
 #include "model/synth.h"
 
 namespace tokenscope::app {
@@ -32,7 +34,7 @@ CLI::App* add_quantize_command(CLI::App& app, QuantizeArgs& a) {
 namespace {
 TensorType parse_type(const std::string& s, const char* flag) {
   auto t = type_from_name(s);
-  if (!t) fail("%s %s: unknown tensor type", flag, s.c_str());
+  if (!t) usage_fail("%s %s: unknown tensor type", flag, s.c_str());
   return *t;
 }
 }  // namespace
@@ -84,11 +86,16 @@ int cmd_quantize(const QuantizeArgs& a) {
   o.type = parse_type(a.type, "type");
   o.keep_embd = a.keep_embd;
   const QuantizeReport r = quantize_model(o);
-  std::fprintf(stderr, "quantize: %s -> %s: %lld tensors converted to %s (%lld fell back to Q8_0), %lld copied; "
-               "%.1f MiB -> %.1f MiB\n",
+  std::fprintf(stderr, "quantize: %s -> %s: %lld tensors converted to %s, %lld copied; %.1f MiB -> %.1f MiB\n",
                a.in.c_str(), a.out.c_str(), static_cast<long long>(r.converted), type_name(o.type),
-               static_cast<long long>(r.fallbacks), static_cast<long long>(r.copied), r.bytes_in / 1048576.0,
-               r.bytes_out / 1048576.0);
+               static_cast<long long>(r.copied), r.bytes_in / 1048576.0, r.bytes_out / 1048576.0);
+  if (r.fallbacks > 0) {
+    std::string how;
+    for (const auto& [t, n] : r.fallback_types) how += strfmt("%s%lld as %s", how.empty() ? "" : ", ", static_cast<long long>(n), type_name(t));
+    std::fprintf(stderr, "quantize: %lld of them have rows that are not a whole number of %s blocks (%lld elements): "
+                 "written %s\n", static_cast<long long>(r.fallbacks), type_name(o.type),
+                 static_cast<long long>(type_traits(o.type).block_size), how.c_str());
+  }
   return 0;
 }
 

@@ -1,5 +1,7 @@
 #include "apps/commands.h"
 
+#include "apps/cli_util.h"
+
 #include <cctype>
 #include <cstdio>
 #include <iostream>
@@ -11,23 +13,28 @@
 #include "gguf/gguf.h"
 #include "gguf/inspect.h"
 #include "kernels/kernels.h"
+#include "runtime/thread_pool.h"
 
 namespace tokenscope::app {
 
 void add_common_flags(CLI::App& cmd, CommonArgs& a) {
   cmd.add_option("-m,--model", a.model, "GGUF model file (default: " + std::string(kDefaultModelFile) + ")");
-  cmd.add_option("-t,--threads", a.threads, "Threads (default: all CPUs)");
+  cmd.add_option("-t,--threads", a.threads,
+                 "Threads (0 or default: all CPUs this process may use, " + std::to_string(available_cpus()) +
+                     " here; more than that is allowed but slower)");
   cmd.add_option("-c,--ctx-size", a.ctx, "Context size in tokens (default: min(4096, the model's))");
   cmd.add_option("--isa", a.isa, "Force a kernel ISA: scalar, avx2, avx512, neon (default: best available)");
   cmd.add_option("--barrier", a.barrier, "How idle threads wait: spin, futex or hybrid (default: hybrid)");
-  cmd.add_option("--cpu-mask", a.cpu_mask, "Pin threads to CPUs: hex mask (0x3) or list (0,2-3); default: no pinning");
+  cmd.add_option("--cpu-mask", a.cpu_mask,
+                 "Pin threads to CPUs: hex mask as in llama.cpp (3 or 0x3: CPUs 0 and 1; 0: no pinning) or a list "
+                 "(0,2-3); default: no pinning");
   cmd.add_option("--kv-type", a.kv_type, "KV cache type: f16 or q8_0 (about half the bytes; default: f16)");
 }
 
 TensorType parse_kv_type(const std::string& name) {
   const auto t = type_from_name(name);
   if (!t || (*t != TensorType::F16 && *t != TensorType::Q8_0))
-    fail("--kv-type %s: unsupported KV cache type (use f16 or q8_0)", name.c_str());
+    usage_fail("--kv-type %s: unsupported KV cache type (use f16 or q8_0)", name.c_str());
   return *t;
 }
 
@@ -41,14 +48,22 @@ PoolOptions pool_options(const std::string& barrier, const std::string& cpu_mask
   PoolOptions p;
   if (!barrier.empty()) {
     auto m = barrier_mode_from_name(barrier);
-    if (!m) fail("--barrier %s: unknown mode (use spin, futex or hybrid)", barrier.c_str());
+    if (!m) usage_fail("--barrier %s: unknown mode (use spin, futex or hybrid)", barrier.c_str());
     p.barrier = *m;
+  }
+  // llama.cpp reads --cpu-mask as hex and an all-zero mask as "no affinity": so does tokenscope, saying so, since
+  // "0" also reads as the list "CPU 0" (written 0x1 as a mask).
+  if ((!cpu_mask.empty() && cpu_mask.find_first_not_of("0") == std::string::npos) || cpu_mask == "0x0" ||
+      cpu_mask == "0X0") {
+    std::fprintf(stderr, "tokenscope: --cpu-mask %s is an empty hex mask: threads are not pinned (as in llama.cpp); "
+                 "to pin to CPU 0 give 0x1\n", cpu_mask.c_str());
+    return p;
   }
   if (!cpu_mask.empty()) {
     try {
       p.cpus = parse_cpu_set(cpu_mask);
     } catch (const Error& e) {
-      fail("--cpu-mask: %s", e.what());
+      usage_fail("--cpu-mask: %s", e.what());
     }
   }
   return p;
@@ -61,7 +76,16 @@ void add_sampling_flags(CLI::App& cmd, SamplerParams& s) {
   cmd.add_option("--min-p", s.min_p, "Min-p (0: off)")->capture_default_str();
   cmd.add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1: off)")->capture_default_str();
   cmd.add_option("--repeat-last-n", s.repeat_last_n, "Tokens the repetition penalty looks back")->capture_default_str();
-  cmd.add_option("-s,--seed", s.seed, "RNG seed (default: random)");
+  // A uint32 seed, or -1 for a random one as in llama.cpp (0xFFFFFFFF is the sampler's "random").
+  cmd.add_option_function<int64_t>(
+         "-s,--seed",
+         [&s](int64_t v) {
+           if (v < -1 || v > 0xFFFFFFFELL)
+             throw CLI::ValidationError("-s", "seed " + std::to_string(v) + " is out of range (0..4294967294, or -1: random)");
+           s.seed = v == -1 ? 0xFFFFFFFFu : static_cast<uint32_t>(v);
+         },
+         "RNG seed (-1 or default: random)")
+      ->type_name("INT");
 }
 
 std::string resolve_model(const std::string& m) {
@@ -77,11 +101,14 @@ EngineOptions engine_options(const CommonArgs& c, profile::Profiler* profiler) {
   EngineOptions o;
   if (!c.isa.empty()) {
     o.isa = kernels::isa_from_name(c.isa);
-    if (!o.isa) fail("--isa %s: unknown ISA (use scalar, avx2, avx512 or neon)", c.isa.c_str());
+    if (!o.isa) usage_fail("--isa %s: unknown ISA (use scalar, avx2, avx512 or neon)", c.isa.c_str());
     if (!kernels::isa_available(*o.isa)) fail("--isa %s: not available on this machine", c.isa.c_str());
   }
-  if (c.threads < 0) fail("-t must be >= 1 (got %d)", c.threads);
-  if (c.ctx < 0) fail("-c must be >= 1 (got %lld)", static_cast<long long>(c.ctx));
+  if (c.threads < 0) usage_fail("-t must be >= 0 (got %d; 0: all CPUs)", c.threads);
+  if (c.ctx < 0) usage_fail("-c must be >= 1 (got %lld)", static_cast<long long>(c.ctx));
+  if (c.threads > available_cpus())
+    std::fprintf(stderr, "tokenscope: warning: -t %d is more threads than the %d CPUs this process may use: they "
+                 "will take turns and run slower (use -t %d or fewer)\n", c.threads, available_cpus(), available_cpus());
   o.model_path = resolve_model(c.model);
   o.n_threads = c.threads;
   o.kv_tokens = c.ctx;
@@ -94,7 +121,21 @@ EngineOptions engine_options(const CommonArgs& c, profile::Profiler* profiler) {
 std::unique_ptr<Session> open_session(const CommonArgs& c, profile::Profiler* profiler) {
   EngineOptions o = engine_options(c, profiler);
   o.prefix_cache = false;  // one sequence: nothing to share
-  return std::make_unique<Session>(Engine::open(o));
+  show_loading(o.model_path);
+  std::unique_ptr<Session> s;
+  try {
+    s = std::make_unique<Session>(Engine::open(o));
+  } catch (...) {
+    clear_status_line();
+    throw;
+  }
+  clear_status_line();
+  const int64_t train = s->model().config().n_ctx_train;
+  if (c.ctx > train)
+    std::fprintf(stderr, "tokenscope: warning: -c %lld is beyond the model's training context (%lld tokens): output "
+                 "past %lld tokens is unreliable\n", static_cast<long long>(c.ctx), static_cast<long long>(train),
+                 static_cast<long long>(train));
+  return s;
 }
 
 namespace {
@@ -115,8 +156,19 @@ void print_summary(const Session& s, const GenerationStats& st) {
                st.sample_ms);
 }
 
+// The sampling flags' ranges: a value out of range is bad usage (exit status 2).
+void validate_sampling(const SamplerParams& p) {
+  try {
+    validate(p);
+  } catch (const UsageError&) {
+    throw;
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
+}
+
 void check_generation_args(int64_t n_predict) {
-  if (n_predict < -1) fail("-n must be >= -1 (got %lld)", static_cast<long long>(n_predict));
+  if (n_predict < -1) usage_fail("-n must be >= -1 (got %lld)", static_cast<long long>(n_predict));
 }
 
 }  // namespace
@@ -129,15 +181,25 @@ std::string render_chat_prompt(const Model& m, const std::string& user, const st
   return render_chat(cs.format, msgs, true, system.empty() ? cs.default_system : "");
 }
 
-int cmd_run(const CommonArgs& c, const RunArgs& a) {
-  check_generation_args(a.n_predict);
-  validate(a.sampling);
-  if (!a.prompts_file.empty()) {
-    if (!a.prompt.empty()) fail("-p and --prompts go alone: give the prompt on the command line or in the file");
-    return cmd_run_batch(c, a);
+int cmd_run(const CommonArgs& c, const RunArgs& args) {
+  check_generation_args(args.n_predict);
+  validate_sampling(args.sampling);
+  if (!args.prompts_file.empty()) {
+    if (!args.prompt.empty() || !args.prompt_file.empty())
+      usage_fail("-p/-f and --prompts go alone: give the prompt on the command line or in the file");
+    return cmd_run_batch(c, args);
   }
-  if (a.prompt.empty()) fail("no prompt: give -p TEXT (or --prompts FILE for many)");
-  if (a.parallel != 0) fail("--parallel goes with --prompts FILE");
+  if (!args.prompt.empty() && !args.prompt_file.empty()) usage_fail("-p and -f go alone: give one prompt");
+  if (args.prompt.empty() && args.prompt_file.empty())
+    usage_fail("no prompt: give -p TEXT, -f FILE (-f - reads standard input) or --prompts FILE for many");
+  if (args.parallel != 0) usage_fail("--parallel goes with --prompts FILE");
+  RunArgs a = args;
+  if (!a.prompt_file.empty()) {
+    a.prompt = read_prompt_file(a.prompt_file);
+    if (a.prompt.empty()) fail("-f %s: the prompt is empty", a.prompt_file.c_str());
+  }
+  require_utf8(a.prompt, "the prompt");
+  require_utf8(a.system, "--system");
   auto s = open_session(c);
   std::string text = a.prompt;
   if (a.chat) text = render_chat_prompt(s->model(), a.prompt, a.system);
@@ -151,7 +213,9 @@ int cmd_run(const CommonArgs& c, const RunArgs& a) {
   g.ignore_eos = a.ignore_eos;
   g.sampling = a.sampling;
   Utf8Stream out;
-  TokenCallback cb;
+  // Ctrl-C stops generation (the summary still prints); a second one exits.
+  install_interrupt_handler(true);
+  TokenCallback cb = [](TokenId, const std::string&) { return !interrupted(); };
   if (!a.json) {
     std::fwrite(a.prompt.data(), 1, a.chat ? 0 : a.prompt.size(), stdout);
     std::fflush(stdout);
@@ -159,10 +223,11 @@ int cmd_run(const CommonArgs& c, const RunArgs& a) {
       const std::string ready = out.push(piece);
       std::fwrite(ready.data(), 1, ready.size(), stdout);
       std::fflush(stdout);
-      return true;
+      return !interrupted();
     };
   }
   GenerationResult r = s->generate(prompt, g, cb);
+  const int rc = r.stop_reason == "callback" ? 130 : 0;  // 128 + SIGINT, as a shell reports an interrupted command
   const GenerationStats& st = r.stats;
   if (a.json) {
     nlohmann::json j;
@@ -175,6 +240,7 @@ int cmd_run(const CommonArgs& c, const RunArgs& a) {
     j["prompt_tokens"] = st.prompt_tokens;
     j["prompt_ids"] = prompt;
     j["stopped_by_eog"] = r.stopped_by_eog;
+    j["stop_reason"] = stop_reason_name(r.stop_reason);
     j["load_ms"] = s->load_ms();
     j["prefill"] = {{"tokens", st.prompt_tokens}, {"ms", st.prefill_ms}, {"tok_s", st.prefill_tok_s()}};
     j["decode"] = {{"tokens", st.decode_steps},
@@ -186,29 +252,35 @@ int cmd_run(const CommonArgs& c, const RunArgs& a) {
     j["peak_rss_bytes"] = peak_rss_bytes();
     std::string dumped = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
     std::printf("%s\n", dumped.c_str());
-    return 0;
+    return rc;
   }
   const std::string rest = out.flush();
   std::fwrite(rest.data(), 1, rest.size(), stdout);
   std::fflush(stdout);
   print_summary(*s, st);
-  return 0;
+  std::fprintf(stderr, "  %s\n", stop_message(r.stop_reason, st.generated_tokens, a.n_predict, s->n_ctx()).c_str());
+  return rc;
 }
 
 int cmd_chat(const CommonArgs& c, const ChatArgs& a) {
   check_generation_args(a.n_predict);
-  validate(a.sampling);
+  validate_sampling(a.sampling);
   auto s = open_session(c);
   const ChatTemplate cs = chat_template_of(s->model().file());
   std::vector<ChatMessage> msgs;
   if (!a.system.empty()) msgs.push_back({"system", a.system});
-  std::fprintf(stderr, "tokenscope chat (%s template). /reset clears the conversation, /exit or Ctrl-D quits.\n",
-               chat_format_name(cs.format));
+  std::fprintf(stderr, "tokenscope chat (%s template). /reset clears the conversation, /exit or Ctrl-D quits; "
+               "Ctrl-C stops a reply, at the prompt it quits.\n", chat_format_name(cs.format));
+  install_interrupt_handler(false);  // Ctrl-C at the prompt ends the read, and so the chat
   std::string line;
   for (;;) {
+    clear_interrupt();
     std::fprintf(stdout, "\n> ");
     std::fflush(stdout);
-    if (!std::getline(std::cin, line)) break;
+    if (!std::getline(std::cin, line)) {
+      std::fprintf(stdout, "\n");
+      break;
+    }
     if (line == "/exit" || line == "/quit") break;
     if (line == "/reset") {
       msgs.resize(a.system.empty() ? 0 : 1);
@@ -216,6 +288,11 @@ int cmd_chat(const CommonArgs& c, const ChatArgs& a) {
       continue;
     }
     if (line.empty()) continue;
+    if (auto at = invalid_utf8_offset(line)) {
+      std::fprintf(stderr, "(not sent: the message is not valid UTF-8 at byte %zu, 0x%02X)\n", *at,
+                   static_cast<unsigned>(static_cast<unsigned char>(line[*at])));
+      continue;
+    }
     msgs.push_back({"user", line});
     const std::string text = render_chat(cs.format, msgs, true, a.system.empty() ? cs.default_system : "");
     std::vector<TokenId> all = s->tokenize(text, true, true);
@@ -241,12 +318,16 @@ int cmd_chat(const CommonArgs& c, const ChatArgs& a) {
       const std::string ready = out.push(piece);
       std::fwrite(ready.data(), 1, ready.size(), stdout);
       std::fflush(stdout);
-      return true;
+      return !interrupted();
     });
     const std::string rest = out.flush();
     std::fwrite(rest.data(), 1, rest.size(), stdout);
     std::fprintf(stdout, "\n");
     std::fflush(stdout);
+    // The model ending its reply is the normal end of a turn; anything else is said.
+    if (r.stop_reason != "eog")
+      std::fprintf(stderr, "(%s)\n",
+                   stop_message(r.stop_reason, r.stats.generated_tokens, a.n_predict, s->n_ctx()).c_str());
     std::fprintf(stderr, "[prefill %lld tok %.1f tok/s | decode %lld tok %.1f tok/s]\n",
                  static_cast<long long>(r.stats.prompt_tokens), r.stats.prefill_tok_s(),
                  static_cast<long long>(r.stats.decode_steps), r.stats.decode_tok_s());
@@ -256,6 +337,7 @@ int cmd_chat(const CommonArgs& c, const ChatArgs& a) {
 }
 
 int cmd_tokenize(const CommonArgs& c, const TokenizeArgs& a) {
+  require_utf8(a.text, "the text");
   auto file = gguf::File::open(resolve_model(c.model));
   auto tok = Tokenizer::from_gguf(*file);
   const std::vector<TokenId> ids = tok->encode(a.text, !a.no_add_special, !a.no_parse_special);
@@ -269,7 +351,11 @@ int cmd_tokenize(const CommonArgs& c, const TokenizeArgs& a) {
 }
 
 int cmd_inspect(const InspectArgs& a) {
-  auto file = gguf::File::open(a.file);
+  if (!a.file.empty() && !a.model.empty() && a.file != a.model)
+    usage_fail("inspect: two files given (%s and -m %s): give one", a.file.c_str(), a.model.c_str());
+  const std::string path = a.file.empty() ? a.model : a.file;
+  if (path.empty()) usage_fail("inspect: no file given: inspect FILE or inspect -m FILE");
+  auto file = gguf::File::open(path);
   print_inspect(*file, stdout, a.all);
   return 0;
 }

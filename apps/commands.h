@@ -22,6 +22,7 @@ struct CommonArgs {
 
 struct RunArgs {
   std::string prompt;
+  std::string prompt_file;   // -f: the prompt from a file, "-" for standard input
   std::string prompts_file;  // --prompts: many prompts through the batched engine
   int parallel = 0;          // --parallel: sequences at once with --prompts (0: 4)
   int64_t n_predict = 128;
@@ -46,7 +47,8 @@ struct TokenizeArgs {
 };
 
 struct InspectArgs {
-  std::string file;
+  std::string file;   // the positional FILE
+  std::string model;  // -m FILE, as every command that reads a model accepts
   bool all = false;
 };
 

@@ -13,6 +13,7 @@
 #include "apps/cmd_serve.h"
 #endif
 #include "apps/cmd_synth.h"
+#include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "base/error.h"
 
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   add_common_flags(*run_cmd, common);
   add_sampling_flags(*run_cmd, run.sampling);
   run_cmd->add_option("-p,--prompt", run.prompt, "Prompt text");
+  run_cmd->add_option("-f,--file", run.prompt_file, "Prompt from a file (-: standard input)");
   run_cmd->add_option("--prompts", run.prompts_file,
                       "File of prompts, one per line, or JSON lines {\"prompt\": ..., \"n_predict\": N}: all go "
                       "through the batched engine, results in input order");
@@ -59,7 +61,8 @@ int main(int argc, char** argv) {
 
   InspectArgs insp;
   CLI::App* insp_cmd = app.add_subcommand("inspect", "Print a GGUF file's metadata and tensor table");
-  insp_cmd->add_option("file", insp.file, "GGUF file")->required();
+  insp_cmd->add_option("file", insp.file, "GGUF file");
+  insp_cmd->add_option("-m,--model", insp.model, "GGUF file (instead of the positional FILE)");
   insp_cmd->add_flag("--all", insp.all, "Print long arrays in full");
 
   BenchArgs bench;
@@ -90,7 +93,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(args);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version exit 0; a parse error is bad usage: exit status 2, as getopt tools do.
+    return app.exit(e) == 0 ? 0 : 2;
   }
   try {
     if (*run_cmd) return cmd_run(common, run);
@@ -106,6 +110,10 @@ int main(int argc, char** argv) {
 #ifdef TOKENSCOPE_SERVE
     if (*serve_cmd) return cmd_serve(serve);
 #endif
+  } catch (const UsageError& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "tokenscope: error: %s\nRun with --help for more information.\n", e.what());
+    return 2;
   } catch (const tokenscope::Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "tokenscope: error: %s\n", e.what());

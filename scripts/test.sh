@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone: install dependencies, build, fetch the models, run the tests,
 # then the Arm NEON kernels (cross-built, run under qemu), then the sanitizer builds (ASan+UBSan on the input-parsing
-# layers and the batched engine, TSan on the thread pool, the batched attention and the batched engine).
+# layers, the batched engine and the server, TSan on the thread pool, the batched attention and the batched engine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh test
 scripts/fetch-models.sh all >/dev/null
 scripts/build.sh
 ctest --test-dir build --output-on-failure -j"$(nproc)"
@@ -13,8 +13,14 @@ if [ "${TOKENSCOPE_SKIP_ARM:-0}" != 1 ]; then
 fi
 if [ "${TOKENSCOPE_SKIP_SANITIZERS:-0}" != 1 ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTOKENSCOPE_SANITIZE=address >/dev/null
-  cmake --build build-asan -j"$(nproc)" --target test_gguf test_formats test_tokenizer test_profile test_report test_ops test_engine
-  ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -L '^(gguf|formats|tokenizer|profile|report)$'
+  cmake --build build-asan -j"$(nproc)" --target test_gguf test_formats test_tokenizer test_profile test_ops test_engine \
+    test_report test_serve tokenscope
+  ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -L '^(gguf|formats|tokenizer|profile|report|serve)$'
+  # The server under ASan+UBSan: mangled and bad requests, stop strings, a client gone mid-stream, and a drain
+  # (LeakSanitizer checks the exit).
+  (cd tests/server && TOKENSCOPE_BIN="$PWD/../../build-asan/tokenscope" python3 test_server.py \
+    Api.test_mangled_requests_get_answers_not_crashes Api.test_bad_requests Api.test_client_disconnect_frees_the_slot \
+    Api.test_stop_string_split_across_tokens Lifecycle.test_sigterm_drains_running_requests)
   # The batched engine: pages, prefix cache, copy on write, running out; attention over page tables.
   ctest --test-dir build-asan --output-on-failure -j"$(nproc)" \
     -R '^(KVPool\.|EngineBatch\.(Shared|RunningOut|Preempted)|Isas/Attention\.BatchedEqualsAlone/)'

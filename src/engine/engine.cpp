@@ -74,7 +74,8 @@ void Engine::init(const EngineOptions& opts, double t0) {
   if (opts.kv_tokens < 0) fail("-c must be >= 1 (got %lld)", static_cast<long long>(opts.kv_tokens));
   const ModelConfig& c = model_->config();
   const int threads = opts.n_threads > 0 ? opts.n_threads : available_cpus();
-  if (threads > 512) fail("-t %d is more threads than makes sense", threads);
+  if (threads > 512)
+    fail("-t %d: at most 512 threads (this process may use %d CPUs)", threads, available_cpus());
   const int64_t tokens = opts.kv_tokens > 0 ? opts.kv_tokens : std::min<int64_t>(4096, c.n_ctx_train);
   if (tokens > (int64_t{1} << 24)) fail("-c %lld is too large", static_cast<long long>(tokens));
   if (opts.isa && !kernels::isa_available(*opts.isa))

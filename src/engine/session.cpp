@@ -94,9 +94,13 @@ GenerationResult Session::generate(const std::vector<TokenId>& prompt, const Gen
 
   const int64_t limit = opts.n_predict < 0 ? n_ctx() - n_past() : opts.n_predict;
   profile::usdt_stage_begin(static_cast<int>(profile::Stage::decode), n_past());
+  r.stop_reason = opts.n_predict < 0 ? "context" : "length";
   for (int64_t i = 0; i < limit; ++i) {
     if (i > 0) {
-      if (n_past() >= n_ctx()) break;  // context full
+      if (n_past() >= n_ctx()) {
+        r.stop_reason = "context";
+        break;
+      }
       t = now_ms();
       eval({r.tokens.back()});
       r.stats.decode_ms += now_ms() - t;
@@ -111,13 +115,17 @@ GenerationResult Session::generate(const std::vector<TokenId>& prompt, const Gen
     r.stats.sample_ms += now_ms() - t;
     if (!opts.ignore_eos && tokenizer().is_eog(id)) {
       r.stopped_by_eog = true;
+      r.stop_reason = "eog";
       break;
     }
     r.tokens.push_back(id);
     ++r.stats.generated_tokens;
     const std::string piece = tokenizer().token_to_piece(id);
     r.text += piece;
-    if (on_token && !on_token(id, piece)) break;
+    if (on_token && !on_token(id, piece)) {
+      r.stop_reason = "callback";
+      break;
+    }
   }
   profile::usdt_stage_end(static_cast<int>(profile::Stage::decode), r.stats.decode_steps);
   return r;

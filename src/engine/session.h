@@ -50,6 +50,9 @@ struct GenerationResult {
   std::vector<TokenId> tokens;  // generated ids (without the prompt)
   std::string text;             // their text
   bool stopped_by_eog = false;
+  // Why generation stopped, spelled as the scheduler's RequestResult does: "eog" (an end-of-generation token),
+  // "length" (n_predict tokens), "context" (the context is full), "callback" (the token callback returned false).
+  std::string stop_reason;
   GenerationStats stats;
 };
 

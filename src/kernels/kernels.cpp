@@ -103,6 +103,18 @@ std::vector<Isa> available_isas() {
   return out;
 }
 
+std::vector<Isa> compiled_isas() {
+  std::vector<Isa> out{Isa::scalar};
+#if defined(TS_HAVE_X86)
+  out.push_back(Isa::avx2);
+  out.push_back(Isa::avx512);
+#endif
+#if defined(TS_HAVE_ARM)
+  out.push_back(Isa::neon);
+#endif
+  return out;
+}
+
 namespace {
 
 struct Tables {

@@ -133,6 +133,8 @@ struct KernelTable {
 bool isa_available(Isa isa);
 // All ISAs compiled into this binary and runnable here, scalar first.
 std::vector<Isa> available_isas();
+// All ISAs compiled into this binary, whether this CPU runs them or not, scalar first.
+std::vector<Isa> compiled_isas();
 // The table of one ISA (must be available).
 const KernelTable& table(Isa isa);
 

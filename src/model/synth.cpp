@@ -173,10 +173,27 @@ uint64_t synth_model(const SynthOptions& o) {
   return std::filesystem::file_size(o.out);
 }
 
+TensorType quantize_fallback(TensorType want, int64_t row) {
+  const auto fits = [row](TensorType t) { return row % type_traits(t).block_size == 0; };
+  if (fits(want)) return want;
+  for (TensorType t : {want == TensorType::Q4_K ? TensorType::Q4_1 : TensorType::Q8_0, TensorType::Q8_0})
+    if (fits(t)) return t;
+  return TensorType::F16;
+}
+
 QuantizeReport quantize_model(const QuantizeOptions& o) {
   check_matrix_type(o.type);
-  auto in = gguf::File::open(o.in);
   if (o.out.empty()) fail("quantize: no output file given");
+  {
+    // Writing over the input would destroy it while it is read (and lose the original): refuse, whether the two
+    // names are the same path or two names (a link, a relative path) of one file.
+    namespace fs = std::filesystem;
+    std::error_code e1, e2, e3;
+    const fs::path a = fs::weakly_canonical(o.in, e1), b = fs::weakly_canonical(o.out, e2);
+    const bool same = (!e1 && !e2 && a == b) || fs::equivalent(o.in, o.out, e3);
+    if (same) fail("quantize: the output %s is the input file: give another output name", o.out.c_str());
+  }
+  auto in = gguf::File::open(o.in);
   QuantizeReport rep;
   gguf::Writer w;
   for (const gguf::KeyValue& kv : in->metadata())
@@ -197,11 +214,10 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
     }
     const TypeTraits& src = type_traits(t.type);
     if (!src.dequantize_row) fail("%s: tensor '%s' has type %s, which tokenscope cannot convert", o.in.c_str(), t.name.c_str(), src.name);
-    const TensorType dst = fit(o.type, t.dims[0]);
+    const TensorType dst = quantize_fallback(o.type, t.dims[0]);
     if (dst != o.type) {
       ++rep.fallbacks;
-      std::fprintf(stderr, "quantize: %s: rows of %lld do not fit %s blocks, using Q8_0\n", t.name.c_str(),
-                   static_cast<long long>(t.dims[0]), type_name(o.type));
+      ++rep.fallback_types[dst];
     }
     const int64_t cols = t.dims[0], rows = t.dims[1];
     const size_t rb_in = row_size(t.type, cols), rb_out = row_size(dst, cols);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -52,10 +53,19 @@ struct QuantizeOptions {
 struct QuantizeReport {
   int64_t converted = 0, copied = 0, fallbacks = 0;
   uint64_t bytes_in = 0, bytes_out = 0;
+  std::map<TensorType, int64_t> fallback_types;  // per type used instead of o.type: how many tensors
 };
-// Converts every 2-D weight matrix to o.type (falling back to Q8_0 where the row length does not fit the
-// type's block), keeps the other tensors and all metadata.
+// Converts every 2-D weight matrix to o.type (where its row length does not fit the type's block, to the type
+// quantize_fallback gives), keeps the other tensors and all metadata. Refuses (Error) to write over its input:
+// the same path, or another name of the same file.
 QuantizeReport quantize_model(const QuantizeOptions& o);
+
+// The type a matrix with rows of `row` elements gets when `want` is asked for: want itself if the row is a whole
+// number of its blocks, else the nearest type tokenscope can write and multiply whose block fits, as
+// llama-quantize chooses: the K-quants (256-element blocks) fall back to a 32-element type of at least their
+// precision (Q4_K -> Q4_1, as llama.cpp's Q5_0 is not available here; Q5_K, Q6_K -> Q8_0), and a row that fits no
+// 32-element block gets F16.
+TensorType quantize_fallback(TensorType want, int64_t row);
 
 // llama.cpp's general.file_type number for a whole-model type (for the metadata), or -1.
 int file_type_for(TensorType t);

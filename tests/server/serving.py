@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -28,20 +29,22 @@ class Server:
     """A `tokenscope serve` process on 127.0.0.1 and a port the OS picked."""
 
     def __init__(self, *args, model=None, env=None):
+        # stderr goes to a file: a pipe nobody reads would block the server once full.
+        self.err = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             [BIN, "serve", "-m", model or MODEL, "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            stdout=subprocess.PIPE, stderr=self.err, text=True, env=env)
         self.stdout = []
         line = self._line(30)
         m = re.search(r"listening on http://([\d.]+):(\d+)", line)
         if not m:
             self.kill()
-            raise AssertionError(f"no 'listening on' line, got {line!r}; stderr: {self.proc.stderr.read()}")
+            raise AssertionError(f"no 'listening on' line, got {line!r}; stderr: {self.stderr()}")
         self.host, self.port = m.group(1), int(m.group(2))
         line = self._line(120)
         if "loaded" not in line:
             self.kill()
-            raise AssertionError(f"no 'loaded' line, got {line!r}; stderr: {self.proc.stderr.read()}")
+            raise AssertionError(f"no 'loaded' line, got {line!r}; stderr: {self.stderr()}")
 
     def _line(self, timeout):
         r, _, _ = select.select([self.proc.stdout], [], [], timeout)
@@ -50,6 +53,10 @@ class Server:
         line = self.proc.stdout.readline()
         self.stdout.append(line)
         return line
+
+    def stderr(self):
+        self.err.seek(0)
+        return self.err.read()
 
     def rest_of_stdout(self):
         out = self.proc.stdout.read()
@@ -125,8 +132,11 @@ class Server:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
-        for f in (self.proc.stdout, self.proc.stderr):
-            f.close()
+        if os.environ.get("TOKENSCOPE_SERVER_STDERR"):  # keep the server's stderr (e.g. sanitizer reports)
+            with open(os.environ["TOKENSCOPE_SERVER_STDERR"], "a") as f:
+                f.write(self.stderr())
+        self.proc.stdout.close()
+        self.err.close()
 
 
 def read_events(resp):

@@ -36,8 +36,9 @@ Result run(const std::string& args, const std::string& redirect = "2>&1") {
   return r;
 }
 
-void expect_clean_error(const Result& r, const std::string& needle) {
-  EXPECT_EQ(r.code, 1) << r.out;
+// Bad input (a file, a prompt) exits with status 1, bad usage (a flag or its value) with 2.
+void expect_clean_error(const Result& r, const std::string& needle, int code = 1) {
+  EXPECT_EQ(r.code, code) << r.out;
   EXPECT_NE(r.out.find("error"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.out;
 }
@@ -98,18 +99,16 @@ TEST(Cli, BadFlags) {
   TinyModelSpec spec;
   const std::string p = temp_path("tiny-flags.gguf");
   build_tiny_model(spec).write(p);
-  expect_clean_error(run("run -m " + p + " -p hi -n 1 --temp -1"), "--temp");
-  expect_clean_error(run("run -m " + p + " -p hi -n 1 --top-p 2"), "--top-p");
-  expect_clean_error(run("run -m " + p + " -p hi -n -7"), "-n");
-  expect_clean_error(run("run -m " + p + " -p hi -n 1 -t -2"), "-t");
-  expect_clean_error(run("run -m " + p + " -p hi -n 1 --isa sse9"), "sse9");
-  // CLI11's own parse errors: non-zero, no crash
+  expect_clean_error(run("run -m " + p + " -p hi -n 1 --temp -1"), "--temp", 2);
+  expect_clean_error(run("run -m " + p + " -p hi -n 1 --top-p 2"), "--top-p", 2);
+  expect_clean_error(run("run -m " + p + " -p hi -n -7"), "-n", 2);
+  expect_clean_error(run("run -m " + p + " -p hi -n 1 -t -2"), "-t", 2);
+  expect_clean_error(run("run -m " + p + " -p hi -n 1 --isa sse9"), "sse9", 2);
+  // CLI11's own parse errors: bad usage, status 2
   Result r = run("run -m " + p + " -p hi -n notanumber");
-  EXPECT_NE(r.code, 0);
-  EXPECT_LT(r.code, 128) << r.out;
+  EXPECT_EQ(r.code, 2) << r.out;
   r = run("frobnicate");
-  EXPECT_NE(r.code, 0);
-  EXPECT_LT(r.code, 128) << r.out;
+  EXPECT_EQ(r.code, 2) << r.out;
 }
 
 TEST(Cli, TinyModelRunsAndPrintsJson) {
@@ -199,15 +198,15 @@ TEST(CliBench, MarkdownAndCsvAndBadFlags) {
   expect_clean_error(run("bench -m " + p + " -r 0"), "-r");
   expect_clean_error(run("bench -m " + p + " -o xml"), "xml");
   expect_clean_error(run("bench -m " + p + " -p 0 -n 0"), "nothing to run");
-  expect_clean_error(run("bench -m " + p + " -p 8 -n 0 --barrier nap"), "nap");
+  expect_clean_error(run("bench -m " + p + " -p 8 -n 0 --barrier nap"), "nap", 2);
   expect_clean_error(run("bench -m " + p + " -p 100000 -n 0"), "context");
-  expect_clean_error(run("bench -m " + p + " -p 8 -n 0 --kv-type q4_0"), "q4_0");
+  expect_clean_error(run("bench -m " + p + " -p 8 -n 0 --kv-type q4_0"), "q4_0", 2);
   // The tiny model's heads are 16 wide: a Q8_0 cache (blocks of 32) is refused by name, before the f16 tests
   // listed first have run (no record printed).
   const Result kv = run("bench -m " + p + " -p 8 -n 0 --kv-type f16,q8_0");
   expect_clean_error(kv, "multiple of 32");
   EXPECT_EQ(kv.out.find("pp8"), std::string::npos) << kv.out;
-  expect_clean_error(run("run -m " + p + " -p hi -n 1 --kv-type bf16"), "bf16");
+  expect_clean_error(run("run -m " + p + " -p hi -n 1 --kv-type bf16"), "bf16", 2);
 }
 
 TEST(CliBench, KvTypesAreTestParametersWithLlamaBenchFieldNames) {
@@ -234,7 +233,7 @@ namespace {
 
 TEST(CliSynth, BadShapesTypesAndFiles) {
   expect_clean_error(run("synth --shape gpt-5 --type q4_0 -o " + temp_path("x.gguf")), "gpt-5");
-  expect_clean_error(run("synth --shape smollm2-135m --type q9_9 -o " + temp_path("x.gguf")), "q9_9");
+  expect_clean_error(run("synth --shape smollm2-135m --type q9_9 -o " + temp_path("x.gguf")), "q9_9", 2);
   expect_clean_error(run("synth --type q4_0 -o " + temp_path("x.gguf")), "--shape");
   expect_clean_error(run("quantize /nonexistent/in.gguf " + temp_path("y.gguf") + " q8_0"), "/nonexistent/in.gguf");
   TinyModelSpec spec;
@@ -297,9 +296,9 @@ TEST(CliBatch, PromptsFileGivesEachPromptsResultInOrder) {
   expect_clean_error(run("run -m " + p + " --prompts " + write_bytes("bad.jsonl", "hi\n{\"prompt\": 3}\n")), ":2:");
   expect_clean_error(run("run -m " + p + " --prompts " + write_bytes("bad2.jsonl", "{\"prompt\": \"x\"\n")), "not valid JSON");
   expect_clean_error(run("run -m " + p + " --prompts " + write_bytes("empty.txt", "\n\n")), "no prompts");
-  expect_clean_error(run("run -m " + p + " --prompts " + file + " --parallel 0 -p hi"), "-p and --prompts");
-  expect_clean_error(run("run -m " + p + " -p hi --parallel 2"), "--parallel goes with --prompts");
-  expect_clean_error(run("run -m " + p + " -n 2"), "no prompt");
+  expect_clean_error(run("run -m " + p + " --prompts " + file + " --parallel 0 -p hi"), "and --prompts go alone", 2);
+  expect_clean_error(run("run -m " + p + " -p hi --parallel 2"), "--parallel goes with --prompts", 2);
+  expect_clean_error(run("run -m " + p + " -n 2"), "no prompt", 2);
 }
 
 // bench --batch: llama-batched-bench's fields, aggregate speeds consistent with the times, N_KV = B (PP + TG).

@@ -15,6 +15,7 @@
 #include "formats/quant_ref.h"
 #include "formats/tensor_type.h"
 #include "kernels/kernels.h"
+#include "isa_param.h"
 
 using namespace tokenscope;
 using namespace tokenscope::kernels;
@@ -63,7 +64,7 @@ double exact_dot(TensorType wt, const std::vector<uint8_t>& w, TensorType at, co
 const TensorType kWeightTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q4_0, TensorType::Q4_1,
                                    TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
 
-class KernelIsa : public ::testing::TestWithParam<Isa> {};
+class KernelIsa : public tokenscope::testing::IsaTest {};
 
 TEST_P(KernelIsa, VecDotMatchesScalarReferenceOnRaggedShapes) {
   const KernelTable& ref = table(Isa::scalar);
@@ -624,8 +625,7 @@ TEST_P(KernelIsa, Packed2GemmEqualsOneGroupAtATime) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isas, KernelIsa, ::testing::ValuesIn(available_isas()),
-                         [](const auto& info) { return std::string(isa_name(info.param)); });
+TS_INSTANTIATE_FOR_ISAS(KernelIsa);
 
 TEST(KernelSelection, IsaNamesRoundTripAndUnavailableIsaIsAnError) {
   // Printed for scripts/test-arm.sh, which checks that qemu's CPU models reach the expected variants.

@@ -15,6 +15,7 @@
 #include "kernels/kernels.h"
 #include "ops/ops.h"
 #include "runtime/thread_pool.h"
+#include "isa_param.h"
 
 using namespace tokenscope;
 
@@ -65,7 +66,7 @@ std::vector<double> reference(const kernels::KernelTable& k, const ops::Weight& 
   return y;
 }
 
-class Matmul : public ::testing::TestWithParam<kernels::Isa> {};
+class Matmul : public tokenscope::testing::IsaTest {};
 
 TEST_P(Matmul, MultiMatchesReferenceOnPackedPlainAndMixedWeights) {
   const kernels::KernelTable& k = kernels::table(GetParam());
@@ -205,8 +206,7 @@ TEST(Matmul, PackingHappensOnlyForPackableTypesWithAFullGroup) {
   EXPECT_TRUE(make_weight(TensorType::Q6_K, 256, 9, 1).w.packed);
 }
 
-INSTANTIATE_TEST_SUITE_P(Isas, Matmul, ::testing::ValuesIn(kernels::available_isas()),
-                         [](const auto& info) { return std::string(kernels::isa_name(info.param)); });
+TS_INSTANTIATE_FOR_ISAS(Matmul);
 
 }  // namespace
 
@@ -252,7 +252,7 @@ struct SeqCase {
   int64_t past, n;
 };
 
-class Attention : public ::testing::TestWithParam<kernels::Isa> {
+class Attention : public tokenscope::testing::IsaTest {
  protected:
   std::normal_distribution<float> nd{0.f, 1.f};
 };
@@ -532,7 +532,6 @@ TEST(AttentionStore, KeysAndValuesLandWhereTheLayoutSays) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isas, Attention, ::testing::ValuesIn(kernels::available_isas()),
-                         [](const auto& info) { return std::string(kernels::isa_name(info.param)); });
+TS_INSTANTIATE_FOR_ISAS(Attention);
 
 }  // namespace

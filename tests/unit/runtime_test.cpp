@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include <sched.h>
@@ -66,7 +68,32 @@ TEST(ThreadPool, SleepingWorkersWakeUp) {
   EXPECT_EQ(sum.load(), 5 * (1 + 2));
 }
 
-TEST(ThreadPool, AvailableCpusIsPositive) { EXPECT_GE(tokenscope::available_cpus(), 1); }
+// The CPUs this process may run on, in order (its affinity mask).
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  EXPECT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  return cpus;
+}
+
+TEST(ThreadPool, AvailableCpusFollowsTheAffinityMask) {
+  cpu_set_t original;
+  ASSERT_EQ(sched_getaffinity(0, sizeof original, &original), 0);
+  const std::vector<int> cpus = allowed_cpus();
+  ASSERT_FALSE(cpus.empty());
+  EXPECT_EQ(tokenscope::available_cpus(), static_cast<int>(cpus.size()));
+  // Narrowed to one CPU (the last allowed one, so not always CPU 0), the count follows.
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpus.back(), &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  EXPECT_EQ(tokenscope::available_cpus(), 1);
+  ASSERT_EQ(sched_setaffinity(0, sizeof original, &original), 0);
+  EXPECT_EQ(tokenscope::available_cpus(), static_cast<int>(cpus.size()));
+}
 
 // Stress: many tiny jobs in every barrier mode, with the pool oversubscribed (3 threads on 2 cores) and not.
 // Each job checks that every thread's write from the previous job is visible (run() is a full barrier).
@@ -132,21 +159,32 @@ TEST_P(BarrierModes, StealingParallelForCoversEveryItemOnceAndStealsFromSlowThre
   for (int rep = 0; rep < 300; ++rep) {
     const int64_t n = 1 + rep * 7, chunk = 1 + rep % 5;
     std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
-    std::atomic<int64_t> by_thread0{0};
-    // Thread 0 is slowed down on every other repetition: the others must take part of its range.
-    const bool slow0 = rep % 2 == 1 && n >= 3 * 4 * chunk;
+    std::atomic<int64_t> by_thread0{0}, by_others{0};
+    const int64_t share0 = std::min(n, (n + 2) / 3);  // thread 0's own range (when there are enough chunks)
+    // On every other repetition thread 0 stalls in its first piece until the other threads have done more than
+    // their own ranges, i.e. taken part of thread 0's (no timing involved: without stealing it waits out the
+    // deadline and the expectation below fails).
+    const bool stall0 = rep % 2 == 1 && n >= 3 * 4 * chunk;
     pool.parallel_for_stealing(n, chunk, [&](int64_t b, int64_t e, int ith) {
       ASSERT_LT(b, e);
       ASSERT_TRUE(ith >= 0 && ith < 3);
-      if (ith == 0) {
-        by_thread0.fetch_add(e - b);
-        if (slow0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      }
       for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+      if (ith != 0) {
+        by_others.fetch_add(e - b);
+        return;
+      }
+      if (stall0 && by_thread0.fetch_add(e - b) == 0) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (by_others.load() <= n - share0 && std::chrono::steady_clock::now() < deadline)
+          std::this_thread::yield();
+      } else if (!stall0) {
+        by_thread0.fetch_add(e - b);
+      }
     });
     for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "n=" << n << " i=" << i;
-    const int64_t share0 = std::min(n, (n + 2) / 3);  // thread 0's own range (when there are enough chunks)
-    if (slow0) EXPECT_LT(by_thread0.load(), share0) << "n=" << n;
+    if (stall0) {
+      EXPECT_LT(by_thread0.load(), share0) << "n=" << n;
+    }
   }
 }
 
@@ -160,18 +198,45 @@ TEST(ThreadPool, BarrierModeNames) {
   EXPECT_FALSE(tokenscope::barrier_mode_from_name("mutex").has_value());
 }
 
+// A hex mask (as --cpu-mask takes it) selecting the given CPUs.
+std::string hex_mask(const std::vector<int>& cpus) {
+  std::string digits;
+  for (int c : cpus) {
+    const size_t d = static_cast<size_t>(c / 4);
+    if (digits.size() <= d) digits.resize(d + 1, 0);
+    digits[d] = static_cast<char>(digits[d] | (1 << (c % 4)));
+  }
+  std::string hex = "0x";
+  for (auto it = digits.rbegin(); it != digits.rend(); ++it) hex += "0123456789abcdef"[static_cast<int>(*it)];
+  return hex;
+}
+
 TEST(ThreadPool, CpuSetParsing) {
   using tokenscope::parse_cpu_set;
-  EXPECT_EQ(parse_cpu_set("0x1"), (std::vector<int>{0}));
-  EXPECT_EQ(parse_cpu_set("1"), (std::vector<int>{0}));  // hex mask 1 = CPU 0
-  EXPECT_THROW(parse_cpu_set("0"), tokenscope::Error);      // empty mask
+  // Only CPUs this process may use parse: the cases pick them from its affinity mask, not assuming CPU 0.
+  const std::vector<int> allowed = allowed_cpus();
+  ASSERT_FALSE(allowed.empty());
+  const int a = allowed.front();
+  EXPECT_EQ(parse_cpu_set(hex_mask({a})), (std::vector<int>{a}));
+  EXPECT_EQ(parse_cpu_set(hex_mask({a}).substr(2)), (std::vector<int>{a}));  // bare hex, as llama.cpp reads it
+  EXPECT_EQ(parse_cpu_set(std::to_string(a) + "-" + std::to_string(a)), (std::vector<int>{a}));
+  EXPECT_THROW(parse_cpu_set("0"), tokenscope::Error);  // empty mask
   EXPECT_THROW(parse_cpu_set("0xZZ"), tokenscope::Error);
   EXPECT_THROW(parse_cpu_set("0,x"), tokenscope::Error);
-  EXPECT_THROW(parse_cpu_set("0x100000"), tokenscope::Error);  // CPU 20 is not available here
-  if (tokenscope::available_cpus() >= 2) {
-    EXPECT_EQ(parse_cpu_set("0x3"), (std::vector<int>{0, 1}));
-    EXPECT_EQ(parse_cpu_set("0-1"), (std::vector<int>{0, 1}));
-    EXPECT_EQ(parse_cpu_set("1,0"), (std::vector<int>{1, 0}));
+  // A mask naming the first CPU this process may not use (if there is one under CPU_SETSIZE).
+  int missing = 0;
+  while (missing < CPU_SETSIZE && std::find(allowed.begin(), allowed.end(), missing) != allowed.end()) ++missing;
+  if (missing < CPU_SETSIZE) {
+    EXPECT_THROW(parse_cpu_set(hex_mask({missing})), tokenscope::Error) << hex_mask({missing});
+    EXPECT_THROW(parse_cpu_set(std::to_string(missing) + "-" + std::to_string(missing)), tokenscope::Error);
+  }
+  if (allowed.size() >= 2) {
+    const int b = allowed[1];
+    EXPECT_EQ(parse_cpu_set(hex_mask({a, b})), (std::vector<int>{a, b}));
+    EXPECT_EQ(parse_cpu_set(std::to_string(b) + "," + std::to_string(a)), (std::vector<int>{b, a}));
+    if (b == a + 1) {
+      EXPECT_EQ(parse_cpu_set(std::to_string(a) + "-" + std::to_string(b)), (std::vector<int>{a, b}));
+    }
   }
 }
 
@@ -179,11 +244,12 @@ TEST(ThreadPool, PinnedThreadsRunOnTheirCpus) {
   cpu_set_t original;
   ASSERT_EQ(sched_getaffinity(0, sizeof original, &original), 0);
   tokenscope::PoolOptions o;
-  o.cpus = {0};
+  const int cpu = allowed_cpus().back();  // an allowed CPU, not assumed to be CPU 0
+  o.cpus = {cpu};
   ThreadPool pool(2, o);
   std::vector<int> where(2, -1);
   pool.run([&](int ith, int) { where[static_cast<size_t>(ith)] = sched_getcpu(); });
-  EXPECT_EQ(where[0], 0);
-  EXPECT_EQ(where[1], 0);
+  EXPECT_EQ(where[0], cpu);
+  EXPECT_EQ(where[1], cpu);
   sched_setaffinity(0, sizeof original, &original);  // the pool pinned the caller (this test's thread)
 }

@@ -1,0 +1,150 @@
+#include "apps/cli_util.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+
+namespace tokenscope::app {
+
+void usage_fail(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  std::string msg = vstrfmt(fmt, ap);
+  va_end(ap);
+  throw UsageError(msg);
+}
+
+namespace {
+
+std::atomic<int> g_interrupts{0};
+static_assert(std::atomic<int>::is_always_lock_free, "the signal handler needs a lock-free counter");
+
+extern "C" void on_sigint(int) {
+  if (g_interrupts.fetch_add(1) >= 1) {
+    static const char msg[] = "\ntokenscope: interrupted twice, exiting\n";
+    [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+    ::_exit(130);
+  }
+}
+
+}  // namespace
+
+void install_interrupt_handler(bool restart_reads) {
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = restart_reads ? SA_RESTART : 0;
+  sigaction(SIGINT, &sa, nullptr);
+}
+
+bool interrupted() { return g_interrupts.load() > 0; }
+void clear_interrupt() { g_interrupts.store(0); }
+
+std::optional<size_t> invalid_utf8_offset(const std::string& text) {
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = s[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len;
+    uint32_t cp, min;
+    if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F, min = 0x80;
+    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F, min = 0x800;
+    else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07, min = 0x10000;
+    else return i;  // a continuation byte without a lead, or 0xF8-0xFF
+    for (size_t k = 1; k < len; ++k) {
+      if (i + k >= n || (s[i + k] & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (s[i + k] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    i += len;
+  }
+  return std::nullopt;
+}
+
+void require_utf8(const std::string& text, const char* what) {
+  if (auto at = invalid_utf8_offset(text))
+    fail("%s is not valid UTF-8: byte %zu (0x%02X) does not start or continue a character", what, *at,
+         static_cast<unsigned>(static_cast<unsigned char>(text[*at])));
+}
+
+std::string read_prompt_file(const std::string& path) {
+  std::string text;
+  if (path == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) fail("-f %s: cannot open the prompt file (%s)", path.c_str(), std::strerror(errno));
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    text = ss.str();
+  }
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  return text;
+}
+
+std::string stop_reason_name(const std::string& stop_reason) {
+  return stop_reason == "callback" ? "interrupted" : stop_reason;
+}
+
+std::string stop_message(const std::string& stop_reason, int64_t generated, int64_t n_predict, int64_t n_ctx) {
+  const long long g = static_cast<long long>(generated);
+  if (stop_reason == "eog")
+    return strfmt("stopped: end of generation (the model ended its reply) after %lld tokens%s", g,
+                  g == 0 ? ": for an instruct model try --chat, or --ignore-eos to continue anyway" : "");
+  if (stop_reason == "length") return strfmt("stopped: -n %lld tokens reached", static_cast<long long>(n_predict));
+  if (stop_reason == "context")
+    return strfmt("stopped: context full (-c %lld tokens) after %lld tokens: raise -c for longer output",
+                  static_cast<long long>(n_ctx), g);
+  if (stop_reason == "callback") return strfmt("stopped: interrupted (Ctrl-C) after %lld tokens", g);
+  return "stopped: " + stop_reason;
+}
+
+Progress::Progress(std::string what, int64_t total)
+    : what_(std::move(what)), total_(total), shown_(total > 0 && ::isatty(STDERR_FILENO)) {
+  if (shown_) std::fprintf(stderr, "\r%s: 0/%lld runs (0%%)", what_.c_str(), static_cast<long long>(total_));
+}
+
+void Progress::step() {
+  ++done_;
+  if (shown_)
+    std::fprintf(stderr, "\r%s: %lld/%lld runs (%lld%%)", what_.c_str(), static_cast<long long>(done_),
+                 static_cast<long long>(total_), static_cast<long long>(100 * done_ / total_));
+}
+
+void Progress::hide() {
+  if (shown_) clear_status_line();
+}
+
+Progress::~Progress() {
+  if (shown_) clear_status_line();
+}
+
+void show_loading(const std::string& path) {
+  if (!::isatty(STDERR_FILENO)) return;
+  std::error_code ec;
+  const auto bytes = std::filesystem::file_size(path, ec);
+  std::fprintf(stderr, "tokenscope: loading %s (%.1f MiB) and packing its weights ...", path.c_str(),
+               ec ? 0.0 : static_cast<double>(bytes) / 1048576.0);
+}
+
+void clear_status_line() {
+  if (::isatty(STDERR_FILENO)) std::fprintf(stderr, "\r\033[K");
+}
+
+}  // namespace tokenscope::app
