@@ -225,6 +225,37 @@ TEST(ProfileDefaultModel, PrefillComputeBoundDecodeMemoryBound) {
   EXPECT_EQ(sum.stages[0].ops[0].kind, "matmul");  // prefill is dominated by matmul
   EXPECT_EQ(sum.stages[0].bound, "compute");
   EXPECT_EQ(sum.stages[1].bound, "memory");
+
+  // The cache-aware placement on a real run: decode's working set per step is the model's weights (plus a
+  // little KV cache and activations), so an L3 half again as large holds it and one a tenth smaller does not.
+  // The roofs (memory and compute) are far above any rate, so only the sizes decide.
+  const double weights = static_cast<double>(s->model().weight_bytes());
+  auto machine = [&](double l3) {
+    MachineInfo c = m;
+    c.peak_int8_gops = c.peak_f32_gflops = 1e12;
+    auto level = [](const char* name, double cap) {
+      profile::MemoryLevel l;
+      l.name = name;
+      l.capacity = cap;
+      l.gbs = profile::Spread{1e6, 1e6, 1e6, 1};
+      return l;
+    };
+    c.levels = {level("L2", 2 << 20), level("L3", l3), level("DRAM", 0)};
+    c.levels.back().gbs = profile::Spread{1e5, 1e5, 1e5, 1};
+    return c;
+  };
+  const StageSummary fits = summarize(prof, machine(1.5 * weights)).stages[1];
+  EXPECT_EQ(fits.level, "L3") << fits.verdict;
+  EXPECT_GT(fits.working_set, weights);
+  EXPECT_LT(fits.working_set, 1.2 * weights);
+  EXPECT_NE(fits.verdict.find("fits the"), std::string::npos) << fits.verdict;
+  const StageSummary spills = summarize(prof, machine(0.9 * weights)).stages[1];
+  EXPECT_EQ(spills.level, "DRAM") << spills.verdict;
+  EXPECT_NE(spills.verdict.find("exceeds the"), std::string::npos) << spills.verdict;
+  for (const OpSummary& op : spills.ops)
+    if (op.op_kind == "matmul" || op.op_kind == "output projection") {
+      EXPECT_EQ(op.level, "DRAM") << op.kind;
+    }
 }
 
 }  // namespace
