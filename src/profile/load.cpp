@@ -95,7 +95,7 @@ LoadReport compare_load(const LoadSample& a, const LoadSample& b, int threads) {
                                 free_cpus == 1 ? "" : "s"));
   if (r.steal_share > 0.02)
     r.warnings.push_back(strfmt("the hypervisor stole %.1f%% of the CPUs' time (steal)", 100 * r.steal_share));
-  if (r.invol_cs_per_s > 25.0 * r.threads)
+  if (r.invol_cs_per_s > 50.0 * r.threads)
     r.warnings.push_back(strfmt("this process was preempted %.0f times a second (involuntary context switches)",
                                 r.invol_cs_per_s));
   if (r.freq_start_mhz > 0 && r.freq_end_mhz > 0 &&

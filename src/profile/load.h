@@ -41,7 +41,7 @@ struct LoadReport {
 
 // Disturbed when, during the measurement: other tasks used more than the CPUs the run left free plus a tenth
 // of its threads' (they competed for the run's CPUs); the hypervisor stole more than 2% of the time; the
-// process was preempted more than 25 times a second per thread; or the CPU frequency fell or rose by more than
+// process was preempted more than 50 times a second per thread; or the CPU frequency fell or rose by more than
 // 10% between start and end.
 LoadReport compare_load(const LoadSample& start, const LoadSample& end, int threads);
 
