@@ -171,6 +171,34 @@ TEST(ProfileHtml, ChartsRenderInHeadlessChromium) {
   std::filesystem::remove(path);
 }
 
+// A summary written before the cache-aware roofline (no levels, verdicts, layers, headline or load) still makes a
+// page whose charts draw: the roofline falls back to one DRAM roof and the per-layer chart is left out.
+TEST(ProfileHtml, OlderSummaryStillRenders) {
+  std::string bin;
+  if (!have_chromium(&bin)) GTEST_SKIP() << "chromium is not installed (scripts/install-deps.sh installs it)";
+  const std::string chartjs = find_chartjs();
+  ASSERT_FALSE(chartjs.empty()) << "Chart.js not found: install libjs-chart.js (scripts/install-deps.sh)";
+  nlohmann::json j = nlohmann::json::parse(sample_summary());
+  for (const char* k : {"levels", "int8_spread", "f32_spread", "key", "disturbed", "load"}) j["machine"].erase(k);
+  for (const char* k : {"headline", "command", "load"}) j.erase(k);
+  for (auto& st : j["stages"]) {
+    for (const char* k : {"layers", "verdict", "roof", "roof_share", "level", "over_note", "working_set"}) st.erase(k);
+    for (auto& o : st["by_name"])
+      for (const char* k : {"verdict", "roof", "roof_share", "level", "over_note", "working_set"}) o.erase(k);
+  }
+  const std::string html = html_report(j.dump(), read_text_file(chartjs));
+  EXPECT_NE(html.find("read bandwidth 20.0 GB/s"), std::string::npos);
+  EXPECT_EQ(html.find("id=\"layer-table\""), std::string::npos);
+  const std::string path = temp_path("report-old.html");
+  std::ofstream(path) << html;
+  const std::string dom = render(bin, path);
+  ASSERT_FALSE(dom.empty()) << "chromium printed no DOM";
+  EXPECT_EQ(body_attr(dom, "data-error"), "(absent)");
+  EXPECT_EQ(body_attr(dom, "data-charts-total"), "5");
+  EXPECT_EQ(body_attr(dom, "data-charts-drawn"), "5");
+  std::filesystem::remove(path);
+}
+
 // The check above can fail: without Chart.js the page reports the error and no chart drawn.
 TEST(ProfileHtml, ChromiumSeesAReportWithoutChartJsAsUndrawn) {
   std::string bin;
