@@ -63,7 +63,8 @@ CLI::App* add_report_command(CLI::App& app, ReportArgs& a) {
                               "Two runs side by side, like perf diff: two profile directories (per stage, op and layer: "
                               "time per token, throughput, share of the roof, ratio) or two bench JSON outputs")
                   ->expected(2);
-  cmd->add_option("-o,--output", a.output, "Where --compare writes its page (default: B/compare.html)");
+  cmd->add_option("-o,--output", a.output,
+                  "Where --compare writes its page (default: B/compare.html, or B's name with .compare.html)");
   dir->excludes(cmp);
   return cmd;
 }
@@ -91,7 +92,7 @@ int cmd_compare(const ReportArgs& a) {
   std::string out = a.output;
   if (out.empty()) {
     if (std::filesystem::is_directory(B)) out = B + "/compare.html";
-    else out = (B.size() > 5 && B.substr(B.size() - 5) == ".json" ? B.substr(0, B.size() - 5) : B) + ".compare.html";
+    else out = std::filesystem::path(B).replace_extension(".compare.html").string();
   }
   const std::string chartjs = report::find_chartjs();
   std::ofstream f(out);

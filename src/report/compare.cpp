@@ -111,7 +111,8 @@ void profile_rows(const json& S, bool is_a, std::vector<CompareRow>& rows, std::
   }
 }
 
-std::string bench_key(const json& r) {
+// The test ("tg128 @ d512", "pp 512, tg 128, B 8") and the model file: what a row measures.
+std::string bench_test(const json& r) {
   std::string k;
   if (r.contains("speed_tg"))
     k = strfmt("pp %d, tg %d, B %d", static_cast<int>(num(r, "pp")), static_cast<int>(num(r, "tg")),
@@ -123,22 +124,79 @@ std::string bench_key(const json& r) {
   else
     k = strfmt("pp%d+tg%d", static_cast<int>(num(r, "n_prompt")), static_cast<int>(num(r, "n_gen")));
   if (num(r, "n_depth") > 0) k += strfmt(" @ d%d", static_cast<int>(num(r, "n_depth")));
-  return k + strfmt(", %s, %d threads, %s, kv %s", str(r, "model_type").c_str(), static_cast<int>(num(r, "n_threads")),
-                    str(r, "isa").c_str(), str(r, "type_k").c_str()) +
+  std::string model = str(r, "model_filename");
+  model = model.substr(model.find_last_of('/') + 1);
+  if (model.empty()) model = str(r, "model_type");
+  return k + ", " + model;
+}
+
+// How it was run: threads, ISA, KV type, barrier.
+std::string bench_config(const json& r) {
+  return strfmt("%d threads, %s, kv %s", static_cast<int>(num(r, "n_threads")), str(r, "isa").c_str(),
+                str(r, "type_k").c_str()) +
          (str(r, "barrier").empty() ? "" : ", " + str(r, "barrier"));
 }
 
-void bench_rows(const json& B, bool is_a, std::vector<CompareRow>& rows, std::map<std::string, size_t>& at,
-                std::vector<std::string>& notes, const std::string& label) {
-  for (const json& r : B) {
+// Rows of the same test and configuration are compared; a test that is in each run once but under different
+// configurations (1 thread in A, 2 in B; another ISA) is compared too, its name saying what differs.
+void bench_rows(const json& A, const json& B, Comparison& c) {
+  struct Rec {
+    const json* r;
+    std::string test, config;
+    bool used = false;
+  };
+  auto recs = [](const json& run) {
+    std::vector<Rec> v;
+    for (const json& r : run) v.push_back({&r, bench_test(r), bench_config(r)});
+    return v;
+  };
+  std::vector<Rec> a = recs(A), b = recs(B);
+  auto value = [](const json& r, double* sd) {
     const bool batched = r.contains("speed_tg");
-    const double v = batched ? num(r, "speed_tg") : num(r, "avg_ts");
-    const double sd = batched ? num(r, "stddev_speed_tg") : num(r, "stddev_ts");
-    add(rows, at, row("test", "", bench_key(r), batched ? "decode tok/s" : "tok/s", true), is_a, v, "", sd);
-    if (r.contains("load") && r["load"].is_object() && r["load"].value("disturbed", false))
-      notes.push_back(label + ": " + bench_key(r) + " was measured on a busy machine: " +
-                      r["load"].value("line", std::string()));
+    *sd = batched ? num(r, "stddev_speed_tg") : num(r, "stddev_ts");
+    return batched ? num(r, "speed_tg") : num(r, "avg_ts");
+  };
+  auto make = [&](const Rec* x, const Rec* y, const std::string& name) {
+    const json& any = x ? *x->r : *y->r;
+    CompareRow r = row("test", "", name, any.contains("speed_tg") ? "decode tok/s" : "tok/s", true);
+    if (x) {
+      r.in_a = true;
+      r.a = value(*x->r, &r.a_spread);
+    }
+    if (y) {
+      r.in_b = true;
+      r.b = value(*y->r, &r.b_spread);
+    }
+    c.rows.push_back(r);
+  };
+  auto count = [](const std::vector<Rec>& v, const std::string& test) {
+    int n = 0;
+    for (const Rec& x : v) n += !x.used && x.test == test;
+    return n;
+  };
+  for (Rec& x : a)
+    for (Rec& y : b)
+      if (!x.used && !y.used && x.test == y.test && x.config == y.config) {
+        x.used = y.used = true;
+        make(&x, &y, x.test + ", " + x.config);
+      }
+  for (Rec& x : a) {
+    if (x.used || count(a, x.test) != 1 || count(b, x.test) != 1) continue;
+    for (Rec& y : b)
+      if (!y.used && y.test == x.test) {
+        x.used = y.used = true;
+        make(&x, &y, x.test + " (A: " + x.config + "; B: " + y.config + ")");
+      }
   }
+  for (Rec& x : a)
+    if (!x.used) make(&x, nullptr, x.test + ", " + x.config);
+  for (Rec& y : b)
+    if (!y.used) make(nullptr, &y, y.test + ", " + y.config);
+  for (const auto& [run, label] : {std::pair<const std::vector<Rec>&, const std::string&>{a, c.label_a}, {b, c.label_b}})
+    for (const Rec& x : run)
+      if (x.r->contains("load") && (*x.r)["load"].is_object() && (*x.r)["load"].value("disturbed", false))
+        c.notes.push_back(label + ": " + x.test + ", " + x.config + " was measured on a busy machine: " +
+                          (*x.r)["load"].value("line", std::string()));
 }
 
 std::string ratio_text(const CompareRow& r) {
@@ -178,8 +236,7 @@ Comparison compare_runs(const std::string& a_text, const std::string& b_text, co
       if (S.contains("load") && S["load"].is_object() && S["load"].value("disturbed", false))
         c.notes.push_back(label + " was measured on a busy machine: " + S["load"].value("line", std::string()));
   } else {
-    bench_rows(A, true, c.rows, at, c.notes, label_a);
-    bench_rows(B, false, c.rows, at, c.notes, label_b);
+    bench_rows(A, B, c);
     c.machine_a = A[0].value("cpu_info", std::string());
     c.machine_b = B[0].value("cpu_info", std::string());
     if (c.machine_a != c.machine_b) c.notes.push_back("the runs are from different CPUs: A " + c.machine_a + "; B " + c.machine_b);
@@ -210,8 +267,11 @@ std::string comparison_table(const Comparison& c) {
     std::string roof;
     if (!r.a_roof.empty() || !r.b_roof.empty()) roof = "  " + (r.a_roof.empty() ? "-" : r.a_roof) + " -> " +
                                                        (r.b_roof.empty() ? "-" : r.b_roof);
-    out += strfmt("%-44s %12s %12s   %-12s%s\n", r.name.substr(0, 44).c_str(), a.c_str(), b.c_str(),
-                  ratio_text(r).c_str(), roof.c_str());
+    if (r.group == "test")  // bench: the name in full on its own line, the figures below it
+      out += r.name + "\n" + strfmt("%-44s %12s %12s   %-12s\n", "", a.c_str(), b.c_str(), ratio_text(r).c_str());
+    else
+      out += strfmt("%-44s %12s %12s   %-12s%s\n", r.name.substr(0, 44).c_str(), a.c_str(), b.c_str(),
+                    ratio_text(r).c_str(), roof.c_str());
   }
   return out;
 }

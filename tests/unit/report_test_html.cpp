@@ -263,27 +263,45 @@ TEST(ProfileCompare, ProfilesSideBySide) {
 }
 
 TEST(ProfileCompare, BenchJsonSideBySideAndBadInput) {
-  const std::string a = R"([{"n_prompt": 512, "n_gen": 0, "n_depth": 0, "avg_ts": 400, "stddev_ts": 5, "model_type": "llama m.gguf",
+  const std::string a = R"([{"n_prompt": 512, "n_gen": 0, "n_depth": 0, "avg_ts": 400, "stddev_ts": 5, "model_filename": "/models/m.gguf", "model_type": "llama m.gguf",
                             "n_threads": 2, "isa": "avx2", "type_k": "f16", "cpu_info": "cpu"},
-                           {"n_prompt": 0, "n_gen": 128, "n_depth": 0, "avg_ts": 50, "stddev_ts": 1, "model_type": "llama m.gguf",
+                           {"n_prompt": 0, "n_gen": 128, "n_depth": 0, "avg_ts": 50, "stddev_ts": 1, "model_filename": "/models/m.gguf", "model_type": "llama m.gguf",
                             "n_threads": 2, "isa": "avx2", "type_k": "f16", "cpu_info": "cpu"}])";
   // B as JSON lines (bench -o jsonl), tg faster, pp absent, a new test, and its tg row disturbed.
   const std::string b =
-      R"({"n_prompt": 0, "n_gen": 128, "n_depth": 0, "avg_ts": 60, "stddev_ts": 1, "model_type": "llama m.gguf", "n_threads": 2, "isa": "avx2", "type_k": "f16", "cpu_info": "cpu", "load": {"disturbed": true, "line": "load: busy"}})"
+      R"({"n_prompt": 0, "n_gen": 128, "n_depth": 0, "avg_ts": 60, "stddev_ts": 1, "model_filename": "/models/m.gguf", "model_type": "llama m.gguf", "n_threads": 2, "isa": "avx2", "type_k": "f16", "cpu_info": "cpu", "load": {"disturbed": true, "line": "load: busy"}})"
       "\n"
-      R"({"n_prompt": 0, "n_gen": 128, "n_depth": 0, "avg_ts": 55, "stddev_ts": 1, "model_type": "llama m.gguf", "n_threads": 1, "isa": "avx2", "type_k": "f16", "cpu_info": "cpu"})"
+      R"({"n_prompt": 0, "n_gen": 128, "n_depth": 0, "avg_ts": 55, "stddev_ts": 1, "model_filename": "/models/m.gguf", "model_type": "llama m.gguf", "n_threads": 1, "isa": "avx2", "type_k": "f16", "cpu_info": "cpu"})"
       "\n";
   const Comparison c = compare_runs(a, b, "a.json", "b.jsonl");
   EXPECT_EQ(c.kind, "bench");
   ASSERT_EQ(c.rows.size(), 3u);
-  EXPECT_TRUE(c.rows[0].in_a && !c.rows[0].in_b);  // pp512 only in A
-  EXPECT_NEAR(c.rows[1].ratio(), 1.2, 1e-12);      // tg128: 60 / 50
-  EXPECT_TRUE(!c.rows[2].in_a && c.rows[2].in_b);
+  auto find = [&](const Comparison& x, const std::string& prefix) -> const CompareRow* {
+    for (const CompareRow& r : x.rows)
+      if (r.name.rfind(prefix, 0) == 0) return &r;
+    return nullptr;
+  };
+  const CompareRow* tg2 = find(c, "tg128, m.gguf, 2 threads");
+  ASSERT_NE(tg2, nullptr);
+  EXPECT_NEAR(tg2->ratio(), 1.2, 1e-12);  // 60 / 50, the same configuration
+  const CompareRow* pp = find(c, "pp512");
+  ASSERT_NE(pp, nullptr);
+  EXPECT_TRUE(pp->in_a && !pp->in_b);
+  const CompareRow* tg1 = find(c, "tg128, m.gguf, 1 threads");
+  ASSERT_NE(tg1, nullptr);
+  EXPECT_TRUE(!tg1->in_a && tg1->in_b);  // A has tg128 at 2 threads, already matched
   ASSERT_EQ(c.notes.size(), 1u);
-  EXPECT_NE(c.notes[0].find("b.jsonl: tg128"), std::string::npos) << c.notes[0];
+  EXPECT_NE(c.notes[0].find("b.jsonl: tg128, m.gguf, 2 threads"), std::string::npos) << c.notes[0];
   const std::string t = comparison_table(c);
   EXPECT_NE(t.find("1.20x better"), std::string::npos) << t;
   EXPECT_NE(t.find("only in A"), std::string::npos) << t;
+  // A test in each run once, under different configurations: compared, its name saying what differs.
+  const std::string b1 =
+      R"([{"n_prompt": 0, "n_gen": 128, "n_depth": 0, "avg_ts": 25, "stddev_ts": 1, "model_filename": "/models/m.gguf", "model_type": "llama m.gguf", "n_threads": 1, "isa": "avx2", "type_k": "f16"}])";
+  const Comparison d = compare_runs(a, b1, "a.json", "b1.json");
+  const CompareRow* diff = find(d, "tg128, m.gguf (A: 2 threads, avx2, kv f16; B: 1 threads, avx2, kv f16)");
+  ASSERT_NE(diff, nullptr);
+  EXPECT_NEAR(diff->ratio(), 0.5, 1e-12);
   // Bad input names the file and what is wrong.
   try {
     compare_runs(a, "{\"x\": 1}", "a.json", "weird.json");
