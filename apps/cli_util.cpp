@@ -1,5 +1,6 @@
 #include "apps/cli_util.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -50,6 +51,32 @@ void install_interrupt_handler(bool restart_reads) {
 
 bool interrupted() { return g_interrupts.load() > 0; }
 void clear_interrupt() { g_interrupts.store(0); }
+
+bool read_line_interruptible(std::string& line) {
+  static std::string pending;  // read past the last line returned
+  for (;;) {
+    const size_t nl = pending.find('\n');
+    if (nl != std::string::npos) {
+      line.assign(pending, 0, nl);
+      pending.erase(0, nl + 1);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      return true;
+    }
+    if (interrupted()) return false;
+    pollfd p{STDIN_FILENO, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;  // timed out or a signal: look at the flag again
+    char buf[4096];
+    const ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {  // the end of the input (or an error reading it): a last unterminated line still counts
+      if (pending.empty()) return false;
+      line.swap(pending);
+      pending.clear();
+      return true;
+    }
+    pending.append(buf, static_cast<size_t>(n));
+  }
+}
 
 std::optional<size_t> invalid_utf8_offset(const std::string& text) {
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());

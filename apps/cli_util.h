@@ -25,6 +25,10 @@ class UsageError : public Error {
 void install_interrupt_handler(bool restart_reads);
 bool interrupted();
 void clear_interrupt();
+// Reads one line of standard input into line (without its newline or a trailing CR). Returns false at the end of
+// the input or as soon as Ctrl-C comes (interrupted() says which), even while waiting for the user to type: it
+// reads the descriptor itself, waking every 100 ms, so a signal that lands just before it waits is not lost.
+bool read_line_interruptible(std::string& line);
 
 // The byte offset of the first byte that does not start or continue a valid UTF-8 sequence (overlong forms,
 // surrogates and code points past U+10FFFF are invalid), or nullopt if the text is valid.

@@ -41,14 +41,6 @@ CLI::App* add_serve_command(CLI::App& app, ServeArgs& a) {
 }
 
 int cmd_serve(const ServeArgs& a) {
-  serve::ServerOptions o;
-  std::unique_ptr<profile::Profiler> prof;
-  MachineInfo machine;
-  if (!a.profile_dir.empty()) {
-    machine = machine_for(a.common);  // before serving, so its measurement does not overlap the load
-    prof = std::make_unique<profile::Profiler>();
-  }
-  o.engine = engine_options(a.common, prof.get());
   if (a.parallel < 1 || a.parallel > 1024) fail("-np must be between 1 and 1024 (got %d)", a.parallel);
   if (a.max_batch_tokens < 2) fail("--max-batch-tokens must be >= 2 (got %lld)", static_cast<long long>(a.max_batch_tokens));
   if (a.prefill_chunk < 0 || a.prefill_chunk == 1)
@@ -57,6 +49,14 @@ int cmd_serve(const ServeArgs& a) {
   if (a.timeout_s < 1) fail("--timeout must be >= 1 second (got %d)", a.timeout_s);
   if (a.max_body < 1024) fail("--max-body must be >= 1024 bytes (got %lld)", static_cast<long long>(a.max_body));
   validate(a.sampling);
+  serve::ServerOptions o;
+  std::unique_ptr<profile::Profiler> prof;
+  MachineInfo machine;
+  if (!a.profile_dir.empty()) {
+    machine = machine_for(a.common);  // before serving, so its measurement does not overlap the load
+    prof = std::make_unique<profile::Profiler>();
+  }
+  o.engine = engine_options(a.common, prof.get());
   o.host = a.host;
   o.port = a.port;
   o.scheduler.max_parallel = a.parallel;
@@ -70,8 +70,13 @@ int cmd_serve(const ServeArgs& a) {
   o.max_queue = a.max_queue;
   o.timeout_s = a.timeout_s;
   o.max_body_bytes = static_cast<size_t>(a.max_body);
+  std::unique_ptr<profile::LoadWatch> load_watch;  // the machine's load while serving (a disturbed profile says so)
+  if (prof) load_watch = std::make_unique<profile::LoadWatch>();
   const int rc = serve::run_server(o);
-  if (prof) write_profile(*prof, machine, o.engine.model_path, a.profile_dir);
+  if (prof) {
+    const profile::LoadReport load = load_watch->stop(machine.threads);
+    write_profile(*prof, machine, o.engine.model_path, a.profile_dir, &load);
+  }
   return rc;
 }
 

@@ -277,7 +277,7 @@ int cmd_chat(const CommonArgs& c, const ChatArgs& a) {
     clear_interrupt();
     std::fprintf(stdout, "\n> ");
     std::fflush(stdout);
-    if (!std::getline(std::cin, line)) {
+    if (!read_line_interruptible(line)) {
       std::fprintf(stdout, "\n");
       break;
     }

@@ -9,7 +9,8 @@ every target once with the same requests, in alternating order; figures are medi
   scripts/load.py --target tokenscope=http://127.0.0.1:8080 --target peer=http://127.0.0.1:8081 \\
                   -n 64 -c 16 --rounds 3 --prompt-words 50:400 --max-tokens 64:256
 
-Lengths are A:B (uniform, seeded) or one number. Output lengths are exact (ignore_eos) unless --allow-eos.
+Lengths are A:B (uniform, seeded) or one number. Each round's prompts start with a tag of their own, so a server's
+prefix cache cannot carry one round's prompts into the next (within a round, all targets get the same requests). Output lengths are exact (ignore_eos) unless --allow-eos.
 --burst-after S --burst-words W: S seconds into each round, one extra request with a W-word prompt (and one output
 token) arrives; it is left out of the figures and its own TTFT is reported: the classic chunked-prefill
 experiment (how much a long prompt stalls the running streams: compare ITL p99 with and without the burst).
@@ -18,6 +19,7 @@ experiment (how much a long prompt stalls the running streams: compare ITL p99 w
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import sys
@@ -45,12 +47,14 @@ def parse_range(s, what):
     return a, b
 
 
-def make_requests(n, seed, prompt_words, max_tokens):
+def make_requests(n, seed, prompt_words, max_tokens, tag):
+    """The round's requests: lengths and words from the seed; every prompt starts with the round's tag, so no
+    round (or earlier run) leaves a server a cached prefix of the next one's prompts."""
     rng = random.Random(seed)
     reqs = []
     for i in range(n):
         words = rng.randint(*prompt_words)
-        text = f"Request {i}. " + " ".join(rng.choice(WORDS) for _ in range(words))
+        text = f"[{tag}] Request {i}. " + " ".join(rng.choice(WORDS) for _ in range(words))
         reqs.append((text, rng.randint(*max_tokens)))
     return reqs
 
@@ -169,7 +173,7 @@ async def one_request(http, args, prompt, max_tokens, rec):
     rec["e2e"].append(t_end - t0)
 
 
-async def run_round(url, args, reqs):
+async def run_round(url, args, reqs, tag):
     http = Http(url, args.api_key)
     rec = {"errors": [], "out_tokens": 0, "prompt_tokens": 0, "ttft": [], "tpot": [], "itl": [], "e2e": []}
     sem = asyncio.Semaphore(args.concurrency)
@@ -183,7 +187,7 @@ async def run_round(url, args, reqs):
         b = {"errors": rec["errors"], "out_tokens": 0, "prompt_tokens": 0, "ttft": [], "tpot": [], "itl": [],
              "e2e": []}
         words = " ".join(random.Random(args.seed + 7).choice(WORDS) for _ in range(args.burst_words))
-        await one_request(http, args, "Burst. " + words, 1, b)
+        await one_request(http, args, f"[{tag}] Burst. " + words, 1, b)
         rec["burst_ttft"] = b["ttft"][0] if b["ttft"] else float("nan")
 
     t0 = time.perf_counter()
@@ -259,13 +263,17 @@ def main():
         if not sep or not name or not url:
             raise SystemExit(f"load.py: --target {t!r}: expected NAME=URL")
         targets.append((name, url))
-    reqs = make_requests(args.requests, args.seed, parse_range(args.prompt_words, "--prompt-words"),
-                         parse_range(args.max_tokens, "--max-tokens"))
+    prompt_words = parse_range(args.prompt_words, "--prompt-words")
+    max_tokens = parse_range(args.max_tokens, "--max-tokens")
     results = {name: [] for name, _ in targets}
+    run_id = f"{os.getpid():x}{int(time.time()) % 100000:x}"
     for r in range(args.rounds):
+        # The same requests for every target within a round; a fresh tag per round.
+        tag = f"{run_id}-{r}"
+        reqs = make_requests(args.requests, args.seed, prompt_words, max_tokens, tag)
         order = targets if r % 2 == 0 else list(reversed(targets))
         for name, url in order:
-            s = summarize(asyncio.run(run_round(url, args, reqs)))
+            s = summarize(asyncio.run(run_round(url, args, reqs, tag)))
             results[name].append(s)
             print(f"round {r + 1} {name}: {s['out_tok_s']:.1f} output tok/s, TTFT p50 {s['ttft_p50_ms']:.0f} ms, "
                   f"TPOT p50 {s['tpot_p50_ms']:.1f} ms, errors {s['errors']}", file=sys.stderr)
