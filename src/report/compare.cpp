@@ -320,25 +320,6 @@ constexpr const char* kCompareScript = R"JS(
     if (layers.length) bars('chart3', layers, stage + ': time per token per layer', 'ms/token', false);
     else document.getElementById('chart3').parentNode.style.display = 'none';
   }
-  setTimeout(function () {
-    let drawn = 0;
-    charts.forEach(function (ch) {
-      const c = ch.canvas;
-      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-      let ink = 0;
-      for (let i = 3; i < d.length; i += 4) if (d[i] > 0) ++ink;
-      let elements = 0;
-      ch.data.datasets.forEach(function (ds, i) {
-        ch.getDatasetMeta(i).data.forEach(function (el) { if (isFinite(el.x) && isFinite(el.y)) ++elements; });
-      });
-      c.dataset.ink = ink;
-      c.dataset.elements = elements;
-      if (ink > 1000 && elements > 0) ++drawn;
-    });
-    body.dataset.chartsTotal = charts.length;
-    body.dataset.chartsDrawn = drawn;
-  }, 0);
-})();
 )JS";
 
 }  // namespace
@@ -385,7 +366,7 @@ std::string comparison_html(const Comparison& c, const std::string& chartjs_sour
   if (!group.empty()) h += "</table>\n";
   const json data = {{"kind", c.kind}, {"label_a", c.label_a}, {"label_b", c.label_b}, {"rows", rows}};
   h += "<script type=\"application/json\" id=\"compare-data\">" + script_safe(data.dump()) + "</script>\n";
-  h += "<script>" + std::string(kCompareScript) + "</script>\n</body></html>\n";
+  h += "<script>" + std::string(kCompareScript) + kMarkChartsDrawnJs + "</script>\n</body></html>\n";
   return h;
 }
 

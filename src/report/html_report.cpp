@@ -366,7 +366,14 @@ constexpr const char* kScript = R"JS(
     canvas('layers').parentNode.style.display = 'none';
   }
 
-  // Mark the page once the charts are painted: pixels on each canvas and data elements placed in its area.
+)JS";
+
+}  // namespace
+
+// The end of a page script's function: once the charts in its `charts` array are painted (pixels on each canvas,
+// data elements placed in its area), it marks `body` with data-charts-total and data-charts-drawn, which the
+// headless-browser tests read; then it closes the function.
+const char* const kMarkChartsDrawnJs = R"JS(
   setTimeout(function () {
     let drawn = 0;
     charts.forEach(function (ch) {
@@ -387,6 +394,9 @@ constexpr const char* kScript = R"JS(
   }, 0);
 })();
 )JS";
+
+namespace {
+
 
 }  // namespace
 
@@ -484,7 +494,7 @@ std::string html_report(const std::string& summary_json, const std::string& char
        "hardware PMU to the process (a VM without a virtual PMU, or perf_event_paranoid); the software counters "
        "remain. The trace (trace.json) opens in Perfetto.</p>\n";
   h += "<script type=\"application/json\" id=\"summary-data\">" + script_safe(S.dump()) + "</script>\n";
-  h += "<script>" + std::string(kScript) + "</script>\n</body></html>\n";
+  h += "<script>" + std::string(kScript) + kMarkChartsDrawnJs + "</script>\n</body></html>\n";
   return h;
 }
 

@@ -23,5 +23,8 @@ std::string html_escape(const std::string& s);
 std::string script_safe(const std::string& s);
 // Reads a whole file ("" if it cannot be read).
 std::string read_text_file(const std::string& path);
+// The closing part of a report page's script function (which holds `charts` and `body`): once the charts are
+// painted it sets data-charts-total and data-charts-drawn on <body> (the headless-browser tests read them).
+extern const char* const kMarkChartsDrawnJs;
 
 }  // namespace tokenscope::report
