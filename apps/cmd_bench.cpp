@@ -193,28 +193,28 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int cmd_bench(const BenchArgs& a) {
-  if (a.reps < 1) fail("-r must be >= 1 (got %d)", a.reps);
+  if (a.reps < 1) usage_fail("-r must be >= 1 (got %d)", a.reps);
   if (a.output != "md" && a.output != "json" && a.output != "jsonl" && a.output != "csv")
-    fail("-o %s: unknown output format (use md, json, jsonl or csv)", a.output.c_str());
+    usage_fail("-o %s: unknown output format (use md, json, jsonl or csv)", a.output.c_str());
   for (int v : a.n_prompt)
-    if (v < 0) fail("-p must be >= 0 (got %d)", v);
+    if (v < 0) usage_fail("-p must be >= 0 (got %d)", v);
   for (int v : a.n_gen)
-    if (v < 0) fail("-n must be >= 0 (got %d)", v);
+    if (v < 0) usage_fail("-n must be >= 0 (got %d)", v);
   for (int v : a.depth)
-    if (v < 0) fail("-d must be >= 0 (got %d)", v);
+    if (v < 0) usage_fail("-d must be >= 0 (got %d)", v);
   for (int v : a.threads)
-    if (v < 1) fail("-t must be >= 1 (got %d)", v);
+    if (v < 1 || v > 512) usage_fail("-t must be between 1 and 512 (got %d)", v);
   for (int v : a.batch)
-    if (v < 1) fail("--batch must be >= 1 (got %d)", v);
-  if (a.ubatch < 2) fail("--ubatch must be >= 2 (got %d)", a.ubatch);
+    if (v < 1) usage_fail("--batch must be >= 1 (got %d)", v);
+  if (a.ubatch < 2) usage_fail("--ubatch must be >= 2 (got %d)", a.ubatch);
   const bool batched = !a.batch.empty();
   if (batched) {
     for (int d : a.depth)
-      if (d != 0) fail("-d is not supported with --batch (the sequences start empty)");
+      if (d != 0) usage_fail("-d is not supported with --batch (the sequences start empty)");
     for (int v : a.n_prompt)
-      if (v < 1) fail("--batch needs -p >= 1 (got %d)", v);
+      if (v < 1) usage_fail("--batch needs -p >= 1 (got %d)", v);
     for (int v : a.n_gen)
-      if (v < 1) fail("--batch needs -n >= 1 (got %d)", v);
+      if (v < 1) usage_fail("--batch needs -n >= 1 (got %d)", v);
   }
   std::vector<Test> tests;
   for (int d : a.depth) {
@@ -223,7 +223,7 @@ int cmd_bench(const BenchArgs& a) {
     for (int n : a.n_gen)
       if (n > 0) tests.push_back({0, n, d});
   }
-  if (tests.empty()) fail("nothing to run: every -p and -n is 0");
+  if (tests.empty()) usage_fail("nothing to run: every -p and -n is 0");
   int64_t need_ctx = 0;
   for (const Test& t : tests) need_ctx = std::max<int64_t>(need_ctx, t.depth + t.n_prompt + t.n_gen);
   // Batched: the pool holds every sequence of the largest test (each rounded up to whole pages).

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "apps/cli_util.h"
 #include "apps/cmd_profile.h"
 #include "base/error.h"
 #include "serve/server.h"
@@ -41,13 +42,13 @@ CLI::App* add_serve_command(CLI::App& app, ServeArgs& a) {
 }
 
 int cmd_serve(const ServeArgs& a) {
-  if (a.parallel < 1 || a.parallel > 1024) fail("-np must be between 1 and 1024 (got %d)", a.parallel);
-  if (a.max_batch_tokens < 2) fail("--max-batch-tokens must be >= 2 (got %lld)", static_cast<long long>(a.max_batch_tokens));
+  if (a.parallel < 1 || a.parallel > 1024) usage_fail("-np must be between 1 and 1024 (got %d)", a.parallel);
+  if (a.max_batch_tokens < 2) usage_fail("--max-batch-tokens must be >= 2 (got %lld)", static_cast<long long>(a.max_batch_tokens));
   if (a.prefill_chunk < 0 || a.prefill_chunk == 1)
-    fail("--prefill-chunk must be 0 (off) or >= 2 (got %lld)", static_cast<long long>(a.prefill_chunk));
-  if (a.max_queue < 0) fail("--max-queue must be >= 0 (got %d)", a.max_queue);
-  if (a.timeout_s < 1) fail("--timeout must be >= 1 second (got %d)", a.timeout_s);
-  if (a.max_body < 1024) fail("--max-body must be >= 1024 bytes (got %lld)", static_cast<long long>(a.max_body));
+    usage_fail("--prefill-chunk must be 0 (off) or >= 2 (got %lld)", static_cast<long long>(a.prefill_chunk));
+  if (a.max_queue < 0) usage_fail("--max-queue must be >= 0 (got %d)", a.max_queue);
+  if (a.timeout_s < 1) usage_fail("--timeout must be >= 1 second (got %d)", a.timeout_s);
+  if (a.max_body < 1024) usage_fail("--max-body must be >= 1024 bytes (got %lld)", static_cast<long long>(a.max_body));
   validate(a.sampling);
   serve::ServerOptions o;
   std::unique_ptr<profile::Profiler> prof;

@@ -106,6 +106,7 @@ EngineOptions engine_options(const CommonArgs& c, profile::Profiler* profiler) {
   }
   if (c.threads < 0) usage_fail("-t must be >= 0 (got %d; 0: all CPUs)", c.threads);
   if (c.ctx < 0) usage_fail("-c must be >= 1 (got %lld)", static_cast<long long>(c.ctx));
+  if (c.threads > 512) usage_fail("-t %d: at most 512 threads (this process may use %d CPUs)", c.threads, available_cpus());
   if (c.threads > available_cpus())
     std::fprintf(stderr, "tokenscope: warning: -t %d is more threads than the %d CPUs this process may use: they "
                  "will take turns and run slower (use -t %d or fewer)\n", c.threads, available_cpus(), available_cpus());

@@ -539,6 +539,11 @@ int Server::run() {
   engine_loop();
   ready_ = false;
   metrics_.set_ready(false);
+  // The engine is done with every request, but a stream's last events may not be written yet, and stopping the
+  // HTTP server ends chunked responses where they are: wait for the handlers (bounded, for clients that stop reading;
+  // their writes time out on their own).
+  const auto give_up = Clock::now() + std::chrono::seconds(30);
+  while (in_flight_ > 0 && Clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   stop_http();
   std::printf("tokenscope serve: drained, exiting\n");
   std::fflush(stdout);

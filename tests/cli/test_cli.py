@@ -292,7 +292,9 @@ class Habits(Temp):
     def test_exit_status_one_for_bad_input_two_for_bad_usage(self):
         for args in (["run", "-m", MODEL, "-p", "hi", "-n", "notanumber"], ["run", "--no-such-flag"], ["frobnicate"],
                      ["run", "-m", MODEL, "-p", "hi", "-n", "1", "-n", "2"], ["run", "-m", MODEL, "-p", "hi", "--temp", "-1"],
-                     ["run", "-m", MODEL], ["inspect"]):
+                     ["run", "-m", MODEL], ["inspect"], ["run", "-m", MODEL, "-p", "hi", "-t", "999"],
+                     ["bench", "-m", MODEL, "-r", "0"], ["bench", "-m", MODEL, "-o", "xml"],
+                     ["bench", "-m", MODEL, "-t", "600"], ["serve", "-m", MODEL, "-np", "0"]):
             code, _, err = ts(*args)
             self.assertEqual(code, 2, "%s: %s" % (args, err))
             self.assertTrue(err.strip(), args)
@@ -329,7 +331,7 @@ class Habits(Temp):
         self.assertEqual(j["threads"], CPUS)
         self.assertNotIn("warning", err)
         code, _, err = ts("run", "-m", MODEL, "-p", "hi", "-t", "999")
-        self.assertEqual(code, 1, err)
+        self.assertEqual(code, 2, err)
         self.assertIn("at most 512 threads (this process may use %d CPUs)" % CPUS, err)
 
 

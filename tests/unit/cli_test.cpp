@@ -195,9 +195,9 @@ TEST(CliBench, MarkdownAndCsvAndBadFlags) {
   Result csv = run("bench -m " + p + " -p 8 -n 0 -r 1 -o csv", "2>/dev/null");
   ASSERT_EQ(csv.code, 0);
   EXPECT_EQ(std::count(csv.out.begin(), csv.out.end(), '\n'), 2) << csv.out;  // header + one record
-  expect_clean_error(run("bench -m " + p + " -r 0"), "-r");
-  expect_clean_error(run("bench -m " + p + " -o xml"), "xml");
-  expect_clean_error(run("bench -m " + p + " -p 0 -n 0"), "nothing to run");
+  expect_clean_error(run("bench -m " + p + " -r 0"), "-r", 2);
+  expect_clean_error(run("bench -m " + p + " -o xml"), "xml", 2);
+  expect_clean_error(run("bench -m " + p + " -p 0 -n 0"), "nothing to run", 2);
   expect_clean_error(run("bench -m " + p + " -p 8 -n 0 --barrier nap"), "nap", 2);
   expect_clean_error(run("bench -m " + p + " -p 100000 -n 0"), "context");
   expect_clean_error(run("bench -m " + p + " -p 8 -n 0 --kv-type q4_0"), "q4_0", 2);
@@ -321,8 +321,8 @@ TEST(CliBatch, BenchBatchUsesBatchedBenchFields) {
     EXPECT_EQ(j["samples_speed_tg"].size(), 2u);
   }
   EXPECT_EQ(n, 2);
-  expect_clean_error(run("bench -m " + p + " --batch 0 -p 9 -n 4"), "--batch");
-  expect_clean_error(run("bench -m " + p + " --batch 2 -p 9 -n 4 -d 16"), "-d");
+  expect_clean_error(run("bench -m " + p + " --batch 0 -p 9 -n 4"), "--batch", 2);
+  expect_clean_error(run("bench -m " + p + " --batch 2 -p 9 -n 4 -d 16"), "-d", 2);
 }
 
 // Peak RSS of a single-sequence run stays within the model file plus the KV cache plus 15% (the packed copy of
