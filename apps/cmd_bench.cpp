@@ -14,6 +14,8 @@
 #include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "base/error.h"
+#include "base/file_load.h"
+#include "base/huge_buffer.h"
 #include "base/memory_stats.h"
 #include "engine/engine.h"
 #include "engine/session.h"
@@ -58,6 +60,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   cmd->add_option("-o,--output", a.output, "Output format: md, json, jsonl or csv")->capture_default_str();
   cmd->add_flag("--no-warmup", a.no_warmup, "Skip the untimed warm-up run of each test");
   cmd->add_flag("--profile", a.profile, "Attach the profiler (spans, counters) during the tests, to measure its cost");
+  add_system_flags(*cmd, a.sys);
   return cmd;
 }
 
@@ -320,7 +323,20 @@ int cmd_bench(const BenchArgs& a) {
              path.c_str(), static_cast<long long>(need_ctx), static_cast<long long>(train));
     }
     // The model is loaded (and its weights packed) once; each configuration gets its own engine over it.
-    std::shared_ptr<const Model> model = Model::load(path);
+    EngineOptions sys_opts;
+    apply_system_args(a.sys, sys_opts);
+    set_huge_pages(sys_opts.huge_pages);
+    const double load_t0 = now_ns();
+    std::shared_ptr<const Model> model = Model::load(path, sys_opts.load);
+    LoadReport model_load;
+    model_load.file = model->file().image().stats();
+    model_load.ms = (now_ns() - load_t0) / 1e6;
+    model_load.huge_pages = sys_opts.huge_pages;
+    model_load.notes = model_load.file.note.empty() ? "" : model_load.file.note + "\n";
+    model_load.notes += huge_pages_notes();
+    if (sys_opts.load.mlock) lock_memory();
+    model_load.rss_bytes = current_rss_bytes();
+    print_load_notes(model_load);
     std::shared_ptr<const Tokenizer> tokenizer = Tokenizer::from_gguf(model->file());
     int64_t n_params = 0;
     for (const auto& t : model->file().tensors()) n_params += t.n_elements;
@@ -335,6 +351,7 @@ int cmd_bench(const BenchArgs& a) {
             o.n_threads = nt;
             o.isa = isa;
             o.pool = pool_options(barrier, a.cpu_mask);
+            apply_system_args(a.sys, o);
             o.kv_tokens = batched ? need_pool : need_ctx;
             // Every repetition evaluates the same prompts afresh: none may take another's pages.
             o.prefix_cache = false;
@@ -356,6 +373,8 @@ int cmd_bench(const BenchArgs& a) {
               rec["n_threads"] = e.n_threads();
               rec["test_time"] = iso_time();
               rec["peak_rss_bytes"] = peak_rss_bytes();
+              rec["model_load"] = load_report_json(model_load);
+              rec["system"] = system_json(a.sys);
               return rec;
             };
             if (batched) {

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "apps/commands.h"
+
 namespace tokenscope::app {
 
 struct BenchArgs {
@@ -23,6 +25,7 @@ struct BenchArgs {
   std::string output = "md";                       // md, json, jsonl, csv
   bool no_warmup = false;
   bool profile = false;                            // run with the profiler attached (to measure its overhead)
+  SystemArgs sys;                                  // --load, --hugepages, --sched, --pool, ...
 };
 
 CLI::App* add_bench_command(CLI::App& app, BenchArgs& a);

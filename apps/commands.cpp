@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/file_load.h"
+#include "base/huge_buffer.h"
 #include "base/memory_stats.h"
 #include "engine/session.h"
 #include "gguf/gguf.h"
@@ -29,6 +31,97 @@ void add_common_flags(CLI::App& cmd, CommonArgs& a) {
                  "Pin threads to CPUs: hex mask as in llama.cpp (3 or 0x3: CPUs 0 and 1; 0: no pinning) or a list "
                  "(0,2-3); default: no pinning");
   cmd.add_option("--kv-type", a.kv_type, "KV cache type: f16 or q8_0 (about half the bytes; default: f16)");
+  add_system_flags(cmd, a.sys);
+}
+
+void add_system_flags(CLI::App& cmd, SystemArgs& a) {
+  const std::string g = "Operating system";
+  cmd.add_option("--load", a.load,
+                 "How the model file is read: mmap (default), read (read() into memory), uring (batched io_uring "
+                 "reads), direct (O_DIRECT, bypassing the page cache)")->group(g);
+  cmd.add_flag("--mlock", a.mlock, "Lock the model (and everything else loaded) in memory")->group(g);
+  cmd.add_flag("--prefault", a.prefault, "mmap: fault the whole file in at load instead of at first touch")->group(g);
+  cmd.add_option("--hugepages", a.hugepages,
+                 "Pages of the weights and the KV cache: off (4 KiB), thp (transparent huge pages, default), hugetlbfs "
+                 "(reserved huge pages; falls back to thp, saying why)")->group(g);
+  cmd.add_option("--sched", a.sched, "Scheduling policy of the threads: other (CFS), fifo or rr (real-time; need "
+                 "CAP_SYS_NICE); default: as inherited")->group(g);
+  cmd.add_option("--priority", a.priority, "Real-time priority with --sched fifo|rr (1-99; default 1)")->group(g);
+  cmd.add_option("--nice", a.nice, "Nice value of the threads (-20..19)")->group(g);
+  cmd.add_option("--pool", a.pool, "Thread pool: own (default; --barrier applies) or openmp (GCC's libgomp; it waits "
+                 "as OMP_WAIT_POLICY says)")->group(g);
+}
+
+void apply_system_args(const SystemArgs& a, EngineOptions& o) {
+  if (!a.load.empty()) {
+    const auto m = load_mode_from_name(a.load);
+    if (!m) usage_fail("--load %s: unknown mode (use mmap, read, uring or direct)", a.load.c_str());
+    o.load.mode = *m;
+  }
+  o.load.mlock = a.mlock;
+  o.load.prefault = a.prefault;
+  if (a.prefault && o.load.mode != LoadMode::mmap)
+    std::fprintf(stderr, "tokenscope: note: --prefault applies to --load mmap; with --load %s the file is read in "
+                 "whole anyway\n", load_mode_name(o.load.mode));
+  if (!a.hugepages.empty()) {
+    const auto h = huge_pages_from_name(a.hugepages);
+    if (!h) usage_fail("--hugepages %s: unknown mode (use off, thp or hugetlbfs)", a.hugepages.c_str());
+    o.huge_pages = *h;
+  }
+  if (!a.sched.empty()) {
+    const auto p = sched_policy_from_name(a.sched);
+    if (!p || *p == SchedPolicy::inherit) usage_fail("--sched %s: unknown policy (use other, fifo or rr)", a.sched.c_str());
+    o.pool.sched = *p;
+  }
+  if (a.priority != 0 && o.pool.sched != SchedPolicy::fifo && o.pool.sched != SchedPolicy::rr)
+    usage_fail("--priority %d needs --sched fifo or rr (the other policy has only priority 0: use --nice)", a.priority);
+  if (a.priority < 0 || a.priority > 99) usage_fail("--priority %d: out of range (1-99)", a.priority);
+  o.pool.priority = a.priority;
+  if (a.nice && (*a.nice < -20 || *a.nice > 19)) usage_fail("--nice %d: out of range (-20..19)", *a.nice);
+  o.pool.nice = a.nice;
+  if (!a.pool.empty()) {
+    const auto b = pool_backend_from_name(a.pool);
+    if (!b) usage_fail("--pool %s: unknown back end (use own or openmp)", a.pool.c_str());
+    o.pool.backend = *b;
+  }
+}
+
+nlohmann::json system_json(const SystemArgs& a) {
+  nlohmann::json j;
+  j["load"] = a.load.empty() ? "mmap" : a.load;
+  j["mlock"] = a.mlock;
+  j["prefault"] = a.prefault;
+  j["hugepages"] = a.hugepages.empty() ? "thp" : a.hugepages;
+  j["sched"] = a.sched.empty() ? "inherit" : a.sched;
+  j["priority"] = a.priority;
+  if (a.nice) j["nice"] = *a.nice;
+  j["pool"] = a.pool.empty() ? "own" : a.pool;
+  return j;
+}
+
+nlohmann::json load_report_json(const LoadReport& r) {
+  nlohmann::json j;
+  j["mode"] = load_mode_name(r.file.mode);
+  j["file_ms"] = r.file.ms;
+  j["ms"] = r.ms;
+  j["file_minor_faults"] = r.file.minor_faults;
+  j["file_major_faults"] = r.file.major_faults;
+  j["minor_faults"] = r.minor_faults;
+  j["major_faults"] = r.major_faults;
+  j["rss_bytes"] = r.rss_bytes;
+  j["huge_pages"] = huge_pages_name(r.huge_pages);
+  j["notes"] = r.notes;
+  return j;
+}
+
+void print_load_notes(const LoadReport& r) {
+  size_t b = 0;
+  while (b < r.notes.size()) {
+    size_t e = r.notes.find('\n', b);
+    if (e == std::string::npos) e = r.notes.size();
+    if (e > b) std::fprintf(stderr, "tokenscope: note: %s\n", r.notes.substr(b, e - b).c_str());
+    b = e + 1;
+  }
 }
 
 TensorType parse_kv_type(const std::string& name) {
@@ -114,6 +207,10 @@ EngineOptions engine_options(const CommonArgs& c, profile::Profiler* profiler) {
   o.n_threads = c.threads;
   o.kv_tokens = c.ctx;
   o.pool = pool_options(c.barrier, c.cpu_mask);
+  apply_system_args(c.sys, o);
+  if (!c.barrier.empty() && o.pool.backend == PoolBackend::openmp)
+    std::fprintf(stderr, "tokenscope: note: --barrier applies to --pool own; OpenMP threads wait as OMP_WAIT_POLICY "
+                 "says\n");
   if (!c.kv_type.empty()) o.kv_type = parse_kv_type(c.kv_type);
   o.profiler = profiler;
   return o;
@@ -131,6 +228,7 @@ std::unique_ptr<Session> open_session(const CommonArgs& c, profile::Profiler* pr
     throw;
   }
   clear_status_line();
+  print_load_notes(s->engine().load_report());
   const int64_t train = s->model().config().n_ctx_train;
   if (c.ctx > train)
     std::fprintf(stderr, "tokenscope: warning: -c %lld is beyond the model's training context (%lld tokens): output "
@@ -243,6 +341,8 @@ int cmd_run(const CommonArgs& c, const RunArgs& args) {
     j["stopped_by_eog"] = r.stopped_by_eog;
     j["stop_reason"] = stop_reason_name(r.stop_reason);
     j["load_ms"] = s->load_ms();
+    j["model_load"] = load_report_json(s->engine().load_report());
+    j["system"] = system_json(c.sys);
     j["prefill"] = {{"tokens", st.prompt_tokens}, {"ms", st.prefill_ms}, {"tok_s", st.prefill_tok_s()}};
     j["decode"] = {{"tokens", st.decode_steps},
                    {"ms", st.decode_ms},

@@ -2,13 +2,29 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
+#include "engine/engine.h"
 #include "engine/sampler.h"
 #include "engine/session.h"
 #include "runtime/thread_pool.h"
 
 namespace tokenscope::app {
+
+// The operating-system knobs (run, chat, bench, profile, serve): how the model is loaded, the pages it lives on,
+// how the threads are scheduled and who runs them.
+struct SystemArgs {
+  std::string load;       // --load mmap|read|uring|direct (empty: mmap)
+  bool mlock = false;     // --mlock
+  bool prefault = false;  // --prefault
+  std::string hugepages;  // --hugepages off|thp|hugetlbfs (empty: thp)
+  std::string sched;      // --sched other|fifo|rr (empty: as inherited)
+  int priority = 0;       // --priority N (fifo, rr)
+  std::optional<int> nice;  // --nice N
+  std::string pool;       // --pool own|openmp (empty: own)
+};
 
 struct CommonArgs {
   std::string model;     // empty: the default model
@@ -18,6 +34,7 @@ struct CommonArgs {
   std::string barrier;   // empty: hybrid
   std::string cpu_mask;  // empty: no pinning
   std::string kv_type;   // empty: f16
+  SystemArgs sys;
 };
 
 struct RunArgs {
@@ -53,6 +70,16 @@ struct InspectArgs {
 };
 
 void add_common_flags(CLI::App& cmd, CommonArgs& a);
+void add_system_flags(CLI::App& cmd, SystemArgs& a);
+// Puts the knobs into o (load, huge pages, and the pool's policy, nice value and back end); throws UsageError
+// naming a bad flag.
+void apply_system_args(const SystemArgs& a, EngineOptions& o);
+// The knobs a run used, for --json and bench records.
+nlohmann::json system_json(const SystemArgs& a);
+// What loading cost (mode, ms, faults, RSS, fallbacks), for --json and bench records.
+nlohmann::json load_report_json(const LoadReport& r);
+// Prints the load's fallbacks (O_DIRECT refused, hugetlbfs pages short), one "tokenscope: note:" line each.
+void print_load_notes(const LoadReport& r);
 void add_sampling_flags(CLI::App& cmd, SamplerParams& s);
 // The model path to use: m itself, or the default model (saying so on stderr); throws Error if it is missing.
 std::string resolve_model(const std::string& m);

@@ -3,9 +3,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <mutex>
 #include <utility>
 
 #include "base/error.h"
@@ -14,6 +18,56 @@ namespace tokenscope {
 
 namespace {
 constexpr size_t kHugePage = size_t{2} << 20;
+std::atomic<HugePages> g_pages{HugePages::thp};
+std::mutex g_notes_m;
+std::string g_notes;
+
+void add_note(const std::string& line) {
+  std::lock_guard<std::mutex> l(g_notes_m);
+  if (g_notes.find(line) == std::string::npos) g_notes += line + "\n";
+}
+
+int64_t meminfo_value(const char* key) {
+  std::ifstream f("/proc/meminfo");
+  std::string k;
+  int64_t v = 0;
+  while (f >> k) {
+    if (k == key) {
+      f >> v;
+      return v;
+    }
+    f.ignore(1 << 10, '\n');
+  }
+  return 0;
+}
+}  // namespace
+
+const char* huge_pages_name(HugePages m) {
+  switch (m) {
+    case HugePages::off: return "off";
+    case HugePages::thp: return "thp";
+    case HugePages::hugetlbfs: return "hugetlbfs";
+  }
+  return "?";
+}
+
+std::optional<HugePages> huge_pages_from_name(std::string_view name) {
+  for (HugePages m : {HugePages::off, HugePages::thp, HugePages::hugetlbfs})
+    if (name == huge_pages_name(m)) return m;
+  return std::nullopt;
+}
+
+void set_huge_pages(HugePages m) { g_pages = m; }
+HugePages huge_pages() { return g_pages; }
+int64_t hugetlb_pages_free() { return meminfo_value("HugePages_Free:"); }
+size_t hugetlb_page_bytes() {
+  const int64_t kib = meminfo_value("Hugepagesize:");
+  return kib > 0 ? static_cast<size_t>(kib) * 1024 : kHugePage;
+}
+
+std::string huge_pages_notes() {
+  std::lock_guard<std::mutex> l(g_notes_m);
+  return g_notes;
 }
 
 size_t page_bytes() {
@@ -44,6 +98,27 @@ size_t release_file_pages(const void* p, size_t bytes) {
 
 HugeBuffer::HugeBuffer(size_t bytes, const char* what, bool prefault) {
   if (bytes == 0) return;
+  pages_ = huge_pages();
+  if (pages_ == HugePages::hugetlbfs) {
+    const size_t hp = hugetlb_page_bytes();
+    const size_t n = (bytes + hp - 1) / hp * hp;
+    void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+    if (p != MAP_FAILED) {
+      data_ = p;
+      size_ = n;
+      if (prefault)
+        for (size_t off = 0; off < n; off += hp) static_cast<volatile uint8_t*>(p)[off] = 0;
+      return;
+    }
+    const int err = errno;
+    char line[320];
+    std::snprintf(line, sizeof line,
+                  "--hugepages hugetlbfs: %s needs %zu reserved %zu KiB pages, %lld are free (%s): it uses "
+                  "transparent huge pages instead (reserve more: echo N > /proc/sys/vm/nr_hugepages)",
+                  what, n / hp, hp / 1024, static_cast<long long>(hugetlb_pages_free()), std::strerror(err));
+    add_note(line);
+    pages_ = HugePages::thp;
+  }
   size_ = (bytes + kHugePage - 1) / kHugePage * kHugePage;
   // One huge page more than needed, then the unaligned head and tail are unmapped: transparent huge pages
   // only back 2 MiB-aligned ranges.
@@ -58,9 +133,9 @@ HugeBuffer::HugeBuffer(size_t bytes, const char* what, bool prefault) {
   if (aligned > base) munmap(p, aligned - base);
   if (const size_t tail = base + size_ + kHugePage - (aligned + size_)) munmap(reinterpret_cast<void*>(aligned + size_), tail);
   data_ = reinterpret_cast<void*>(aligned);
-#if defined(MADV_HUGEPAGE)
-  madvise(data_, size_, MADV_HUGEPAGE);  // advice only: with THP off the buffer keeps 4 KiB pages
-#endif
+  // Advice only: with THP "never" a thp buffer keeps 4 KiB pages.
+  if (pages_ == HugePages::thp) madvise(data_, size_, MADV_HUGEPAGE);
+  else madvise(data_, size_, MADV_NOHUGEPAGE);
   if (prefault) {
     // Fault the pages in now (huge ones where THP gives them), so the first use does not pay for the
     // kernel clearing them; MADV_POPULATE_WRITE (Linux 5.14), else a write per 4 KiB page.
@@ -77,13 +152,14 @@ HugeBuffer::~HugeBuffer() {
 }
 
 HugeBuffer::HugeBuffer(HugeBuffer&& o) noexcept
-    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), pages_(o.pages_) {}
 
 HugeBuffer& HugeBuffer::operator=(HugeBuffer&& o) noexcept {
   if (this != &o) {
     if (data_) munmap(data_, size_);
     data_ = std::exchange(o.data_, nullptr);
     size_ = std::exchange(o.size_, 0);
+    pages_ = o.pages_;
   }
   return *this;
 }

@@ -4,8 +4,29 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
 
 namespace tokenscope {
+
+// Where HugeBuffers get their pages (`--hugepages`, process-wide):
+//   off       - 4 KiB pages (MADV_NOHUGEPAGE, so even a machine with THP "always" gives none);
+//   thp       - transparent huge pages asked for with MADV_HUGEPAGE (the default; the kernel gives 2 MiB pages
+//               where it has them, else 4 KiB ones);
+//   hugetlbfs - MAP_HUGETLB from the pages reserved in /proc/sys/vm/nr_hugepages; a buffer that does not fit the
+//               free reserved pages falls back to thp, and huge_pages_notes() says so, with the numbers.
+enum class HugePages { off, thp, hugetlbfs };
+const char* huge_pages_name(HugePages m);
+std::optional<HugePages> huge_pages_from_name(std::string_view name);
+void set_huge_pages(HugePages m);
+HugePages huge_pages();
+// Free reserved huge pages (HugePages_Free in /proc/meminfo; 0 when unreadable) and their size in bytes.
+int64_t hugetlb_pages_free();
+size_t hugetlb_page_bytes();
+// The fallbacks taken so far, one line each ("" when none).
+std::string huge_pages_notes();
 
 class HugeBuffer {
  public:
@@ -22,10 +43,13 @@ class HugeBuffer {
 
   void* data() const { return data_; }
   size_t size() const { return size_; }
+  // The kind of pages it asked for: off (4 KiB), thp (advised) or hugetlbfs (reserved pages).
+  HugePages pages() const { return pages_; }
 
  private:
   void* data_ = nullptr;
   size_t size_ = 0;
+  HugePages pages_ = HugePages::thp;
 };
 
 // Maps the pages of [p, p + bytes) of a read-only file mapping now (MADV_POPULATE_READ, Linux 5.14+), so that
@@ -37,8 +61,8 @@ void prefault_read(const void* p, size_t bytes);
 // Drops the pages lying wholly inside [p, p + bytes) of a read-only file mapping from the process
 // (MADV_DONTNEED): they leave its resident set, the page cache keeps them, and a later read maps them again
 // from there. The range is rounded inward to page boundaries, so pages it shares with bytes outside are
-// kept. Only for read-only file mappings: on anonymous or written private memory it would discard the
-// contents. Returns the bytes advised (0 where nothing whole was inside, or the advice failed).
+// kept. On anonymous memory (a file read into memory) the pages are freed and read back as zeros: only for
+// bytes nothing reads again. Returns the bytes advised (0 where nothing whole was inside, or the advice failed).
 size_t release_file_pages(const void* p, size_t bytes);
 
 // The system's page size (4 KiB on x86, 4, 16 or 64 KiB on Arm).

@@ -1,5 +1,6 @@
 #include "engine/engine.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,6 +9,9 @@
 #include <filesystem>
 
 #include "base/error.h"
+#include "base/file_load.h"
+#include "base/huge_buffer.h"
+#include "base/memory_stats.h"
 #include "profile/usdt.h"
 
 namespace tokenscope {
@@ -43,11 +47,24 @@ const float* Batch::logits(size_t i) const {
   return logits_.data() + logit_index_[i] * n_vocab_;
 }
 
+namespace {
+struct rusage_faults {
+  int64_t minor = 0, major = 0;
+};
+rusage_faults process_faults() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return {ru.ru_minflt, ru.ru_majflt};
+}
+}  // namespace
+
 std::unique_ptr<Engine> Engine::open(const EngineOptions& opts) {
   const double t0 = now_ms();
   if (opts.model_path.empty()) fail("no model file given");
   if (!std::filesystem::exists(opts.model_path)) fail("%s: no such file", opts.model_path.c_str());
-  std::shared_ptr<const Model> model = Model::load(opts.model_path);
+  const rusage_faults f0 = process_faults();
+  set_huge_pages(opts.huge_pages);
+  std::shared_ptr<const Model> model = Model::load(opts.model_path, opts.load);
   std::shared_ptr<const Tokenizer> tok = Tokenizer::from_gguf(model->file());
   if (tok->n_vocab() > model->config().n_vocab)
     fail("%s: the tokenizer has %d tokens but token_embd.weight has only %lld rows", opts.model_path.c_str(),
@@ -56,6 +73,12 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opts) {
   e->model_ = std::move(model);
   e->tok_ = std::move(tok);
   e->init(opts, t0);
+  const rusage_faults f1 = process_faults();
+  e->load_report_.file = e->model_->file().image().stats();
+  e->load_report_.minor_faults = f1.minor - f0.minor;
+  e->load_report_.major_faults = f1.major - f0.major;
+  if (!e->load_report_.file.note.empty()) e->load_report_.notes = e->load_report_.file.note + "\n";
+  e->load_report_.notes += huge_pages_notes();
   return e;
 }
 
@@ -97,7 +120,11 @@ void Engine::init(const EngineOptions& opts, double t0) {
     prof_->set_thread_count(pool_->size());
     pool_->set_observer(prof_);
   }
+  if (opts.load.mlock) lock_memory();
   load_ms_ = now_ms() - t0;
+  load_report_.ms = load_ms_;
+  load_report_.rss_bytes = current_rss_bytes();
+  load_report_.huge_pages = opts.huge_pages;
 }
 
 Engine::~Engine() {

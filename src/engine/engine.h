@@ -102,6 +102,18 @@ struct EngineOptions {
   TensorType kv_type = TensorType::F16;  // KV cache: F16 or Q8_0
   bool prefix_cache = true;         // publish full pages and reuse them for equal prompt prefixes
   profile::Profiler* profiler = nullptr;  // records steps, ops and counters when set (must outlive the engine)
+  LoadOptions load;                 // how the model file is read (mmap, read, uring, direct), prefault, mlock
+  HugePages huge_pages = HugePages::thp;  // pages of the weights' copies and the KV cache (process-wide)
+};
+
+// What opening the engine cost: the file's load, then the whole open (packing the weights, the KV cache).
+struct LoadReport {
+  LoadStats file;             // reading the file: mode used, ms, faults, bytes, fallback note
+  double ms = 0;              // the whole open
+  int64_t minor_faults = 0, major_faults = 0;  // the whole open
+  uint64_t rss_bytes = 0;     // resident after the open
+  HugePages huge_pages = HugePages::thp;
+  std::string notes;          // fallbacks (O_DIRECT refused, hugetlbfs pages short), one per line
 };
 
 // Statistics of the engine's steps so far.
@@ -129,6 +141,8 @@ class Engine {
   // The most tokens one sequence can hold: the pool's capacity (rounded up to pages).
   int64_t n_ctx() const { return n_ctx_; }
   double load_ms() const { return load_ms_; }
+  // The load's costs; for an engine over an already loaded model only ms, rss and huge_pages are its own.
+  const LoadReport& load_report() const { return load_report_; }
   int64_t n_vocab() const { return model_->config().n_vocab; }
   profile::Profiler* profiler() const { return prof_; }
   const EngineStats& stats() const { return stats_; }
@@ -179,6 +193,7 @@ class Engine {
   std::unique_ptr<Forward> fwd_;
   int64_t n_ctx_ = 0;
   double load_ms_ = 0;
+  LoadReport load_report_;
   bool prefix_cache_ = true;
   int next_id_ = 0;
   profile::Profiler* prof_ = nullptr;

@@ -318,39 +318,20 @@ class Parser {
   std::string field_;
 };
 
-std::unique_ptr<File> File::open(const std::string& path) {
+std::unique_ptr<File> File::open(const std::string& path, const LoadOptions& load) {
   std::unique_ptr<File> f(new File());
   f->path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("%s: cannot open: %s", path.c_str(), std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    fail("%s: cannot stat: %s", path.c_str(), std::strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail("%s: not a regular file", path.c_str());
-  }
-  f->size_ = static_cast<uint64_t>(st.st_size);
-  if (f->size_ < 24) {
-    ::close(fd);
+  f->image_ = FileImage::load(path, load);
+  f->size_ = f->image_.size();
+  f->base_ = f->image_.data();
+  if (f->size_ < 24)
     fail("%s: file is %llu bytes, too short for a GGUF header (24 bytes): not a GGUF file or truncated", path.c_str(),
          static_cast<unsigned long long>(f->size_));
-  }
-  void* m = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int e = errno;
-  ::close(fd);
-  if (m == MAP_FAILED) fail("%s: cannot map: %s", path.c_str(), std::strerror(e));
-  f->base_ = static_cast<const uint8_t*>(m);
   Parser(*f).parse();
   return f;
 }
 
-File::~File() {
-  if (base_) ::munmap(const_cast<uint8_t*>(base_), size_);
-}
+File::~File() = default;
 
 const Value* File::find(std::string_view key) const {
   for (const KeyValue& kv : kv_)

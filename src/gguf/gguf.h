@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/file_load.h"
 #include "formats/tensor_type.h"
 
 namespace tokenscope::gguf {
@@ -56,8 +57,8 @@ struct TensorInfo {
 
 class File {
  public:
-  // Maps and validates the file; throws tokenscope::Error on any problem.
-  static std::unique_ptr<File> open(const std::string& path);
+  // Reads (by default maps) and validates the file; throws tokenscope::Error on any problem.
+  static std::unique_ptr<File> open(const std::string& path, const LoadOptions& load = {});
   ~File();
   File(const File&) = delete;
   File& operator=(const File&) = delete;
@@ -92,10 +93,13 @@ class File {
   // Start of a tensor's bytes in the mapping (valid while the File lives).
   const uint8_t* tensor_data(const TensorInfo& t) const { return base_ + data_offset_ + t.offset; }
   const uint8_t* base() const { return base_; }
+  // How the bytes came in (mmap or a copy) and what that cost.
+  const FileImage& image() const { return image_; }
 
  private:
   File() = default;
   std::string path_;
+  FileImage image_;
   const uint8_t* base_ = nullptr;
   uint64_t size_ = 0;
   uint32_t version_ = 0;

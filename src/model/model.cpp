@@ -98,9 +98,9 @@ void check_kv_type(const ModelConfig& cfg, TensorType type) {
          static_cast<long long>(cfg.head_dim));
 }
 
-std::unique_ptr<Model> Model::load(const std::string& path) {
+std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& load) {
   std::unique_ptr<Model> m(new Model());
-  m->file_ = gguf::File::open(path);
+  m->file_ = gguf::File::open(path, load);
   const gguf::File& f = *m->file_;
   m->cfg_ = read_model_config(f);
   ModelConfig& c = m->cfg_;
@@ -144,9 +144,10 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     for (ops::Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) matrices.push_back(w);
   matrices.push_back(&m->output_);
   for (const ops::Weight* w : matrices) m->weight_bytes_ += w->row_bytes * static_cast<uint64_t>(w->rows);
-  // The file is mapped read-only (gguf::File) and, once copied, a matrix is read from its copy: its file pages
-  // can leave the process as they are copied, except where they are also the embedding table's (a tied output
-  // projection), which decode reads by rows from the file.
+  // Once copied, a matrix is read from its copy: its pages of the file's image (a read-only mapping, or a copy
+  // in memory with --load read/uring/direct, which nothing reads again either) can leave the process as they are
+  // copied, except where they are also the embedding table's (a tied output projection), which decode reads by
+  // rows from the image.
   const uint8_t* embd_begin = m->tok_embd_.data;
   const uint8_t* embd_end = embd_begin + m->tok_embd_.row_bytes * static_cast<size_t>(m->tok_embd_.rows);
   for (ops::Weight* w : matrices)

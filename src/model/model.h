@@ -9,6 +9,7 @@
 
 #include "base/huge_buffer.h"
 
+#include "base/file_load.h"
 #include "gguf/gguf.h"
 #include "ops/ops.h"
 #include "profile/profiler.h"
@@ -49,8 +50,9 @@ void check_kv_type(const ModelConfig& cfg, TensorType type);
 
 class Model {
  public:
-  // Opens and validates a GGUF model; throws tokenscope::Error naming the file and what is wrong.
-  static std::unique_ptr<Model> load(const std::string& path);
+  // Opens and validates a GGUF model, reading the file as `load` says; throws tokenscope::Error naming the file
+  // and what is wrong.
+  static std::unique_ptr<Model> load(const std::string& path, const LoadOptions& load = {});
 
   const ModelConfig& config() const { return cfg_; }
   const gguf::File& file() const { return *file_; }

@@ -32,11 +32,12 @@ struct Weight {
   const uint8_t* packed = nullptr;
   size_t packed_group_bytes = 0;
   std::shared_ptr<const HugeBuffer> packed_owner;
-  // `data` points into a read-only file mapping, and once pack_weights has copied these rows nothing reads
-  // those bytes from the mapping: pack_weights then drops the mapping's pages of the rows it copied from the
-  // process as it goes (release_file_pages; the page cache keeps them), so the model is resident once, as its
-  // copy, not twice. Model::load sets it for every matrix that does not share bytes with the embedding table.
-  // Never set for rows in ordinary memory, which dropping would zero.
+  // `data` points into the model file's image (a read-only mapping, or its bytes read into memory), and once
+  // pack_weights has copied these rows nothing reads those bytes again: pack_weights then drops the image's
+  // pages of the rows it copied from the process as it goes (release_file_pages: a mapping's pages stay in the
+  // page cache, a copy's are freed), so the model is resident once, as its copy, not twice. Model::load sets it
+  // for every matrix that does not share bytes with the embedding table. Never set for rows anything reads
+  // later, which dropping would zero.
   bool release_source = false;
   bool empty() const { return data == nullptr; }
 };

@@ -2,10 +2,18 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 
 #include "base/error.h"
 #include "profile/profiler.h"
@@ -25,6 +33,71 @@ std::optional<BarrierMode> barrier_mode_from_name(std::string_view name) {
   for (BarrierMode m : {BarrierMode::spin, BarrierMode::futex, BarrierMode::hybrid})
     if (name == barrier_mode_name(m)) return m;
   return std::nullopt;
+}
+
+const char* sched_policy_name(SchedPolicy p) {
+  switch (p) {
+    case SchedPolicy::inherit: return "inherit";
+    case SchedPolicy::other: return "other";
+    case SchedPolicy::fifo: return "fifo";
+    case SchedPolicy::rr: return "rr";
+  }
+  return "?";
+}
+
+std::optional<SchedPolicy> sched_policy_from_name(std::string_view name) {
+  for (SchedPolicy p : {SchedPolicy::inherit, SchedPolicy::other, SchedPolicy::fifo, SchedPolicy::rr})
+    if (name == sched_policy_name(p)) return p;
+  return std::nullopt;
+}
+
+const char* pool_backend_name(PoolBackend b) { return b == PoolBackend::own ? "own" : "openmp"; }
+
+std::optional<PoolBackend> pool_backend_from_name(std::string_view name) {
+  for (PoolBackend b : {PoolBackend::own, PoolBackend::openmp})
+    if (name == pool_backend_name(b)) return b;
+  return std::nullopt;
+}
+
+bool openmp_available() {
+#if defined(_OPENMP)
+  return true;
+#else
+  return false;
+#endif
+}
+
+void apply_thread_sched(const PoolOptions& o) {
+  if (o.sched != SchedPolicy::inherit) {
+    const int policy = o.sched == SchedPolicy::fifo ? SCHED_FIFO : o.sched == SchedPolicy::rr ? SCHED_RR : SCHED_OTHER;
+    const bool rt = policy != SCHED_OTHER;
+    if (!rt && o.priority != 0) fail("--priority %d: the other (CFS) policy has only priority 0 (use --nice)", o.priority);
+    sched_param sp{};
+    sp.sched_priority = rt ? (o.priority > 0 ? o.priority : 1) : 0;
+    if (rt && (sp.sched_priority < sched_get_priority_min(policy) || sp.sched_priority > sched_get_priority_max(policy)))
+      fail("--priority %d: out of range for %s (%d..%d)", o.priority, sched_policy_name(o.sched),
+           sched_get_priority_min(policy), sched_get_priority_max(policy));
+    if (const int e = pthread_setschedparam(pthread_self(), policy, &sp); e != 0) {
+      rlimit rl{};
+      getrlimit(RLIMIT_RTPRIO, &rl);
+      if (e == EPERM)
+        fail("--sched %s: not permitted: a real-time policy needs CAP_SYS_NICE (root) or a real-time priority limit "
+             "of at least %d (RLIMIT_RTPRIO is %lld: ulimit -r); in a container the cgroup may also have no real-time "
+             "budget (cpu.rt_runtime_us)", sched_policy_name(o.sched), sp.sched_priority,
+             static_cast<long long>(rl.rlim_cur == RLIM_INFINITY ? -1 : static_cast<long long>(rl.rlim_cur)));
+      fail("--sched %s: pthread_setschedparam failed: %s", sched_policy_name(o.sched), std::strerror(e));
+    }
+  }
+  if (o.nice) {
+    if (*o.nice < -20 || *o.nice > 19) fail("--nice %d: out of range (-20..19)", *o.nice);
+    if (setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), *o.nice) != 0) {
+      const int e = errno;
+      if (e == EPERM || e == EACCES)
+        fail("--nice %d: not permitted: lowering the nice value below the current one needs CAP_SYS_NICE (root) or "
+             "RLIMIT_NICE (ulimit -e)", *o.nice);
+      fail("--nice %d: setpriority failed: %s", *o.nice, std::strerror(e));
+    }
+  }
 }
 
 std::vector<int> parse_cpu_set(const std::string& text) {
@@ -95,8 +168,12 @@ int available_cpus() {
 
 ThreadPool::ThreadPool(int n_threads, const PoolOptions& options) : n_threads_(n_threads), opts_(options) {
   TS_CHECK(n_threads >= 1);
+  if (opts_.backend == PoolBackend::openmp && !openmp_available())
+    fail("--pool openmp: this build has no OpenMP (GCC's -fopenmp and libgomp)");
+  apply_thread_sched(opts_);  // throws before any thread starts when the policy is not allowed
   if (!opts_.cpus.empty()) pin_to(opts_.cpus[0]);
   ranges_ = std::make_unique<StealRange[]>(static_cast<size_t>(n_threads));
+  if (opts_.backend == PoolBackend::openmp) return;  // libgomp's threads, set up at their first job
   threads_.reserve(static_cast<size_t>(n_threads - 1));
   for (int i = 1; i < n_threads; ++i) threads_.emplace_back([this, i] { worker(i); });
 }
@@ -110,6 +187,10 @@ ThreadPool::~ThreadPool() {
 
 void ThreadPool::worker(int ith) {
   if (!opts_.cpus.empty()) pin_to(opts_.cpus[static_cast<size_t>(ith) % opts_.cpus.size()]);
+  try {
+    apply_thread_sched(opts_);  // allowed: the caller's succeeded
+  } catch (const Error&) {
+  }
   const int spins = opts_.barrier == BarrierMode::spin    ? INT32_MAX
                     : opts_.barrier == BarrierMode::futex ? 0
                                                           : opts_.spin_iterations;
@@ -157,11 +238,37 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
     return;
   }
   job_ = &fn;
+  if (opts_.backend == PoolBackend::openmp) {
+    run_openmp();
+    return;
+  }
   pending_.store(n_threads_ - 1, std::memory_order_release);
   generation_.fetch_add(1, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
   run_job(0);
   wait_for_workers();
+}
+
+void ThreadPool::run_openmp() {
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(n_threads_)
+  {
+    // libgomp keeps its threads from one region to the next: each is set up (pinned, its policy) once, for the
+    // pool it last served.
+    thread_local const ThreadPool* set_up_for = nullptr;
+    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    if (set_up_for != this && tid != 0) {
+      set_up_for = this;
+      if (!opts_.cpus.empty()) pin_to(opts_.cpus[static_cast<size_t>(tid) % opts_.cpus.size()]);
+      try {
+        apply_thread_sched(opts_);
+      } catch (const Error&) {
+      }
+    }
+    // The runtime may give fewer threads than asked (OMP_THREAD_LIMIT, OMP_DYNAMIC): every share still runs.
+    for (int ith = tid; ith < n_threads_; ith += nt) run_job(ith);
+  }
+#endif
 }
 
 void ThreadPool::run_job(int ith) {

@@ -39,12 +39,34 @@ enum class BarrierMode { spin, futex, hybrid };
 const char* barrier_mode_name(BarrierMode m);
 std::optional<BarrierMode> barrier_mode_from_name(std::string_view name);
 
+// The scheduling policy of the pool's threads (`--sched`): inherit leaves them as they are; other is CFS
+// (SCHED_OTHER); fifo and rr are the real-time policies, which need CAP_SYS_NICE or an RLIMIT_RTPRIO.
+enum class SchedPolicy { inherit, other, fifo, rr };
+const char* sched_policy_name(SchedPolicy p);
+std::optional<SchedPolicy> sched_policy_from_name(std::string_view name);
+
+// Who runs the threads: the pool's own workers and barrier, or GCC's OpenMP runtime (libgomp: its threads
+// and barrier, waiting as OMP_WAIT_POLICY / GOMP_SPINCOUNT say), behind the same interface.
+enum class PoolBackend { own, openmp };
+const char* pool_backend_name(PoolBackend b);
+std::optional<PoolBackend> pool_backend_from_name(std::string_view name);
+// Whether this build has the OpenMP back end.
+bool openmp_available();
+
 struct PoolOptions {
-  BarrierMode barrier = BarrierMode::hybrid;
+  BarrierMode barrier = BarrierMode::hybrid;  // the own back end's
   int spin_iterations = 1 << 14;  // hybrid: polls before sleeping
   // CPUs to pin the threads to (thread i -> cpus[i % size], the caller is thread 0); empty: no pinning.
   std::vector<int> cpus;
+  SchedPolicy sched = SchedPolicy::inherit;
+  int priority = 0;            // fifo / rr: 1..99 (0: 1); other: must be 0
+  std::optional<int> nice;     // the threads' nice value (-20..19; below the current one needs CAP_SYS_NICE)
+  PoolBackend backend = PoolBackend::own;
 };
+
+// Applies o's scheduling policy, priority and nice value to the calling thread; throws Error saying what is
+// missing (e.g. the permission a real-time policy needs). Does nothing for inherit and no nice value.
+void apply_thread_sched(const PoolOptions& o);
 
 // Parses a CPU set: a hex mask ("0x3", "3") or a list with ranges ("0,2-3"). Throws Error naming the text.
 std::vector<int> parse_cpu_set(const std::string& text);
@@ -87,6 +109,7 @@ class ThreadPool {
   void wait_for_workers();
 
   void run_job(int ith);
+  void run_openmp();
 
   int n_threads_;
   PoolOptions opts_;
