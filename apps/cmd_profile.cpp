@@ -5,12 +5,16 @@
 #include <filesystem>
 #include <fstream>
 
+#include "apps/cli_util.h"
 #include "base/error.h"
+#include "base/huge_buffer.h"
 #include "engine/scheduler.h"
 #include "engine/sysinfo.h"
 #include "report/compare.h"
 #include "report/html_report.h"
 #include "profile/pfm_events.h"
+#include "profile/sampler.h"
+#include "report/hotspots.h"
 #include "report/report.h"
 #include "runtime/thread_pool.h"
 
@@ -42,6 +46,10 @@ CLI::App* add_profile_command(CLI::App& app, ProfileArgs& a) {
   cmd->add_option("-e,--event", a.events,
                   "Also count this named PMU event, per thread and stage (libpfm4 names, e.g. STALL_BACKEND_MEM, "
                   "perf::PAGE-FAULTS); repeatable");
+  cmd->add_flag("--sample", a.sample, "Sample where the threads spend their time (task clock, no PMU needed): the top "
+                "functions per stage, in the table, summary.json and the report");
+  cmd->add_option("--sample-period", a.sample_period_us, "Sampling period in microseconds of each thread's CPU time")
+      ->capture_default_str();
   return cmd;
 }
 
@@ -187,7 +195,8 @@ std::string default_profile_dir() {
 }
 
 void write_profile(const profile::Profiler& prof, const MachineInfo& m, const std::string& model_path,
-                   const std::string& out_dir, const profile::LoadReport* load, const report::TraceOptions& trace) {
+                   const std::string& out_dir, const profile::LoadReport* load, const report::TraceOptions& trace,
+                   const nlohmann::json* hotspots) {
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   if (ec) fail("%s: cannot create the output directory: %s", out_dir.c_str(), ec.message().c_str());
@@ -200,12 +209,18 @@ void write_profile(const profile::Profiler& prof, const MachineInfo& m, const st
     f << content;
     if (!f) fail("%s: cannot write", path.c_str());
   };
-  const std::string summary = report::summary_json(sum, prof, model_path);
+  std::string summary = report::summary_json(sum, prof, model_path);
+  if (hotspots) {
+    nlohmann::json j = nlohmann::json::parse(summary);
+    j["hotspots"] = *hotspots;
+    summary = j.dump(2);
+  }
   write("summary.json", summary);
   write("trace.json", report::trace_json(prof, trace));
   const std::string chartjs = report::find_chartjs();
   write("report.html", report::html_report(summary, chartjs.empty() ? "" : report::read_text_file(chartjs)));
   report::print_profile_table(sum, stdout);
+  if (hotspots) std::printf("\n%s", report::hotspots_table(*hotspots).c_str());
   std::printf("\nprofile: %s\n  report.html   the report (open it in a browser)\n  trace.json    the trace (open it "
               "in https://ui.perfetto.dev)%s\n  summary.json  the figures (tokenscope report --compare DIR_A DIR_B "
               "compares two runs)\n",
@@ -236,7 +251,8 @@ int cmd_profile(const ProfileArgs& a) {
   EngineOptions eo = engine_options(a.common, &prof);
   // Every sequence computes its own prompt (no prefix cache): the profile shows the work N users would cause.
   eo.prefix_cache = false;
-  std::shared_ptr<const Model> model = Model::load(eo.model_path);
+  set_huge_pages(eo.huge_pages);
+  std::shared_ptr<const Model> model = Model::load(eo.model_path, eo.load);
   std::shared_ptr<const Tokenizer> tok = Tokenizer::from_gguf(model->file());
   std::string text = a.prompt;
   if (a.chat) text = render_chat_prompt(*model, a.prompt, "");
@@ -246,6 +262,14 @@ int cmd_profile(const ProfileArgs& a) {
     eo.kv_tokens = std::max<int64_t>(std::min<int64_t>(4096, model->config().n_ctx_train),
                                      a.parallel * (static_cast<int64_t>(prompt.size()) + a.n_predict + ops::kAttnPad));
   auto s = std::make_unique<Session>(Engine::open(model, tok, eo));
+  print_load_notes(s->engine().load_report());
+  std::unique_ptr<profile::Sampler> sampler;
+  if (a.sample) {
+    if (a.sample_period_us < 10 || a.sample_period_us > 1e6)
+      usage_fail("--sample-period must be 10..1000000 us (got %g)", a.sample_period_us);
+    sampler = std::make_unique<profile::Sampler>(prof.thread_ids(), a.sample_period_us);
+    sampler->start();
+  }
   const profile::LoadWatch load_watch;  // the machine's load from here to the end of the run
   GenerationResult r;
   if (a.parallel == 1) {
@@ -266,10 +290,16 @@ int cmd_profile(const ProfileArgs& a) {
     r.text = sched.result(0).text;
   }
   const profile::LoadReport load = load_watch.stop(m.threads);
+  nlohmann::json hotspots;
+  if (sampler) {
+    sampler->stop();
+    hotspots = report::hotspots_json(*sampler, prof);
+  }
   std::printf("prompt: %zu tokens, generated: %zu tokens: %s\n\n", prompt.size(), r.tokens.size(), r.text.c_str());
   report::TraceOptions trace;
   trace.full_steps = a.trace_steps;
-  write_profile(prof, m, s->model().file().path(), a.out_dir.empty() ? default_profile_dir() : a.out_dir, &load, trace);
+  write_profile(prof, m, s->model().file().path(), a.out_dir.empty() ? default_profile_dir() : a.out_dir, &load, trace,
+                sampler ? &hotspots : nullptr);
   return 0;
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,8 @@ struct ProfileArgs {
   int trace_steps = 64;  // decode steps kept in full in trace.json before sampling (0: all)
   bool refresh_sysinfo = false;
   std::vector<std::string> events;  // named PMU events (libpfm4)
+  bool sample = false;              // --sample: the hot functions per stage (task-clock sampling)
+  double sample_period_us = 100;
 };
 struct SysinfoArgs {
   int threads = 0;
@@ -50,7 +53,7 @@ MachineInfo machine_for(const CommonArgs& c, bool refresh = false);
 // load: the machine's load while the run went on (recorded in the summary, warned about when disturbed).
 void write_profile(const profile::Profiler& prof, const MachineInfo& m, const std::string& model_path,
                    const std::string& out_dir, const profile::LoadReport* load = nullptr,
-                   const report::TraceOptions& trace = {});
+                   const report::TraceOptions& trace = {}, const nlohmann::json* hotspots = nullptr);
 // A new directory for a profile under the user's cache: $XDG_CACHE_HOME or ~/.cache, tokenscope/profiles/<UTC time>.
 std::string default_profile_dir();
 

@@ -12,6 +12,7 @@
 #ifdef TOKENSCOPE_SERVE
 #include "apps/cmd_serve.h"
 #endif
+#include "apps/cmd_study.h"
 #include "apps/cmd_synth.h"
 #include "apps/cli_util.h"
 #include "apps/commands.h"
@@ -81,6 +82,10 @@ int main(int argc, char** argv) {
   ServeArgs serve;
   CLI::App* serve_cmd = add_serve_command(app, serve);
 #endif
+  StudyArgs study;
+  CLI::App* study_cmd = add_study_command(app, study);
+  ProbeArgs probe;
+  CLI::App* probe_cmd = add_probe_command(app, probe);
 
   // llama.cpp spells the slot count "-np"; CLI11 only takes one-letter short names, so it is read as --parallel.
   std::vector<std::string> args;
@@ -107,6 +112,8 @@ int main(int argc, char** argv) {
     if (*prof_cmd) return cmd_profile(prof);
     if (*sysinfo_cmd) return cmd_sysinfo(sysinfo);
     if (*report_cmd) return cmd_report(report);
+    if (*study_cmd) return cmd_study(study);
+    if (*probe_cmd) return cmd_probe(probe);
 #ifdef TOKENSCOPE_SERVE
     if (*serve_cmd) return cmd_serve(serve);
 #endif

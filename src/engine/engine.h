@@ -135,6 +135,7 @@ class Engine {
   const Tokenizer& tokenizer() const { return *tok_; }
   std::shared_ptr<const Tokenizer> shared_tokenizer() const { return tok_; }
   int n_threads() const { return pool_->size(); }
+  ThreadPool& pool() { return *pool_; }
   kernels::Isa isa() const { return ctx_->k().isa; }
   KVPool& kv() { return *kv_; }
   const KVPool& kv() const { return *kv_; }

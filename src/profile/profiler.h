@@ -71,6 +71,11 @@ class Profiler {
            (1e6 * std::chrono::steady_clock::period::num / std::chrono::steady_clock::period::den);
   }
 
+  // When the profiler started, in std::chrono::steady_clock's (CLOCK_MONOTONIC's) nanoseconds.
+  int64_t start_ns() const {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::duration(t0_ticks_)).count();
+  }
+
   // A step of one sequence, "past N, n_eval M".
   void begin_step(Stage stage, int64_t past, int64_t n_eval) { begin_step(stage, {SeqEval{0, past, n_eval}}); }
   // A step of a batch of sequences.
