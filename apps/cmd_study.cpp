@@ -106,7 +106,8 @@ int cmd_study(const StudyArgs& a) {
   o.out_dir = out;
   std::fprintf(stderr, "study: measuring (or reading the cached) machine roofline\n");
   const Machine m = describe_machine(o.bin);
-  const std::string chartjs = report::find_chartjs();
+  const std::string chartjs_path = report::find_chartjs();
+  const std::string chartjs = chartjs_path.empty() ? "" : report::read_text_file(chartjs_path);
   if (chartjs.empty())
     std::fprintf(stderr, "study: note: Chart.js not found (Debian libjs-chart.js): the HTML pages get tables only\n");
   json index = json::array();

@@ -113,8 +113,8 @@ HugeBuffer::HugeBuffer(size_t bytes, const char* what, bool prefault) {
     const int err = errno;
     char line[320];
     std::snprintf(line, sizeof line,
-                  "--hugepages hugetlbfs: %s needs %zu reserved %zu KiB pages, %lld are free (%s): it uses "
-                  "transparent huge pages instead (reserve more: echo N > /proc/sys/vm/nr_hugepages)",
+                  "--hugepages hugetlbfs: %s: %zu reserved %zu KiB pages needed, %lld free (%s): using transparent "
+                  "huge pages instead (reserve more: echo N > /proc/sys/vm/nr_hugepages)",
                   what, n / hp, hp / 1024, static_cast<long long>(hugetlb_pages_free()), std::strerror(err));
     add_note(line);
     pages_ = HugePages::thp;

@@ -482,6 +482,25 @@ std::string html_report(const std::string& summary_json, const std::string& char
   h += "<div class=\"row\"><div class=\"chart\"><canvas id=\"counters\"></canvas></div>"
        "<div class=\"chart\"><canvas id=\"threads\"></canvas></div></div>\n";
   h += "<h2>Per layer</h2>\n<div class=\"chart\"><canvas id=\"layers\"></canvas></div>\n" + layer_table(S);
+  if (S.contains("hotspots") && S["hotspots"].is_object() && S["hotspots"].contains("stages")) {
+    const json& HS = S["hotspots"];
+    h += strfmt("<h2 id=\"hotspots\">Hot functions</h2>\n<p class=\"meta\">Samples of each thread's CPU time every "
+                "%.0f us (task clock), placed in the step they fell in; the top 20 per stage.%s</p>\n",
+                num(HS, "period_us"), str(HS, "note").empty() ? "" : (" " + esc(str(HS, "note"))).c_str());
+    for (const char* stage : {"prefill", "decode", "mixed", "other"}) {
+      if (!HS["stages"].contains(stage)) continue;
+      const json& st = HS["stages"][stage];
+      h += strfmt("<h3>%s: %.0f samples</h3>\n<table class=\"hot\"><tr><th>function</th><th>module</th><th>samples"
+                  "</th><th>share</th></tr>\n", stage, num(st, "samples"));
+      int i = 0;
+      for (const json& f : st["functions"]) {
+        if (i++ >= 20) break;
+        h += "<tr><td>" + esc(str(f, "function")) + "</td><td>" + esc(str(f, "module")) + "</td>" +
+             strfmt("<td>%.0f</td><td>%.1f%%</td></tr>\n", num(f, "samples"), 100 * num(f, "share"));
+      }
+      h += "</table>\n";
+    }
+  }
   h += "<p class=\"meta\">How to read it: every op's FLOPs and bytes come from its shapes and formats (a matmul of T tokens "
        "by an N x K matrix: 2TNK FLOPs; its weight bytes once plus f32 activations in and out). An op or stage whose "
        "FLOPs per byte fall below the ridge point (peak / read bandwidth) is memory-bound, above it compute-bound. "

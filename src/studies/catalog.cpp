@@ -117,7 +117,7 @@ Study stages() {
     c.json_file = "{out}/summary.json";
     return std::vector<Config>{c};
   };
-  s.extract = [](const json& out, const ChildResult&, const Config&, std::vector<std::string>& notes) {
+  s.extract = [](const json& out, const ChildResult&, const Config&, const Machine&, std::vector<std::string>& notes) {
     Sample x;
     const json& h = out.at("headline");
     x["prompt_tokens"] = h.value("prompt_tokens", 0.0);
@@ -196,7 +196,7 @@ Study hotspots() {
     c.json_file = "{out}/summary.json";
     return std::vector<Config>{c};
   };
-  s.extract = [](const json& out, const ChildResult&, const Config&, std::vector<std::string>& notes) {
+  s.extract = [](const json& out, const ChildResult&, const Config&, const Machine&, std::vector<std::string>& notes) {
     Sample x;
     if (!out.contains("hotspots")) {
       notes.push_back("the profile has no samples");
@@ -305,7 +305,7 @@ Study kv_cache() {
     }
     return c;
   };
-  s.extract = [](const json& out, const ChildResult&, const Config& c, std::vector<std::string>&) {
+  s.extract = [](const json& out, const ChildResult&, const Config& c, const Machine&, std::vector<std::string>&) {
     Sample x;
     const bool recompute = c.series != "with the KV cache";
     const double r = rate(out, recompute);
@@ -379,7 +379,7 @@ Study formats() {
     }
     return c;
   };
-  s.extract = [](const json& out, const ChildResult&, const Config&, std::vector<std::string>&) {
+  s.extract = [](const json& out, const ChildResult&, const Config&, const Machine& m, std::vector<std::string>&) {
     Sample x;
     const json* r = any_record(out);
     if (!r) return x;
@@ -388,6 +388,8 @@ Study formats() {
     x["tg_tok_s"] = rate(out, false);
     if (params > 0) x["bits_per_weight"] = 8 * size / params;
     x["decode_gbs"] = size * x["tg_tok_s"] / 1e9;
+    const auto roof = roof_for(m, size);
+    if (roof.second > 0) x["roof_share"] = 100 * x["decode_gbs"] / roof.second;
     return x;
   };
   s.judge = [](const std::vector<ConfigResult>& r, const Machine& m) -> Verdict {
@@ -434,6 +436,8 @@ Study hugepages() {
   s.name = "hugepages";
   s.title = "4 KiB pages vs transparent huge pages vs hugetlbfs";
   s.finding = "huge pages cut page faults (and dTLB misses) sharply, with little change in wall time";
+  s.caveat = "dTLB misses need hardware PMU counters: where the machine gives none (most VMs) only the page faults are "
+             "measured; hugetlbfs needs reserved pages (/proc/sys/vm/nr_hugepages), else it falls back to THP, saying so";
   s.metrics = {{"minor_faults", "minor faults", "", false},
                {"load_ms", "load", "ms", false},
                {"pp_tok_s", "prefill", "tok/s"},
@@ -449,7 +453,7 @@ Study hugepages() {
     }
     return c;
   };
-  s.extract = [](const json& out, const ChildResult& child, const Config&, std::vector<std::string>& notes) {
+  s.extract = [](const json& out, const ChildResult& child, const Config&, const Machine&, std::vector<std::string>& notes) {
     Sample x;
     x["minor_faults"] = static_cast<double>(child.minor_faults);
     x["pp_tok_s"] = rate(out, true);
@@ -458,7 +462,6 @@ Study hugepages() {
       if (r->contains("model_load")) x["load_ms"] = (*r)["model_load"].value("ms", 0.0);
       model_load_notes(*r, notes);
     }
-    notes.push_back("dTLB misses need a hardware PMU, which this machine does not expose to tokenscope: not measured");
     return x;
   };
   s.judge = [](const std::vector<ConfigResult>& r, const Machine&) -> Verdict {
@@ -515,7 +518,7 @@ Study load() {
       }
     return c;
   };
-  s.extract = [](const json& out, const ChildResult& child, const Config&, std::vector<std::string>& notes) {
+  s.extract = [](const json& out, const ChildResult& child, const Config&, const Machine&, std::vector<std::string>& notes) {
     Sample x;
     if (out.contains("model_load")) {
       x["load_ms"] = out["model_load"].value("ms", 0.0);
@@ -570,7 +573,7 @@ Study sched() {
         }
     return c;
   };
-  s.extract = [](const json& out, const ChildResult& child, const Config&, std::vector<std::string>&) {
+  s.extract = [](const json& out, const ChildResult& child, const Config&, const Machine&, std::vector<std::string>&) {
     Sample x;
     x["pp_tok_s"] = rate(out, true);
     x["tg_tok_s"] = rate(out, false);
@@ -627,7 +630,7 @@ Study barrier() {
     }
     return c;
   };
-  s.extract = [](const json& out, const ChildResult&, const Config&, std::vector<std::string>&) {
+  s.extract = [](const json& out, const ChildResult&, const Config&, const Machine&, std::vector<std::string>&) {
     Sample x;
     for (const char* k : {"tg_tok_s", "cpu_ms_per_token", "cs_per_token", "wake_us"})
       if (out.contains(k)) x[k] = out[k].get<double>();
@@ -675,11 +678,16 @@ Study threads() {
     }
     return c;
   };
-  s.extract = [](const json& out, const ChildResult&, const Config&, std::vector<std::string>&) {
+  s.extract = [](const json& out, const ChildResult&, const Config&, const Machine& m, std::vector<std::string>&) {
     Sample x;
     x["pp_tok_s"] = rate(out, true);
     x["tg_tok_s"] = rate(out, false);
-    if (const json* r = any_record(out)) x["decode_gbs"] = r->value("model_size", 0.0) * x["tg_tok_s"] / 1e9;
+    if (const json* r = any_record(out)) {
+      const double size = r->value("model_size", 0.0);
+      x["decode_gbs"] = size * x["tg_tok_s"] / 1e9;
+      const auto roof = roof_for(m, size);
+      if (roof.second > 0) x["roof_share"] = 100 * x["decode_gbs"] / roof.second;
+    }
     return x;
   };
   s.judge = [](const std::vector<ConfigResult>& r, const Machine& m) -> Verdict {
@@ -721,7 +729,7 @@ Study batch() {
     }
     return c;
   };
-  s.extract = [](const json& out, const ChildResult&, const Config& c, std::vector<std::string>&) {
+  s.extract = [](const json& out, const ChildResult&, const Config& c, const Machine&, std::vector<std::string>&) {
     Sample x;
     const json* r = any_record(out);
     if (!r) return x;

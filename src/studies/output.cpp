@@ -87,6 +87,7 @@ std::string terminal_table(const StudyResult& r) {
       out += "  " + c.config.name + ": " + n + "\n";
     }
   out += "\nclassic finding: " + s.finding + "\n";
+  if (!s.caveat.empty()) out += "caveat: " + s.caveat + "\n";
   out += "this run: " + r.verdict.text + ": " + r.verdict.status + "\n";
   return out;
 }
@@ -97,6 +98,7 @@ json result_json(const StudyResult& r) {
   j["study"] = s.name;
   j["title"] = s.title;
   j["finding"] = s.finding;
+  j["caveat"] = s.caveat;
   j["verdict"] = {{"status", r.verdict.status}, {"text", r.verdict.text}};
   json levels = json::array();
   for (const auto& [name, gbs] : r.machine.levels) levels.push_back({{"name", name}, {"read_gbs", gbs}});
@@ -210,6 +212,7 @@ std::string result_html(const StudyResult& r, const std::string& chartjs_source)
   const std::string vclass = r.verdict.status == "reproduced" ? "reproduced" : r.verdict.status == "not reproduced" ? "not" : "";
   h += "<p class=\"verdict " + vclass + "\"><b>Classic finding:</b> " + e(s.finding) + "<br><b>This run:</b> " +
        e(r.verdict.text) + ": <b>" + e(r.verdict.status) + "</b></p>\n";
+  if (!s.caveat.empty()) h += "<p class=\"note\">Caveat: " + e(s.caveat) + "</p>\n";
   h += "<table><tr><th>configuration</th>";
   for (const Metric& m : s.metrics) h += "<th>" + e(m.label) + (m.unit.empty() ? "" : " (" + e(m.unit) + ")") + "</th>";
   h += "</tr>\n";

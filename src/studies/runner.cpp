@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <cstring>
 #include <set>
 
 #include "base/error.h"
@@ -138,8 +139,11 @@ StudyResult run_study(const Study& s, const Options& o, const Machine& m) {
     for (size_t b = 0; b < r.err.size();) {  // the child's notes and warnings, once each
       size_t e = r.err.find('\n', b);
       if (e == std::string::npos) e = r.err.size();
-      const std::string l = trim(r.err.substr(b, e - b));
-      if (l.find("note:") != std::string::npos || l.find("warning:") != std::string::npos) note(l);
+      std::string l = trim(r.err.substr(b, e - b));
+      for (const char* prefix : {"tokenscope: note: ", "tokenscope: "})
+        if (l.rfind(prefix, 0) == 0) l = l.substr(std::strlen(prefix));
+      if (l.rfind("note:", 0) == 0 || l.rfind("warning:", 0) == 0) note(l);
+      else if (l.find("falls back") != std::string::npos || l.find("instead") != std::string::npos) note(l);
       b = e + 1;
     }
     json j;
@@ -159,7 +163,7 @@ StudyResult run_study(const Study& s, const Options& o, const Machine& m) {
     std::filesystem::remove_all(out);
     if (!measured) return;
     std::vector<std::string> notes;
-    const Sample smp = s.extract(j, r, c, notes);
+    const Sample smp = s.extract(j, r, c, m, notes);
     for (const std::string& n : notes) note(n);
     for (const auto& [k, v] : smp) cr.samples[k].push_back(v);
     cr.last = j;

@@ -90,12 +90,14 @@ struct Study {
   std::string name, title;
   std::string finding;                 // the classic finding it tests
   std::string planned;                 // non-empty: not a runnable study yet; how to run the experiment today
+  std::string caveat;                  // what this tool cannot measure here, said once under the finding
   std::vector<Metric> metrics;         // columns of the table
   std::vector<std::string> charts;     // metric keys plotted, one chart each
   std::string x_label;                 // non-empty: line charts over Config::x, one line per series
   std::function<std::vector<Config>(const Options&, const Machine&)> configs;
   // A run's figures from its JSON and resource use; may add notes.
-  std::function<Sample(const json& out, const ChildResult& child, const Config& c, std::vector<std::string>& notes)>
+  std::function<Sample(const json& out, const ChildResult& child, const Config& c, const Machine& m,
+                       std::vector<std::string>& notes)>
       extract;
   std::function<Verdict(const std::vector<ConfigResult>& r, const Machine& m)> judge;
   std::function<std::vector<ExtraTable>(const std::vector<ConfigResult>& r)> extra_tables;  // optional

@@ -183,7 +183,7 @@ TEST(HugePages, ModesShowInSmaps) {
     } else {
       // Not enough reserved pages: it must fall back to THP and say so with the numbers.
       EXPECT_EQ(b.pages(), HugePages::thp);
-      EXPECT_NE(huge_pages_notes().find("test buffer needs"), std::string::npos) << huge_pages_notes();
+      EXPECT_NE(huge_pages_notes().find("test buffer: 4 reserved"), std::string::npos) << huge_pages_notes();
       std::printf("hugetlbfs: %lld reserved pages free, so the fallback was tested: %s", static_cast<long long>(free_pages),
                   huge_pages_notes().c_str());
     }
