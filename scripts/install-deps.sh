@@ -10,7 +10,8 @@ set -euo pipefail
 set_name=${1:-test}
 pkgs=(build-essential cmake git python3 python3-pip
       nlohmann-json3-dev libcli11-dev libcpp-httplib-dev pkg-config  # serve: HTTP
-      libjs-chart.js systemtap-sdt-dev libpfm4-dev)  # profiler: report charts, USDT, named PMU events
+      libjs-chart.js systemtap-sdt-dev libpfm4-dev  # profiler: report charts, USDT, named PMU events
+      liburing-dev)  # --load uring
 test_pkgs=(libgtest-dev libgmock-dev libbenchmark-dev
       chromium  # the HTML report's render test
       nginx-light  # serve: the replicas-behind-a-load-balancer test

@@ -3,6 +3,7 @@
 // engine's tokens.
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -285,4 +286,56 @@ TEST(PoolOpenMP, EngineGivesTheOwnPoolsTokens) {
     out.push_back(s.generate(s.tokenize("The capital of France is"), g).tokens);
   }
   EXPECT_EQ(out[0], out[1]);
+}
+
+namespace {
+// Share of [p, p + n)'s pages resident in this process (mincore).
+double resident_share(const void* p, size_t n) {
+  const size_t page = page_bytes();
+  const auto b = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  const size_t len = reinterpret_cast<uintptr_t>(p) + n - b;
+  std::vector<unsigned char> v((len + page - 1) / page);
+  if (mincore(reinterpret_cast<void*>(b), len, v.data()) != 0) return -1;
+  size_t in = 0;
+  for (unsigned char c : v) in += c & 1;
+  return static_cast<double>(in) / static_cast<double>(v.size());
+}
+
+long status_kb(const char* field) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(field, 0) == 0) return std::stol(line.substr(std::strlen(field)));
+  return -1;
+}
+}  // namespace
+
+TEST(LoadModes, PrefaultMapsTheWholeFileAtLoad) {
+  const std::string path = write_test_file(size_t{16} << 20, "load_modes_prefault.bin");
+  sync();
+  evict_from_page_cache(path);
+  const FileImage lazy = FileImage::load(path, {LoadMode::mmap, /*prefault=*/false});
+  const double lazy_share = resident_share(lazy.data(), lazy.size());
+  const FileImage eager = FileImage::load(path, {LoadMode::mmap, /*prefault=*/true});
+  const double eager_share = resident_share(eager.data(), eager.size());
+  EXPECT_GT(eager_share, 0.99);
+  if (lazy_share > 0.5)
+    GTEST_SKIP() << "this file system kept the file cached after POSIX_FADV_DONTNEED (" << lazy_share
+                 << " resident): a lazy mapping cannot be told from a prefaulted one";
+  // A fresh mapping has nothing mapped in until touched (mincore on a file mapping reports the page cache, so
+  // after the eager load the lazy one may show pages too: compare before).
+  EXPECT_LT(lazy_share, eager_share);
+  std::remove(path.c_str());
+}
+
+TEST(LoadModes, MlockLocksOrNamesTheLimit) {
+  std::vector<char> mem(size_t{1} << 20, 1);
+  try {
+    lock_memory();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("RLIMIT_MEMLOCK"), std::string::npos) << e.what();
+    GTEST_SKIP() << "locking is not allowed here: " << e.what();
+  }
+  EXPECT_GT(status_kb("VmLck:"), 1000);
+  munlockall();
 }
