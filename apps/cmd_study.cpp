@@ -40,7 +40,7 @@ std::string self_exe() {
 CLI::App* add_study_command(CLI::App& app, StudyArgs& a) {
   CLI::App* cmd = app.add_subcommand(
       "study", "Run a classic CPU-inference experiment: configurations interleaved over rounds, a table, NAME.json and "
-               "NAME.html, and whether this machine reproduces the classic finding (study --list names them)");
+               "NAME.html (and NAME.md), and whether this machine reproduces the classic finding (study --list names them)");
   cmd->add_option("name", a.name, "The study (see --list), or all");
   cmd->add_flag("--list", a.list, "List the studies and what each tests");
   cmd->add_option("-m,--model", a.model, "GGUF model file (default: the default model)");
@@ -118,6 +118,7 @@ int cmd_study(const StudyArgs& a) {
     const json j = result_json(r);
     std::ofstream(out + "/" + s->name + ".json") << j.dump(2) << "\n";
     std::ofstream(out + "/" + s->name + ".html") << result_html(r, chartjs);
+    std::ofstream(out + "/" + s->name + ".md") << result_markdown(r);
     index.push_back({{"study", s->name}, {"verdict", r.verdict.status}, {"text", r.verdict.text}});
   }
   if (todo.size() > 1) {
@@ -126,7 +127,7 @@ int cmd_study(const StudyArgs& a) {
       std::printf("  %-12s %-15s %s\n", i["study"].get<std::string>().c_str(), i["verdict"].get<std::string>().c_str(),
                   i["text"].get<std::string>().c_str());
   }
-  std::printf("written: %s/{%s}.json and .html\n", out.c_str(),
+  std::printf("written: %s/{%s}.json, .html and .md\n", out.c_str(),
               todo.size() == 1 ? todo[0]->name.c_str() : "NAME");
   return 0;
 }

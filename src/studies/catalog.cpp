@@ -421,9 +421,19 @@ Study formats() {
     for (size_t i = 0; i < rb.size(); ++i) d2 += (rb[i] - rt[i]) * (rb[i] - rt[i]);
     const double rho = 1 - 6 * d2 / (n * (n * n - 1));
     (void)m;
-    const std::string text = strfmt("rank correlation of bits per weight with decode tok/s %.2f (-1: fewer bits always "
-                                    "faster); fastest decode %s (%.1f tok/s), slowest %s (%.1f tok/s)",
-                                    rho, fastest.c_str(), best, slowest.c_str(), worst);
+    std::string shape = "smollm2-135m";
+    if (!r.empty()) {
+      const auto& a = r[0].config.args;
+      const auto it = std::find(a.begin(), a.end(), "-m");
+      if (it != a.end() && it + 1 != a.end()) {
+        const std::string f = std::filesystem::path(*(it + 1)).filename().string();
+        shape = f.substr(0, f.find("-synth."));
+      }
+    }
+    const std::string text = strfmt("%s shape, random weights: rank correlation of bits per weight with decode tok/s "
+                                    "%.2f (-1: fewer bits always faster); fastest decode %s (%.1f tok/s), slowest %s "
+                                    "(%.1f tok/s)",
+                                    shape.c_str(), rho, fastest.c_str(), best, slowest.c_str(), worst);
     return {rho <= -0.5 ? "reproduced" : "not reproduced", text};
   };
   return s;
@@ -513,6 +523,14 @@ Study load() {
                             "it, or another process maps it): not cold", share * 100);
             return std::string("cold: the file dropped from the page cache with posix_fadvise(DONTNEED), no root "
                                "needed");
+          };
+        else  // the previous run may have left it cold (O_DIRECT bypasses the cache): read it through the cache
+          k.before = [model] {
+            FileImage::load(model, {LoadMode::read});
+            const double share = page_cache_share(model);
+            return share < 0.9 ? strfmt("only %.0f%% of the file stayed in the page cache after reading it: not warm",
+                                        share * 100)
+                               : std::string();
           };
         c.push_back(k);
       }
@@ -700,7 +718,8 @@ Study threads() {
     const std::string text =
         strfmt("%s vs 1: prefill x%.2f, decode x%.2f; decode at %.1f GB/s of weights, %s roof %.1f GB/s",
                b.config.name.c_str(), sp, st, gbs, roof.first.c_str(), roof.second);
-    return {sp > st ? "reproduced" : "not reproduced", text};
+    // Prefill must scale (at least 1.3x from 1 to all threads) and decode less than prefill.
+    return {sp >= 1.3 && st < sp ? "reproduced" : "not reproduced", text};
   };
   return s;
 }

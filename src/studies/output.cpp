@@ -92,6 +92,28 @@ std::string terminal_table(const StudyResult& r) {
   return out;
 }
 
+std::string result_markdown(const StudyResult& r) {
+  const Study& s = *r.study;
+  std::string out = "**" + s.name + "**: " + s.title + " (" + std::to_string(r.options.rounds) + " rounds" +
+                    (r.options.quick ? ", quick" : "") + "; " + machine_line(r.machine) + ")\n\n| configuration |";
+  for (const Metric& m : s.metrics) out += " " + m.label + (m.unit.empty() ? "" : " (" + m.unit + ")") + " |";
+  out += "\n|---|";
+  for (size_t i = 0; i < s.metrics.size(); ++i) out += "---|";
+  out += "\n";
+  for (const ConfigResult& c : r.configs) {
+    out += "| " + c.config.name + " |";
+    if (!c.skipped.empty()) {
+      out += " skipped: " + c.skipped + " |";
+      for (size_t i = 1; i < s.metrics.size(); ++i) out += " |";
+    } else {
+      for (const Metric& m : s.metrics) out += " " + cell(c, m) + " |";
+    }
+    out += "\n";
+  }
+  out += "\nClassic finding: " + s.finding + ". This run: " + r.verdict.text + ": **" + r.verdict.status + "**.\n";
+  return out;
+}
+
 json result_json(const StudyResult& r) {
   const Study& s = *r.study;
   json j;

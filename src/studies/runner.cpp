@@ -162,6 +162,16 @@ StudyResult run_study(const Study& s, const Options& o, const Machine& m) {
     }
     std::filesystem::remove_all(out);
     if (!measured) return;
+    // bench records and profile summaries say when the machine was busy while they ran.
+    auto disturbed = [&](const json& x) {
+      if (!x.is_object() || !x.contains("load") || !x["load"].is_object() || !x["load"].value("disturbed", false)) return;
+      for (const std::string& n : cr.notes)
+        if (n.rfind("disturbed", 0) == 0) return;  // once per configuration: the first such run's figures
+      note("disturbed (another load on the machine) in at least one run: " + x["load"].value("line", std::string()));
+    };
+    disturbed(j);
+    if (j.is_array())
+      for (const json& x : j) disturbed(x);
     std::vector<std::string> notes;
     const Sample smp = s.extract(j, r, c, m, notes);
     for (const std::string& n : notes) note(n);

@@ -127,6 +127,7 @@ StudyResult run_study(const Study& s, const Options& o, const Machine& m);
 // The outputs.
 std::string terminal_table(const StudyResult& r);
 json result_json(const StudyResult& r);
+std::string result_markdown(const StudyResult& r);  // the table, finding and verdict as Markdown
 std::string result_html(const StudyResult& r, const std::string& chartjs_source);
 
 // Median, min and max of v (v not empty).
