@@ -87,6 +87,13 @@ int main(int argc, char** argv) {
   ProbeArgs probe;
   CLI::App* probe_cmd = add_probe_command(app, probe);
 
+  // A flag given twice takes its last value, as llama.cpp's do (scripts append to a user's flags): every option
+  // that holds one value. Lists (-p 128,512 on bench) keep all theirs.
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    for (CLI::Option* opt : sub->get_options())
+      if (opt->get_items_expected_max() == 1 && opt->get_type_size_max() <= 1)
+        opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+
   // llama.cpp spells the slot count "-np"; CLI11 only takes one-letter short names, so it is read as --parallel.
   std::vector<std::string> args;
   for (int i = argc - 1; i >= 1; --i) {

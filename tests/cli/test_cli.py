@@ -263,6 +263,14 @@ class Interrupt(unittest.TestCase):
 class Habits(Temp):
     """5. llama.cpp habits: -s -1, -f FILE / -f -, exit 1 vs 2, --cpu-mask 0, inspect -m, -c and -t warnings."""
 
+    def test_a_flag_given_twice_takes_the_last_value(self):
+        j, _ = run_json("-p", "Once upon a time", "-n", "1", "-n", "5", "--temp", "0", "--ignore-eos")
+        self.assertEqual(len(j["tokens"]), 5)
+        # Lists keep every value: bench -p 16,32 is two tests.
+        code, out, err = ts("bench", "-m", MODEL, "-p", "16,32", "-n", "0", "-r", "1", "-o", "json")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(sorted(r["n_prompt"] for r in json.loads(out)), [16, 32])
+
     def test_seed_minus_one_is_random(self):
         runs = [run_json("-p", "Once upon a time", "-n", "12", "--temp", "1.5", "-s", "-1", "--ignore-eos")[0]
                 for _ in range(3)]
