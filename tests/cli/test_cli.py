@@ -299,7 +299,7 @@ class Habits(Temp):
 
     def test_exit_status_one_for_bad_input_two_for_bad_usage(self):
         for args in (["run", "-m", MODEL, "-p", "hi", "-n", "notanumber"], ["run", "--no-such-flag"], ["frobnicate"],
-                     ["run", "-m", MODEL, "-p", "hi", "-n", "1", "-n", "2"], ["run", "-m", MODEL, "-p", "hi", "--temp", "-1"],
+                     ["run", "-m", MODEL, "-p", "hi", "--temp", "-1"],
                      ["run", "-m", MODEL], ["inspect"], ["run", "-m", MODEL, "-p", "hi", "-t", "999"],
                      ["bench", "-m", MODEL, "-r", "0"], ["bench", "-m", MODEL, "-o", "xml"],
                      ["bench", "-m", MODEL, "-t", "600"], ["serve", "-m", MODEL, "-np", "0"]):
