@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <random>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -168,6 +169,14 @@ void show_loading(const std::string& path) {
   const auto bytes = std::filesystem::file_size(path, ec);
   std::fprintf(stderr, "tokenscope: loading %s (%.1f MiB) and packing its weights ...", path.c_str(),
                ec ? 0.0 : static_cast<double>(bytes) / 1048576.0);
+}
+
+std::vector<int32_t> fixed_random_tokens(int n, int64_t n_vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int64_t> d(0, n_vocab - 1);
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (auto& x : t) x = static_cast<int32_t>(d(rng));
+  return t;
 }
 
 void clear_status_line() {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 
@@ -64,6 +65,8 @@ class Progress {
 // "loading MODEL (N MiB) ..." on stderr while a model is loaded and its weights packed, when stderr is a terminal;
 // erased by clear_status_line().
 void show_loading(const std::string& path);
+// Random (but fixed by seed) token ids, as llama-bench uses: work that does not depend on any text.
+std::vector<int32_t> fixed_random_tokens(int n, int64_t n_vocab, uint32_t seed);
 void clear_status_line();
 
 }  // namespace tokenscope::app

@@ -115,14 +115,7 @@ struct Test {
   }
 };
 
-// Random (but fixed) token ids, as llama-bench uses: the work does not depend on the text.
-std::vector<TokenId> tokens_for(int n, int64_t n_vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int64_t> d(0, n_vocab - 1);
-  std::vector<TokenId> t(static_cast<size_t>(n));
-  for (auto& x : t) x = static_cast<TokenId>(d(rng));
-  return t;
-}
+std::vector<TokenId> tokens_for(int n, int64_t n_vocab, uint32_t seed) { return fixed_random_tokens(n, n_vocab, seed); }
 
 // One timed run of a test, in nanoseconds (the depth fill is not timed).
 double run_once(Session& s, const Test& t) {

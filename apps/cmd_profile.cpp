@@ -28,7 +28,9 @@ CLI::App* add_profile_command(CLI::App& app, ProfileArgs& a) {
   add_common_flags(*cmd, a.common);
   add_sampling_flags(*cmd, a.sampling);
   a.sampling.temperature = 0;  // deterministic by default; --temp overrides
-  cmd->add_option("-p,--prompt", a.prompt, "Prompt text")->required();
+  cmd->add_option("-p,--prompt", a.prompt, "Prompt text");
+  cmd->add_option("--prompt-tokens", a.prompt_tokens, "Instead of -p: a prompt of N fixed random token ids (as bench "
+                  "uses), the same length on any model and tokenizer");
   cmd->add_option("-n,--n-predict", a.n_predict, "Tokens to generate")->capture_default_str();
   cmd->add_flag("--chat", a.chat, "Wrap the prompt in the model's chat template");
   cmd->add_option("--parallel", a.parallel,
@@ -238,6 +240,10 @@ MachineInfo machine_for(const CommonArgs& c, bool refresh) {
 }
 
 int cmd_profile(const ProfileArgs& a) {
+  if (a.prompt.empty() == (a.prompt_tokens == 0))
+    usage_fail("profile: give a prompt: -p TEXT or --prompt-tokens N (one of them)");
+  if (a.prompt_tokens < 0 || a.prompt_tokens > 1 << 20)
+    usage_fail("--prompt-tokens must be 1..1048576 (got %d)", a.prompt_tokens);
   if (a.n_predict < 1) fail("-n must be >= 1 (got %lld)", static_cast<long long>(a.n_predict));
   if (a.trace_steps < 0) fail("--trace-steps must be >= 0 (got %d)", a.trace_steps);
   validate(a.sampling);
@@ -254,9 +260,14 @@ int cmd_profile(const ProfileArgs& a) {
   set_huge_pages(eo.huge_pages);
   std::shared_ptr<const Model> model = Model::load(eo.model_path, eo.load);
   std::shared_ptr<const Tokenizer> tok = Tokenizer::from_gguf(model->file());
-  std::string text = a.prompt;
-  if (a.chat) text = render_chat_prompt(*model, a.prompt, "");
-  const std::vector<TokenId> prompt = tok->encode(text, true, true);
+  std::vector<TokenId> prompt;
+  if (a.prompt_tokens > 0) {
+    prompt = fixed_random_tokens(a.prompt_tokens, tok->n_vocab(), 2);
+  } else {
+    std::string text = a.prompt;
+    if (a.chat) text = render_chat_prompt(*model, a.prompt, "");
+    prompt = tok->encode(text, true, true);
+  }
   // Without -c, the pool holds what the run needs: every sequence's prompt and generated tokens.
   if (eo.kv_tokens == 0)
     eo.kv_tokens = std::max<int64_t>(std::min<int64_t>(4096, model->config().n_ctx_train),

@@ -18,6 +18,7 @@ struct ProfileArgs {
   CommonArgs common;
   SamplerParams sampling;
   std::string prompt;
+  int prompt_tokens = 0;  // --prompt-tokens N: N fixed random token ids instead of -p
   int64_t n_predict = 32;
   int parallel = 1;  // sequences generating together (each its own copy of the prompt)
   bool chat = false;

@@ -87,7 +87,8 @@ int cmd_study(const StudyArgs& a) {
   }
   Options o;
   o.bin = self_exe();
-  o.model = std::filesystem::absolute(resolve_model(a.model)).string();
+  o.model = a.model.empty() ? default_model_path() : std::filesystem::absolute(a.model).string();
+  if (!a.model.empty() && !std::filesystem::exists(o.model)) fail("%s: no such file", o.model.c_str());
   o.shape = a.shape;
   o.rounds = a.rounds;
   o.threads = a.threads;
@@ -112,7 +113,16 @@ int cmd_study(const StudyArgs& a) {
     std::fprintf(stderr, "study: note: Chart.js not found (Debian libjs-chart.js): the HTML pages get tables only\n");
   json index = json::array();
   for (const Study* s : todo) {
-    const StudyResult r = run_study(*s, o, m);
+    Options so = o;
+    if (a.model.empty() && !a.quick && !s->classic_shape.empty()) {
+      so.model = synth_model(o, s->classic_shape, "q4_0");
+      std::fprintf(stderr, "study %s: the classic experiment used %s Q4_0: its shape with random weights (-m to "
+                   "choose another model)\n", s->name.c_str(), s->classic_shape.c_str());
+    }
+    if (!std::filesystem::exists(so.model))
+      fail("study %s: the default model %s is not there: run scripts/fetch-models.sh (or pass -m FILE)",
+           s->name.c_str(), so.model.c_str());
+    const StudyResult r = run_study(*s, so, m);
     std::printf("%s\n", terminal_table(r).c_str());
     std::fflush(stdout);
     const json j = result_json(r);

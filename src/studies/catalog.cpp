@@ -17,13 +17,6 @@ namespace {
 
 using Args = std::vector<std::string>;
 
-// The 78-token prompt of the classic prefill-vs-decode analysis (78 tokens with the default model's tokenizer).
-const char* const kPrompt78 =
-    "Explain, in plain words and with a short example, why a large language model running on a laptop CPU produces "
-    "its first token only after reading the whole prompt, and why every later token then arrives at a steady pace "
-    "that depends more on memory speed than on the number of cores the machine has. Keep the answer short, and give "
-    "rough numbers for a small model when you know them well.";
-
 Args operator+(Args a, const Args& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
@@ -97,6 +90,7 @@ std::string pct(double v) { return strfmt("%+.0f%%", v * 100); }
 
 Study stages() {
   Study s;
+  s.classic_shape = "qwen1.5-0.5b";
   s.name = "stages";
   s.title = "prefill vs decode, per stage";
   s.finding = "prefill (the prompt in one pass, GEMM) is compute-bound; decode (one token at a time over the KV cache, "
@@ -112,8 +106,8 @@ Study stages() {
   s.configs = [](const Options& o, const Machine&) {
     Config c;
     c.name = "78-token prompt, then decode";
-    c.args = Args{"profile", "-p", kPrompt78, "-n", o.quick ? "8" : "64", "--temp", "0", "-o", "{out}"} + model_args(o) +
-             thread_args(o);
+    c.args = Args{"profile", "--prompt-tokens", "78", "-n", o.quick ? "8" : "64", "--temp", "0", "-o", "{out}"} +
+             model_args(o) + thread_args(o);
     c.json_file = "{out}/summary.json";
     return std::vector<Config>{c};
   };
@@ -129,7 +123,6 @@ Study stages() {
       x[name + "_ai"] = st.value("ai", 0.0);
       x[name + "_roof"] = st.value("roof_share", 0.0) * 100;
     }
-    if (out.contains("load") && out["load"].value("disturbed", false)) notes.push_back("disturbed: " + out["load"].value("line", ""));
     return x;
   };
   s.judge = [](const std::vector<ConfigResult>& r, const Machine& m) -> Verdict {
@@ -179,6 +172,7 @@ bool is_matmul_kernel(const std::string& fn) {
 
 Study hotspots() {
   Study s;
+  s.classic_shape = "qwen1.5-0.5b";
   s.name = "hotspots";
   s.title = "the top functions by samples, prefill and decode";
   s.finding = "time is dominated by the quantized matmul kernels (int8 activations times quantized weights), in "
@@ -191,8 +185,8 @@ Study hotspots() {
   s.configs = [](const Options& o, const Machine&) {
     Config c;
     c.name = "78-token prompt, then decode, sampled";
-    c.args = Args{"profile", "-p", kPrompt78, "-n", o.quick ? "8" : "64", "--temp", "0", "--sample", "-o", "{out}"} +
-             model_args(o) + thread_args(o);
+    c.args = Args{"profile", "--prompt-tokens", "78", "-n", o.quick ? "8" : "64", "--temp", "0", "--sample", "-o",
+                  "{out}"} + model_args(o) + thread_args(o);
     c.json_file = "{out}/summary.json";
     return std::vector<Config>{c};
   };
@@ -274,6 +268,7 @@ Study hotspots() {
 
 Study kv_cache() {
   Study s;
+  s.classic_shape = "qwen1.5-0.5b";
   s.name = "kv-cache";
   s.title = "decode with the KV cache vs recomputing the prefix, and decode at depth";
   s.finding = "with the KV cache a decode step costs nearly the same at every position (total time linear in the "
@@ -359,17 +354,8 @@ Study formats() {
                                                    : std::vector<std::string>{"f16", "bf16", "q8_0", "q4_0", "q4_1",
                                                                               "q4_k", "q5_k", "q6_k"};
     const std::string shape = o.shape.empty() ? "smollm2-135m" : o.shape;
-    const std::string dir = o.work_dir + "/models";
-    std::filesystem::create_directories(dir);
     for (const std::string& t : types) {
-      const std::string file = dir + "/" + shape + "-synth." + t + ".gguf";
-      if (!std::filesystem::exists(file)) {
-        std::fprintf(stderr, "study formats: writing %s\n", file.c_str());
-        Args a{"synth", "--shape", shape, "--type", t, "-o", file + ".part"};
-        const ChildResult r = run_child(o.bin, a, {}, 1800);
-        if (!r.ok) fail("study formats: tokenscope synth --type %s failed: %s", t.c_str(), r.err.c_str());
-        std::filesystem::rename(file + ".part", file);
-      }
+      const std::string file = synth_model(o, shape, t);
       Config k;
       k.name = t;
       Options om = o;
@@ -443,6 +429,7 @@ Study formats() {
 
 Study hugepages() {
   Study s;
+  s.classic_shape = "qwen1.5-0.5b";
   s.name = "hugepages";
   s.title = "4 KiB pages vs transparent huge pages vs hugetlbfs";
   s.finding = "huge pages cut page faults (and dTLB misses) sharply, with little change in wall time";
@@ -492,6 +479,7 @@ Study hugepages() {
 
 Study load() {
   Study s;
+  s.classic_shape = "qwen1.5-0.5b";
   s.name = "load";
   s.title = "loading the model: mmap vs read vs io_uring vs O_DIRECT, cold and warm page cache";
   s.finding = "from a cold page cache, batched io_uring reads load the model faster than mmap's page faults; from a "
@@ -567,6 +555,7 @@ Study load() {
 
 Study sched() {
   Study s;
+  s.classic_shape = "qwen1.5-0.5b";
   s.name = "sched";
   s.title = "CFS vs SCHED_FIFO vs SCHED_RR, pinned and unpinned, 1 to more threads than cores";
   s.finding = "a real-time policy (SCHED_FIFO) is slower than CFS for a multi-threaded pool";
@@ -622,6 +611,7 @@ Study sched() {
 
 Study barrier() {
   Study s;
+  s.classic_shape = "qwen1.5-0.5b";
   s.name = "barrier";
   s.title = "spin vs futex vs hybrid barrier vs OpenMP";
   s.finding = "a futex-based barrier trades the CPU time a spinning barrier burns for wake-up latency";
@@ -671,6 +661,7 @@ Study barrier() {
 
 Study threads() {
   Study s;
+  s.classic_shape = "qwen1.5-0.5b";
   s.name = "threads";
   s.title = "scaling from 1 thread to all cores, prefill and decode";
   s.finding = "prefill (compute-bound) scales with the cores; decode (memory-bound) flattens once the threads "
@@ -728,6 +719,7 @@ Study threads() {
 
 Study batch() {
   Study s;
+  s.classic_shape = "qwen1.5-0.5b";
   s.name = "batch";
   s.title = "decode throughput and arithmetic intensity against the batch size";
   s.finding = "batching sequences streams the weights once for all of them: aggregate decode throughput grows almost "
@@ -771,6 +763,22 @@ Study batch() {
   };
   return s;
 }
+
+}  // namespace
+
+std::string synth_model(const Options& o, const std::string& shape, const std::string& type) {
+  const std::string dir = o.work_dir + "/models";
+  std::filesystem::create_directories(dir);
+  const std::string file = dir + "/" + shape + "-synth." + type + ".gguf";
+  if (std::filesystem::exists(file)) return file;
+  std::fprintf(stderr, "study: writing %s (tokenscope synth, random weights; kept for later runs)\n", file.c_str());
+  const ChildResult r = run_child(o.bin, {"synth", "--shape", shape, "--type", type, "-o", file + ".part"}, {}, 1800);
+  if (!r.ok) fail("tokenscope synth --shape %s --type %s failed: %s", shape.c_str(), type.c_str(), r.err.c_str());
+  std::filesystem::rename(file + ".part", file);
+  return file;
+}
+
+namespace {
 
 Study planned(const std::string& name, const std::string& title, const std::string& how) {
   Study s;

@@ -142,10 +142,10 @@ StudyResult run_study(const Study& s, const Options& o, const Machine& m) {
       std::string l = trim(r.err.substr(b, e - b));
       for (const char* prefix : {"tokenscope: note: ", "tokenscope: "})
         if (l.rfind(prefix, 0) == 0) l = l.substr(std::strlen(prefix));
+      b = e + 1;
       if (l.find("disturbed") != std::string::npos) continue;  // from the run's JSON, once (below)
       if (l.rfind("note:", 0) == 0 || l.rfind("warning:", 0) == 0) note(l);
       else if (l.find("falls back") != std::string::npos || l.find("instead") != std::string::npos) note(l);
-      b = e + 1;
     }
     json j;
     try {

@@ -91,6 +91,9 @@ struct Study {
   std::string finding;                 // the classic finding it tests
   std::string planned;                 // non-empty: not a runnable study yet; how to run the experiment today
   std::string caveat;                  // what this tool cannot measure here, said once under the finding
+  // The model the classic experiment used, as a synth shape in Q4_0 (e.g. qwen1.5-0.5b): the default when no -m is
+  // given (outside --quick, which uses the default model); empty: the default model.
+  std::string classic_shape;
   std::vector<Metric> metrics;         // columns of the table
   std::vector<std::string> charts;     // metric keys plotted, one chart each
   std::string x_label;                 // non-empty: line charts over Config::x, one line per series
@@ -106,6 +109,9 @@ struct Study {
 // Every study, in the order `study all` runs them.
 const std::vector<Study>& catalog();
 const Study* find_study(const std::string& name);
+
+// The model file of `shape` in `type` with random weights (tokenscope synth), written once into o.work_dir/models.
+std::string synth_model(const Options& o, const std::string& shape, const std::string& type);
 
 // The machine as `sysinfo --json` (run through bin) and /proc, /sys describe it.
 Machine describe_machine(const std::string& bin);
