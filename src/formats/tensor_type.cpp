@@ -49,7 +49,7 @@ constexpr TypeTraits kTraits[] = {
     {T::MXFP4, "MXFP4", 32, 17, true, nullptr, nullptr},
 };
 
-constexpr uint32_t kMaxId = 40;
+constexpr uint32_t kMaxId = kMaxTypeId;
 
 constexpr std::array<int, kMaxId> build_index() {
   std::array<int, kMaxId> idx{};

@@ -17,6 +17,9 @@ enum class TensorType : uint32_t {
   MXFP4 = 39,
 };
 
+// Type ids are below this bound (ik_llama.cpp numbers its own types from 133 up).
+constexpr uint32_t kMaxTypeId = 136;
+
 using DequantizeRowFn = void (*)(const void* src, float* dst, int64_t n);
 using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n);
 

@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "kernels/kernels_internal.h"
+#include "kernels/registry.h"
 
 #if defined(TS_HAVE_X86)
 #include <cpuid.h>
@@ -128,6 +129,8 @@ struct Tables {
 #if defined(TS_HAVE_ARM)
     if (isa_available(Isa::neon)) detail::init_neon(t[3]);
 #endif
+    for (int i = 0; i < 4; ++i)
+      if (isa_available(static_cast<Isa>(i))) detail::install_formats(t[i]);
   }
 };
 

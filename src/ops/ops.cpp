@@ -14,6 +14,8 @@
 
 namespace tokenscope::ops {
 
+using kernels::ActLayout;
+
 uint8_t* Context::act_scratch(size_t bytes) {
   if (act_.size() < bytes) act_.resize(bytes);
   return act_.data();
@@ -167,23 +169,6 @@ void pack_weights(const std::vector<Weight*>& ws) {
   }
 }
 
-namespace {
-
-// Integer sum of each activation block's quants in one quantized row (the packed Q4_0 kernel needs it for
-// its -8 offset).
-void block_sums(const uint8_t* act, TensorType act_type, int64_t K, int32_t* sums) {
-  const size_t bb = row_size(act_type, 32);
-  const size_t qoff = act_type == TensorType::Q8_1 ? 4 : 2;  // the quants follow d (and s)
-  for (int64_t b = 0; b < K / 32; ++b) {
-    const auto* q = reinterpret_cast<const int8_t*>(act + b * bb + qoff);
-    int32_t s = 0;
-    for (int j = 0; j < 32; ++j) s += q[j];
-    sums[b] = s;
-  }
-}
-
-}  // namespace
-
 void matmul(Context& ctx, const Weight& w, const float* x, int64_t T, float* y, const float* bias) {
   matmul_multi(ctx, {{&w, y, bias}}, x, T);
 }
@@ -197,28 +182,27 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
     if (!wk.supported) fail("tensor %s: no matmul kernel for type %s", o.w->name.c_str(), type_name(o.w->type));
     TS_CHECK_MSG(o.w->cols == w0.cols, "matmul_multi: %s and %s have different input lengths", o.w->name.c_str(),
                  w0.name.c_str());
-    if (wk.act_type != wk0.act_type) {
+    if (std::strcmp(wk.act.name, wk0.act.name) != 0) {
       // Mixed formats (e.g. a Q4_0 matrix next to a Q4_1 one) quantize the input differently: one at a time.
       for (const MatmulOut& single : outs) matmul_multi(ctx, {single}, x, T);
       return;
     }
   }
   const int64_t K = w0.cols;
-  const size_t act_row = row_size(wk0.act_type, K);
+  const size_t act_row = wk0.act.row_bytes(K);
   uint8_t* act = ctx.act_scratch(act_row * static_cast<size_t>(T));
 
-  // 1. Activations into the weights' paired activation format (Q8_0, Q8_1, Q8_K, F16, ...), once.
-  // The packed multiplies of the types paired with Q8_0 / Q8_1 take each activation block's quant sum (Q8_K
-  // blocks carry their own).
+  // 1. Activations into the weights' paired activation layout (Q8_0, Q8_1, Q8_K, F16, ...), once, with the
+  // block sums the layout's packed multiplies take (Q8_0 / Q8_1: each block's quant sum; Q8_K blocks carry their own).
+  const ActLayout& al = wk0.act;
   const bool packed_ok = wk0.gemm_packed && K % 32 == 0;
-  int32_t* sums = nullptr;
-  if (packed_ok && (wk0.act_type == TensorType::Q8_0 || wk0.act_type == TensorType::Q8_1))
-    sums = ctx.int_scratch(static_cast<size_t>(T * (K / 32)));
+  const int64_t n_sums = packed_ok && al.block_sums ? K / al.sum_block : 0;
+  int32_t* sums = n_sums ? ctx.int_scratch(static_cast<size_t>(T * n_sums)) : nullptr;
   auto quantize_rows = [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       uint8_t* a = act + static_cast<size_t>(t) * act_row;
-      wk0.quantize_act(x + t * K, a, K);
-      if (sums) block_sums(a, wk0.act_type, K, sums + t * (K / 32));
+      al.quantize(x + t * K, a, K);
+      if (sums) al.block_sums(a, K, sums + t * n_sums);
     }
   };
   if (T == 1) {
@@ -270,7 +254,7 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
     const int64_t row0 = row_s + sp.singles * R + l * kPlainChunk;
     return Unit{i, row0, std::min(kPlainChunk, outs[i].w->rows - row0), false};
   };
-  auto sums_at = [&](int64_t t) -> const int32_t* { return sums ? sums + t * (K / 32) : nullptr; };
+  auto sums_at = [&](int64_t t) -> const int32_t* { return sums ? sums + t * n_sums : nullptr; };
   // (Token chunks sized to keep the activations in L1, 8 or 16 KiB, measured the same as 64 tokens.)
   constexpr int64_t kTokenChunk = 64;
   auto body = [&](int64_t ub, int64_t ue, int) {
@@ -304,6 +288,9 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
               o.y[t * N + r] = wk.vec_dot(K, wr, act + static_cast<size_t>(t) * act_row);
           }
         }
+        if (w.scale != 1.0f)
+          for (int64_t t = t0; t < t1; ++t)
+            for (int64_t r = un.row0; r < un.row0 + un.rows; ++r) o.y[t * N + r] *= w.scale;
         if (o.bias)
           for (int64_t t = t0; t < t1; ++t)
             for (int64_t r = un.row0; r < un.row0 + un.rows; ++r) o.y[t * N + r] += o.bias[r];
@@ -506,7 +493,7 @@ void store_row(const kernels::KernelTable& k, const KVStore& kv, int64_t layer, 
   const int64_t page = pages[pos / kAttnPad], slot = pos % kAttnPad;
   if (kv.layout.type == TensorType::Q8_0) {
     const size_t row = row_size(TensorType::Q8_0, hd);
-    const kernels::QuantizeActFn quantize = k.for_type(TensorType::Q8_0).quantize_act;
+    const kernels::QuantizeActFn quantize = k.for_type(TensorType::Q8_0).act.quantize;
     quantize(key, kv.key_page(layer, kvh, page) + static_cast<size_t>(slot) * row, hd);
     quantize(value, kv.value_page(layer, kvh, page) + static_cast<size_t>(slot) * row, hd);
     return;
@@ -627,7 +614,7 @@ void attention(Context& ctx, const KVStore& kv, int64_t layer, const std::vector
   // One-row sequences over an F16 cache: per (sequence, KV head) 0 = not stored, 1 = being stored by the job
   // that claimed it, 2 = stored.
   std::vector<std::atomic<int>> state(q8 ? 0 : n_seq * static_cast<size_t>(n_head_kv));
-  const kernels::QuantizeActFn quantize_q8 = q8 ? k.for_type(TensorType::Q8_0).quantize_act : nullptr;
+  const kernels::QuantizeActFn quantize_q8 = q8 ? k.for_type(TensorType::Q8_0).act.quantize : nullptr;
 
   // Jobs claimed one at a time where flash tiles are among them (later tiles see more keys: fixed ranges would
   // unbalance the threads); a batch of decodes has many small equal jobs, claimed a few at a time so that the

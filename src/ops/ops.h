@@ -25,6 +25,9 @@ struct Weight {
   int64_t cols = 0;  // ne[0], the dot-product length
   int64_t rows = 0;  // ne[1], the number of outputs
   size_t row_bytes = 0;
+  // The per-tensor scale of a format that has one (I2_S; TypeTraits::tensor_scale), else 1: matmul multiplies
+  // each output by it, as the kernels leave it out.
+  float scale = 1.0f;
   // Row-interleaved copy for the packed GEMM (see kernels.h), groups of kernels::kPackRows rows; rows
   // past the last full group stay in `data` only. Null when the type has no packed kernels. Points into
   // packed_owner, a huge-page buffer shared by the weights packed together (pack_weights), which may also
