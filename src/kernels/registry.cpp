@@ -18,7 +18,11 @@ using T = TensorType;
   X(T::Q8_0, q8_0)      \
   X(T::Q4_K, q4_k)      \
   X(T::Q5_K, q5_k)      \
-  X(T::Q6_K, q6_k)
+  X(T::Q6_K, q6_k)      \
+  X(T::TQ1_0, tq1_0)    \
+  X(T::TQ2_0, tq2_0)    \
+  X(T::I2_S, i2_s)      \
+  X(T::IQ2_BN, iq2_bn)
 
 // An installer compiled only into builds for its architecture; elsewhere the entry is null.
 #if defined(TS_HAVE_X86)

@@ -36,6 +36,7 @@ struct Loader {
     w.cols = cols;
     w.rows = rows;
     w.row_bytes = row_size(t.type, cols);
+    w.scale = tensor_scale(t.type, w.data, t.n_elements);
     return w;
   }
 

@@ -45,6 +45,9 @@ int file_type_for(TensorType t) {
     case TensorType::Q5_K: return 17;  // Q5_K_M
     case TensorType::Q6_K: return 18;
     case TensorType::BF16: return 32;
+    case TensorType::TQ1_0: return 36;
+    case TensorType::TQ2_0: return 37;
+    case TensorType::IQ2_BN: return 137;  // ik_llama.cpp's
     default: return -1;
   }
 }
@@ -59,8 +62,9 @@ TensorType fit(TensorType want, int64_t row) {
 
 void check_matrix_type(TensorType t) {
   const TypeTraits& tr = type_traits(t);
-  if (!tr.quantize_row || !tr.dequantize_row || t == TensorType::Q8_1 || t == TensorType::Q8_K)
-    fail("type %s cannot be used for weights here (use F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K or Q6_K)", tr.name);
+  if (!(tr.quantize_row || tr.quantize_tensor) || !tr.dequantize_row || t == TensorType::Q8_1 || t == TensorType::Q8_K)
+    fail("type %s cannot be used for weights here (use F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0, "
+         "I2_S or IQ2_BN)", tr.name);
 }
 
 }  // namespace
@@ -160,13 +164,18 @@ uint64_t synth_model(const SynthOptions& o) {
     const int64_t cols = t.dims[0];
     const int64_t rows = t.dims.size() > 1 ? t.dims[1] : 1;
     const size_t rb = row_size(t.type, cols);
-    bytes.assign(rb * static_cast<size_t>(rows), 0);
-    row.resize(static_cast<size_t>(cols));
+    bytes.assign(tensor_bytes(t.type, cols, rows), 0);
     const bool norm = t.name.find("norm") != std::string::npos;
+    // A format with one scale per tensor (I2_S) is quantized whole; the others row by row.
+    const bool whole = type_traits(t.type).quantize_tensor != nullptr;
+    row.resize(static_cast<size_t>(cols * (whole ? rows : 1)));
     for (int64_t r = 0; r < rows; ++r) {
-      for (auto& v : row) v = norm ? 1.0f + nd(rng) : nd(rng);
-      quantize_row(t.type, row.data(), bytes.data() + static_cast<size_t>(r) * rb, cols);
+      float* v = row.data() + (whole ? r * cols : 0);
+      for (int64_t i = 0; i < cols; ++i)
+        v[i] = norm ? 1.0f + nd(rng) : nd(rng);
+      if (!whole) quantize_row(t.type, v, bytes.data() + static_cast<size_t>(r) * rb, cols);
     }
+    if (whole) quantize_tensor(t.type, row.data(), bytes.data(), rows, cols);
     w.add_tensor(t.name, t.dims, t.type, bytes.data(), bytes.size());
   }
   w.write(o.out);
@@ -221,12 +230,19 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
     }
     const int64_t cols = t.dims[0], rows = t.dims[1];
     const size_t rb_in = row_size(t.type, cols), rb_out = row_size(dst, cols);
-    f.resize(static_cast<size_t>(cols));
-    out.assign(rb_out * static_cast<size_t>(rows), 0);
+    const float scale_in = tensor_scale(t.type, in->tensor_data(t), t.n_elements);
+    // A target with one scale per tensor (I2_S) needs every row before it quantizes; the others go row by row.
+    const bool whole = type_traits(dst).quantize_tensor != nullptr;
+    f.resize(static_cast<size_t>(cols * (whole ? rows : 1)));
+    out.assign(tensor_bytes(dst, cols, rows), 0);
     for (int64_t r = 0; r < rows; ++r) {
-      dequantize_row(t.type, in->tensor_data(t) + static_cast<size_t>(r) * rb_in, f.data(), cols);
-      quantize_row(dst, f.data(), out.data() + static_cast<size_t>(r) * rb_out, cols);
+      float* v = f.data() + (whole ? r * cols : 0);
+      dequantize_row(t.type, in->tensor_data(t) + static_cast<size_t>(r) * rb_in, v, cols);
+      if (scale_in != 1.0f)
+        for (int64_t i = 0; i < cols; ++i) v[i] *= scale_in;
+      if (!whole) quantize_row(dst, v, out.data() + static_cast<size_t>(r) * rb_out, cols);
     }
+    if (whole) quantize_tensor(dst, f.data(), out.data(), rows, cols);
     w.add_tensor(t.name, t.dims, dst, out.data(), out.size());
     rep.bytes_out += out.size();
     ++rep.converted;

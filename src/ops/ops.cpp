@@ -722,6 +722,8 @@ void add_inplace(Context& ctx, float* y, const float* x, int64_t n) {
 void embedding_row(const Weight& table, int64_t id, float* out) {
   TS_CHECK(id >= 0 && id < table.rows);
   dequantize_row(table.type, table.data + static_cast<size_t>(id) * table.row_bytes, out, table.cols);
+  if (table.scale != 1.0f)
+    for (int64_t i = 0; i < table.cols; ++i) out[i] *= table.scale;
 }
 
 }  // namespace tokenscope::ops
