@@ -21,6 +21,11 @@ const std::vector<ModelShape>& model_shapes() {
        1e-6f, false, true},
       {"llama-3.2-1b", "llama", "Llama-3.2-1B (synthetic weights)", 16, 2048, 8192, 32, 8, 128256, 131072, 500000.f,
        1e-5f, true, false},
+      // microsoft/bitnet-b1.58-2B-4T: hidden 2560, intermediate 6912, 30 layers, 20 heads, 5 KV heads, vocabulary
+      // 128256, 4096 positions, RoPE theta 500000, RMSNorm eps 1e-5, tied embeddings; the architecture as
+      // bitnet.cpp and ik_llama.cpp name it in GGUF.
+      {"bitnet-b1.58-2b", "bitnet-b1.58", "BitNet-b1.58-2B-4T (synthetic weights)", 30, 2560, 6912, 20, 5, 128256, 4096,
+       500000.f, 1e-5f, true, false},
   };
   return shapes;
 }
@@ -74,6 +79,7 @@ std::vector<SynthTensor> synth_tensor_table(const ModelShape& s, TensorType mt) 
   const int64_t hd = s.n_embd / s.n_head;
   const int64_t q = s.n_head * hd, kv = s.n_head_kv * hd;
   const TensorType embd = is_quantized(mt) ? TensorType::Q8_0 : mt;
+  const bool bitnet = s.arch.rfind("bitnet", 0) == 0;
   std::vector<SynthTensor> t;
   t.push_back({"token_embd.weight", {s.n_embd, s.n_vocab}, fit(embd, s.n_embd)});
   for (int64_t l = 0; l < s.n_layer; ++l) {
@@ -88,10 +94,12 @@ std::vector<SynthTensor> synth_tensor_table(const ModelShape& s, TensorType mt) 
       t.push_back({p + "attn_v.bias", {kv}, TensorType::F32});
     }
     t.push_back({p + "attn_output.weight", {q, s.n_embd}, fit(mt, q)});
+    if (bitnet) t.push_back({p + "attn_sub_norm.weight", {q}, TensorType::F32});
     t.push_back({p + "ffn_norm.weight", {s.n_embd}, TensorType::F32});
     t.push_back({p + "ffn_gate.weight", {s.n_embd, s.n_ff}, fit(mt, s.n_embd)});
     t.push_back({p + "ffn_up.weight", {s.n_embd, s.n_ff}, fit(mt, s.n_embd)});
     t.push_back({p + "ffn_down.weight", {s.n_ff, s.n_embd}, fit(mt, s.n_ff)});
+    if (bitnet) t.push_back({p + "ffn_sub_norm.weight", {s.n_ff}, TensorType::F32});
   }
   t.push_back({"output_norm.weight", {s.n_embd}, TensorType::F32});
   if (!s.tied) t.push_back({"output.weight", {s.n_embd, s.n_vocab}, is_quantized(mt) ? fit(TensorType::Q6_K, s.n_embd) : mt});
@@ -125,6 +133,9 @@ void minimal_vocab(gguf::Writer& w, int64_t n, const std::string& pre) {
 }
 
 }  // namespace
+
+// The scale of synthetic ternary weights: about BitNet b1.58 2B4T's mean |w|, and exact in f16.
+constexpr float kTernaryScale = 1.0f / 32;
 
 uint64_t synth_model(const SynthOptions& o) {
   const ModelShape& s = model_shape(o.shape);
@@ -169,10 +180,13 @@ uint64_t synth_model(const SynthOptions& o) {
     // A format with one scale per tensor (I2_S) is quantized whole; the others row by row.
     const bool whole = type_traits(t.type).quantize_tensor != nullptr;
     row.resize(static_cast<size_t>(cols * (whole ? rows : 1)));
+    // Ternary matrices get ternary values times one power-of-two scale per model, drawn the same way whatever the
+    // ternary format, so one seed gives the same weights (and, the scale being exact, the same products) in each.
+    const bool tern = is_ternary(t.type);
     for (int64_t r = 0; r < rows; ++r) {
       float* v = row.data() + (whole ? r * cols : 0);
       for (int64_t i = 0; i < cols; ++i)
-        v[i] = norm ? 1.0f + nd(rng) : nd(rng);
+        v[i] = tern ? static_cast<float>(static_cast<int>(rng() % 3) - 1) * kTernaryScale : norm ? 1.0f + nd(rng) : nd(rng);
       if (!whole) quantize_row(t.type, v, bytes.data() + static_cast<size_t>(r) * rb, cols);
     }
     if (whole) quantize_tensor(t.type, row.data(), bytes.data(), rows, cols);

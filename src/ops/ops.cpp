@@ -708,6 +708,21 @@ void swiglu(Context& ctx, const float* gate, const float* up, float* out, int64_
   ctx.pool().parallel_for(total, 4096, [&](int64_t b, int64_t e, int) { body(b, e); });
 }
 
+void relu_sqr_mul(Context& ctx, const float* gate, const float* up, float* out, int64_t T, int64_t n) {
+  auto body = [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const float r = gate[i] > 0.0f ? gate[i] : 0.0f;
+      out[i] = r * r * up[i];
+    }
+  };
+  const int64_t total = T * n;
+  if (total < 8192) {
+    body(0, total);
+    return;
+  }
+  ctx.pool().parallel_for(total, 4096, [&](int64_t b, int64_t e, int) { body(b, e); });
+}
+
 void add_inplace(Context& ctx, float* y, const float* x, int64_t n) {
   auto body = [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) y[i] += x[i];

@@ -180,6 +180,9 @@ void attention(Context& ctx, const KVStore& kv, int64_t layer, const std::vector
 // out[t][i] = silu(gate[t][i]) * up[t][i]
 void swiglu(Context& ctx, const float* gate, const float* up, float* out, int64_t T, int64_t n);
 
+// out[t][i] = relu(gate[t][i])^2 * up[t][i] (BitNet b1.58's squared-ReLU gated FFN; out may alias gate)
+void relu_sqr_mul(Context& ctx, const float* gate, const float* up, float* out, int64_t T, int64_t n);
+
 // y += x, elementwise over n (split across the pool for prefill-sized rows).
 void add_inplace(Context& ctx, float* y, const float* x, int64_t n);
 
