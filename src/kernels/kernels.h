@@ -146,6 +146,18 @@ struct KernelTable {
   WeightKernels& for_type(TensorType t) { return weights[static_cast<int>(t)]; }
 };
 
+// How matmul multiplies the ternary formats (TQ1_0, TQ2_0, I2_S, IQ2_BN): multiply-add on unpacked codes (mad),
+// lookup tables of activation sums (lut: kernels/ternary/ternary_lut.h; the weights also get a repacked copy at load),
+// or auto: MAD for steps of more than kLutAutoMaxTokens rows (prompts: each token's tables cost more than they save),
+// and for shorter ones (decode) whichever of the two a short measurement at load found faster for the weight's type
+// and row length (ops::pack_lut). Process-wide, set before a model loads (the repacking happens at load).
+enum class TernaryKernel { mad, lut, automatic };
+constexpr int64_t kLutAutoMaxTokens = 4;
+const char* ternary_kernel_name(TernaryKernel k);
+std::optional<TernaryKernel> ternary_kernel_from_name(std::string_view name);
+void select_ternary_kernel(TernaryKernel k);
+TernaryKernel ternary_kernel();
+
 // Whether this machine can run the ISA (cpuid / HWCAP).
 bool isa_available(Isa isa);
 // All ISAs compiled into this binary and runnable here, scalar first.

@@ -1,6 +1,8 @@
 #include "ops/ops.h"
 
 #include <algorithm>
+#include <chrono>
+#include <map>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -11,6 +13,7 @@
 #include "base/error.h"
 #include "base/fp16.h"
 #include "base/huge_buffer.h"
+#include "kernels/ternary/ternary_lut.h"
 
 namespace tokenscope::ops {
 
@@ -19,6 +22,11 @@ using kernels::ActLayout;
 uint8_t* Context::act_scratch(size_t bytes) {
   if (act_.size() < bytes) act_.resize(bytes);
   return act_.data();
+}
+
+uint8_t* Context::table_scratch(size_t bytes) {
+  if (tables_.size() < bytes) tables_.resize(bytes);
+  return tables_.data();
 }
 
 int32_t* Context::int_scratch(size_t n) {
@@ -167,6 +175,106 @@ void pack_weights(const std::vector<Weight*>& ws) {
     w.packed_owner = buf;
     w.release_source = false;  // done; and a plain copy's `data` is now ordinary memory
   }
+  if (kernels::ternary_kernel() != kernels::TernaryKernel::mad) pack_lut(ws);
+}
+
+namespace {
+
+// Whether the LUT multiply of one group of 16 rows of w beats the MAD dot products of the same rows on this machine,
+// timed for a few milliseconds each on w's first group and a random activation row (--ternary-kernel auto).
+bool lut_is_faster(const Weight& w) {
+  namespace lut = kernels::ternary::lut;
+  const kernels::KernelTable& k = kernels::active();
+  const kernels::WeightKernels& wk = k.for_type(w.type);
+  const int64_t n = w.cols;
+  std::vector<uint8_t> group(lut::group_bytes(w.type, n)), act(wk.act.row_bytes(n)), tables(lut::table_bytes(n));
+  lut::pack_group(w.type, w.data, w.row_bytes, n, group.data());
+  std::vector<float> x(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) x[static_cast<size_t>(i)] = static_cast<float>((i * 7919) % 255) / 127.0f - 1.0f;
+  wk.act.quantize(x.data(), act.data(), n);
+  lut::build_tables(act.data(), n, tables.data());
+  const lut::LutGemvFn gemv = lut::gemv_for(k.isa);
+  float y[lut::kLutRows];
+  volatile float sink = 0;
+  auto time_it = [&](auto&& body) {
+    using clock = std::chrono::steady_clock;
+    double best = 1e30;
+    for (int round = 0; round < 3; ++round) {
+      const auto t0 = clock::now();
+      for (int rep = 0; rep < 8; ++rep) body();
+      best = std::min(best, std::chrono::duration<double>(clock::now() - t0).count());
+    }
+    return best;
+  };
+  const double mad = time_it([&] {
+    for (int r = 0; r < lut::kLutRows; ++r) y[r] = wk.vec_dot(n, w.data + static_cast<size_t>(r) * w.row_bytes, act.data());
+    sink = sink + y[0];
+  });
+  const double lut_s = time_it([&] {
+    gemv(w.type, n, group.data(), tables.data(), act.data(), y);
+    sink = sink + y[0];
+  });
+  return lut_s < mad;
+}
+
+}  // namespace
+
+void pack_lut(const std::vector<Weight*>& ws) {
+  namespace lut = kernels::ternary::lut;
+  constexpr size_t kAlign = 64;
+  // Under auto, only the shapes (type, row length) where the LUT multiply measured faster get a LUT copy.
+  std::map<std::pair<TensorType, int64_t>, bool> faster;
+  const bool measure = kernels::ternary_kernel() == kernels::TernaryKernel::automatic;
+  std::vector<size_t> at(ws.size(), 0);
+  size_t total = 0;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const Weight& w = *ws[i];
+    if (!is_ternary(w.type) || w.rows < lut::kLutRows || w.lut) continue;
+    if (measure) {
+      const auto key = std::pair{w.type, w.cols};
+      if (!faster.count(key)) faster[key] = lut_is_faster(w);
+      if (!faster[key]) continue;
+    }
+    at[i] = total + 1;  // 0: none
+    total += (lut::group_bytes(w.type, w.cols) * static_cast<size_t>(w.rows / lut::kLutRows) + kAlign - 1) / kAlign * kAlign;
+  }
+  if (total == 0) return;
+  auto buf = std::make_shared<const HugeBuffer>(total, "the ternary weights' lookup-table copies");
+  auto* base = static_cast<uint8_t*>(buf->data());
+  struct Job {
+    size_t weight;
+    int64_t group;
+  };
+  std::vector<Job> jobs;
+  for (size_t i = 0; i < ws.size(); ++i)
+    if (at[i])
+      for (int64_t g = 0; g < ws[i]->rows / lut::kLutRows; ++g) jobs.push_back({i, g});
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    constexpr size_t kChunk = 64;
+    for (size_t j0 = next.fetch_add(kChunk); j0 < jobs.size(); j0 = next.fetch_add(kChunk))
+      for (size_t j = j0; j < std::min(jobs.size(), j0 + kChunk); ++j) {
+        const Weight& w = *ws[jobs[j].weight];
+        const size_t gb = lut::group_bytes(w.type, w.cols);
+        lut::pack_group(w.type, w.data + static_cast<size_t>(jobs[j].group * lut::kLutRows) * w.row_bytes, w.row_bytes,
+                        w.cols, base + at[jobs[j].weight] - 1 + static_cast<size_t>(jobs[j].group) * gb);
+      }
+  };
+  const unsigned n_threads = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
+  std::vector<std::thread> threads;
+  try {
+    for (unsigned t = 1; t < n_threads; ++t) threads.emplace_back(work);
+  } catch (const std::system_error&) {
+    // No more threads to be had: the ones started and this one share the groups.
+  }
+  work();
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < ws.size(); ++i)
+    if (at[i]) {
+      ws[i]->lut = base + at[i] - 1;
+      ws[i]->lut_group_bytes = lut::group_bytes(ws[i]->type, ws[i]->cols);
+      ws[i]->lut_owner = buf;
+    }
 }
 
 void matmul(Context& ctx, const Weight& w, const float* x, int64_t T, float* y, const float* bias) {
@@ -221,39 +329,64 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
   std::vector<Context::MatmulUnits>& spans = ctx.units_scratch();
   spans.clear();
   int64_t n_units = 0;
+  // The lookup-table multiply where the ternary weights have their LUT copy and the mode asks for it (auto: short
+  // steps only); its tables are built once per token for every output of the call.
+  namespace lut = kernels::ternary::lut;
+  const kernels::TernaryKernel tk = kernels::ternary_kernel();
+  const bool lut_ok = tk == kernels::TernaryKernel::lut || (tk == kernels::TernaryKernel::automatic && T <= kernels::kLutAutoMaxTokens);
+  bool any_lut = false;
   for (const MatmulOut& o : outs) {
     const Weight& w = *o.w;
     Context::MatmulUnits sp;
     sp.first = n_units;
-    if (w.packed && ctx.k().for_type(w.type).gemm_packed && packed_ok) {
+    if (w.lut && lut_ok) {
+      sp.luts = w.rows / lut::kLutRows;
+      any_lut = true;
+    } else if (w.packed && ctx.k().for_type(w.type).gemm_packed && packed_ok) {
       // Two groups per unit where the table multiplies pairs (16 int32 lanes), then single groups. Not in
       // decode: one weight stream per thread measured ~15% faster there than the pair's two (Zen 5, tg128).
       if (ctx.k().for_type(w.type).gemm_packed2 && T >= 4) sp.pairs = w.rows / (2 * R);
       sp.singles = (w.rows - sp.pairs * 2 * R) / R;
     }
-    const int64_t rest = w.rows - sp.pairs * 2 * R - sp.singles * R;
+    const int64_t rest = w.rows - sp.pairs * 2 * R - sp.singles * R - sp.luts * lut::kLutRows;
     sp.plains = (rest + kPlainChunk - 1) / kPlainChunk;
-    n_units += sp.pairs + sp.singles + sp.plains;
+    n_units += sp.pairs + sp.singles + sp.luts + sp.plains;
     spans.push_back(sp);
   }
+  enum class Kind { packed, lut, plain };
   struct Unit {
     size_t out;
     int64_t row0, rows;
-    bool packed;
+    Kind kind;
   };
   auto unit_at = [&](int64_t u) {
     size_t i = 0;
     while (i + 1 < spans.size() && spans[i + 1].first <= u) ++i;
     const Context::MatmulUnits& sp = spans[i];
     int64_t l = u - sp.first;
-    if (l < sp.pairs) return Unit{i, l * 2 * R, 2 * R, true};
+    if (l < sp.pairs) return Unit{i, l * 2 * R, 2 * R, Kind::packed};
     l -= sp.pairs;
     const int64_t row_s = sp.pairs * 2 * R;
-    if (l < sp.singles) return Unit{i, row_s + l * R, R, true};
+    if (l < sp.singles) return Unit{i, row_s + l * R, R, Kind::packed};
     l -= sp.singles;
-    const int64_t row0 = row_s + sp.singles * R + l * kPlainChunk;
-    return Unit{i, row0, std::min(kPlainChunk, outs[i].w->rows - row0), false};
+    if (l < sp.luts) return Unit{i, l * lut::kLutRows, lut::kLutRows, Kind::lut};
+    l -= sp.luts;
+    const int64_t row0 = row_s + sp.singles * R + sp.luts * lut::kLutRows + l * kPlainChunk;
+    return Unit{i, row0, std::min(kPlainChunk, outs[i].w->rows - row0), Kind::plain};
   };
+  // Each token's tables, once for all the call's LUT outputs (they share the i8_row input).
+  uint8_t* tables = nullptr;
+  const size_t table_row = lut::table_bytes(K);
+  if (any_lut) {
+    tables = ctx.table_scratch(table_row * static_cast<size_t>(T));
+    auto build = [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t)
+        lut::build_tables(act + static_cast<size_t>(t) * act_row, K, tables + static_cast<size_t>(t) * table_row);
+    };
+    if (T == 1) build(0, 1);
+    else ctx.pool().parallel_for(T, 1, [&](int64_t b, int64_t e, int) { build(b, e); });
+  }
+  const lut::LutGemvFn lut_gemv = lut::gemv_for(ctx.k().isa);
   auto sums_at = [&](int64_t t) -> const int32_t* { return sums ? sums + t * n_sums : nullptr; };
   // (Token chunks sized to keep the activations in L1, 8 or 16 KiB, measured the same as 64 tokens.)
   constexpr int64_t kTokenChunk = 64;
@@ -266,7 +399,14 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
         const Weight& w = *o.w;
         const kernels::WeightKernels& wk = ctx.k().for_type(w.type);
         const int64_t N = w.rows;
-        if (un.packed) {
+        if (un.kind == Kind::lut) {
+          const uint8_t* g = w.lut + static_cast<size_t>(un.row0 / lut::kLutRows) * w.lut_group_bytes;
+          float yr[lut::kLutRows];
+          for (int64_t t = t0; t < t1; ++t) {
+            lut_gemv(w.type, K, g, tables + static_cast<size_t>(t) * table_row, act + static_cast<size_t>(t) * act_row, yr);
+            std::memcpy(o.y + t * N + un.row0, yr, sizeof yr);
+          }
+        } else if (un.kind == Kind::packed) {
           const uint8_t* g = w.packed + static_cast<size_t>(un.row0 / R) * w.packed_group_bytes;
           if (un.rows == 2 * R) {
             for (int64_t t = t0; t < t1; t += kernels::kPacked2MaxTokens) {

@@ -12,9 +12,11 @@
 #include "isa_param.h"
 #include "kernels/kernels.h"
 #include "kernels/ternary/ternary_kernels.h"
+#include "kernels/ternary/ternary_lut.h"
 
 using namespace tokenscope;
 using namespace tokenscope::kernels;
+namespace lut = tokenscope::kernels::ternary::lut;
 
 namespace {
 
@@ -121,6 +123,38 @@ TEST_P(TernaryIsa, AllPlusOneWeightsGiveTheActivationSum) {
     EXPECT_FLOAT_EQ(k.for_type(wt).vec_dot(n, w.data(), a.data()), static_cast<float>(sum) * da * scale)
         << type_name(wt);
   }
+}
+
+// The LUT multiply (groups of 16 rows repacked into pair indices, per-token tables) gives each row exactly what the
+// format's MAD dot product gives, on every ISA.
+TEST_P(TernaryIsa, LutGemvMatchesTheMadDotExactly) {
+  const KernelTable& ref = table(Isa::scalar);
+  const lut::LutGemvFn gemv = lut::gemv_for(GetParam());
+  int cases = 0;
+  for (TensorType wt : kTernary) {
+    for (int64_t n : lengths(wt)) {
+      const int64_t rows = lut::kLutRows;
+      const auto wf = ternary_weights(rows, n, static_cast<uint32_t>(n) * 3 + static_cast<uint32_t>(wt), false);
+      std::vector<uint8_t> w(tensor_bytes(wt, n, rows));
+      quantize_tensor(wt, wf.data(), w.data(), rows, n);
+      const size_t rb = row_size(wt, n);
+      std::vector<uint8_t> group(lut::group_bytes(wt, n));
+      lut::pack_group(wt, w.data(), rb, n, group.data());
+      const auto x = activations(n, static_cast<uint32_t>(n) + 5);
+      std::vector<uint8_t> a(ref.for_type(wt).act.row_bytes(n)), tables(lut::table_bytes(n));
+      ref.for_type(wt).act.quantize(x.data(), a.data(), n);
+      lut::build_tables(a.data(), n, tables.data());
+      float y[lut::kLutRows];
+      gemv(wt, n, group.data(), tables.data(), a.data(), y);
+      for (int64_t r = 0; r < rows; ++r) {
+        const float want = ref.for_type(wt).vec_dot(n, w.data() + static_cast<size_t>(r) * rb, a.data());
+        EXPECT_EQ(std::memcmp(&want, &y[r], sizeof want), 0)
+            << type_name(wt) << " n=" << n << " row " << r << ": LUT " << y[r] << " vs MAD " << want;
+        ++cases;
+      }
+    }
+  }
+  EXPECT_GT(cases, 200);
 }
 
 TS_INSTANTIATE_FOR_ISAS(TernaryIsa);

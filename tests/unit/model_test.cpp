@@ -218,16 +218,24 @@ INSTANTIATE_TEST_SUITE_P(Archs, TinyModel,
 // The prefill (flash-style attention, f32 probabilities) against token-by-token decode (llama.cpp's
 // non-flash rounding points: f16 probabilities): F32 weights, so no int8 activation rounding amplifies
 // the difference (with Q4_1 weights one flipped rounding moved logits by 0.1 of 18).
-// The same ternary weights (one seed, one power-of-two scale) in I2_S, TQ2_0, IQ2_BN and TQ1_0: every format's MAD
-// kernel computes the same integer sums and, the scale being exact, the same floats, so greedy decoding gives the
-// same tokens and the logits agree bit for bit, on every ISA.
+// The same ternary weights (one seed, one power-of-two scale) in I2_S, TQ2_0, IQ2_BN and TQ1_0, through the MAD and
+// the LUT kernels: every format and kernel computes the same integer sums and, the scale being exact, the same
+// floats, so greedy decoding gives the same tokens and the logits agree bit for bit, on every ISA.
 TEST(Forward, TernaryFormatsOfTheSameWeightsDecodeIdentically) {
   const std::vector<int32_t> prompt = {72, 101, 108, 108, 111};
   constexpr int kGen = 12;
+  struct ModeReset {
+    ~ModeReset() { kernels::select_ternary_kernel(kernels::TernaryKernel::mad); }
+  } reset;
   for (kernels::Isa isa : kernels::available_isas()) {
     std::vector<int32_t> first_tokens;
     std::vector<float> first_logits;
-    for (TensorType t : {TensorType::I2_S, TensorType::TQ2_0, TensorType::IQ2_BN, TensorType::TQ1_0}) {
+    for (auto [t, mode] : {std::pair{TensorType::I2_S, kernels::TernaryKernel::mad}, {TensorType::TQ2_0, kernels::TernaryKernel::mad},
+                           {TensorType::IQ2_BN, kernels::TernaryKernel::mad}, {TensorType::TQ1_0, kernels::TernaryKernel::mad},
+                           {TensorType::I2_S, kernels::TernaryKernel::lut}, {TensorType::TQ2_0, kernels::TernaryKernel::lut},
+                           {TensorType::IQ2_BN, kernels::TernaryKernel::automatic},
+                           {TensorType::TQ1_0, kernels::TernaryKernel::automatic}}) {
+      kernels::select_ternary_kernel(mode);
       TinyModelSpec spec;
       spec.arch = "bitnet-b1.58";
       spec.wtype = t;
@@ -238,6 +246,8 @@ TEST(Forward, TernaryFormatsOfTheSameWeightsDecodeIdentically) {
       const std::string path = temp_path(std::string("tiny-bitnet-") + type_name(t) + ".gguf");
       build_tiny_model(spec).write(path);
       auto model = Model::load(path);
+      if (mode != kernels::TernaryKernel::automatic)  // auto keeps a LUT copy only where it measured faster
+        EXPECT_EQ(model->layer(0).wq.lut != nullptr, mode == kernels::TernaryKernel::lut);
       const int64_t V = model->config().n_vocab;
       ThreadPool pool(2);
       ops::Context ctx(pool, kernels::table(isa));
@@ -259,9 +269,10 @@ TEST(Forward, TernaryFormatsOfTheSameWeightsDecodeIdentically) {
         EXPECT_NE(std::count(tokens.begin(), tokens.end(), tokens[0]), kGen) << "isa " << kernels::isa_name(isa);
         continue;
       }
-      EXPECT_EQ(tokens, first_tokens) << type_name(t) << " vs I2_S, isa " << kernels::isa_name(isa);
-      EXPECT_EQ(std::memcmp(logits.data(), first_logits.data(), logits.size() * sizeof(float)), 0)
-          << type_name(t) << " vs I2_S logits, isa " << kernels::isa_name(isa);
+      const std::string what = std::string(type_name(t)) + " " + kernels::ternary_kernel_name(mode) +
+                               " vs I2_S mad, isa " + kernels::isa_name(isa);
+      EXPECT_EQ(tokens, first_tokens) << what;
+      EXPECT_EQ(std::memcmp(logits.data(), first_logits.data(), logits.size() * sizeof(float)), 0) << what << " (logits)";
     }
   }
 }
