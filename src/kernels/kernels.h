@@ -1,9 +1,10 @@
 // Micro-kernels per tensor format x ISA.
 //
-// A kernel never allocates, never spawns threads and never logs. Every ISA lives in its own source
-// file (kernels_scalar.cpp, kernels_avx2.cpp, kernels_avx512.cpp, kernels_neon.cpp) compiled with its
-// own flags, and fills a KernelTable. The table for the running machine is chosen once at start-up
-// (select_isa); tests fetch every available table and compare it with the scalar reference.
+// A kernel never allocates, never spawns threads and never logs. Every ISA's code lives in source files of its own
+// (kernels_<isa>.cpp, and <format>/*_<isa>.cpp) compiled with its own flags; each ISA's KernelTable gets its float
+// helpers from its kernels_<isa>.cpp and its weight formats from the registry (registry.h). The table for the
+// running machine is chosen once at start-up (select_isa); tests fetch every available table and compare it with
+// the scalar reference.
 #pragma once
 
 #include <cstddef>
