@@ -126,13 +126,60 @@ float dot_iq2_bn(int64_t n, const void* w, const void* a) {
   return finish_iq2_bn(w, hsum(s32), a, n);
 }
 
+// The packed multiply (ternary_kernels.h): per row, each 64-element block's codes unpacked once (the 16 bytes in
+// both lanes, shifted by 0 / 2 and 4 / 6) and multiplied with every token's activations.
+template <TensorType kType>
+void gemm_packed(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt, float* y,
+                 int64_t ldy) {
+  constexpr bool kTq = kType == TensorType::TQ1_0 || kType == TensorType::TQ2_0;
+  const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+  const auto* a = static_cast<const uint8_t*>(act);
+  for (int r = 0; r < kPackRows; ++r) {
+    __m256i s[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+    float acc[4] = {0, 0, 0, 0};
+    for (int64_t b64 = 0; b64 < n / 64; ++b64) {
+      const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed_codes(w, b64) + 16 * r)));
+      const __m256i c01 = _mm256_and_si256(_mm256_blend_epi32(v, _mm256_srli_epi16(v, 2), 0xF0), m3);
+      const __m256i c23 = _mm256_and_si256(_mm256_blend_epi32(_mm256_srli_epi16(v, 4), _mm256_srli_epi16(v, 6), 0xF0), m3);
+      for (int t = 0; t < nt; ++t) {
+        const uint8_t* qa = a + static_cast<size_t>(t) * act_stride + 64 * b64;
+        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(c01, load(qa)), _mm256_maddubs_epi16(c23, load(qa + 32)));
+        s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(p, ones));
+      }
+      if (kTq && (b64 + 1) % 4 == 0)
+        for (int t = 0; t < nt; ++t) {
+          const void* at = a + static_cast<size_t>(t) * act_stride;
+          acc[t] = packed_tq_step(acc[t], n, w, r, b64 / 4, hsum(s[t]) - act_sum(at, n, (b64 - 3) * 64, 256));
+          s[t] = _mm256_setzero_si256();
+        }
+    }
+    for (int t = 0; t < nt; ++t) {
+      const void* at = a + static_cast<size_t>(t) * act_stride;
+      const int32_t isum = kTq ? 0 : hsum(s[t]) - act_sum(at, n, 0, n);
+      y[t * ldy + r] = packed_finish(kType, n, w, r, acc[t], isum, at);
+    }
+  }
+}
+
 }  // namespace tokenscope::kernels::ternary::avx2
 
 namespace tokenscope::kernels::detail {
 
-void install_tq1_0_avx2(KernelTable& t) { t.for_type(TensorType::TQ1_0).vec_dot = ternary::avx2::dot_tq1_0; }
-void install_tq2_0_avx2(KernelTable& t) { t.for_type(TensorType::TQ2_0).vec_dot = ternary::avx2::dot_tq2_0; }
-void install_i2_s_avx2(KernelTable& t) { t.for_type(TensorType::I2_S).vec_dot = ternary::avx2::dot_i2_s; }
-void install_iq2_bn_avx2(KernelTable& t) { t.for_type(TensorType::IQ2_BN).vec_dot = ternary::avx2::dot_iq2_bn; }
+void install_tq1_0_avx2(KernelTable& t) {
+  t.for_type(TensorType::TQ1_0).vec_dot = ternary::avx2::dot_tq1_0;
+  t.for_type(TensorType::TQ1_0).gemm_packed = ternary::avx2::gemm_packed<TensorType::TQ1_0>;
+}
+void install_tq2_0_avx2(KernelTable& t) {
+  t.for_type(TensorType::TQ2_0).vec_dot = ternary::avx2::dot_tq2_0;
+  t.for_type(TensorType::TQ2_0).gemm_packed = ternary::avx2::gemm_packed<TensorType::TQ2_0>;
+}
+void install_i2_s_avx2(KernelTable& t) {
+  t.for_type(TensorType::I2_S).vec_dot = ternary::avx2::dot_i2_s;
+  t.for_type(TensorType::I2_S).gemm_packed = ternary::avx2::gemm_packed<TensorType::I2_S>;
+}
+void install_iq2_bn_avx2(KernelTable& t) {
+  t.for_type(TensorType::IQ2_BN).vec_dot = ternary::avx2::dot_iq2_bn;
+  t.for_type(TensorType::IQ2_BN).gemm_packed = ternary::avx2::gemm_packed<TensorType::IQ2_BN>;
+}
 
 }  // namespace tokenscope::kernels::detail

@@ -137,13 +137,58 @@ float dot_i2_s(int64_t n, const void* w, const void* a) {
   return finish_i2_s(_mm512_reduce_add_epi32(s) + hsum(s8), a, n);
 }
 
+// The packed multiply (ternary_kernels.h): per row, each 64-element block's codes unpacked once (broadcast, one shift
+// per lane) and multiplied with every token's activations.
+template <TensorType kType>
+void gemm_packed(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt, float* y,
+                 int64_t ldy) {
+  constexpr bool kTq = kType == TensorType::TQ1_0 || kType == TensorType::TQ2_0;
+  const __m512i shifts = _mm512_set_epi64(0x0006000600060006, 0x0006000600060006, 0x0004000400040004,
+                                          0x0004000400040004, 0x0002000200020002, 0x0002000200020002, 0, 0);
+  const auto* a = static_cast<const uint8_t*>(act);
+  for (int r = 0; r < kPackRows; ++r) {
+    __m512i s[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+    float acc[4] = {0, 0, 0, 0};
+    for (int64_t b64 = 0; b64 < n / 64; ++b64) {
+      const __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed_codes(w, b64) + 16 * r)));
+      const __m512i c = _mm512_and_si512(_mm512_srlv_epi16(v, shifts), _mm512_set1_epi8(3));
+      for (int t = 0; t < nt; ++t)
+        s[t] = _mm512_dpbusd_epi32(s[t], c, _mm512_loadu_si512(a + static_cast<size_t>(t) * act_stride + 64 * b64));
+      if (kTq && (b64 + 1) % 4 == 0)
+        for (int t = 0; t < nt; ++t) {
+          const int32_t sum_ca = _mm512_reduce_add_epi32(s[t]);
+          const void* at = a + static_cast<size_t>(t) * act_stride;
+          acc[t] = packed_tq_step(acc[t], n, w, r, b64 / 4, sum_ca - act_sum(at, n, (b64 - 3) * 64, 256));
+          s[t] = _mm512_setzero_si512();
+        }
+    }
+    for (int t = 0; t < nt; ++t) {
+      const void* at = a + static_cast<size_t>(t) * act_stride;
+      const int32_t isum = kTq ? 0 : _mm512_reduce_add_epi32(s[t]) - act_sum(at, n, 0, n);
+      y[t * ldy + r] = packed_finish(kType, n, w, r, acc[t], isum, at);
+    }
+  }
+}
+
 }  // namespace tokenscope::kernels::ternary::avx512
 
 namespace tokenscope::kernels::detail {
 
-void install_tq1_0_avx512(KernelTable& t) { t.for_type(TensorType::TQ1_0).vec_dot = ternary::avx512::dot_tq1_0; }
-void install_tq2_0_avx512(KernelTable& t) { t.for_type(TensorType::TQ2_0).vec_dot = ternary::avx512::dot_tq2_0; }
-void install_i2_s_avx512(KernelTable& t) { t.for_type(TensorType::I2_S).vec_dot = ternary::avx512::dot_i2_s; }
-void install_iq2_bn_avx512(KernelTable& t) { t.for_type(TensorType::IQ2_BN).vec_dot = ternary::avx512::dot_iq2_bn; }
+void install_tq1_0_avx512(KernelTable& t) {
+  t.for_type(TensorType::TQ1_0).vec_dot = ternary::avx512::dot_tq1_0;
+  t.for_type(TensorType::TQ1_0).gemm_packed = ternary::avx512::gemm_packed<TensorType::TQ1_0>;
+}
+void install_tq2_0_avx512(KernelTable& t) {
+  t.for_type(TensorType::TQ2_0).vec_dot = ternary::avx512::dot_tq2_0;
+  t.for_type(TensorType::TQ2_0).gemm_packed = ternary::avx512::gemm_packed<TensorType::TQ2_0>;
+}
+void install_i2_s_avx512(KernelTable& t) {
+  t.for_type(TensorType::I2_S).vec_dot = ternary::avx512::dot_i2_s;
+  t.for_type(TensorType::I2_S).gemm_packed = ternary::avx512::gemm_packed<TensorType::I2_S>;
+}
+void install_iq2_bn_avx512(KernelTable& t) {
+  t.for_type(TensorType::IQ2_BN).vec_dot = ternary::avx512::dot_iq2_bn;
+  t.for_type(TensorType::IQ2_BN).gemm_packed = ternary::avx512::gemm_packed<TensorType::IQ2_BN>;
+}
 
 }  // namespace tokenscope::kernels::detail

@@ -54,6 +54,20 @@ inline float finish_iq2_bn(const void* w, int32_t isum, const void* a, int64_t n
   return static_cast<float>(isum - act_sum(a, n, 0, n)) * (d_row * act_scale(a, n));
 }
 
+// Packed (row-interleaved) groups of kPackRows rows, one layout for all four formats, for the multi-token multiply
+// (prefill): per block of 64 elements, the 8 rows' 16 bytes of codes (row r at 16 r; byte j holds the codes of
+// elements j, 16 + j, 32 + j, 48 + j in bits 0-1, 2-3, 4-5, 6-7, as IQ2_BN); after the last block, the rows' scales:
+// TQ1_0 / TQ2_0: each block of 256's f16 d, [block][row]; IQ2_BN: each row's float; I2_S: none. The multiply computes
+// each row's exact integer sums and finishes with the format's float steps, so it equals vec_dot bit for bit.
+size_t packed_group_bytes(TensorType t, int64_t n);
+void pack_group(TensorType t, const void* src, size_t row_bytes, int64_t n, void* dst);
+// The float steps of row r of a packed group from its exact sums of t * q (per block of 256 for TQ, else per row).
+float packed_tq_step(float acc, int64_t n, const void* group, int r, int64_t b, int32_t isum_b);
+float packed_finish(TensorType t, int64_t n, const void* group, int r, float tq_acc, int32_t isum, const void* act);
+inline const uint8_t* packed_codes(const void* group, int64_t block64) {
+  return static_cast<const uint8_t*>(group) + block64 * 128;
+}
+
 // The "i8_row" layout with the scalar quantizer (SIMD installers may swap in their own, bit-identical).
 ActLayout act_layout_i8_row();
 void quantize_act_i8_row(const float* x, void* y, int64_t n);
