@@ -56,6 +56,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--cpu-mask", a.cpu_mask, "Pin threads to CPUs: hex mask (0x3) or list (0,2-3)");
+  cmd->add_option("--ternary-kernel", a.ternary_kernel, "Ternary weights: mad, lut or auto (default: mad)");
   cmd->add_option("-r,--repetitions", a.reps, "Repetitions of each test")->capture_default_str();
   cmd->add_option("-o,--output", a.output, "Output format: md, json, jsonl or csv")->capture_default_str();
   cmd->add_flag("--no-warmup", a.no_warmup, "Skip the untimed warm-up run of each test");
@@ -234,6 +235,7 @@ int cmd_bench(const BenchArgs& a) {
       for (int n : a.n_gen) need_ctx = std::max<int64_t>(need_ctx, p + n);
   }
 
+  apply_ternary_kernel(a.ternary_kernel);
   std::vector<std::string> models = a.models;
   if (models.empty()) models.push_back(resolve_model(""));
   std::vector<int> threads = a.threads;
@@ -352,6 +354,8 @@ int cmd_bench(const BenchArgs& a) {
             if (a.profile) o.profiler = &prof;
             auto common = [&](nlohmann::json rec, const Engine& e) {
               rec["model_filename"] = path;
+              if (kernels::ternary_kernel() != kernels::TernaryKernel::mad)
+                rec["ternary_kernel"] = kernels::ternary_kernel_name(kernels::ternary_kernel());
               rec["model_type"] = model->config().arch + " " + fname;
               rec["model_size"] = size;
               rec["model_n_params"] = n_params;

@@ -18,6 +18,7 @@ struct BenchArgs {
   int ubatch = 512;                                // batched tests: most tokens per step in the prompt phase
   std::vector<int> threads;                        // empty: all CPUs
   std::vector<std::string> isas;                   // empty: best available
+  std::string ternary_kernel;                      // empty: mad
   std::vector<std::string> barriers{"hybrid"};
   std::vector<std::string> kv_types{"f16"};
   std::string cpu_mask;

@@ -13,7 +13,7 @@ CLI::App* add_synth_command(CLI::App& app, SynthArgs& a) {
   CLI::App* cmd = app.add_subcommand(
       "synth", "Write a GGUF with random weights and the exact tensor shapes and hyper-parameters of a real model");
   cmd->add_option("--shape", a.shape, "Model shape: smollm2-135m, qwen1.5-0.5b, llama-3.2-1b");
-  cmd->add_option("--type", a.type, "Type of the weight matrices (f32, f16, bf16, q4_0, q4_1, q8_0, q4_k, q5_k, q6_k)")
+  cmd->add_option("--type", a.type, "Type of the weight matrices (f32, f16, bf16, q4_0, q4_1, q8_0, q4_k, q5_k, q6_k, tq1_0, tq2_0, i2_s, iq2_bn)")
       ->capture_default_str();
   cmd->add_option("-o,--output", a.out, "Output GGUF file");
   cmd->add_option("--tokenizer-from", a.tokenizer_from, "Copy the tokenizer from this GGUF (same vocabulary size)");
@@ -26,7 +26,7 @@ CLI::App* add_quantize_command(CLI::App& app, QuantizeArgs& a) {
   CLI::App* cmd = app.add_subcommand("quantize", "Convert a GGUF's weight matrices to another type: quantize IN OUT TYPE");
   cmd->add_option("in", a.in, "Input GGUF")->required();
   cmd->add_option("out", a.out, "Output GGUF")->required();
-  cmd->add_option("type", a.type, "Target type (f32, f16, bf16, q4_0, q4_1, q8_0, q4_k, q5_k, q6_k)")->required();
+  cmd->add_option("type", a.type, "Target type (f32, f16, bf16, q4_0, q4_1, q8_0, q4_k, q5_k, q6_k, tq1_0, tq2_0, i2_s, iq2_bn)")->required();
   cmd->add_flag("--keep-embd", a.keep_embd, "Leave token_embd.weight as it is");
   return cmd;
 }

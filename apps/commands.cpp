@@ -31,7 +31,17 @@ void add_common_flags(CLI::App& cmd, CommonArgs& a) {
                  "Pin threads to CPUs: hex mask as in llama.cpp (3 or 0x3: CPUs 0 and 1; 0: no pinning) or a list "
                  "(0,2-3); default: no pinning");
   cmd.add_option("--kv-type", a.kv_type, "KV cache type: f16 or q8_0 (about half the bytes; default: f16)");
+  cmd.add_option("--ternary-kernel", a.ternary_kernel,
+                 "Ternary weights (TQ1_0, TQ2_0, I2_S, IQ2_BN): mad (multiply-add), lut (lookup tables) or auto "
+                 "(mad for prompts; for decode whichever measures faster at load); default: mad");
   add_system_flags(cmd, a.sys);
+}
+
+void apply_ternary_kernel(const std::string& name) {
+  if (name.empty()) return;
+  const auto k = kernels::ternary_kernel_from_name(name);
+  if (!k) usage_fail("--ternary-kernel %s: unknown kernel (use mad, lut or auto)", name.c_str());
+  kernels::select_ternary_kernel(*k);
 }
 
 void add_system_flags(CLI::App& cmd, SystemArgs& a) {
@@ -197,6 +207,7 @@ EngineOptions engine_options(const CommonArgs& c, profile::Profiler* profiler) {
     if (!o.isa) usage_fail("--isa %s: unknown ISA (use scalar, avx2, avx512 or neon)", c.isa.c_str());
     if (!kernels::isa_available(*o.isa)) fail("--isa %s: not available on this machine", c.isa.c_str());
   }
+  apply_ternary_kernel(c.ternary_kernel);
   if (c.threads < 0) usage_fail("-t must be >= 0 (got %d; 0: all CPUs)", c.threads);
   if (c.ctx < 0) usage_fail("-c must be >= 1 (got %lld)", static_cast<long long>(c.ctx));
   if (c.threads > 512) usage_fail("-t %d: at most 512 threads (this process may use %d CPUs)", c.threads, available_cpus());

@@ -34,8 +34,12 @@ struct CommonArgs {
   std::string barrier;   // empty: hybrid
   std::string cpu_mask;  // empty: no pinning
   std::string kv_type;   // empty: f16
+  std::string ternary_kernel;  // empty: mad
   SystemArgs sys;
 };
+
+// Parses --ternary-kernel (mad, lut, auto; empty: mad) and makes it the process's choice; a usage error otherwise.
+void apply_ternary_kernel(const std::string& name);
 
 struct RunArgs {
   std::string prompt;

@@ -39,11 +39,11 @@ Setup make_setup(const WeightKernels& k, TensorType wt) {
     for (auto& v : x) v = nd(rng) * 0.05f;
     quantize_row(wt, x.data(), s.w.data() + r * s.row_bytes, kCols);
   }
-  s.act_bytes = row_size(k.act_type, kCols);
+  s.act_bytes = k.act.row_bytes(kCols);
   s.act.resize(s.act_bytes * kPacked2MaxTokens);
   for (int t = 0; t < kPacked2MaxTokens; ++t) {
     for (auto& v : x) v = nd(rng);
-    k.quantize_act(x.data(), s.act.data() + t * s.act_bytes, kCols);
+    k.act.quantize(x.data(), s.act.data() + t * s.act_bytes, kCols);
   }
   s.sums.assign(static_cast<size_t>(kPacked2MaxTokens * kCols / 32), 0);
   if (k.pack_rows) {

@@ -1,7 +1,8 @@
 // Builds small GGUF models with random weights for tests: the exact tensor names and metadata the
-// llama / qwen2 loaders expect, plus a byte-level BPE vocabulary (256 byte tokens + <|endoftext|>).
+// llama / qwen2 / bitnet loaders expect, plus a byte-level BPE vocabulary (256 byte tokens + <|endoftext|>).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -14,12 +15,16 @@
 namespace tokenscope::testing {
 
 struct TinyModelSpec {
-  std::string arch = "llama";  // llama or qwen2
+  std::string arch = "llama";  // llama, qwen2, bitnet, bitnet-25 or bitnet-b1.58
   int64_t n_layer = 2, n_embd = 64, n_ff = 96, n_head = 4, n_head_kv = 2, n_ctx = 128;
   TensorType wtype = TensorType::F32;  // type of the 2-D weights
   bool tied = true;
   uint32_t seed = 1;
+  // bitnet: one-element blk.N.<matrix>.scale tensors (llama.cpp's BitNet conversions) on some matrices.
+  bool matrix_scales = false;
 };
+
+inline bool tiny_is_bitnet(const TinyModelSpec& s) { return s.arch.rfind("bitnet", 0) == 0; }
 
 // GPT-2 byte-to-unicode mapping: byte b -> its vocabulary entry (UTF-8).
 inline std::string byte_token(int b) { return gpt2_byte_token(static_cast<uint8_t>(b)); }
@@ -63,12 +68,14 @@ inline gguf::Writer build_tiny_model(const TinyModelSpec& s) {
 
   std::mt19937 rng(s.seed);
   std::normal_distribution<float> nd(0.0f, 1.0f);
+  // Ternary types get values in {-1, 0, 1} times the power of two nearest `scale`, drawn the same way for each
+  // ternary type (the same seed gives the same weights in every ternary format).
   auto matrix = [&](const std::string& name, int64_t cols, int64_t rows, float scale, TensorType t) {
     std::vector<float> f(static_cast<size_t>(cols * rows));
-    for (float& v : f) v = nd(rng) * scale;
-    std::vector<uint8_t> q(row_size(t, cols) * static_cast<size_t>(rows));
-    for (int64_t r = 0; r < rows; ++r)
-      quantize_row(t, f.data() + r * cols, q.data() + static_cast<size_t>(r) * row_size(t, cols), cols);
+    const float p2 = std::exp2(std::round(std::log2(scale)));
+    for (float& v : f) v = is_ternary(t) ? static_cast<float>(static_cast<int>(rng() % 3) - 1) * p2 : nd(rng) * scale;
+    std::vector<uint8_t> q(tensor_bytes(t, cols, rows));
+    quantize_tensor(t, f.data(), q.data(), rows, cols);
     w.add_tensor(name, {cols, rows}, t, q.data(), q.size());
   };
   auto vec = [&](const std::string& name, int64_t n, float mean, float scale) {
@@ -94,6 +101,15 @@ inline gguf::Writer build_tiny_model(const TinyModelSpec& s) {
     matrix(p + "ffn_gate.weight", D, s.n_ff, sc, s.wtype);
     matrix(p + "ffn_up.weight", D, s.n_ff, sc, s.wtype);
     matrix(p + "ffn_down.weight", s.n_ff, D, 1.0f / std::sqrt(static_cast<float>(s.n_ff)), s.wtype);
+    if (tiny_is_bitnet(s)) {
+      vec(p + "attn_sub_norm.weight", D, 1.0f, 0.1f);
+      vec(p + "ffn_sub_norm.weight", s.n_ff, 1.0f, 0.1f);
+      if (s.matrix_scales) {
+        const float half = 0.5f, twice = 2.0f;
+        w.add_tensor(p + "attn_v.scale", {1}, TensorType::F32, &half, 4);
+        w.add_tensor(p + "ffn_down.scale", {1}, TensorType::F32, &twice, 4);
+      }
+    }
     if (a == "qwen2") {
       vec(p + "attn_q.bias", D, 0.0f, 0.5f);
       vec(p + "attn_k.bias", kvd, 0.0f, 0.5f);

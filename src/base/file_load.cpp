@@ -177,8 +177,9 @@ FileImage FileImage::load(const std::string& path, const LoadOptions& opts) {
   }
   img.size_ = static_cast<uint64_t>(st.st_size);
   try {
-    if (img.size_ == 0) fail("%s: the file is empty", path.c_str());
-    if (img.stats_.mode == LoadMode::mmap) {
+    if (img.size_ == 0) {
+      // Nothing to map or read: an empty image, for the caller to judge (a GGUF reader says it is too short).
+    } else if (img.stats_.mode == LoadMode::mmap) {
       void* m = ::mmap(nullptr, img.size_, PROT_READ, MAP_PRIVATE, fd, 0);
       if (m == MAP_FAILED) fail("%s: cannot map: %s", path.c_str(), std::strerror(errno));
       img.data_ = static_cast<const uint8_t*>(m);

@@ -46,7 +46,7 @@ struct LoadStats {
 // A file's bytes in memory, by one of the modes above. Read-only to its users.
 class FileImage {
  public:
-  // Throws Error naming the file and the failing call.
+  // Throws Error naming the file and the failing call. An empty file gives an empty image (size 0, data null).
   static FileImage load(const std::string& path, const LoadOptions& opts = {});
   FileImage() = default;
   ~FileImage();

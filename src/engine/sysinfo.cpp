@@ -303,8 +303,8 @@ MachineInfo measure_machine(const CpuDescription& d, kernels::Isa isa) {
     for (int r = 0; r < kernels::kPackRows; ++r) quantize_row(gtype, x.data(), rows.data() + r * rb, kGemvK);
     group.resize(gw->packed_group_bytes(kGemvK));
     gw->pack_rows(rows.data(), rb, kGemvK, group.data());
-    act.resize(row_size(gw->act_type, kGemvK));
-    gw->quantize_act(x.data(), act.data(), kGemvK);
+    act.resize(gw->act.row_bytes(kGemvK));
+    gw->act.quantize(x.data(), act.data(), kGemvK);
   }
   const std::vector<int32_t> sums(kGemvK / 32, 0);
   std::vector<double> sink(static_cast<size_t>(threads) * 16, 0.0);
@@ -381,10 +381,10 @@ MachineInfo measure_machine(const CpuDescription& d, kernels::Isa isa) {
       const bool pair = wk.gemm_packed2 != nullptr;
       const int rows = pair ? 2 * kernels::kPackRows : kernels::kPackRows;
       const int nt = pair ? kernels::kPacked2MaxTokens : 4;
-      const size_t rb = row_size(wt, K), ab = row_size(wk.act_type, K);
+      const size_t rb = row_size(wt, K), ab = wk.act.row_bytes(K);
       std::vector<uint8_t> wrows(rb * static_cast<size_t>(rows)), a(ab * static_cast<size_t>(nt));
       for (int r = 0; r < rows; ++r) quantize_row(wt, x.data(), wrows.data() + r * rb, K);
-      for (int t = 0; t < nt; ++t) wk.quantize_act(x.data(), a.data() + t * ab, K);
+      for (int t = 0; t < nt; ++t) wk.act.quantize(x.data(), a.data() + t * ab, K);
       const size_t gb = wk.packed_group_bytes(K);
       std::vector<uint8_t> groups(gb * static_cast<size_t>(rows / kernels::kPackRows));
       for (int g = 0; g < rows / kernels::kPackRows; ++g)

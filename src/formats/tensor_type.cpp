@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "formats/quant_ref.h"
+#include "formats/ternary/ternary.h"
 
 namespace tokenscope {
 
@@ -44,12 +45,15 @@ constexpr TypeTraits kTraits[] = {
     {T::F64, "F64", 1, 8, true, nullptr, nullptr},
     {T::IQ1_M, "IQ1_M", 256, 56, true, nullptr, nullptr},
     {T::BF16, "BF16", 1, 2, true, dequantize_row_bf16, quantize_row_bf16},
-    {T::TQ1_0, "TQ1_0", 256, 54, true, nullptr, nullptr},
-    {T::TQ2_0, "TQ2_0", 256, 66, true, nullptr, nullptr},
+    {T::TQ1_0, "TQ1_0", 256, 54, true, dequantize_row_tq1_0, quantize_row_tq1_0},
+    {T::TQ2_0, "TQ2_0", 256, 66, true, dequantize_row_tq2_0, quantize_row_tq2_0},
+    {T::I2_S, "I2_S", QK_I2_S, 32, true, dequantize_row_i2_s, nullptr, 0, kI2STensorExtra, i2_s_tensor_scale,
+     quantize_tensor_i2_s},
     {T::MXFP4, "MXFP4", 32, 17, true, nullptr, nullptr},
+    {T::IQ2_BN, "IQ2_BN", QK_IQ2_BN, 16, true, dequantize_row_iq2_bn, quantize_row_iq2_bn, kIQ2BNRowMeta},
 };
 
-constexpr uint32_t kMaxId = 40;
+constexpr uint32_t kMaxId = kMaxTypeId;
 
 constexpr std::array<int, kMaxId> build_index() {
   std::array<int, kMaxId> idx{};
@@ -74,7 +78,6 @@ const char* retired_type_name(uint32_t id) {
     case 31: return "Q4_0_4_4";
     case 32: return "Q4_0_4_8";
     case 33: return "Q4_0_8_8";
-    case 36: return "IQ4_NL_4_4";
     case 37: return "IQ4_NL_4_8";
     case 38: return "IQ4_NL_8_8";
     default: return nullptr;
@@ -105,11 +108,19 @@ std::optional<TensorType> type_from_name(std::string_view name) {
   return std::nullopt;
 }
 
+bool is_ternary(TensorType t) {
+  return t == TensorType::TQ1_0 || t == TensorType::TQ2_0 || t == TensorType::I2_S || t == TensorType::IQ2_BN;
+}
+
 size_t row_size(TensorType t, int64_t n) {
   const TypeTraits& tr = type_traits(t);
   TS_CHECK_MSG(n >= 0 && n % tr.block_size == 0, "%s row of %lld elements is not a multiple of the block size %lld",
                tr.name, static_cast<long long>(n), static_cast<long long>(tr.block_size));
-  return static_cast<size_t>(n / tr.block_size) * tr.type_size;
+  return tr.row_meta + static_cast<size_t>(n / tr.block_size) * tr.type_size;
+}
+
+size_t tensor_bytes(TensorType t, int64_t n, int64_t rows) {
+  return row_size(t, n) * static_cast<size_t>(rows) + type_traits(t).tensor_extra;
 }
 
 static const TypeTraits& checked_traits(TensorType t, int64_t n, const char* what) {
@@ -130,8 +141,26 @@ void dequantize_row(TensorType t, const void* src, float* dst, int64_t n) {
 
 void quantize_row(TensorType t, const float* src, void* dst, int64_t n) {
   const TypeTraits& tr = checked_traits(t, n, "quantize");
-  if (!tr.quantize_row) fail("unsupported type %s: tokenscope cannot quantize to it", tr.name);
+  if (!tr.quantize_row) {
+    if (tr.quantize_tensor) fail("type %s has one scale per tensor: quantize whole tensors to it, not rows", tr.name);
+    fail("unsupported type %s: tokenscope cannot quantize to it", tr.name);
+  }
   tr.quantize_row(src, dst, n);
+}
+
+void quantize_tensor(TensorType t, const float* src, void* dst, int64_t rows, int64_t n) {
+  const TypeTraits& tr = checked_traits(t, n, "quantize");
+  if (tr.quantize_tensor) {
+    tr.quantize_tensor(src, dst, rows, n);
+    return;
+  }
+  const size_t rb = row_size(t, n);
+  for (int64_t r = 0; r < rows; ++r) quantize_row(t, src + r * n, static_cast<uint8_t*>(dst) + static_cast<size_t>(r) * rb, n);
+}
+
+float tensor_scale(TensorType t, const void* data, int64_t n_elements) {
+  const TypeTraits& tr = type_traits(t);
+  return tr.tensor_scale ? tr.tensor_scale(data, n_elements) : 1.0f;
 }
 
 }  // namespace tokenscope

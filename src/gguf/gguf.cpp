@@ -214,8 +214,13 @@ class Parser {
       if (t.dims[0] % traits->block_size != 0)
         fail("%s: tensor '%s' row length %lld is not a multiple of the %s block size %lld", path, tn,
              static_cast<long long>(t.dims[0]), traits->name, static_cast<long long>(traits->block_size));
+      // Rows of blocks, each after its row_meta bytes, then the type's per-tensor bytes (I2_S's scale).
       const uint64_t blocks = static_cast<uint64_t>(n / traits->block_size);
-      if (__builtin_mul_overflow(blocks, static_cast<uint64_t>(traits->type_size), &t.size_bytes))
+      const uint64_t rows = static_cast<uint64_t>(n / t.dims[0]);
+      uint64_t meta = 0;
+      if (__builtin_mul_overflow(blocks, static_cast<uint64_t>(traits->type_size), &t.size_bytes) ||
+          __builtin_mul_overflow(rows, static_cast<uint64_t>(traits->row_meta), &meta) ||
+          __builtin_add_overflow(t.size_bytes, meta + traits->tensor_extra, &t.size_bytes))
         fail("%s: tensor '%s' byte size overflows", path, tn);
       t.offset = u64();
       if (t.offset % f_.alignment_ != 0)
@@ -596,7 +601,7 @@ void Writer::add_tensor(const std::string& name, const std::vector<int64_t>& dim
   TS_CHECK(!dims.empty() && dims.size() <= 4);
   int64_t rows = 1;
   for (size_t d = 1; d < dims.size(); ++d) rows *= dims[d];
-  const size_t expect = row_size(type, dims[0]) * static_cast<size_t>(rows);
+  const size_t expect = tensor_bytes(type, dims[0], rows);
   TS_CHECK_MSG(size_bytes == expect, "tensor %s: %zu bytes given, %zu expected", name.c_str(), size_bytes, expect);
   PendingTensor t{name, dims, type, {}};
   t.data.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + size_bytes);

@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "kernels/kernels_internal.h"
+#include "kernels/registry.h"
 
 #if defined(TS_HAVE_X86)
 #include <cpuid.h>
@@ -128,6 +129,8 @@ struct Tables {
 #if defined(TS_HAVE_ARM)
     if (isa_available(Isa::neon)) detail::init_neon(t[3]);
 #endif
+    for (int i = 0; i < 4; ++i)
+      if (isa_available(static_cast<Isa>(i))) detail::install_formats(t[i]);
   }
 };
 
@@ -162,6 +165,28 @@ Isa active_isa() {
 }
 
 const KernelTable& active() { return table(active_isa()); }
+
+namespace {
+std::atomic<int> g_ternary{static_cast<int>(TernaryKernel::mad)};
+}  // namespace
+
+const char* ternary_kernel_name(TernaryKernel k) {
+  switch (k) {
+    case TernaryKernel::mad: return "mad";
+    case TernaryKernel::lut: return "lut";
+    case TernaryKernel::automatic: return "auto";
+  }
+  return "?";
+}
+
+std::optional<TernaryKernel> ternary_kernel_from_name(std::string_view name) {
+  for (TernaryKernel k : {TernaryKernel::mad, TernaryKernel::lut, TernaryKernel::automatic})
+    if (name == ternary_kernel_name(k)) return k;
+  return std::nullopt;
+}
+
+void select_ternary_kernel(TernaryKernel k) { g_ternary.store(static_cast<int>(k), std::memory_order_release); }
+TernaryKernel ternary_kernel() { return static_cast<TernaryKernel>(g_ternary.load(std::memory_order_acquire)); }
 
 void select_isa(Isa isa) {
   if (!isa_available(isa)) {

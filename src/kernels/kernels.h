@@ -1,9 +1,10 @@
 // Micro-kernels per tensor format x ISA.
 //
-// A kernel never allocates, never spawns threads and never logs. Every ISA lives in its own source
-// file (kernels_scalar.cpp, kernels_avx2.cpp, kernels_avx512.cpp, kernels_neon.cpp) compiled with its
-// own flags, and fills a KernelTable. The table for the running machine is chosen once at start-up
-// (select_isa); tests fetch every available table and compare it with the scalar reference.
+// A kernel never allocates, never spawns threads and never logs. Every ISA's code lives in source files of its own
+// (kernels_<isa>.cpp, and <format>/*_<isa>.cpp) compiled with its own flags; each ISA's KernelTable gets its float
+// helpers from its kernels_<isa>.cpp and its weight formats from the registry (registry.h). The table for the
+// running machine is chosen once at start-up (select_isa); tests fetch every available table and compare it with
+// the scalar reference.
 #pragma once
 
 #include <cstddef>
@@ -21,10 +22,26 @@ enum class Isa { scalar = 0, avx2, avx512, neon };
 const char* isa_name(Isa isa);
 std::optional<Isa> isa_from_name(std::string_view name);
 
-// Quantizes n activations (n a multiple of the paired format's block) into the activation format.
+// Prepares n activations (n a multiple of the paired format's block) in the weight format's activation layout.
 using QuantizeActFn = void (*)(const float* x, void* y, int64_t n);
-// Dot product of one weight row and one activation row (already in the activation format), n elements.
+// Dot product of one weight row and one activation row (already in the activation layout), n elements. A format
+// with a per-tensor scale (formats/tensor_type.h, TypeTraits::tensor_scale) leaves it out: the op multiplies by it.
 using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
+
+// How a weight format wants its input rows prepared. Weights whose layouts share a name share one prepared input
+// (matmul_multi quantizes once for Q, K and V).
+struct ActLayout {
+  const char* name = "f32";
+  // The GGUF tensor type a prepared row is, where it is one (Q8_0, Q8_1, Q8_K, F16, BF16, F32); the ternary
+  // formats' int8 rows with one scale per row are none.
+  std::optional<TensorType> type;
+  size_t (*row_bytes)(int64_t n) = nullptr;  // bytes of a prepared row of n elements
+  QuantizeActFn quantize = nullptr;
+  // The packed multiplies of some formats take the integer sum of each block of sum_block quants of a prepared
+  // row (GemmPackedFn's act_sums); block_sums computes them. 0 / null: the format needs none.
+  int64_t sum_block = 0;
+  void (*block_sums)(const void* row, int64_t n, int32_t* sums) = nullptr;
+};
 
 // The f16 attention kernels (dot_f16_rows, gemm_f32_f16t) read rows in chunks of this many elements, each
 // chunk contiguous, the chunks placed as an F16Chunks says.
@@ -49,8 +66,9 @@ constexpr int kPackRows = 8;
 // Packs kPackRows rows (each row_bytes apart in src) of n elements into one group at dst.
 using PackRowsFn = void (*)(const void* src, size_t row_bytes, int64_t n, void* dst);
 // y[t * ldy + r] = dot(row r of the group, activation row t) for r < kPackRows, t < nt (nt <= 4).
-// act rows are act_stride bytes apart, in the weight type's activation format; act_sums holds, per
-// activation row and block, the integer sum of its quants (n / 32 values per row, row-major).
+// act rows are act_stride bytes apart, in the weight type's activation layout; act_sums holds, per
+// activation row, the layout's block sums (ActLayout::block_sums: n / sum_block values per row, row-major; null
+// when the layout has none).
 using GemmPackedFn = void (*)(int64_t n, const void* w_group, const void* act, size_t act_stride,
                               const int32_t* act_sums, int nt, float* y, int64_t ldy);
 
@@ -64,8 +82,7 @@ constexpr int kPacked2MaxTokens = 16;
 
 struct WeightKernels {
   bool supported = false;
-  TensorType act_type = TensorType::F32;  // activation format the weight type is paired with
-  QuantizeActFn quantize_act = nullptr;
+  ActLayout act;  // the activation layout the weight type is paired with
   VecDotFn vec_dot = nullptr;
   // Packed path (null if the type has none): bytes per packed group for n elements, pack, multiply.
   size_t (*packed_group_bytes)(int64_t n) = nullptr;
@@ -78,7 +95,7 @@ struct KernelTable {
   Isa isa = Isa::scalar;
   const char* features = "";  // sub-features the table uses beyond its ISA's baseline, e.g. "dotprod+i8mm"
 
-  WeightKernels weights[40];  // indexed by static_cast<int>(TensorType)
+  WeightKernels weights[kMaxTypeId];  // indexed by static_cast<int>(TensorType); filled by the registry (registry.h)
 
   // Float helpers used by attention and the elementwise ops.
   float (*dot_f32)(int64_t n, const float* a, const float* b) = nullptr;
@@ -127,7 +144,20 @@ struct KernelTable {
                         F16Chunks b_chunks, float* c, int64_t ldc, bool accumulate) = nullptr;
 
   const WeightKernels& for_type(TensorType t) const { return weights[static_cast<int>(t)]; }
+  WeightKernels& for_type(TensorType t) { return weights[static_cast<int>(t)]; }
 };
+
+// How matmul multiplies the ternary formats (TQ1_0, TQ2_0, I2_S, IQ2_BN): multiply-add on unpacked codes (mad),
+// lookup tables of activation sums (lut: kernels/ternary/ternary_lut.h; the weights also get a repacked copy at load),
+// or auto: MAD for steps of more than kLutAutoMaxTokens rows (prompts: each token's tables cost more than they save),
+// and for shorter ones (decode) whichever of the two a short measurement at load found faster for the weight's type
+// and row length (ops::pack_lut). Process-wide, set before a model loads (the repacking happens at load).
+enum class TernaryKernel { mad, lut, automatic };
+constexpr int64_t kLutAutoMaxTokens = 4;
+const char* ternary_kernel_name(TernaryKernel k);
+std::optional<TernaryKernel> ternary_kernel_from_name(std::string_view name);
+void select_ternary_kernel(TernaryKernel k);
+TernaryKernel ternary_kernel();
 
 // Whether this machine can run the ISA (cpuid / HWCAP).
 bool isa_available(Isa isa);

@@ -765,28 +765,6 @@ void init_avx512(KernelTable& t) {
   init_scalar(t);
   t.isa = Isa::avx512;
   t.features = "avx512bw+vnni";
-  auto set = [&](TensorType w, VecDotFn d) { t.weights[static_cast<int>(w)].vec_dot = d; };
-  set(TensorType::F32, x86::dot_f32_f32);
-  set(TensorType::F16, x86::dot_f16_f16);
-  set(TensorType::BF16, dot_bf16_bf16);
-  set(TensorType::Q4_0, dot_q4_0_q8_0);
-  set(TensorType::Q4_1, dot_q4_1_q8_1);
-  set(TensorType::Q8_0, dot_q8_0_q8_0);
-  set(TensorType::Q4_K, x86::dot_q4_k_q8_k<true>);
-  set(TensorType::Q5_K, x86::dot_q5_k_q8_k<true>);
-  set(TensorType::Q6_K, x86::dot_q6_k_q8_k<true>);
-  t.weights[static_cast<int>(TensorType::Q4_0)].gemm_packed = x86::PackedQ4<true>::q4_0;
-  t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed = x86::PackedQ4<true>::q4_1;
-  t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed = x86::PackedQ4<true>::q8_0;
-  t.weights[static_cast<int>(TensorType::Q4_K)].gemm_packed = x86::PackedQ4<true>::q4_k;
-  t.weights[static_cast<int>(TensorType::Q5_K)].gemm_packed = x86::PackedQ4<true>::q5_k;
-  t.weights[static_cast<int>(TensorType::Q6_K)].gemm_packed = x86::PackedQ4<true>::q6_k;
-  t.weights[static_cast<int>(TensorType::Q4_0)].gemm_packed2 = gemm_packed2_q4_0;
-  t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed2 = gemm_packed2_q4_1;
-  t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed2 = gemm_packed2_q8_0;
-  t.weights[static_cast<int>(TensorType::Q4_K)].gemm_packed2 = gemm_packed2_q4_k;
-  t.weights[static_cast<int>(TensorType::Q5_K)].gemm_packed2 = gemm_packed2_q5_k;
-  t.weights[static_cast<int>(TensorType::Q6_K)].gemm_packed2 = gemm_packed2_q6_k;
   x86::set_float_helpers(t);
   t.gemm_f32_f16t = gemm_f32_f16t;
   t.exp_sum_f32 = exp_sum_f32;
@@ -796,8 +774,50 @@ void init_avx512(KernelTable& t) {
   t.dot_q8_0_rows = x86::dot_q8_0_rows<true>;
   t.axpy_q8_0_rows = axpy_q8_0_rows;
   t.silu_mul_f32 = silu_mul_f32;
-  for (TensorType w : {TensorType::Q4_0, TensorType::Q8_0}) t.weights[static_cast<int>(w)].quantize_act = quantize_act_q8_512<BlockQ8_0, false>;
-  t.weights[static_cast<int>(TensorType::Q4_1)].quantize_act = quantize_act_q8_512<BlockQ8_1, true>;
+}
+
+// Applied after the AVX2 installers (registry.h), so each sets what this ISA does differently.
+void install_f32_avx512(KernelTable& t) { t.for_type(TensorType::F32).vec_dot = x86::dot_f32_f32; }
+void install_f16_avx512(KernelTable& t) { t.for_type(TensorType::F16).vec_dot = x86::dot_f16_f16; }
+void install_bf16_avx512(KernelTable& t) { t.for_type(TensorType::BF16).vec_dot = dot_bf16_bf16; }
+void install_q4_0_avx512(KernelTable& t) {
+  WeightKernels& k = t.for_type(TensorType::Q4_0);
+  k.act.quantize = quantize_act_q8_512<BlockQ8_0, false>;
+  k.vec_dot = dot_q4_0_q8_0;
+  k.gemm_packed = x86::PackedQ4<true>::q4_0;
+  k.gemm_packed2 = gemm_packed2_q4_0;
+}
+void install_q4_1_avx512(KernelTable& t) {
+  WeightKernels& k = t.for_type(TensorType::Q4_1);
+  k.act.quantize = quantize_act_q8_512<BlockQ8_1, true>;
+  k.vec_dot = dot_q4_1_q8_1;
+  k.gemm_packed = x86::PackedQ4<true>::q4_1;
+  k.gemm_packed2 = gemm_packed2_q4_1;
+}
+void install_q8_0_avx512(KernelTable& t) {
+  WeightKernels& k = t.for_type(TensorType::Q8_0);
+  k.act.quantize = quantize_act_q8_512<BlockQ8_0, false>;
+  k.vec_dot = dot_q8_0_q8_0;
+  k.gemm_packed = x86::PackedQ4<true>::q8_0;
+  k.gemm_packed2 = gemm_packed2_q8_0;
+}
+void install_q4_k_avx512(KernelTable& t) {
+  WeightKernels& k = t.for_type(TensorType::Q4_K);
+  k.vec_dot = x86::dot_q4_k_q8_k<true>;
+  k.gemm_packed = x86::PackedQ4<true>::q4_k;
+  k.gemm_packed2 = gemm_packed2_q4_k;
+}
+void install_q5_k_avx512(KernelTable& t) {
+  WeightKernels& k = t.for_type(TensorType::Q5_K);
+  k.vec_dot = x86::dot_q5_k_q8_k<true>;
+  k.gemm_packed = x86::PackedQ4<true>::q5_k;
+  k.gemm_packed2 = gemm_packed2_q5_k;
+}
+void install_q6_k_avx512(KernelTable& t) {
+  WeightKernels& k = t.for_type(TensorType::Q6_K);
+  k.vec_dot = x86::dot_q6_k_q8_k<true>;
+  k.gemm_packed = x86::PackedQ4<true>::q6_k;
+  k.gemm_packed2 = gemm_packed2_q6_k;
 }
 
 }  // namespace tokenscope::kernels::detail

@@ -44,7 +44,8 @@ void vec_dot_rows(int64_t n, const void* x, size_t stride, int64_t count, const 
 }
 }  // namespace
 
-// Each ISA file fills a table; the SIMD ones start from the scalar table and override what they speed up.
+// Each ISA file fills a table's float helpers; the SIMD ones start from the scalar helpers and override what they
+// speed up. The weight formats are installed afterwards, from the registry (registry.h).
 void init_scalar(KernelTable& t);
 #if defined(TS_HAVE_X86)
 void init_avx2(KernelTable& t);
@@ -62,6 +63,10 @@ void quantize_act_q8_k(const float* x, void* y, int64_t n);
 void quantize_act_f16(const float* x, void* y, int64_t n);
 void quantize_act_bf16(const float* x, void* y, int64_t n);
 void quantize_act_f32(const float* x, void* y, int64_t n);
+// The scalar activation layouts shared by several formats (a SIMD installer may swap in its own quantize).
+ActLayout act_layout_q8_0();
+ActLayout act_layout_q8_1();
+ActLayout act_layout_q8_k();
 
 // Packed layouts (kernels_packed.cpp): group sizes, packers and the scalar reference multiplies.
 size_t packed_bytes_q4_0(int64_t n);

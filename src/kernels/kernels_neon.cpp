@@ -909,36 +909,15 @@ void gemm_packed_i8mm(int64_t n, const void* w, const void* act, size_t as, cons
   }
 }
 
+// Whether this CPU has the Armv8.6 int8 matrix multiply (SMMLA), which the packed Q4_0 / Q4_1 / Q8_0 GEMMs use.
+bool has_i8mm() { return (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0; }
+
 }  // namespace
 
 void init_neon(KernelTable& t) {
   init_scalar(t);
   t.isa = Isa::neon;
-  auto set = [&](TensorType w, VecDotFn d) { t.weights[static_cast<int>(w)].vec_dot = d; };
-  set(TensorType::F32, dot_f32_f32);
-  set(TensorType::F16, dot_f16_f16);
-  set(TensorType::BF16, dot_bf16_bf16);
-  set(TensorType::Q4_0, dot_q4_0_q8_0);
-  set(TensorType::Q4_1, dot_q4_1_q8_1);
-  set(TensorType::Q8_0, dot_q8_0_q8_0);
-  set(TensorType::Q4_K, dot_q4_k_q8_k);
-  set(TensorType::Q5_K, dot_q5_k_q8_k);
-  set(TensorType::Q6_K, dot_q6_k_q8_k);
-  for (TensorType w : {TensorType::Q4_0, TensorType::Q8_0}) t.weights[static_cast<int>(w)].quantize_act = neon_quantize_q8_0;
-  t.weights[static_cast<int>(TensorType::Q4_1)].quantize_act = neon_quantize_q8_1;
-  t.weights[static_cast<int>(TensorType::Q4_0)].gemm_packed = gemm_packed_q4<false>;
-  t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed = gemm_packed_q4<true>;
-  t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed = gemm_packed_q8_0;
-  t.weights[static_cast<int>(TensorType::Q4_K)].gemm_packed = gemm_packed_kquant<0>;
-  t.weights[static_cast<int>(TensorType::Q5_K)].gemm_packed = gemm_packed_kquant<1>;
-  t.weights[static_cast<int>(TensorType::Q6_K)].gemm_packed = gemm_packed_kquant<2>;
-  t.features = "dotprod";
-  if (getauxval(AT_HWCAP2) & HWCAP2_I8MM) {
-    t.weights[static_cast<int>(TensorType::Q4_0)].gemm_packed = gemm_packed_i8mm<0>;
-    t.weights[static_cast<int>(TensorType::Q4_1)].gemm_packed = gemm_packed_i8mm<1>;
-    t.weights[static_cast<int>(TensorType::Q8_0)].gemm_packed = gemm_packed_i8mm<2>;
-    t.features = "dotprod+i8mm";
-  }
+  t.features = has_i8mm() ? "dotprod+i8mm" : "dotprod";
   t.dot_f32 = dot_f32_plain;
   t.dot_f16 = dot_f16_pair;
   t.axpy_f16 = axpy_f16;
@@ -952,6 +931,40 @@ void init_neon(KernelTable& t) {
   t.softmax_f16r = softmax_f16r;
   t.max_f32 = max_f32;
   t.gemm_f32_f16t = gemm_f32_f16t;
+}
+
+void install_f32_neon(KernelTable& t) { t.for_type(TensorType::F32).vec_dot = dot_f32_f32; }
+void install_f16_neon(KernelTable& t) { t.for_type(TensorType::F16).vec_dot = dot_f16_f16; }
+void install_bf16_neon(KernelTable& t) { t.for_type(TensorType::BF16).vec_dot = dot_bf16_bf16; }
+void install_q4_0_neon(KernelTable& t) {
+  WeightKernels& k = t.for_type(TensorType::Q4_0);
+  k.act.quantize = neon_quantize_q8_0;
+  k.vec_dot = dot_q4_0_q8_0;
+  k.gemm_packed = has_i8mm() ? gemm_packed_i8mm<0> : gemm_packed_q4<false>;
+}
+void install_q4_1_neon(KernelTable& t) {
+  WeightKernels& k = t.for_type(TensorType::Q4_1);
+  k.act.quantize = neon_quantize_q8_1;
+  k.vec_dot = dot_q4_1_q8_1;
+  k.gemm_packed = has_i8mm() ? gemm_packed_i8mm<1> : gemm_packed_q4<true>;
+}
+void install_q8_0_neon(KernelTable& t) {
+  WeightKernels& k = t.for_type(TensorType::Q8_0);
+  k.act.quantize = neon_quantize_q8_0;
+  k.vec_dot = dot_q8_0_q8_0;
+  k.gemm_packed = has_i8mm() ? gemm_packed_i8mm<2> : gemm_packed_q8_0;
+}
+void install_q4_k_neon(KernelTable& t) {
+  t.for_type(TensorType::Q4_K).vec_dot = dot_q4_k_q8_k;
+  t.for_type(TensorType::Q4_K).gemm_packed = gemm_packed_kquant<0>;
+}
+void install_q5_k_neon(KernelTable& t) {
+  t.for_type(TensorType::Q5_K).vec_dot = dot_q5_k_q8_k;
+  t.for_type(TensorType::Q5_K).gemm_packed = gemm_packed_kquant<1>;
+}
+void install_q6_k_neon(KernelTable& t) {
+  t.for_type(TensorType::Q6_K).vec_dot = dot_q6_k_q8_k;
+  t.for_type(TensorType::Q6_K).gemm_packed = gemm_packed_kquant<2>;
 }
 
 }  // namespace tokenscope::kernels::detail

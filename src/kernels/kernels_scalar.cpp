@@ -258,36 +258,86 @@ void f_gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t ld
     }
 }
 
-void set(KernelTable& t, TensorType w, TensorType act, QuantizeActFn q, VecDotFn d) {
-  t.weights[static_cast<int>(w)] = WeightKernels{true, act, q, d};
+// The integer sum of each block of 32 quants of a prepared Q8_0 (kQuantsAt 2) or Q8_1 (4) row.
+template <typename Block, size_t kQuantsAt>
+void block_sums_q8(const void* row, int64_t n, int32_t* sums) {
+  const auto* b = static_cast<const uint8_t*>(row);
+  for (int64_t i = 0; i < n / 32; ++i, b += sizeof(Block)) {
+    const auto* q = reinterpret_cast<const int8_t*>(b + kQuantsAt);
+    int32_t s = 0;
+    for (int j = 0; j < 32; ++j) s += q[j];
+    sums[i] = s;
+  }
+}
+
+template <TensorType kType>
+size_t row_bytes_of(int64_t n) {
+  return row_size(kType, n);
+}
+
+void put(KernelTable& t, TensorType w, ActLayout act, VecDotFn d) {
+  WeightKernels& k = t.for_type(w);
+  k.supported = true;
+  k.act = act;
+  k.vec_dot = d;
+}
+void put_packed(KernelTable& t, TensorType w, size_t (*bytes)(int64_t), PackRowsFn pack, GemmPackedFn gemm) {
+  WeightKernels& k = t.for_type(w);
+  k.packed_group_bytes = bytes;
+  k.pack_rows = pack;
+  k.gemm_packed = gemm;
 }
 
 }  // namespace
 
+ActLayout act_layout_q8_0() {
+  return {"q8_0", TensorType::Q8_0, row_bytes_of<TensorType::Q8_0>, quantize_act_q8_0, 32,
+          block_sums_q8<BlockQ8_0, 2>};
+}
+ActLayout act_layout_q8_1() {
+  return {"q8_1", TensorType::Q8_1, row_bytes_of<TensorType::Q8_1>, quantize_act_q8_1, 32,
+          block_sums_q8<BlockQ8_1, 4>};
+}
+ActLayout act_layout_q8_k() { return {"q8_k", TensorType::Q8_K, row_bytes_of<TensorType::Q8_K>, quantize_act_q8_k}; }
+
+void install_f32_scalar(KernelTable& t) {
+  put(t, TensorType::F32, {"f32", TensorType::F32, row_bytes_of<TensorType::F32>, quantize_act_f32}, dot_f32_f32);
+}
+void install_f16_scalar(KernelTable& t) {
+  put(t, TensorType::F16, {"f16", TensorType::F16, row_bytes_of<TensorType::F16>, quantize_act_f16}, dot_f16_f16);
+}
+void install_bf16_scalar(KernelTable& t) {
+  put(t, TensorType::BF16, {"bf16", TensorType::BF16, row_bytes_of<TensorType::BF16>, quantize_act_bf16}, dot_bf16_bf16);
+}
+void install_q4_0_scalar(KernelTable& t) {
+  put(t, TensorType::Q4_0, act_layout_q8_0(), dot_q4_0_q8_0);
+  put_packed(t, TensorType::Q4_0, packed_bytes_q4_0, pack_rows_q4_0, gemm_packed_q4_0_ref);
+}
+void install_q4_1_scalar(KernelTable& t) {
+  put(t, TensorType::Q4_1, act_layout_q8_1(), dot_q4_1_q8_1);
+  put_packed(t, TensorType::Q4_1, packed_bytes_q4_1, pack_rows_q4_1, gemm_packed_q4_1_ref);
+}
+void install_q8_0_scalar(KernelTable& t) {
+  put(t, TensorType::Q8_0, act_layout_q8_0(), dot_q8_0_q8_0);
+  put_packed(t, TensorType::Q8_0, packed_bytes_q8_0, pack_rows_q8_0, gemm_packed_q8_0_ref);
+}
+void install_q4_k_scalar(KernelTable& t) {
+  put(t, TensorType::Q4_K, act_layout_q8_k(), dot_q4_k_q8_k);
+  put_packed(t, TensorType::Q4_K, packed_bytes_q4_k, pack_rows_q4_k, gemm_packed_q4_k_ref);
+}
+void install_q5_k_scalar(KernelTable& t) {
+  put(t, TensorType::Q5_K, act_layout_q8_k(), dot_q5_k_q8_k);
+  put_packed(t, TensorType::Q5_K, packed_bytes_q5_k, pack_rows_q5_k, gemm_packed_q5_k_ref);
+}
+void install_q6_k_scalar(KernelTable& t) {
+  put(t, TensorType::Q6_K, act_layout_q8_k(), dot_q6_k_q8_k);
+  put_packed(t, TensorType::Q6_K, packed_bytes_q6_k, pack_rows_q6_k, gemm_packed_q6_k_ref);
+}
+
+// The float helpers every table starts from; the weight formats come from the registry (registry.h).
 void init_scalar(KernelTable& t) {
   t = KernelTable{};
   t.isa = Isa::scalar;
-  set(t, TensorType::F32, TensorType::F32, quantize_act_f32, dot_f32_f32);
-  set(t, TensorType::F16, TensorType::F16, quantize_act_f16, dot_f16_f16);
-  set(t, TensorType::BF16, TensorType::BF16, quantize_act_bf16, dot_bf16_bf16);
-  set(t, TensorType::Q4_0, TensorType::Q8_0, quantize_act_q8_0, dot_q4_0_q8_0);
-  set(t, TensorType::Q4_1, TensorType::Q8_1, quantize_act_q8_1, dot_q4_1_q8_1);
-  set(t, TensorType::Q8_0, TensorType::Q8_0, quantize_act_q8_0, dot_q8_0_q8_0);
-  set(t, TensorType::Q4_K, TensorType::Q8_K, quantize_act_q8_k, dot_q4_k_q8_k);
-  set(t, TensorType::Q5_K, TensorType::Q8_K, quantize_act_q8_k, dot_q5_k_q8_k);
-  set(t, TensorType::Q6_K, TensorType::Q8_K, quantize_act_q8_k, dot_q6_k_q8_k);
-  auto packed = [&](TensorType w, size_t (*bytes)(int64_t), PackRowsFn pack, GemmPackedFn gemm) {
-    WeightKernels& k = t.weights[static_cast<int>(w)];
-    k.packed_group_bytes = bytes;
-    k.pack_rows = pack;
-    k.gemm_packed = gemm;
-  };
-  packed(TensorType::Q4_0, packed_bytes_q4_0, pack_rows_q4_0, gemm_packed_q4_0_ref);
-  packed(TensorType::Q4_1, packed_bytes_q4_1, pack_rows_q4_1, gemm_packed_q4_1_ref);
-  packed(TensorType::Q8_0, packed_bytes_q8_0, pack_rows_q8_0, gemm_packed_q8_0_ref);
-  packed(TensorType::Q4_K, packed_bytes_q4_k, pack_rows_q4_k, gemm_packed_q4_k_ref);
-  packed(TensorType::Q5_K, packed_bytes_q5_k, pack_rows_q5_k, gemm_packed_q5_k_ref);
-  packed(TensorType::Q6_K, packed_bytes_q6_k, pack_rows_q6_k, gemm_packed_q6_k_ref);
   t.dot_f32 = f_dot_f32;
   t.dot_f16 = f_dot_f16;
   t.axpy_f16 = f_axpy_f16;

@@ -1094,8 +1094,6 @@ inline void axpy_q8_0_rows(int64_t n, const void* x, size_t stride, int64_t coun
 // The float helpers are the same on AVX2 and AVX-512 (256-bit F16C / FMA).
 template <typename Table>
 void set_float_helpers(Table& t) {
-  for (TensorType w : {TensorType::Q4_0, TensorType::Q8_0}) t.weights[static_cast<int>(w)].quantize_act = quantize_act_q8_0;
-  t.weights[static_cast<int>(TensorType::Q4_1)].quantize_act = quantize_act_q8_1;
   t.dot_f32 = dot_f32_plain;
   t.dot_f16 = dot_f16_pair;
   t.axpy_f16 = axpy_f16;

@@ -36,6 +36,7 @@ struct Loader {
     w.cols = cols;
     w.rows = rows;
     w.row_bytes = row_size(t.type, cols);
+    w.scale = tensor_scale(t.type, w.data, t.n_elements);
     return w;
   }
 
@@ -64,8 +65,14 @@ ModelConfig read_model_config(const gguf::File& f) {
   ModelConfig c;
   c.arch = f.get_string("general.architecture");
   c.name = f.opt_string("general.name").value_or("");
-  if (c.arch != "llama" && c.arch != "qwen2")
-    fail("%s: architecture '%s' is not supported (supported: llama, qwen2)", path.c_str(), c.arch.c_str());
+  const bool bitnet = c.arch == "bitnet" || c.arch == "bitnet-25" || c.arch == "bitnet-b1.58";
+  if (c.arch != "llama" && c.arch != "qwen2" && !bitnet)
+    fail("%s: architecture '%s' is not supported (supported: llama, qwen2, bitnet, bitnet-25, bitnet-b1.58)",
+         path.c_str(), c.arch.c_str());
+  // llama.cpp's bitnet (the BitNet b1.58 3B conversions) gates with SiLU; bitnet-25 / bitnet-b1.58 (BitNet b1.58
+  // 2B4T, as bitnet.cpp and ik_llama.cpp name it) with squared ReLU. All have the sub-norms.
+  c.sub_norms = bitnet;
+  c.relu_sqr_ffn = bitnet && c.arch != "bitnet";
   Loader L{f, c.arch};
   c.n_layer = L.positive("block_count");
   c.n_embd = L.positive("embedding_length");
@@ -131,6 +138,15 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& l
     l.w_gate = L.matrix(p + "ffn_gate.weight", D, c.n_ff);
     l.w_up = L.matrix(p + "ffn_up.weight", D, c.n_ff);
     l.w_down = L.matrix(p + "ffn_down.weight", c.n_ff, D);
+    if (c.sub_norms) {
+      l.attn_sub_norm = L.vector(p + "attn_sub_norm.weight", q_dim);
+      l.ffn_sub_norm = L.vector(p + "ffn_sub_norm.weight", c.n_ff);
+      // llama.cpp's bitnet files may carry a one-element scale per matrix (blk.N.attn_q.scale), which multiplies
+      // its outputs; it joins the format's own per-tensor scale.
+      for (auto [w, name] : {std::pair{&l.wq, "attn_q"}, {&l.wk, "attn_k"}, {&l.wv, "attn_v"}, {&l.wo, "attn_output"},
+                             {&l.w_gate, "ffn_gate"}, {&l.w_up, "ffn_up"}, {&l.w_down, "ffn_down"}})
+        if (f.find_tensor(p + name + ".scale")) w->scale *= L.vector(p + name + ".scale", 1)[0];
+    }
     if (c.arch == "qwen2") {
       l.bq = L.vector(p + "attn_q.bias", q_dim);
       l.bk = L.vector(p + "attn_k.bias", kv_dim);
@@ -250,6 +266,10 @@ void Forward::eval(ops::Context& ctx, const ops::KVStore& kv, const StepInput& i
       ops::attention(ctx, kv, il, in.seqs, q_.data(), k_.data(), v_.data(), att_.data(), c.n_head, scale,
                      rope_cs_.data(), c.n_rot, c.rope_style);
     }, T, n_kv_max, hd);
+    if (c.sub_norms)
+      op(OpKind::rmsnorm, il, "attn_sub_norm", profile::elementwise_cost(T * l.wo.cols, 4, 1, 1), [&] {
+        ops::rmsnorm(ctx, att_.data(), l.attn_sub_norm.data(), att_.data(), T, l.wo.cols, c.norm_eps);
+      });
     op(OpKind::matmul, il, "attn_output", mm_cost(l.wo, T), [&] { ops::matmul(ctx, l.wo, att_.data(), T, xb); }, T,
        l.wo.rows, l.wo.cols, type_name(l.wo.type));
     op(OpKind::add, il, "residual", add_cost, [&] { ops::add_inplace(ctx, x, xb, T * D); });
@@ -258,8 +278,16 @@ void Forward::eval(ops::Context& ctx, const ops::KVStore& kv, const StepInput& i
     op(OpKind::matmul, il, "ffn_gate_up", sum(mm_cost(l.w_gate, T), mm_cost(l.w_up, T)),
        [&] { ops::matmul_multi(ctx, {{&l.w_gate, gate_.data()}, {&l.w_up, up_.data()}}, xb, T); }, T,
        l.w_gate.rows + l.w_up.rows, D, type_name(l.w_gate.type));
-    op(OpKind::activation, il, "swiglu", profile::elementwise_cost(T * c.n_ff, 6, 2, 1),
-       [&] { ops::swiglu(ctx, gate_.data(), up_.data(), gate_.data(), T, c.n_ff); });
+    if (c.relu_sqr_ffn)
+      op(OpKind::activation, il, "relu_sqr", profile::elementwise_cost(T * c.n_ff, 3, 2, 1),
+         [&] { ops::relu_sqr_mul(ctx, gate_.data(), up_.data(), gate_.data(), T, c.n_ff); });
+    else
+      op(OpKind::activation, il, "swiglu", profile::elementwise_cost(T * c.n_ff, 6, 2, 1),
+         [&] { ops::swiglu(ctx, gate_.data(), up_.data(), gate_.data(), T, c.n_ff); });
+    if (c.sub_norms)
+      op(OpKind::rmsnorm, il, "ffn_sub_norm", profile::elementwise_cost(T * c.n_ff, 4, 1, 1), [&] {
+        ops::rmsnorm(ctx, gate_.data(), l.ffn_sub_norm.data(), gate_.data(), T, c.n_ff, c.norm_eps);
+      });
     op(OpKind::matmul, il, "ffn_down", mm_cost(l.w_down, T), [&] { ops::matmul(ctx, l.w_down, gate_.data(), T, xb); },
        T, l.w_down.rows, l.w_down.cols, type_name(l.w_down.type));
     op(OpKind::add, il, "residual", add_cost, [&] { ops::add_inplace(ctx, x, xb, T * D); });

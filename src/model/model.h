@@ -1,4 +1,4 @@
-// Decoder-only transformer models (llama, qwen2) as plain C++ forward passes over ops.
+// Decoder-only transformer models (llama, qwen2, BitNet b1.58) as plain C++ forward passes over ops.
 #pragma once
 
 #include <algorithm>
@@ -32,12 +32,18 @@ struct ModelConfig {
   float norm_eps = 1e-5f;
   ops::RopeStyle rope_style = ops::RopeStyle::normal;
   bool tied_output = false;  // output projection shares token_embd.weight
+  // BitNet b1.58 (architectures bitnet, bitnet-25, bitnet-b1.58): an RMSNorm of the attention's output before its
+  // projection and of the FFN's hidden state before the down projection (attn_sub_norm, ffn_sub_norm); bitnet-25
+  // and bitnet-b1.58 also gate the FFN with squared ReLU instead of SiLU.
+  bool sub_norms = false;
+  bool relu_sqr_ffn = false;
 };
 
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;
   ops::Weight wq, wk, wv, wo;
   std::vector<float> bq, bk, bv;  // qwen2 only
+  std::vector<float> attn_sub_norm, ffn_sub_norm;  // BitNet only
   ops::Weight w_gate, w_up, w_down;
 };
 

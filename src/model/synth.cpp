@@ -21,6 +21,11 @@ const std::vector<ModelShape>& model_shapes() {
        1e-6f, false, true},
       {"llama-3.2-1b", "llama", "Llama-3.2-1B (synthetic weights)", 16, 2048, 8192, 32, 8, 128256, 131072, 500000.f,
        1e-5f, true, false},
+      // microsoft/bitnet-b1.58-2B-4T: hidden 2560, intermediate 6912, 30 layers, 20 heads, 5 KV heads, vocabulary
+      // 128256, 4096 positions, RoPE theta 500000, RMSNorm eps 1e-5, tied embeddings; the architecture as
+      // bitnet.cpp and ik_llama.cpp name it in GGUF.
+      {"bitnet-b1.58-2b", "bitnet-b1.58", "BitNet-b1.58-2B-4T (synthetic weights)", 30, 2560, 6912, 20, 5, 128256, 4096,
+       500000.f, 1e-5f, true, false},
   };
   return shapes;
 }
@@ -45,6 +50,9 @@ int file_type_for(TensorType t) {
     case TensorType::Q5_K: return 17;  // Q5_K_M
     case TensorType::Q6_K: return 18;
     case TensorType::BF16: return 32;
+    case TensorType::TQ1_0: return 36;
+    case TensorType::TQ2_0: return 37;
+    case TensorType::IQ2_BN: return 137;  // ik_llama.cpp's
     default: return -1;
   }
 }
@@ -59,8 +67,9 @@ TensorType fit(TensorType want, int64_t row) {
 
 void check_matrix_type(TensorType t) {
   const TypeTraits& tr = type_traits(t);
-  if (!tr.quantize_row || !tr.dequantize_row || t == TensorType::Q8_1 || t == TensorType::Q8_K)
-    fail("type %s cannot be used for weights here (use F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K or Q6_K)", tr.name);
+  if (!(tr.quantize_row || tr.quantize_tensor) || !tr.dequantize_row || t == TensorType::Q8_1 || t == TensorType::Q8_K)
+    fail("type %s cannot be used for weights here (use F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0, "
+         "I2_S or IQ2_BN)", tr.name);
 }
 
 }  // namespace
@@ -70,6 +79,7 @@ std::vector<SynthTensor> synth_tensor_table(const ModelShape& s, TensorType mt) 
   const int64_t hd = s.n_embd / s.n_head;
   const int64_t q = s.n_head * hd, kv = s.n_head_kv * hd;
   const TensorType embd = is_quantized(mt) ? TensorType::Q8_0 : mt;
+  const bool bitnet = s.arch.rfind("bitnet", 0) == 0;
   std::vector<SynthTensor> t;
   t.push_back({"token_embd.weight", {s.n_embd, s.n_vocab}, fit(embd, s.n_embd)});
   for (int64_t l = 0; l < s.n_layer; ++l) {
@@ -84,10 +94,12 @@ std::vector<SynthTensor> synth_tensor_table(const ModelShape& s, TensorType mt) 
       t.push_back({p + "attn_v.bias", {kv}, TensorType::F32});
     }
     t.push_back({p + "attn_output.weight", {q, s.n_embd}, fit(mt, q)});
+    if (bitnet) t.push_back({p + "attn_sub_norm.weight", {q}, TensorType::F32});
     t.push_back({p + "ffn_norm.weight", {s.n_embd}, TensorType::F32});
     t.push_back({p + "ffn_gate.weight", {s.n_embd, s.n_ff}, fit(mt, s.n_embd)});
     t.push_back({p + "ffn_up.weight", {s.n_embd, s.n_ff}, fit(mt, s.n_embd)});
     t.push_back({p + "ffn_down.weight", {s.n_ff, s.n_embd}, fit(mt, s.n_ff)});
+    if (bitnet) t.push_back({p + "ffn_sub_norm.weight", {s.n_ff}, TensorType::F32});
   }
   t.push_back({"output_norm.weight", {s.n_embd}, TensorType::F32});
   if (!s.tied) t.push_back({"output.weight", {s.n_embd, s.n_vocab}, is_quantized(mt) ? fit(TensorType::Q6_K, s.n_embd) : mt});
@@ -121,6 +133,9 @@ void minimal_vocab(gguf::Writer& w, int64_t n, const std::string& pre) {
 }
 
 }  // namespace
+
+// The scale of synthetic ternary weights: about BitNet b1.58 2B4T's mean |w|, and exact in f16.
+constexpr float kTernaryScale = 1.0f / 32;
 
 uint64_t synth_model(const SynthOptions& o) {
   const ModelShape& s = model_shape(o.shape);
@@ -160,13 +175,21 @@ uint64_t synth_model(const SynthOptions& o) {
     const int64_t cols = t.dims[0];
     const int64_t rows = t.dims.size() > 1 ? t.dims[1] : 1;
     const size_t rb = row_size(t.type, cols);
-    bytes.assign(rb * static_cast<size_t>(rows), 0);
-    row.resize(static_cast<size_t>(cols));
+    bytes.assign(tensor_bytes(t.type, cols, rows), 0);
     const bool norm = t.name.find("norm") != std::string::npos;
+    // A format with one scale per tensor (I2_S) is quantized whole; the others row by row.
+    const bool whole = type_traits(t.type).quantize_tensor != nullptr;
+    row.resize(static_cast<size_t>(cols * (whole ? rows : 1)));
+    // Ternary matrices get ternary values times one power-of-two scale per model, drawn the same way whatever the
+    // ternary format, so one seed gives the same weights (and, the scale being exact, the same products) in each.
+    const bool tern = is_ternary(t.type);
     for (int64_t r = 0; r < rows; ++r) {
-      for (auto& v : row) v = norm ? 1.0f + nd(rng) : nd(rng);
-      quantize_row(t.type, row.data(), bytes.data() + static_cast<size_t>(r) * rb, cols);
+      float* v = row.data() + (whole ? r * cols : 0);
+      for (int64_t i = 0; i < cols; ++i)
+        v[i] = tern ? static_cast<float>(static_cast<int>(rng() % 3) - 1) * kTernaryScale : norm ? 1.0f + nd(rng) : nd(rng);
+      if (!whole) quantize_row(t.type, v, bytes.data() + static_cast<size_t>(r) * rb, cols);
     }
+    if (whole) quantize_tensor(t.type, row.data(), bytes.data(), rows, cols);
     w.add_tensor(t.name, t.dims, t.type, bytes.data(), bytes.size());
   }
   w.write(o.out);
@@ -221,12 +244,19 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
     }
     const int64_t cols = t.dims[0], rows = t.dims[1];
     const size_t rb_in = row_size(t.type, cols), rb_out = row_size(dst, cols);
-    f.resize(static_cast<size_t>(cols));
-    out.assign(rb_out * static_cast<size_t>(rows), 0);
+    const float scale_in = tensor_scale(t.type, in->tensor_data(t), t.n_elements);
+    // A target with one scale per tensor (I2_S) needs every row before it quantizes; the others go row by row.
+    const bool whole = type_traits(dst).quantize_tensor != nullptr;
+    f.resize(static_cast<size_t>(cols * (whole ? rows : 1)));
+    out.assign(tensor_bytes(dst, cols, rows), 0);
     for (int64_t r = 0; r < rows; ++r) {
-      dequantize_row(t.type, in->tensor_data(t) + static_cast<size_t>(r) * rb_in, f.data(), cols);
-      quantize_row(dst, f.data(), out.data() + static_cast<size_t>(r) * rb_out, cols);
+      float* v = f.data() + (whole ? r * cols : 0);
+      dequantize_row(t.type, in->tensor_data(t) + static_cast<size_t>(r) * rb_in, v, cols);
+      if (scale_in != 1.0f)
+        for (int64_t i = 0; i < cols; ++i) v[i] *= scale_in;
+      if (!whole) quantize_row(dst, v, out.data() + static_cast<size_t>(r) * rb_out, cols);
     }
+    if (whole) quantize_tensor(dst, f.data(), out.data(), rows, cols);
     w.add_tensor(t.name, t.dims, dst, out.data(), out.size());
     rep.bytes_out += out.size();
     ++rep.converted;

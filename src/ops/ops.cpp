@@ -1,6 +1,8 @@
 #include "ops/ops.h"
 
 #include <algorithm>
+#include <chrono>
+#include <map>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -11,12 +13,20 @@
 #include "base/error.h"
 #include "base/fp16.h"
 #include "base/huge_buffer.h"
+#include "kernels/ternary/ternary_lut.h"
 
 namespace tokenscope::ops {
+
+using kernels::ActLayout;
 
 uint8_t* Context::act_scratch(size_t bytes) {
   if (act_.size() < bytes) act_.resize(bytes);
   return act_.data();
+}
+
+uint8_t* Context::table_scratch(size_t bytes) {
+  if (tables_.size() < bytes) tables_.resize(bytes);
+  return tables_.data();
 }
 
 int32_t* Context::int_scratch(size_t n) {
@@ -165,24 +175,107 @@ void pack_weights(const std::vector<Weight*>& ws) {
     w.packed_owner = buf;
     w.release_source = false;  // done; and a plain copy's `data` is now ordinary memory
   }
+  if (kernels::ternary_kernel() != kernels::TernaryKernel::mad) pack_lut(ws);
 }
 
 namespace {
 
-// Integer sum of each activation block's quants in one quantized row (the packed Q4_0 kernel needs it for
-// its -8 offset).
-void block_sums(const uint8_t* act, TensorType act_type, int64_t K, int32_t* sums) {
-  const size_t bb = row_size(act_type, 32);
-  const size_t qoff = act_type == TensorType::Q8_1 ? 4 : 2;  // the quants follow d (and s)
-  for (int64_t b = 0; b < K / 32; ++b) {
-    const auto* q = reinterpret_cast<const int8_t*>(act + b * bb + qoff);
-    int32_t s = 0;
-    for (int j = 0; j < 32; ++j) s += q[j];
-    sums[b] = s;
-  }
+// Whether the LUT multiply of one group of 16 rows of w beats the MAD dot products of the same rows on this machine,
+// timed for a few milliseconds each on w's first group and a random activation row (--ternary-kernel auto).
+bool lut_is_faster(const Weight& w) {
+  namespace lut = kernels::ternary::lut;
+  const kernels::KernelTable& k = kernels::active();
+  const kernels::WeightKernels& wk = k.for_type(w.type);
+  const int64_t n = w.cols;
+  std::vector<uint8_t> group(lut::group_bytes(w.type, n)), act(wk.act.row_bytes(n)), tables(lut::table_bytes(n));
+  lut::pack_group(w.type, w.data, w.row_bytes, n, group.data());
+  std::vector<float> x(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) x[static_cast<size_t>(i)] = static_cast<float>((i * 7919) % 255) / 127.0f - 1.0f;
+  wk.act.quantize(x.data(), act.data(), n);
+  lut::build_tables(act.data(), n, tables.data());
+  const lut::LutGemvFn gemv = lut::gemv_for(k.isa);
+  float y[lut::kLutRows];
+  volatile float sink = 0;
+  auto time_it = [&](auto&& body) {
+    using clock = std::chrono::steady_clock;
+    double best = 1e30;
+    for (int round = 0; round < 3; ++round) {
+      const auto t0 = clock::now();
+      for (int rep = 0; rep < 8; ++rep) body();
+      best = std::min(best, std::chrono::duration<double>(clock::now() - t0).count());
+    }
+    return best;
+  };
+  const double mad = time_it([&] {
+    for (int r = 0; r < lut::kLutRows; ++r) y[r] = wk.vec_dot(n, w.data + static_cast<size_t>(r) * w.row_bytes, act.data());
+    sink = sink + y[0];
+  });
+  const double lut_s = time_it([&] {
+    gemv(w.type, n, group.data(), tables.data(), act.data(), y);
+    sink = sink + y[0];
+  });
+  return lut_s < mad;
 }
 
 }  // namespace
+
+void pack_lut(const std::vector<Weight*>& ws) {
+  namespace lut = kernels::ternary::lut;
+  constexpr size_t kAlign = 64;
+  // Under auto, only the shapes (type, row length) where the LUT multiply measured faster get a LUT copy.
+  std::map<std::pair<TensorType, int64_t>, bool> faster;
+  const bool measure = kernels::ternary_kernel() == kernels::TernaryKernel::automatic;
+  std::vector<size_t> at(ws.size(), 0);
+  size_t total = 0;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const Weight& w = *ws[i];
+    if (!is_ternary(w.type) || w.rows < lut::kLutRows || w.lut) continue;
+    if (measure) {
+      const auto key = std::pair{w.type, w.cols};
+      if (!faster.count(key)) faster[key] = lut_is_faster(w);
+      if (!faster[key]) continue;
+    }
+    at[i] = total + 1;  // 0: none
+    total += (lut::group_bytes(w.type, w.cols) * static_cast<size_t>(w.rows / lut::kLutRows) + kAlign - 1) / kAlign * kAlign;
+  }
+  if (total == 0) return;
+  auto buf = std::make_shared<const HugeBuffer>(total, "the ternary weights' lookup-table copies");
+  auto* base = static_cast<uint8_t*>(buf->data());
+  struct Job {
+    size_t weight;
+    int64_t group;
+  };
+  std::vector<Job> jobs;
+  for (size_t i = 0; i < ws.size(); ++i)
+    if (at[i])
+      for (int64_t g = 0; g < ws[i]->rows / lut::kLutRows; ++g) jobs.push_back({i, g});
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    constexpr size_t kChunk = 64;
+    for (size_t j0 = next.fetch_add(kChunk); j0 < jobs.size(); j0 = next.fetch_add(kChunk))
+      for (size_t j = j0; j < std::min(jobs.size(), j0 + kChunk); ++j) {
+        const Weight& w = *ws[jobs[j].weight];
+        const size_t gb = lut::group_bytes(w.type, w.cols);
+        lut::pack_group(w.type, w.data + static_cast<size_t>(jobs[j].group * lut::kLutRows) * w.row_bytes, w.row_bytes,
+                        w.cols, base + at[jobs[j].weight] - 1 + static_cast<size_t>(jobs[j].group) * gb);
+      }
+  };
+  const unsigned n_threads = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
+  std::vector<std::thread> threads;
+  try {
+    for (unsigned t = 1; t < n_threads; ++t) threads.emplace_back(work);
+  } catch (const std::system_error&) {
+    // No more threads to be had: the ones started and this one share the groups.
+  }
+  work();
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < ws.size(); ++i)
+    if (at[i]) {
+      ws[i]->lut = base + at[i] - 1;
+      ws[i]->lut_group_bytes = lut::group_bytes(ws[i]->type, ws[i]->cols);
+      ws[i]->lut_owner = buf;
+    }
+}
 
 void matmul(Context& ctx, const Weight& w, const float* x, int64_t T, float* y, const float* bias) {
   matmul_multi(ctx, {{&w, y, bias}}, x, T);
@@ -197,28 +290,27 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
     if (!wk.supported) fail("tensor %s: no matmul kernel for type %s", o.w->name.c_str(), type_name(o.w->type));
     TS_CHECK_MSG(o.w->cols == w0.cols, "matmul_multi: %s and %s have different input lengths", o.w->name.c_str(),
                  w0.name.c_str());
-    if (wk.act_type != wk0.act_type) {
+    if (std::strcmp(wk.act.name, wk0.act.name) != 0) {
       // Mixed formats (e.g. a Q4_0 matrix next to a Q4_1 one) quantize the input differently: one at a time.
       for (const MatmulOut& single : outs) matmul_multi(ctx, {single}, x, T);
       return;
     }
   }
   const int64_t K = w0.cols;
-  const size_t act_row = row_size(wk0.act_type, K);
+  const size_t act_row = wk0.act.row_bytes(K);
   uint8_t* act = ctx.act_scratch(act_row * static_cast<size_t>(T));
 
-  // 1. Activations into the weights' paired activation format (Q8_0, Q8_1, Q8_K, F16, ...), once.
-  // The packed multiplies of the types paired with Q8_0 / Q8_1 take each activation block's quant sum (Q8_K
-  // blocks carry their own).
+  // 1. Activations into the weights' paired activation layout (Q8_0, Q8_1, Q8_K, F16, ...), once, with the
+  // block sums the layout's packed multiplies take (Q8_0 / Q8_1: each block's quant sum; Q8_K blocks carry their own).
+  const ActLayout& al = wk0.act;
   const bool packed_ok = wk0.gemm_packed && K % 32 == 0;
-  int32_t* sums = nullptr;
-  if (packed_ok && (wk0.act_type == TensorType::Q8_0 || wk0.act_type == TensorType::Q8_1))
-    sums = ctx.int_scratch(static_cast<size_t>(T * (K / 32)));
+  const int64_t n_sums = packed_ok && al.block_sums ? K / al.sum_block : 0;
+  int32_t* sums = n_sums ? ctx.int_scratch(static_cast<size_t>(T * n_sums)) : nullptr;
   auto quantize_rows = [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       uint8_t* a = act + static_cast<size_t>(t) * act_row;
-      wk0.quantize_act(x + t * K, a, K);
-      if (sums) block_sums(a, wk0.act_type, K, sums + t * (K / 32));
+      al.quantize(x + t * K, a, K);
+      if (sums) al.block_sums(a, K, sums + t * n_sums);
     }
   };
   if (T == 1) {
@@ -237,40 +329,65 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
   std::vector<Context::MatmulUnits>& spans = ctx.units_scratch();
   spans.clear();
   int64_t n_units = 0;
+  // The lookup-table multiply where the ternary weights have their LUT copy and the mode asks for it (auto: short
+  // steps only); its tables are built once per token for every output of the call.
+  namespace lut = kernels::ternary::lut;
+  const kernels::TernaryKernel tk = kernels::ternary_kernel();
+  const bool lut_ok = tk == kernels::TernaryKernel::lut || (tk == kernels::TernaryKernel::automatic && T <= kernels::kLutAutoMaxTokens);
+  bool any_lut = false;
   for (const MatmulOut& o : outs) {
     const Weight& w = *o.w;
     Context::MatmulUnits sp;
     sp.first = n_units;
-    if (w.packed && ctx.k().for_type(w.type).gemm_packed && packed_ok) {
+    if (w.lut && lut_ok) {
+      sp.luts = w.rows / lut::kLutRows;
+      any_lut = true;
+    } else if (w.packed && ctx.k().for_type(w.type).gemm_packed && packed_ok) {
       // Two groups per unit where the table multiplies pairs (16 int32 lanes), then single groups. Not in
       // decode: one weight stream per thread measured ~15% faster there than the pair's two (Zen 5, tg128).
       if (ctx.k().for_type(w.type).gemm_packed2 && T >= 4) sp.pairs = w.rows / (2 * R);
       sp.singles = (w.rows - sp.pairs * 2 * R) / R;
     }
-    const int64_t rest = w.rows - sp.pairs * 2 * R - sp.singles * R;
+    const int64_t rest = w.rows - sp.pairs * 2 * R - sp.singles * R - sp.luts * lut::kLutRows;
     sp.plains = (rest + kPlainChunk - 1) / kPlainChunk;
-    n_units += sp.pairs + sp.singles + sp.plains;
+    n_units += sp.pairs + sp.singles + sp.luts + sp.plains;
     spans.push_back(sp);
   }
+  enum class Kind { packed, lut, plain };
   struct Unit {
     size_t out;
     int64_t row0, rows;
-    bool packed;
+    Kind kind;
   };
   auto unit_at = [&](int64_t u) {
     size_t i = 0;
     while (i + 1 < spans.size() && spans[i + 1].first <= u) ++i;
     const Context::MatmulUnits& sp = spans[i];
     int64_t l = u - sp.first;
-    if (l < sp.pairs) return Unit{i, l * 2 * R, 2 * R, true};
+    if (l < sp.pairs) return Unit{i, l * 2 * R, 2 * R, Kind::packed};
     l -= sp.pairs;
     const int64_t row_s = sp.pairs * 2 * R;
-    if (l < sp.singles) return Unit{i, row_s + l * R, R, true};
+    if (l < sp.singles) return Unit{i, row_s + l * R, R, Kind::packed};
     l -= sp.singles;
-    const int64_t row0 = row_s + sp.singles * R + l * kPlainChunk;
-    return Unit{i, row0, std::min(kPlainChunk, outs[i].w->rows - row0), false};
+    if (l < sp.luts) return Unit{i, l * lut::kLutRows, lut::kLutRows, Kind::lut};
+    l -= sp.luts;
+    const int64_t row0 = row_s + sp.singles * R + sp.luts * lut::kLutRows + l * kPlainChunk;
+    return Unit{i, row0, std::min(kPlainChunk, outs[i].w->rows - row0), Kind::plain};
   };
-  auto sums_at = [&](int64_t t) -> const int32_t* { return sums ? sums + t * (K / 32) : nullptr; };
+  // Each token's tables, once for all the call's LUT outputs (they share the i8_row input).
+  uint8_t* tables = nullptr;
+  const size_t table_row = lut::table_bytes(K);
+  if (any_lut) {
+    tables = ctx.table_scratch(table_row * static_cast<size_t>(T));
+    auto build = [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t)
+        lut::build_tables(act + static_cast<size_t>(t) * act_row, K, tables + static_cast<size_t>(t) * table_row);
+    };
+    if (T == 1) build(0, 1);
+    else ctx.pool().parallel_for(T, 1, [&](int64_t b, int64_t e, int) { build(b, e); });
+  }
+  const lut::LutGemvFn lut_gemv = lut::gemv_for(ctx.k().isa);
+  auto sums_at = [&](int64_t t) -> const int32_t* { return sums ? sums + t * n_sums : nullptr; };
   // (Token chunks sized to keep the activations in L1, 8 or 16 KiB, measured the same as 64 tokens.)
   constexpr int64_t kTokenChunk = 64;
   auto body = [&](int64_t ub, int64_t ue, int) {
@@ -282,7 +399,14 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
         const Weight& w = *o.w;
         const kernels::WeightKernels& wk = ctx.k().for_type(w.type);
         const int64_t N = w.rows;
-        if (un.packed) {
+        if (un.kind == Kind::lut) {
+          const uint8_t* g = w.lut + static_cast<size_t>(un.row0 / lut::kLutRows) * w.lut_group_bytes;
+          float yr[lut::kLutRows];
+          for (int64_t t = t0; t < t1; ++t) {
+            lut_gemv(w.type, K, g, tables + static_cast<size_t>(t) * table_row, act + static_cast<size_t>(t) * act_row, yr);
+            std::memcpy(o.y + t * N + un.row0, yr, sizeof yr);
+          }
+        } else if (un.kind == Kind::packed) {
           const uint8_t* g = w.packed + static_cast<size_t>(un.row0 / R) * w.packed_group_bytes;
           if (un.rows == 2 * R) {
             for (int64_t t = t0; t < t1; t += kernels::kPacked2MaxTokens) {
@@ -304,6 +428,9 @@ void matmul_multi(Context& ctx, const std::vector<MatmulOut>& outs, const float*
               o.y[t * N + r] = wk.vec_dot(K, wr, act + static_cast<size_t>(t) * act_row);
           }
         }
+        if (w.scale != 1.0f)
+          for (int64_t t = t0; t < t1; ++t)
+            for (int64_t r = un.row0; r < un.row0 + un.rows; ++r) o.y[t * N + r] *= w.scale;
         if (o.bias)
           for (int64_t t = t0; t < t1; ++t)
             for (int64_t r = un.row0; r < un.row0 + un.rows; ++r) o.y[t * N + r] += o.bias[r];
@@ -506,7 +633,7 @@ void store_row(const kernels::KernelTable& k, const KVStore& kv, int64_t layer, 
   const int64_t page = pages[pos / kAttnPad], slot = pos % kAttnPad;
   if (kv.layout.type == TensorType::Q8_0) {
     const size_t row = row_size(TensorType::Q8_0, hd);
-    const kernels::QuantizeActFn quantize = k.for_type(TensorType::Q8_0).quantize_act;
+    const kernels::QuantizeActFn quantize = k.for_type(TensorType::Q8_0).act.quantize;
     quantize(key, kv.key_page(layer, kvh, page) + static_cast<size_t>(slot) * row, hd);
     quantize(value, kv.value_page(layer, kvh, page) + static_cast<size_t>(slot) * row, hd);
     return;
@@ -627,7 +754,7 @@ void attention(Context& ctx, const KVStore& kv, int64_t layer, const std::vector
   // One-row sequences over an F16 cache: per (sequence, KV head) 0 = not stored, 1 = being stored by the job
   // that claimed it, 2 = stored.
   std::vector<std::atomic<int>> state(q8 ? 0 : n_seq * static_cast<size_t>(n_head_kv));
-  const kernels::QuantizeActFn quantize_q8 = q8 ? k.for_type(TensorType::Q8_0).quantize_act : nullptr;
+  const kernels::QuantizeActFn quantize_q8 = q8 ? k.for_type(TensorType::Q8_0).act.quantize : nullptr;
 
   // Jobs claimed one at a time where flash tiles are among them (later tiles see more keys: fixed ranges would
   // unbalance the threads); a batch of decodes has many small equal jobs, claimed a few at a time so that the
@@ -721,6 +848,21 @@ void swiglu(Context& ctx, const float* gate, const float* up, float* out, int64_
   ctx.pool().parallel_for(total, 4096, [&](int64_t b, int64_t e, int) { body(b, e); });
 }
 
+void relu_sqr_mul(Context& ctx, const float* gate, const float* up, float* out, int64_t T, int64_t n) {
+  auto body = [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const float r = gate[i] > 0.0f ? gate[i] : 0.0f;
+      out[i] = r * r * up[i];
+    }
+  };
+  const int64_t total = T * n;
+  if (total < 8192) {
+    body(0, total);
+    return;
+  }
+  ctx.pool().parallel_for(total, 4096, [&](int64_t b, int64_t e, int) { body(b, e); });
+}
+
 void add_inplace(Context& ctx, float* y, const float* x, int64_t n) {
   auto body = [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) y[i] += x[i];
@@ -735,6 +877,8 @@ void add_inplace(Context& ctx, float* y, const float* x, int64_t n) {
 void embedding_row(const Weight& table, int64_t id, float* out) {
   TS_CHECK(id >= 0 && id < table.rows);
   dequantize_row(table.type, table.data + static_cast<size_t>(id) * table.row_bytes, out, table.cols);
+  if (table.scale != 1.0f)
+    for (int64_t i = 0; i < table.cols; ++i) out[i] *= table.scale;
 }
 
 }  // namespace tokenscope::ops

@@ -25,6 +25,9 @@ struct Weight {
   int64_t cols = 0;  // ne[0], the dot-product length
   int64_t rows = 0;  // ne[1], the number of outputs
   size_t row_bytes = 0;
+  // The per-tensor scale of a format that has one (I2_S; TypeTraits::tensor_scale), else 1: matmul multiplies
+  // each output by it, as the kernels leave it out.
+  float scale = 1.0f;
   // Row-interleaved copy for the packed GEMM (see kernels.h), groups of kernels::kPackRows rows; rows
   // past the last full group stay in `data` only. Null when the type has no packed kernels. Points into
   // packed_owner, a huge-page buffer shared by the weights packed together (pack_weights), which may also
@@ -39,6 +42,12 @@ struct Weight {
   // for every matrix that does not share bytes with the embedding table. Never set for rows anything reads
   // later, which dropping would zero.
   bool release_source = false;
+  // Ternary formats under --ternary-kernel lut or auto: the rows repacked for the lookup-table multiply, in groups
+  // of kernels::ternary::lut::kLutRows rows (rows past the last full group use the MAD kernel on `data`); null
+  // otherwise. Its own huge-page buffer, lut_owner.
+  const uint8_t* lut = nullptr;
+  size_t lut_group_bytes = 0;
+  std::shared_ptr<const HugeBuffer> lut_owner;
   bool empty() const { return data == nullptr; }
 };
 
@@ -51,6 +60,9 @@ struct Weight {
 // of the weights without the flag, are kept), so that the peak stays near the copies' size.
 void pack_weights(const std::vector<Weight*>& ws);
 inline void pack_weight(Weight& w) { pack_weights({&w}); }
+// The LUT copies of the ternary weights among ws with a full group of rows (pack_weights calls it when
+// kernels::ternary_kernel() is not mad; w.lut then set).
+void pack_lut(const std::vector<Weight*>& ws);
 
 // Everything an op needs to run: the pool, the kernel table and reusable scratch memory.
 // Ops may grow the scratch buffers; kernels never allocate.
@@ -65,17 +77,19 @@ class Context {
   // f16 staging (attention over a Q8_0 cache in prefill); separate from the buffers above.
   uint16_t* half_scratch(size_t n);
   int32_t* int_scratch(size_t n);
+  // The LUT multiply's per-token tables (kernels/ternary/ternary_lut.h); separate from the buffers above.
+  uint8_t* table_scratch(size_t bytes);
   // How matmul_multi splits one output into work units (counts of each kind; `first`: the number of its
   // first unit in the list over all outputs).
   struct MatmulUnits {
-    int64_t first = 0, pairs = 0, singles = 0, plains = 0;
+    int64_t first = 0, pairs = 0, singles = 0, luts = 0, plains = 0;
   };
   std::vector<MatmulUnits>& units_scratch() { return units_; }
 
  private:
   ThreadPool& pool_;
   const kernels::KernelTable& k_;
-  std::vector<uint8_t> act_;
+  std::vector<uint8_t> act_, tables_;
   std::vector<float> f32_;
   std::vector<int32_t> i32_;
   std::vector<uint16_t> f16_;
@@ -177,6 +191,9 @@ void attention(Context& ctx, const KVStore& kv, int64_t layer, const std::vector
 
 // out[t][i] = silu(gate[t][i]) * up[t][i]
 void swiglu(Context& ctx, const float* gate, const float* up, float* out, int64_t T, int64_t n);
+
+// out[t][i] = relu(gate[t][i])^2 * up[t][i] (BitNet b1.58's squared-ReLU gated FFN; out may alias gate)
+void relu_sqr_mul(Context& ctx, const float* gate, const float* up, float* out, int64_t T, int64_t n);
 
 // y += x, elementwise over n (split across the pool for prefill-sized rows).
 void add_inplace(Context& ctx, float* y, const float* x, int64_t n);

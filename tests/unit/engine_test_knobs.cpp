@@ -132,7 +132,7 @@ TEST(LoadModes, MissingAndEmptyFilesAreNamedErrors) {
     }
   }
   const std::string empty = write_test_file(0, "load_modes_empty.bin");
-  EXPECT_THROW(FileImage::load(empty, {LoadMode::read}), Error);
+  for (LoadMode m : {LoadMode::mmap, LoadMode::read}) EXPECT_EQ(FileImage::load(empty, {m}).size(), 0u);
   std::remove(empty.c_str());
 }
 

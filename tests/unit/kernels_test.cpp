@@ -74,26 +74,26 @@ TEST_P(KernelIsa, VecDotMatchesScalarReferenceOnRaggedShapes) {
     const WeightKernels& rk = ref.for_type(wt);
     const WeightKernels& kk = k.for_type(wt);
     ASSERT_TRUE(rk.supported && kk.supported) << type_name(wt);
-    ASSERT_EQ(rk.act_type, kk.act_type) << type_name(wt);
-    const int64_t bs = std::max<int64_t>(type_traits(wt).block_size, type_traits(rk.act_type).block_size);
+    ASSERT_STREQ(rk.act.name, kk.act.name) << type_name(wt);
+    const int64_t bs = std::max<int64_t>(type_traits(wt).block_size, type_traits(rk.act.type.value()).block_size);
     for (int64_t nblk : {1, 2, 3, 5, 8, 17, 18, 48}) {
       // Float types (block size 1) also in rows long enough for every unrolled SIMD loop, with ragged tails.
       const int64_t n = bs == 1 ? nblk * 37 : nblk * bs;
       const auto xw = random_floats(n, seed++, 0.05f);
       const auto xa = random_floats(n, seed++, 1.0f);
-      std::vector<uint8_t> w(row_size(wt, n)), a(row_size(rk.act_type, n)), a2(row_size(rk.act_type, n));
+      std::vector<uint8_t> w(row_size(wt, n)), a(row_size(rk.act.type.value(), n)), a2(row_size(rk.act.type.value(), n));
       quantize_row(wt, xw.data(), w.data(), n);
-      rk.quantize_act(xa.data(), a.data(), n);
-      kk.quantize_act(xa.data(), a2.data(), n);
+      rk.act.quantize(xa.data(), a.data(), n);
+      kk.act.quantize(xa.data(), a2.data(), n);
       ASSERT_EQ(a, a2) << "activation quantization differs: " << type_name(wt) << " n=" << n;
-      const double exact = exact_dot(wt, w, rk.act_type, a, n);
+      const double exact = exact_dot(wt, w, rk.act.type.value(), a, n);
       const float r = rk.vec_dot(n, w.data(), a.data());
       const float s = kk.vec_dot(n, w.data(), a.data());
       // Integer parts are exact; the float scale products are summed in a different order. The bound is
       // relative to the sum of |terms| (condition of the sum), with float epsilon times a small factor.
       std::vector<float> fw(static_cast<size_t>(n)), fa(static_cast<size_t>(n));
       dequantize_row(wt, w.data(), fw.data(), n);
-      dequantize_row(rk.act_type, a.data(), fa.data(), n);
+      dequantize_row(rk.act.type.value(), a.data(), fa.data(), n);
       double mag = 0;
       for (int64_t i = 0; i < n; ++i) mag += std::fabs(static_cast<double>(fw[i]) * fa[i]);
       // Worst case of a float sum of (n / block) exact block terms, both orders: (blocks + 16) * eps * sum|terms|.
@@ -134,9 +134,9 @@ TEST_P(KernelIsa, KQuantKernelsAtExtremeValues) {
     for (int sign : {1, -1}) {
       std::vector<float> xa(static_cast<size_t>(n), 3.0f);
       if (sign > 0) xa[0] = -3.01f;
-      const size_t ab = row_size(kk.act_type, n);
+      const size_t ab = row_size(kk.act.type.value(), n);
       std::vector<uint8_t> act(ab * kPacked2MaxTokens);
-      for (int t = 0; t < kPacked2MaxTokens; ++t) kk.quantize_act(xa.data(), act.data() + t * ab, n);
+      for (int t = 0; t < kPacked2MaxTokens; ++t) kk.act.quantize(xa.data(), act.data() + t * ab, n);
       ASSERT_EQ(reinterpret_cast<const BlockQ8_K*>(act.data())->qs[1], sign > 0 ? 127 : -127);
       std::vector<float> want(2 * kPackRows);  // each row has its own d
       for (int r = 0; r < 2 * kPackRows; ++r) want[r] = ref.for_type(wt).vec_dot(n, rows.data() + r * rb, act.data());
@@ -393,10 +393,10 @@ TEST_P(KernelIsa, Q8_0CacheRowsMatch) {
       std::vector<uint8_t> rows(stride * static_cast<size_t>(count), 0xAB), y(row);
       for (int64_t j = 0; j < count; ++j) {
         const auto x = random_floats(n, seed++, 2.0f);
-        ref.for_type(TensorType::Q8_0).quantize_act(x.data(), rows.data() + static_cast<size_t>(j) * stride, n);
+        ref.for_type(TensorType::Q8_0).act.quantize(x.data(), rows.data() + static_cast<size_t>(j) * stride, n);
       }
       const auto yf = random_floats(n, seed++);
-      ref.for_type(TensorType::Q8_0).quantize_act(yf.data(), y.data(), n);
+      ref.for_type(TensorType::Q8_0).act.quantize(yf.data(), y.data(), n);
       std::vector<float> out(static_cast<size_t>(count) + 1, -7.0f);
       k.dot_q8_0_rows(n, rows.data(), stride, count, y.data(), out.data());
       std::vector<float> want(static_cast<size_t>(count));
@@ -449,9 +449,9 @@ TEST_P(KernelIsa, ActivationQuantizationOfEdgeBlocksIsExact) {
           const int64_t n = nblk * 32;
           auto x = random_floats(n, 77 + static_cast<uint32_t>(where), 1.0f);
           for (int j = 0; j < 32; ++j) x[where * 32 + j] = sp == -2.5f ? (j == 7 ? 1000.0f : 0.001f * j) : sp * (j % 3 - 1);
-          std::vector<uint8_t> a(row_size(kk.act_type, n)), a2 = a;
-          ref.for_type(wt).quantize_act(x.data(), a.data(), n);
-          kk.quantize_act(x.data(), a2.data(), n);
+          std::vector<uint8_t> a(row_size(kk.act.type.value(), n)), a2 = a;
+          ref.for_type(wt).act.quantize(x.data(), a.data(), n);
+          kk.act.quantize(x.data(), a2.data(), n);
           ASSERT_EQ(a, a2) << type_name(wt) << " nblk=" << nblk << " block " << where << " special " << sp;
         }
       }
@@ -466,9 +466,9 @@ TEST_P(KernelIsa, ZeroBlocksGiveZero) {
     const int64_t n = 512;
     std::vector<float> zeros(n, 0.0f);
     const auto xa = random_floats(n, 5);
-    std::vector<uint8_t> w(row_size(wt, n)), a(row_size(kk.act_type, n));
+    std::vector<uint8_t> w(row_size(wt, n)), a(row_size(kk.act.type.value(), n));
     quantize_row(wt, zeros.data(), w.data(), n);
-    kk.quantize_act(xa.data(), a.data(), n);
+    kk.act.quantize(xa.data(), a.data(), n);
     EXPECT_EQ(kk.vec_dot(n, w.data(), a.data()), 0.0f) << type_name(wt);
   }
 }
@@ -477,10 +477,10 @@ TEST_P(KernelIsa, ZeroBlocksGiveZero) {
 // packed kernels take.
 void quantize_with_sums(const WeightKernels& kk, const std::vector<float>& x, uint8_t* act, int32_t* sums) {
   const int64_t n = static_cast<int64_t>(x.size());
-  kk.quantize_act(x.data(), act, n);
-  if (kk.act_type == TensorType::Q8_K) return;  // its blocks carry their sums (bsums); the kernels take none
-  const size_t bb = row_size(kk.act_type, 32);
-  const size_t qoff = kk.act_type == TensorType::Q8_1 ? 4 : 2;  // the quants follow d (and s)
+  kk.act.quantize(x.data(), act, n);
+  if (kk.act.type.value() == TensorType::Q8_K) return;  // its blocks carry their sums (bsums); the kernels take none
+  const size_t bb = row_size(kk.act.type.value(), 32);
+  const size_t qoff = kk.act.type.value() == TensorType::Q8_1 ? 4 : 2;  // the quants follow d (and s)
   for (int64_t b = 0; b < n / 32; ++b) {
     int sum = 0;
     for (int j = 0; j < 32; ++j) sum += static_cast<int8_t>(act[b * bb + qoff + j]);
@@ -539,7 +539,7 @@ TEST_P(KernelIsa, PackedGemmMatchesPerRowDotProducts) {
       }
       std::vector<uint8_t> group(kk.packed_group_bytes(n));
       kk.pack_rows(rows.data(), rb, n, group.data());
-      const size_t ab = row_size(kk.act_type, n);
+      const size_t ab = row_size(kk.act.type.value(), n);
       for (int nt = 1; nt <= 4; ++nt) {
         std::vector<uint8_t> act(ab * nt);
         std::vector<int32_t> sums(static_cast<size_t>(nt * nblk));
@@ -551,7 +551,7 @@ TEST_P(KernelIsa, PackedGemmMatchesPerRowDotProducts) {
           for (int r = 0; r < kPackRows; ++r) {
             const float want = ref.for_type(wt).vec_dot(n, rows.data() + r * rb, act.data() + t * ab);
             double tol = (nblk + 16) * FLT_EPSILON * (std::fabs(want) + 1.0);
-            if (k_quant) tol = (nblk + 16) * FLT_EPSILON * (k_quant_term_magnitude(wt, rows.data() + r * rb, kk.act_type,
+            if (k_quant) tol = (nblk + 16) * FLT_EPSILON * (k_quant_term_magnitude(wt, rows.data() + r * rb, kk.act.type.value(),
                                                                                    act.data() + t * ab, n) + 1.0);
             ASSERT_NEAR(y[t * ldy + r], want, tol) << isa_name(GetParam()) << " " << type_name(wt) << " n=" << n
                                                    << " nt=" << nt << " t=" << t << " r=" << r;
@@ -591,7 +591,7 @@ TEST_P(KernelIsa, Packed2GemmEqualsOneGroupAtATime) {
       std::vector<uint8_t> groups(gb + gsize, 0xAB);
       kk.pack_rows(rows.data(), rb, n, groups.data());
       kk.pack_rows(rows.data() + kPackRows * rb, rb, n, groups.data() + gb);
-      const size_t ab = row_size(kk.act_type, n);
+      const size_t ab = row_size(kk.act.type.value(), n);
       for (int nt = 1; nt <= kPacked2MaxTokens; ++nt) {
         std::vector<uint8_t> act(ab * nt);
         std::vector<int32_t> sums(static_cast<size_t>(nt * nblk));
@@ -611,7 +611,7 @@ TEST_P(KernelIsa, Packed2GemmEqualsOneGroupAtATime) {
                                                          << " nt=" << nt << " t=" << t << " r=" << r;
             const float want = ref.for_type(wt).vec_dot(n, rows.data() + r * rb, act.data() + t * ab);
             double tol = (nblk + 16) * FLT_EPSILON * (std::fabs(want) + 1.0);
-            if (k_quant) tol = (nblk + 16) * FLT_EPSILON * (k_quant_term_magnitude(wt, rows.data() + r * rb, kk.act_type,
+            if (k_quant) tol = (nblk + 16) * FLT_EPSILON * (k_quant_term_magnitude(wt, rows.data() + r * rb, kk.act.type.value(),
                                                                                    act.data() + t * ab, n) + 1.0);
             ASSERT_NEAR(y2[t * ldy + r], want, tol);
           }

@@ -1,8 +1,11 @@
-// The forward pass against a plain double-precision reference on small random models (llama and
-// qwen2 wiring: GQA, RoPE styles, biases, tied/untied output), and KV-cache consistency.
+// The forward pass against a plain double-precision reference on small random models (llama, qwen2 and
+// BitNet wiring: GQA, RoPE styles, biases, tied/untied output, sub-norms, squared ReLU, per-tensor scales), and
+// KV-cache consistency.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "base/error.h"
@@ -17,6 +20,12 @@ using namespace tokenscope::testing;
 
 namespace {
 
+float fp32_of(const gguf::File& f, const std::string& name) {
+  float v;
+  std::memcpy(&v, f.tensor_data(f.tensor(name)), 4);
+  return v;
+}
+
 std::vector<double> tensor_f64(const gguf::File& f, const std::string& name) {
   const gguf::TensorInfo& t = f.tensor(name);
   std::vector<float> tmp(static_cast<size_t>(t.n_elements));
@@ -24,7 +33,14 @@ std::vector<double> tensor_f64(const gguf::File& f, const std::string& name) {
   const size_t rb = row_size(t.type, cols);
   for (int64_t r = 0; r < t.n_elements / cols; ++r)
     dequantize_row(t.type, f.tensor_data(t) + static_cast<size_t>(r) * rb, tmp.data() + r * cols, cols);
-  return std::vector<double>(tmp.begin(), tmp.end());
+  // The format's per-tensor scale (I2_S) and llama.cpp's bitnet one-element .scale tensors.
+  double scale = tensor_scale(t.type, f.tensor_data(t), t.n_elements);
+  const std::string base = name.size() > 7 ? name.substr(0, name.size() - 7) : name;  // minus ".weight"
+  if (name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 && f.find_tensor(base + ".scale"))
+    scale *= fp32_of(f, base + ".scale");
+  std::vector<double> out(tmp.begin(), tmp.end());
+  for (double& v : out) v *= scale;
+  return out;
 }
 
 // y[rows] = W[rows][cols] x
@@ -60,6 +76,7 @@ std::vector<std::vector<double>> reference_logits(const gguf::File& f, const Mod
                                                   const std::vector<int32_t>& tokens) {
   const int64_t D = c.n_embd, hd = c.head_dim, H = c.n_head, Hkv = c.n_head_kv, kvd = Hkv * hd, F = c.n_ff;
   const bool qwen = c.arch == "qwen2";
+  const bool bitnet = c.arch.rfind("bitnet", 0) == 0, relu_sqr = bitnet && c.arch != "bitnet";
   auto emb = tensor_f64(f, "token_embd.weight");
   auto out_w = f.find_tensor("output.weight") ? tensor_f64(f, "output.weight") : emb;
   auto out_norm = tensor_f64(f, "output_norm.weight");
@@ -99,12 +116,18 @@ std::vector<std::vector<double>> reference_logits(const gguf::File& f, const Mod
           for (int64_t i = 0; i < hd; ++i)
             att[static_cast<size_t>(hh * hd + i)] += s[j] / sum * Vc[static_cast<size_t>(il)][j][static_cast<size_t>(kvh * hd + i)];
       }
+      if (bitnet) att = rms(att, tensor_f64(f, p + "attn_sub_norm.weight"), c.norm_eps);
       auto o = mv(tensor_f64(f, p + "attn_output.weight"), att, D, H * hd);
       for (int64_t i = 0; i < D; ++i) x[static_cast<size_t>(i)] += o[static_cast<size_t>(i)];
       auto h2 = rms(x, tensor_f64(f, p + "ffn_norm.weight"), c.norm_eps);
       auto g = mv(tensor_f64(f, p + "ffn_gate.weight"), h2, F, D);
       auto u = mv(tensor_f64(f, p + "ffn_up.weight"), h2, F, D);
-      for (int64_t i = 0; i < F; ++i) g[static_cast<size_t>(i)] = g[static_cast<size_t>(i)] / (1 + std::exp(-g[static_cast<size_t>(i)])) * u[static_cast<size_t>(i)];
+      for (int64_t i = 0; i < F; ++i) {
+        double& gi = g[static_cast<size_t>(i)];
+        gi = relu_sqr ? std::max(gi, 0.0) * std::max(gi, 0.0) * u[static_cast<size_t>(i)]
+                      : gi / (1 + std::exp(-gi)) * u[static_cast<size_t>(i)];
+      }
+      if (bitnet) g = rms(g, tensor_f64(f, p + "ffn_sub_norm.weight"), c.norm_eps);
       auto d = mv(tensor_f64(f, p + "ffn_down.weight"), g, D, F);
       for (int64_t i = 0; i < D; ++i) x[static_cast<size_t>(i)] += d[static_cast<size_t>(i)];
     }
@@ -118,6 +141,7 @@ struct Case {
   TensorType wtype;
   bool tied;
   double tol;  // max |engine - reference| relative to the logits' max magnitude
+  bool matrix_scales = false;
 };
 
 class TinyModel : public ::testing::TestWithParam<Case> {};
@@ -128,11 +152,18 @@ TEST_P(TinyModel, MatchesDoublePrecisionReferenceAtEveryPosition) {
   spec.arch = cs.arch;
   spec.wtype = cs.wtype;
   spec.tied = cs.tied;
+  spec.matrix_scales = cs.matrix_scales;
+  if (tiny_is_bitnet(spec)) {  // rows that fit every ternary format's blocks (256)
+    spec.n_embd = 256;
+    spec.n_ff = 512;
+  }
   const std::string path = temp_path(std::string("tiny-") + cs.arch + "-" + type_name(cs.wtype) + ".gguf");
   build_tiny_model(spec).write(path);
   auto model = Model::load(path);
   const ModelConfig& c = model->config();
   EXPECT_EQ(c.rope_style, std::string(cs.arch) == "qwen2" ? ops::RopeStyle::neox : ops::RopeStyle::normal);
+  EXPECT_EQ(c.sub_norms, tiny_is_bitnet(spec));
+  EXPECT_EQ(c.relu_sqr_ffn, tiny_is_bitnet(spec) && spec.arch != "bitnet");
   const std::vector<int32_t> tokens = {72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100, 33};
   auto ref = reference_logits(model->file(), c, tokens);
 
@@ -169,15 +200,84 @@ INSTANTIATE_TEST_SUITE_P(Archs, TinyModel,
                                            Case{"qwen2", TensorType::F32, false, 5e-3},
                                            Case{"llama", TensorType::Q8_0, true, 3e-2},
                                            Case{"llama", TensorType::Q4_1, false, 3e-2},
-                                           Case{"qwen2", TensorType::Q4_0, true, 3e-2}),
+                                           Case{"qwen2", TensorType::Q4_0, true, 3e-2},
+                                           // The ternary weights are exact in both; the int8 activations (one
+                                           // scale per row) are the error, as for the 8-bit formats above.
+                                           Case{"bitnet-b1.58", TensorType::I2_S, true, 3e-2},
+                                           Case{"bitnet-b1.58", TensorType::TQ2_0, false, 3e-2},
+                                           Case{"bitnet-25", TensorType::IQ2_BN, true, 3e-2},
+                                           Case{"bitnet", TensorType::TQ1_0, true, 3e-2, true}),
                          [](const auto& info) {
-                           return std::string(info.param.arch) + "_" + type_name(info.param.wtype) +
+                           std::string arch = info.param.arch;
+                           for (char& ch : arch)
+                             if (ch == '-' || ch == '.') ch = '_';
+                           return arch + "_" + type_name(info.param.wtype) +
                                   (info.param.tied ? "_tied" : "_untied");
                          });
 
 // The prefill (flash-style attention, f32 probabilities) against token-by-token decode (llama.cpp's
 // non-flash rounding points: f16 probabilities): F32 weights, so no int8 activation rounding amplifies
 // the difference (with Q4_1 weights one flipped rounding moved logits by 0.1 of 18).
+// The same ternary weights (one seed, one power-of-two scale) in I2_S, TQ2_0, IQ2_BN and TQ1_0, through the MAD and
+// the LUT kernels: every format and kernel computes the same integer sums and, the scale being exact, the same
+// floats, so greedy decoding gives the same tokens and the logits agree bit for bit, on every ISA.
+TEST(Forward, TernaryFormatsOfTheSameWeightsDecodeIdentically) {
+  const std::vector<int32_t> prompt = {72, 101, 108, 108, 111};
+  constexpr int kGen = 12;
+  struct ModeReset {
+    ~ModeReset() { kernels::select_ternary_kernel(kernels::TernaryKernel::mad); }
+  } reset;
+  for (kernels::Isa isa : kernels::available_isas()) {
+    std::vector<int32_t> first_tokens;
+    std::vector<float> first_logits;
+    for (auto [t, mode] : {std::pair{TensorType::I2_S, kernels::TernaryKernel::mad}, {TensorType::TQ2_0, kernels::TernaryKernel::mad},
+                           {TensorType::IQ2_BN, kernels::TernaryKernel::mad}, {TensorType::TQ1_0, kernels::TernaryKernel::mad},
+                           {TensorType::I2_S, kernels::TernaryKernel::lut}, {TensorType::TQ2_0, kernels::TernaryKernel::lut},
+                           {TensorType::IQ2_BN, kernels::TernaryKernel::automatic},
+                           {TensorType::TQ1_0, kernels::TernaryKernel::automatic}}) {
+      kernels::select_ternary_kernel(mode);
+      TinyModelSpec spec;
+      spec.arch = "bitnet-b1.58";
+      spec.wtype = t;
+      spec.n_embd = 256;
+      spec.n_ff = 512;
+      spec.seed = 7;
+      spec.tied = false;  // a tied output mostly repeats the input token in a random tiny model
+      const std::string path = temp_path(std::string("tiny-bitnet-") + type_name(t) + ".gguf");
+      build_tiny_model(spec).write(path);
+      auto model = Model::load(path);
+      if (mode != kernels::TernaryKernel::automatic) {  // auto keeps a LUT copy only where it measured faster
+        EXPECT_EQ(model->layer(0).wq.lut != nullptr, mode == kernels::TernaryKernel::lut);
+      }
+      const int64_t V = model->config().n_vocab;
+      ThreadPool pool(2);
+      ops::Context ctx(pool, kernels::table(isa));
+      PagedCache kv(model->config(), 64);
+      Forward fwd(*model);
+      std::vector<float> last(static_cast<size_t>(V)), logits;
+      std::vector<int32_t> tokens;
+      kv.eval(fwd, ctx, prompt.data(), static_cast<int64_t>(prompt.size()), 0, last.data());
+      for (int i = 0; i < kGen; ++i) {
+        logits.insert(logits.end(), last.begin(), last.end());
+        const auto next = static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
+        tokens.push_back(next);
+        kv.eval(fwd, ctx, &next, 1, static_cast<int64_t>(prompt.size()) + i, last.data());
+      }
+      if (first_tokens.empty()) {
+        first_tokens = tokens;
+        first_logits = logits;
+        // Not a degenerate model: the greedy tokens are not all one token.
+        EXPECT_NE(std::count(tokens.begin(), tokens.end(), tokens[0]), kGen) << "isa " << kernels::isa_name(isa);
+        continue;
+      }
+      const std::string what = std::string(type_name(t)) + " " + kernels::ternary_kernel_name(mode) +
+                               " vs I2_S mad, isa " + kernels::isa_name(isa);
+      EXPECT_EQ(tokens, first_tokens) << what;
+      EXPECT_EQ(std::memcmp(logits.data(), first_logits.data(), logits.size() * sizeof(float)), 0) << what << " (logits)";
+    }
+  }
+}
+
 TEST(Forward, PrefillInOneCallEqualsTokenByToken) {
   TinyModelSpec spec;
   spec.wtype = TensorType::F32;

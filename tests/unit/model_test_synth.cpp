@@ -9,6 +9,7 @@
 #include "kernels/kernels.h"
 #include "model/model.h"
 #include "model/synth.h"
+#include "model_builder.h"
 #include "paged_cache.h"
 #include "ops/ops.h"
 #include "runtime/thread_pool.h"
@@ -51,6 +52,68 @@ TEST(Synth, TensorTablesMatchTheShapes) {
   }
   EXPECT_THROW(model_shape("gpt-5"), Error);
   EXPECT_THROW(synth_tensor_table(model_shape("smollm2-135m"), TensorType::Q8_K), Error);
+}
+
+// BitNet b1.58 2B4T: its published widths, the sub-norms, ternary matrices, a Q8_0 embedding, tied output.
+TEST(Synth, BitNet2BTableHasTheRealShapesAndSubNorms) {
+  for (TensorType t : {TensorType::I2_S, TensorType::TQ1_0, TensorType::TQ2_0, TensorType::IQ2_BN}) {
+    const auto tab = synth_tensor_table(model_shape("bitnet-b1.58-2b"), t);
+    EXPECT_EQ(tab.size(), 1u + 30u * 11u + 1u);  // embd, 30 x (2 norms, 2 sub-norms, q/k/v/o, gate/up/down), norm
+    int64_t ternary_params = 0;
+    for (const auto& e : tab) {
+      int64_t n = 1;
+      for (int64_t d : e.dims) n *= d;
+      if (e.type == t) ternary_params += n;
+      if (e.name == "blk.0.attn_k.weight") {
+        EXPECT_EQ(e.dims, (std::vector<int64_t>{2560, 640}));
+      }
+      if (e.name == "blk.0.ffn_sub_norm.weight") {
+        EXPECT_EQ(e.dims, (std::vector<int64_t>{6912}));
+      }
+      if (e.name == "blk.0.attn_sub_norm.weight") {
+        EXPECT_EQ(e.dims, (std::vector<int64_t>{2560}));
+      }
+      if (e.name == "token_embd.weight") {
+        EXPECT_EQ(e.type, TensorType::Q8_0);
+      }
+    }
+    // Every matrix of the 30 layers is ternary: 30 x (2560 x (2560 + 640 + 640 + 2560) + 3 x 2560 x 6912).
+    EXPECT_EQ(ternary_params, 30LL * (2560LL * 6400 + 3LL * 2560 * 6912)) << type_name(t);
+  }
+}
+
+// quantize to each ternary format: every matrix converted (256-wide rows fit every ternary block), and the file loads
+// with a per-tensor scale for I2_S only and gives finite logits.
+TEST(Quantize, ToTernaryFormatsWritesFilesThatLoadAndRun) {
+  TinyModelSpec spec;
+  spec.arch = "bitnet-b1.58";
+  spec.n_embd = 256;
+  spec.n_ff = 512;
+  spec.wtype = TensorType::F32;
+  const std::string in = temp_path("tiny-bitnet-f32.gguf");
+  build_tiny_model(spec).write(in);
+  for (TensorType t : {TensorType::I2_S, TensorType::TQ1_0, TensorType::TQ2_0, TensorType::IQ2_BN}) {
+    QuantizeOptions q;
+    q.in = in;
+    q.out = temp_path(std::string("tiny-bitnet-") + type_name(t) + ".gguf");
+    q.type = t;
+    const QuantizeReport r = quantize_model(q);
+    EXPECT_EQ(r.converted, 2 * 7 + 1) << type_name(t);  // 7 matrices a layer, and token_embd
+    EXPECT_EQ(r.fallbacks, 0) << type_name(t);
+    auto m = Model::load(q.out);
+    EXPECT_EQ(m->layer(0).wq.type, t);
+    const ops::Weight& wq = m->layer(0).wq;
+    if (t == TensorType::I2_S) EXPECT_GT(wq.scale, 0.0f);
+    else EXPECT_EQ(wq.scale, 1.0f);
+    ThreadPool pool(2);
+    ops::Context ctx(pool, kernels::active());
+    PagedCache kv(m->config(), 32);
+    Forward fwd(*m);
+    std::vector<float> logits(static_cast<size_t>(m->config().n_vocab));
+    const int32_t toks[] = {1, 2, 3};
+    kv.eval(fwd, ctx, toks, 3, 0, logits.data());
+    for (float v : logits) ASSERT_TRUE(std::isfinite(v)) << type_name(t);
+  }
 }
 
 TEST(Synth, SmolLM2ShapeWithTheRealTokenizerLoadsAndRuns) {

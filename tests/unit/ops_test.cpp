@@ -52,10 +52,10 @@ std::vector<double> reference(const kernels::KernelTable& k, const ops::Weight& 
   const auto& wk = k.for_type(w.type);
   const int64_t K = w.cols;
   std::vector<double> y(static_cast<size_t>(T * w.rows));
-  std::vector<uint8_t> act(row_size(wk.act_type, K));
+  std::vector<uint8_t> act(wk.act.row_bytes(K));
   std::vector<float> a(static_cast<size_t>(K)), wr(static_cast<size_t>(K));
   for (int64_t t = 0; t < T; ++t) {
-    wk.quantize_act(x.data() + t * K, act.data(), K);
+    wk.act.quantize(x.data() + t * K, act.data(), K);
     for (int64_t r = 0; r < w.rows; ++r) {
       // The scalar kernel is the reference definition of the dot (exact integer parts).
       y[static_cast<size_t>(t * w.rows + r)] =
@@ -332,7 +332,7 @@ void check_against_reference(const SeqRun& r, const SeqCase& sc, int64_t n_head,
       std::vector<float> qr(q.begin() + (t * n_head + h) * hd, q.begin() + (t * n_head + h + 1) * hd);
       if (type == TensorType::Q8_0 && decode) {
         std::vector<uint8_t> q8(row_size(TensorType::Q8_0, hd));
-        kernels::table(kernels::Isa::scalar).for_type(TensorType::Q8_0).quantize_act(qr.data(), q8.data(), hd);
+        kernels::table(kernels::Isa::scalar).for_type(TensorType::Q8_0).act.quantize(qr.data(), q8.data(), hd);
         dequantize_row(TensorType::Q8_0, q8.data(), qr.data(), hd);
       } else {
         for (auto& x : qr) x = fp16_to_fp32(fp32_to_fp16(x));

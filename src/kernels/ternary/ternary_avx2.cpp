@@ -1,0 +1,185 @@
+// AVX2 MAD kernels for the ternary formats: codes unpacked to bytes with shifts and masks (TQ1_0: base-3 digits by
+// byte multiplies), multiplied with the int8 activations by maddubs (codes unsigned, at most 2: no saturation).
+#include <immintrin.h>
+
+#include "kernels/ternary/ternary_kernels.h"
+
+namespace tokenscope::kernels::ternary::avx2 {
+
+namespace {
+
+inline int32_t hsum(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+  return _mm_cvtsi128_si32(s);
+}
+
+inline __m256i codes_at(__m256i v, int shift) {
+  return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(3));
+}
+
+// Byte-wise v * p mod 256, then the base-3 digit ((that * 3) >> 8) = (m >= 86) + (m >= 171).
+inline __m256i trit(__m256i v, int p) {
+  const __m256i pv = _mm256_set1_epi16(static_cast<int16_t>(p));
+  const __m256i lo = _mm256_and_si256(_mm256_mullo_epi16(v, pv), _mm256_set1_epi16(0x00FF));
+  const __m256i hi = _mm256_and_si256(_mm256_mullo_epi16(_mm256_and_si256(v, _mm256_set1_epi16(static_cast<int16_t>(0xFF00))), pv),
+                                      _mm256_set1_epi16(static_cast<int16_t>(0xFF00)));
+  const __m256i m = _mm256_or_si256(lo, hi);
+  const __m256i one = _mm256_set1_epi8(1);
+  const __m256i t1 = _mm256_min_epu8(_mm256_subs_epu8(m, _mm256_set1_epi8(85)), one);
+  const __m256i t2 = _mm256_min_epu8(_mm256_subs_epu8(m, _mm256_set1_epi8(static_cast<char>(170))), one);
+  return _mm256_add_epi8(t1, t2);
+}
+
+inline __m256i load(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+inline __m256i load(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+// 16 bytes in the low half, zeros above.
+inline __m256i load16(const void* p) {
+  return _mm256_set_m128i(_mm_setzero_si128(), _mm_loadu_si128(static_cast<const __m128i*>(p)));
+}
+
+}  // namespace
+
+float dot_tq2_0(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockTQ2_0*>(w);
+  const auto* q = static_cast<const int8_t*>(a);
+  float acc = 0;
+  for (int64_t b = 0; b < n / QK_TQ; ++b) {
+    __m256i s16 = _mm256_setzero_si256();
+    for (int j = 0; j < 2; ++j) {
+      const __m256i v = load(x[b].qs + 32 * j);
+      const int8_t* qa = q + b * QK_TQ + 128 * j;
+      for (int l = 0; l < 4; ++l) s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(codes_at(v, 2 * l), load(qa + 32 * l)));
+    }
+    acc = tq_step(acc, x[b].d, hsum(_mm256_madd_epi16(s16, _mm256_set1_epi16(1))), a, n, b);
+  }
+  return tq_finish(acc, a, n);
+}
+
+float dot_tq1_0(int64_t n, const void* w, const void* a) {
+  static constexpr int kPow3[5] = {1, 3, 9, 27, 81};
+  const auto* x = static_cast<const BlockTQ1_0*>(w);
+  const auto* q = static_cast<const int8_t*>(a);
+  float acc = 0;
+  for (int64_t b = 0; b < n / QK_TQ; ++b) {
+    const int8_t* qa = q + b * QK_TQ;
+    __m256i s16 = _mm256_setzero_si256();
+    const __m256i v0 = load(x[b].qs), v1 = load16(x[b].qs + 32);
+    for (int k = 0; k < 5; ++k) {
+      s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(trit(v0, kPow3[k]), load(qa + 32 * k)));
+      s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(trit(v1, kPow3[k]), load16(qa + 160 + 16 * k)));
+    }
+    int32_t cq = hsum(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+    // The last 16 elements, four trits in each of the 4 qh bytes (element 240 + j + 4k is trit k of qh[j]).
+    for (int k = 0; k < 4; ++k)
+      for (int j = 0; j < 4; ++j) {
+        const auto m = static_cast<uint8_t>(x[b].qh[j] * kPow3[k]);
+        cq += ((static_cast<unsigned>(m) * 3) >> 8) * qa[240 + 4 * k + j];
+      }
+    acc = tq_step(acc, x[b].d, cq, a, n, b);
+  }
+  return tq_finish(acc, a, n);
+}
+
+float dot_i2_s(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const uint8_t*>(w);
+  const auto* q = static_cast<const int8_t*>(a);
+  __m256i s32 = _mm256_setzero_si256();
+  for (int64_t b = 0; b < n / QK_I2_S; ++b) {
+    const __m256i v = load(x + 32 * b);
+    const int8_t* qa = q + b * QK_I2_S;
+    __m256i s16 = _mm256_maddubs_epi16(codes_at(v, 6), load(qa));
+    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(codes_at(v, 4), load(qa + 32)));
+    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(codes_at(v, 2), load(qa + 64)));
+    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(codes_at(v, 0), load(qa + 96)));
+    s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+  }
+  return finish_i2_s(hsum(s32), a, n);
+}
+
+float dot_iq2_bn(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const uint8_t*>(w) + kIQ2BNRowMeta;
+  const auto* q = static_cast<const int8_t*>(a);
+  const int64_t nb = n / QK_IQ2_BN;
+  __m256i s32 = _mm256_setzero_si256();
+  int64_t b = 0;
+  // Two blocks a vector: block b's 16 bytes in the low half, block b + 1's in the high half.
+  for (; b + 2 <= nb; b += 2) {
+    const __m256i v = load(x + 16 * b);
+    const int8_t* qa = q + b * QK_IQ2_BN;
+    __m256i s16 = _mm256_setzero_si256();
+    for (int l = 0; l < 4; ++l) {
+      const __m256i av = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qa + 64 + 16 * l)),
+                                          _mm_loadu_si128(reinterpret_cast<const __m128i*>(qa + 16 * l)));
+      s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(codes_at(v, 2 * l), av));
+    }
+    s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+  }
+  if (b < nb) {
+    const __m256i v = load16(x + 16 * b);
+    const int8_t* qa = q + b * QK_IQ2_BN;
+    __m256i s16 = _mm256_setzero_si256();
+    for (int l = 0; l < 4; ++l) s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(codes_at(v, 2 * l), load16(qa + 16 * l)));
+    s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+  }
+  return finish_iq2_bn(w, hsum(s32), a, n);
+}
+
+// The packed multiply (ternary_kernels.h): per row, each 64-element block's codes unpacked once (the 16 bytes in
+// both lanes, shifted by 0 / 2 and 4 / 6) and multiplied with every token's activations.
+template <TensorType kType>
+void gemm_packed(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt, float* y,
+                 int64_t ldy) {
+  constexpr bool kTq = kType == TensorType::TQ1_0 || kType == TensorType::TQ2_0;
+  const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+  const auto* a = static_cast<const uint8_t*>(act);
+  for (int r = 0; r < kPackRows; ++r) {
+    __m256i s[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+    float acc[4] = {0, 0, 0, 0};
+    for (int64_t b64 = 0; b64 < n / 64; ++b64) {
+      const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed_codes(w, b64) + 16 * r)));
+      const __m256i c01 = _mm256_and_si256(_mm256_blend_epi32(v, _mm256_srli_epi16(v, 2), 0xF0), m3);
+      const __m256i c23 = _mm256_and_si256(_mm256_blend_epi32(_mm256_srli_epi16(v, 4), _mm256_srli_epi16(v, 6), 0xF0), m3);
+      for (int t = 0; t < nt; ++t) {
+        const uint8_t* qa = a + static_cast<size_t>(t) * act_stride + 64 * b64;
+        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(c01, load(qa)), _mm256_maddubs_epi16(c23, load(qa + 32)));
+        s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(p, ones));
+      }
+      if (kTq && (b64 + 1) % 4 == 0)
+        for (int t = 0; t < nt; ++t) {
+          const void* at = a + static_cast<size_t>(t) * act_stride;
+          acc[t] = packed_tq_step(acc[t], n, w, r, b64 / 4, hsum(s[t]) - act_sum(at, n, (b64 - 3) * 64, 256));
+          s[t] = _mm256_setzero_si256();
+        }
+    }
+    for (int t = 0; t < nt; ++t) {
+      const void* at = a + static_cast<size_t>(t) * act_stride;
+      const int32_t isum = kTq ? 0 : hsum(s[t]) - act_sum(at, n, 0, n);
+      y[t * ldy + r] = packed_finish(kType, n, w, r, acc[t], isum, at);
+    }
+  }
+}
+
+}  // namespace tokenscope::kernels::ternary::avx2
+
+namespace tokenscope::kernels::detail {
+
+void install_tq1_0_avx2(KernelTable& t) {
+  t.for_type(TensorType::TQ1_0).vec_dot = ternary::avx2::dot_tq1_0;
+  t.for_type(TensorType::TQ1_0).gemm_packed = ternary::avx2::gemm_packed<TensorType::TQ1_0>;
+}
+void install_tq2_0_avx2(KernelTable& t) {
+  t.for_type(TensorType::TQ2_0).vec_dot = ternary::avx2::dot_tq2_0;
+  t.for_type(TensorType::TQ2_0).gemm_packed = ternary::avx2::gemm_packed<TensorType::TQ2_0>;
+}
+void install_i2_s_avx2(KernelTable& t) {
+  t.for_type(TensorType::I2_S).vec_dot = ternary::avx2::dot_i2_s;
+  t.for_type(TensorType::I2_S).gemm_packed = ternary::avx2::gemm_packed<TensorType::I2_S>;
+}
+void install_iq2_bn_avx2(KernelTable& t) {
+  t.for_type(TensorType::IQ2_BN).vec_dot = ternary::avx2::dot_iq2_bn;
+  t.for_type(TensorType::IQ2_BN).gemm_packed = ternary::avx2::gemm_packed<TensorType::IQ2_BN>;
+}
+
+}  // namespace tokenscope::kernels::detail
