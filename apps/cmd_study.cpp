@@ -90,6 +90,7 @@ int cmd_study(const StudyArgs& a) {
   o.model = a.model.empty() ? default_model_path() : std::filesystem::absolute(a.model).string();
   if (!a.model.empty() && !std::filesystem::exists(o.model)) fail("%s: no such file", o.model.c_str());
   o.shape = a.shape;
+  o.model_given = !a.model.empty();
   o.rounds = a.rounds;
   o.threads = a.threads;
   o.quick = a.quick;

@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "base/file_load.h"
+#include "gguf/gguf.h"
 #include "studies/study.h"
 
 namespace tokenscope::studies {
@@ -784,6 +785,83 @@ std::string synth_model(const Options& o, const std::string& shape, const std::s
 
 namespace {
 
+// --- ternary ------------------------------------------------------------------------------------------------
+
+Study ternary() {
+  Study s;
+  s.name = "ternary";
+  s.title = "ternary weights (BitNet b1.58): multiply-add vs lookup-table kernels, per format";
+  s.finding = "with 1.58-bit weights decode is far less memory-bound, and lookup tables of precomputed activation sums "
+              "(T-MAC) beat multiply-add on the unpacked weights for decode";
+  s.caveat = "models are the BitNet-b1.58-2B shape with random ternary weights (tokenscope synth), unless -m names a "
+             "ternary model; --ternary-kernel auto picks per shape by a measurement at load";
+  s.metrics = {{"bits_per_weight", "bits per weight", "bits", false},
+               {"pp_tok_s", "prefill", "tok/s"},
+               {"tg_tok_s", "decode", "tok/s"},
+               {"decode_gbs", "decode weight bandwidth", "GB/s"}};
+  s.charts = {"tg_tok_s", "pp_tok_s"};
+  s.configs = [](const Options& o, const Machine&) {
+    std::vector<Config> c;
+    std::vector<std::pair<std::string, std::string>> models;  // label, file
+    if (o.model_given) {
+      bool ternary_weights = false;
+      for (const auto& t : gguf::File::open(o.model)->tensors())
+        ternary_weights = ternary_weights || t.type == TensorType::TQ1_0 || t.type == TensorType::TQ2_0 ||
+                          t.type == TensorType::I2_S || t.type == TensorType::IQ2_BN;
+      if (!ternary_weights)
+        fail("study ternary: %s has no ternary weights (TQ1_0, TQ2_0, I2_S, IQ2_BN): leave out -m for the "
+             "synthesized BitNet-b1.58-2B shape", o.model.c_str());
+      models.emplace_back(std::filesystem::path(o.model).filename().string(), o.model);
+    } else {
+      for (const char* t : o.quick ? std::vector<const char*>{"i2_s"}
+                                   : std::vector<const char*>{"i2_s", "tq2_0", "tq1_0", "iq2_bn"})
+        models.emplace_back(t, synth_model(o, "bitnet-b1.58-2b", t));
+    }
+    for (const auto& [label, file] : models)
+      for (const char* k : o.quick ? std::vector<const char*>{"mad", "lut"}
+                                   : std::vector<const char*>{"mad", "lut", "auto"}) {
+        Config cf;
+        cf.name = label + ", " + k;
+        cf.series = k;
+        Options om = o;
+        om.model = file;
+        cf.args = bench(om, o.quick ? 16 : 64, o.quick ? 4 : 16, Args{"--ternary-kernel", k} + thread_args(o));
+        c.push_back(cf);
+      }
+    return c;
+  };
+  s.extract = [](const json& out, const ChildResult&, const Config&, const Machine&, std::vector<std::string>&) {
+    Sample x;
+    const json* r = any_record(out);
+    if (!r) return x;
+    const double size = r->value("model_size", 0.0), params = r->value("model_n_params", 0.0);
+    x["pp_tok_s"] = rate(out, true);
+    x["tg_tok_s"] = rate(out, false);
+    if (params > 0) x["bits_per_weight"] = 8 * size / params;
+    x["decode_gbs"] = size * x["tg_tok_s"] / 1e9;
+    return x;
+  };
+  s.judge = [](const std::vector<ConfigResult>& r, const Machine&) -> Verdict {
+    // Per format, LUT against MAD in decode.
+    std::string text;
+    int lut_wins = 0, pairs = 0;
+    for (const ConfigResult& m : r) {
+      if (m.config.series != "mad") continue;
+      const std::string label = m.config.name.substr(0, m.config.name.rfind(", "));
+      const ConfigResult* l = by_name(r, label + ", lut");
+      if (!l || !median(m, "tg_tok_s") || !median(*l, "tg_tok_s")) continue;
+      const double a = *median(m, "tg_tok_s"), b = *median(*l, "tg_tok_s");
+      ++pairs;
+      lut_wins += b > a;
+      text += strfmt("%s%s: decode LUT %.1f vs MAD %.1f tok/s (%s)", text.empty() ? "" : "; ", label.c_str(), b, a,
+                     pct(a > 0 ? b / a - 1 : 0).c_str());
+    }
+    if (pairs == 0) return inconclusive("no format ran with both kernels");
+    return {lut_wins * 2 > pairs ? "reproduced" : "not reproduced", text};
+  };
+  return s;
+}
+
 Study planned(const std::string& name, const std::string& title, const std::string& how) {
   Study s;
   s.name = name;
@@ -797,10 +875,9 @@ Study planned(const std::string& name, const std::string& title, const std::stri
 const std::vector<Study>& catalog() {
   static const std::vector<Study> c = {
       stages(), hotspots(), kv_cache(), formats(), hugepages(), load(), sched(), barrier(), threads(), batch(),
+      ternary(),
       planned("chunked-prefill", "running streams' pace while a long prompt arrives, whole vs chunked prefill",
               "not a study yet: scripts/bench-serve.sh --chunked runs it against `tokenscope serve` (docs/serving.md)"),
-      planned("ternary", "ternary weights: multiply-add vs lookup-table kernels",
-              "not a study yet: it comes with the ternary (BitNet b1.58) formats and kernels"),
   };
   return c;
 }

@@ -22,6 +22,7 @@ using json = nlohmann::json;
 struct Options {
   std::string bin;         // the tokenscope binary the configurations run
   std::string model;       // -m: the model file (resolved: never empty)
+  bool model_given = false;  // -m was given (else model is the default model or a study's classic shape)
   std::string shape;       // formats: the synth shape (empty: smollm2-135m)
   std::string out_dir;     // where NAME.json and NAME.html go
   std::string work_dir;    // scratch: synthesized models, per-run output directories

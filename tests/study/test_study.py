@@ -60,13 +60,14 @@ class QuickStudy(unittest.TestCase):
     study = None
     # Configurations that may be skipped on some machines (with the reason in the JSON): name -> why allowed.
     may_skip = {}
+    model = MODEL  # -m; None: the study's own default
 
     @classmethod
     def setUpClass(cls):
         if cls.study is None or not HAVE_MODEL:
             return
         cls.dir = tempfile.mkdtemp(prefix="tokenscope-study-")
-        args = ["study", cls.study, "--quick", "-r", "1", "-o", cls.dir, "-m", MODEL]
+        args = ["study", cls.study, "--quick", "-r", "1", "-o", cls.dir] + (["-m", cls.model] if cls.model else [])
         if WORK:
             args += ["--work-dir", WORK]
         cls.code, cls.out, cls.err = ts(*args)
@@ -96,7 +97,8 @@ class QuickStudy(unittest.TestCase):
             self.assertTrue(j["machine"][k], k)
         self.assertGreaterEqual(j["machine"]["cpus"], 1)
         self.assertGreater(j["machine"]["dram_read_gbs"], 0)
-        self.assertEqual(j["model"], MODEL)
+        if self.model:
+            self.assertEqual(j["model"], self.model)
         self.assertTrue(j["quick"])
         keys = [m["key"] for m in j["metrics"]]
         self.assertTrue(keys)
@@ -219,6 +221,17 @@ class Batch(QuickStudy):
     study = "batch"
 
 
+class Ternary(QuickStudy):
+    study = "ternary"
+    model = None  # the synthesized BitNet-b1.58-2B shape in I2_S
+
+    def test_both_kernels_ran_on_two_bit_weights(self):
+        names = {c["name"] for c in self.j["configs"] if not c["skipped"]}
+        self.assertEqual(names, {"i2_s, mad", "i2_s, lut"})
+        for c in self.j["configs"]:
+            self.assertLess(c["metrics"]["bits_per_weight"]["median"], 4)  # 2-bit weights, Q8_0 embeddings
+
+
 @NEED_MODEL
 class Cli(unittest.TestCase):
     """The study command's and the knobs' bad input: exit 2 (usage) or 1, a message naming what is wrong."""
@@ -227,7 +240,7 @@ class Cli(unittest.TestCase):
         code, out, _ = ts("study", "--list")
         self.assertEqual(code, 0)
         for name in ("stages", "hotspots", "kv-cache", "formats", "hugepages", "load", "sched", "barrier", "threads",
-                     "batch", "chunked-prefill", "ternary"):
+                     "batch", "ternary", "chunked-prefill"):
             self.assertIn(name, out)
 
     def test_bad_study_arguments(self):
@@ -241,6 +254,9 @@ class Cli(unittest.TestCase):
         code, _, err = ts("study", "chunked-prefill")
         self.assertEqual(code, 1)
         self.assertIn("not a study yet", err)
+        code, _, err = ts("study", "ternary", "-m", MODEL, "--quick")
+        self.assertEqual(code, 1)
+        self.assertIn("no ternary weights", err)
 
     def test_bad_knob_values_are_usage_errors(self):
         for args, word in ((["--load", "floppy"], "--load floppy"), (["--hugepages", "giant"], "--hugepages giant"),
