@@ -18,6 +18,7 @@
 #endif
 
 #include "base/error.h"
+#include "base/memory_stats.h"
 
 namespace tokenscope {
 
@@ -26,15 +27,6 @@ namespace {
 constexpr size_t kReadChunk = size_t{4} << 20;  // per read() / io_uring request
 constexpr unsigned kUringDepth = 16;             // requests in flight
 constexpr size_t kDirectAlign = 4096;            // O_DIRECT: offsets, lengths and the buffer aligned to this
-
-struct Faults {
-  int64_t minor = 0, major = 0;
-};
-Faults faults_now() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return {ru.ru_minflt, ru.ru_majflt};
-}
 
 // Reads [off, off + n) of fd into dst with pread, retrying short reads; for O_DIRECT n is rounded up to the
 // alignment (the buffer has room) and a short read at the end of the file is the end.
@@ -148,7 +140,7 @@ bool uring_available() {
 
 FileImage FileImage::load(const std::string& path, const LoadOptions& opts) {
   const auto t0 = std::chrono::steady_clock::now();
-  const Faults f0 = faults_now();
+  const PageFaults f0 = page_faults_now();
   FileImage img;
   img.stats_.mode = opts.mode;
   if (opts.mode == LoadMode::uring && !uring_available())
@@ -203,7 +195,7 @@ FileImage FileImage::load(const std::string& path, const LoadOptions& opts) {
     throw;
   }
   ::close(fd);
-  const Faults f1 = faults_now();
+  const PageFaults f1 = page_faults_now();
   img.stats_.minor_faults = f1.minor - f0.minor;
   img.stats_.major_faults = f1.major - f0.major;
   img.stats_.bytes = img.size_;

@@ -1,5 +1,7 @@
 #include "base/memory_stats.h"
 
+#include <sys/resource.h>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -39,6 +41,12 @@ bool reset_peak_rss() {
   const bool ok = ::write(fd, "5", 1) == 1;
   ::close(fd);
   return ok;
+}
+
+PageFaults page_faults_now() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return {ru.ru_minflt, ru.ru_majflt};
 }
 
 }  // namespace tokenscope

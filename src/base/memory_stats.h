@@ -10,6 +10,11 @@ namespace tokenscope {
 uint64_t current_rss_bytes();
 // VmHWM: the most bytes resident at any time since the start, or since reset_peak_rss. 0 if unreadable.
 uint64_t peak_rss_bytes();
+// The process's page faults so far (getrusage): minor (no I/O) and major (read from the disk).
+struct PageFaults {
+  int64_t minor = 0, major = 0;
+};
+PageFaults page_faults_now();
 // Sets the peak to the current resident size (writes 5 to /proc/self/clear_refs, Linux 4.0+), so that a
 // later peak_rss_bytes covers only what follows. False where the kernel does not allow it.
 bool reset_peak_rss();

@@ -47,22 +47,11 @@ const float* Batch::logits(size_t i) const {
   return logits_.data() + logit_index_[i] * n_vocab_;
 }
 
-namespace {
-struct rusage_faults {
-  int64_t minor = 0, major = 0;
-};
-rusage_faults process_faults() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return {ru.ru_minflt, ru.ru_majflt};
-}
-}  // namespace
-
 std::unique_ptr<Engine> Engine::open(const EngineOptions& opts) {
   const double t0 = now_ms();
   if (opts.model_path.empty()) fail("no model file given");
   if (!std::filesystem::exists(opts.model_path)) fail("%s: no such file", opts.model_path.c_str());
-  const rusage_faults f0 = process_faults();
+  const PageFaults f0 = page_faults_now();
   set_huge_pages(opts.huge_pages);
   std::shared_ptr<const Model> model = Model::load(opts.model_path, opts.load);
   std::shared_ptr<const Tokenizer> tok = Tokenizer::from_gguf(model->file());
@@ -73,7 +62,7 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opts) {
   e->model_ = std::move(model);
   e->tok_ = std::move(tok);
   e->init(opts, t0);
-  const rusage_faults f1 = process_faults();
+  const PageFaults f1 = page_faults_now();
   e->load_report_.file = e->model_->file().image().stats();
   e->load_report_.minor_faults = f1.minor - f0.minor;
   e->load_report_.major_faults = f1.major - f0.major;
