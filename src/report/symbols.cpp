@@ -2,6 +2,10 @@
 
 #include <cxxabi.h>
 #include <elf.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -9,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 namespace tokenscope::report {
 
@@ -126,9 +131,23 @@ const Symbolizer::ElfInfo& Symbolizer::elf(const std::string& path) {
   auto it = elves_.find(path);
   if (it != elves_.end()) return it->second;
   ElfInfo& info = elves_[path];
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return info;
-  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // Mapped, not read: a binary with debug information is tens of MB, of which the tables are a small part.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return info;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_size <= 0) {
+    ::close(fd);
+    return info;
+  }
+  void* m = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (m == MAP_FAILED) return info;
+  struct Unmap {
+    void* p;
+    size_t n;
+    ~Unmap() { ::munmap(p, n); }
+  } unmap{m, static_cast<size_t>(st.st_size)};
+  const std::string_view bytes(static_cast<const char*>(m), static_cast<size_t>(st.st_size));
   if (bytes.size() < sizeof(Elf64_Ehdr) || std::memcmp(bytes.data(), ELFMAG, SELFMAG) != 0 ||
       bytes[EI_CLASS] != ELFCLASS64)
     return info;
@@ -162,7 +181,7 @@ const Symbolizer::ElfInfo& Symbolizer::elf(const std::string& path) {
         if (ELF64_ST_TYPE(sym.st_info) != STT_FUNC || sym.st_value == 0 || sym.st_name >= str.sh_size) continue;
         const char* name = bytes.data() + str.sh_offset + sym.st_name;
         const size_t max = str.sh_size - sym.st_name;
-        info.symbols.push_back({sym.st_value, sym.st_size, demangle(std::string(name, strnlen(name, max)).c_str())});
+        info.symbols.push_back({sym.st_value, sym.st_size, std::string(name, strnlen(name, max))});
       }
     }
     if (!info.symbols.empty()) break;  // .symtab when there is one: it holds the local functions too
@@ -195,7 +214,7 @@ CodeLocation Symbolizer::resolve(uint64_t ip) {
                                  [](uint64_t a, const Symbol& s) { return a < s.addr; });
       if (it != e.symbols.begin()) {
         --it;
-        if (addr < it->addr + it->size || (it->size == 0 && addr - it->addr < 4096)) loc.function = it->name;
+        if (addr < it->addr + it->size || (it->size == 0 && addr - it->addr < 4096)) loc.function = demangle(it->name.c_str());
       }
       break;
     }

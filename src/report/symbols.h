@@ -29,7 +29,7 @@ class Symbolizer {
   };
   struct Symbol {
     uint64_t addr, size;
-    std::string name;
+    std::string name;  // as the table has it (mangled); demangled when an address resolves to it
   };
   struct ElfInfo {
     bool ok = false;

@@ -18,16 +18,16 @@ using namespace tokenscope;
 using tokenscope::report::short_function_name;
 
 extern "C" __attribute__((noinline, used)) int ts_symbolizer_probe(int x) {
-  volatile int y = x;
-  for (int i = 0; i < 10; ++i) y = y * 3 + i;
-  return y;
+  volatile unsigned y = static_cast<unsigned>(x);
+  for (unsigned i = 0; i < 10; ++i) y = y * 3 + i;
+  return static_cast<int>(y & 0x7fffffff);
 }
 
 // Busy work for the sampler to find: about a millisecond per call.
 extern "C" __attribute__((noinline, used)) int ts_sampler_busy(int n) {
-  volatile int y = n;
-  for (int i = 0; i < 1000000; ++i) y = y * 3 + i;
-  return y;
+  volatile unsigned y = static_cast<unsigned>(n);  // unsigned: wraps, as intended
+  for (unsigned i = 0; i < 1000000; ++i) y = y * 3 + i;
+  return static_cast<int>(y & 0x7fffffff);
 }
 
 TEST(Symbols, ShortNamesDropParametersReturnTypesAndClones) {
@@ -64,12 +64,12 @@ TEST(Sampler, SamplesLandInTheBusyFunctionAndItsStep) {
   }
   sampler->start();
   prof.begin_step(profile::Stage::decode, 0, 1);
-  volatile int sink = 0;
+  volatile unsigned sink = 0;
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   const double t0 = static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
   for (;;) {
-    sink = sink + ts_sampler_busy(sink & 7);
+    sink = (sink & 0xffffu) + static_cast<unsigned>(ts_sampler_busy(static_cast<int>(sink & 7u)));
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     if (static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9 - t0 > 0.1) break;
   }
