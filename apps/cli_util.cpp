@@ -8,12 +8,14 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
-#include <random>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <random>
 #include <sstream>
 
 namespace tokenscope::app {
@@ -169,6 +171,22 @@ void show_loading(const std::string& path) {
   const auto bytes = std::filesystem::file_size(path, ec);
   std::fprintf(stderr, "tokenscope: loading %s (%.1f MiB) and packing its weights ...", path.c_str(),
                ec ? 0.0 : static_cast<double>(bytes) / 1048576.0);
+}
+
+std::string cache_dir() {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  return (xdg && *xdg ? std::string(xdg) : std::string(home ? home : "/tmp") + "/.cache") + "/tokenscope";
+}
+
+std::string new_dated_dir(const std::string& parent) {
+  const std::time_t t = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::gmtime(&t));
+  const std::string base = parent + "/" + stamp;
+  std::string dir = base;
+  for (int i = 2; std::filesystem::exists(dir); ++i) dir = base + "-" + std::to_string(i);
+  return dir;
 }
 
 std::vector<int32_t> fixed_random_tokens(int n, int64_t n_vocab, uint32_t seed) {

@@ -65,6 +65,10 @@ class Progress {
 // "loading MODEL (N MiB) ..." on stderr while a model is loaded and its weights packed, when stderr is a terminal;
 // erased by clear_status_line().
 void show_loading(const std::string& path);
+// tokenscope's cache directory: $XDG_CACHE_HOME/tokenscope, else ~/.cache/tokenscope.
+std::string cache_dir();
+// A new directory path under parent named by the UTC time ("20261204-183000", then "-2", "-3" if taken); not created.
+std::string new_dated_dir(const std::string& parent);
 // Random (but fixed by seed) token ids, as llama-bench uses: work that does not depend on any text.
 std::vector<int32_t> fixed_random_tokens(int n, int64_t n_vocab, uint32_t seed);
 void clear_status_line();

@@ -1,7 +1,6 @@
 #include "apps/cmd_profile.h"
 
 #include <cstdlib>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 
@@ -183,18 +182,7 @@ int cmd_sysinfo(const SysinfoArgs& a) {
   return 0;
 }
 
-std::string default_profile_dir() {
-  const char* xdg = std::getenv("XDG_CACHE_HOME");
-  const char* home = std::getenv("HOME");
-  const std::string base = (xdg && *xdg ? std::string(xdg) : std::string(home ? home : "/tmp") + "/.cache") +
-                           "/tokenscope/profiles/";
-  const std::time_t t = std::time(nullptr);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::gmtime(&t));
-  std::string dir = base + stamp;
-  for (int i = 2; std::filesystem::exists(dir); ++i) dir = base + stamp + "-" + std::to_string(i);
-  return dir;
-}
+std::string default_profile_dir() { return new_dated_dir(cache_dir() + "/profiles"); }
 
 void write_profile(const profile::Profiler& prof, const MachineInfo& m, const std::string& model_path,
                    const std::string& out_dir, const profile::LoadReport* load, const report::TraceOptions& trace,

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -21,12 +20,6 @@
 namespace tokenscope::app {
 
 namespace {
-
-std::string cache_base() {
-  const char* xdg = std::getenv("XDG_CACHE_HOME");
-  const char* home = std::getenv("HOME");
-  return (xdg && *xdg ? std::string(xdg) : std::string(home ? home : "/tmp") + "/.cache") + "/tokenscope";
-}
 
 std::string self_exe() {
   std::error_code ec;
@@ -94,14 +87,8 @@ int cmd_study(const StudyArgs& a) {
   o.rounds = a.rounds;
   o.threads = a.threads;
   o.quick = a.quick;
-  o.work_dir = a.work_dir.empty() ? cache_base() + "/study-work" : a.work_dir;
-  std::string out = a.out_dir;
-  if (out.empty()) {
-    const std::time_t t = std::time(nullptr);
-    char stamp[32];
-    std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::gmtime(&t));
-    out = cache_base() + "/studies/" + stamp;
-  }
+  o.work_dir = a.work_dir.empty() ? cache_dir() + "/study-work" : a.work_dir;
+  const std::string out = a.out_dir.empty() ? new_dated_dir(cache_dir() + "/studies") : a.out_dir;
   std::error_code ec;
   std::filesystem::create_directories(out, ec);
   if (ec) fail("%s: cannot create the output directory: %s", out.c_str(), ec.message().c_str());
