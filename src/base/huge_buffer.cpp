@@ -8,11 +8,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <mutex>
 #include <utility>
 
 #include "base/error.h"
+#include "base/memory_stats.h"
 
 namespace tokenscope {
 
@@ -25,20 +25,6 @@ std::string g_notes;
 void add_note(const std::string& line) {
   std::lock_guard<std::mutex> l(g_notes_m);
   if (g_notes.find(line) == std::string::npos) g_notes += line + "\n";
-}
-
-int64_t meminfo_value(const char* key) {
-  std::ifstream f("/proc/meminfo");
-  std::string k;
-  int64_t v = 0;
-  while (f >> k) {
-    if (k == key) {
-      f >> v;
-      return v;
-    }
-    f.ignore(1 << 10, '\n');
-  }
-  return 0;
 }
 }  // namespace
 
@@ -59,9 +45,9 @@ std::optional<HugePages> huge_pages_from_name(std::string_view name) {
 
 void set_huge_pages(HugePages m) { g_pages = m; }
 HugePages huge_pages() { return g_pages; }
-int64_t hugetlb_pages_free() { return meminfo_value("HugePages_Free:"); }
+int64_t hugetlb_pages_free() { return static_cast<int64_t>(proc_field("/proc/meminfo", "HugePages_Free")); }
 size_t hugetlb_page_bytes() {
-  const int64_t kib = meminfo_value("Hugepagesize:");
+  const uint64_t kib = proc_field("/proc/meminfo", "Hugepagesize");
   return kib > 0 ? static_cast<size_t>(kib) * 1024 : kHugePage;
 }
 

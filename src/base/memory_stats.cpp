@@ -10,30 +10,25 @@
 
 namespace tokenscope {
 
-namespace {
-
-// The value of a "Key:   123 kB" line of /proc/self/status, in bytes; 0 if absent or unreadable.
-uint64_t status_kib(const char* key) {
-  FILE* f = std::fopen("/proc/self/status", "re");
+uint64_t proc_field(const char* path, const char* key) {
+  FILE* f = std::fopen(path, "re");
   if (!f) return 0;
   const size_t n = std::strlen(key);
   char line[256];
-  uint64_t bytes = 0;
+  uint64_t value = 0;
   while (std::fgets(line, sizeof line, f)) {
     if (std::strncmp(line, key, n) != 0 || line[n] != ':') continue;
-    unsigned long long kib = 0;
-    if (std::sscanf(line + n + 1, "%llu", &kib) == 1) bytes = static_cast<uint64_t>(kib) * 1024;
+    unsigned long long v = 0;
+    if (std::sscanf(line + n + 1, "%llu", &v) == 1) value = static_cast<uint64_t>(v);
     break;
   }
   std::fclose(f);
-  return bytes;
+  return value;
 }
 
-}  // namespace
+uint64_t current_rss_bytes() { return proc_field("/proc/self/status", "VmRSS") * 1024; }
 
-uint64_t current_rss_bytes() { return status_kib("VmRSS"); }
-
-uint64_t peak_rss_bytes() { return status_kib("VmHWM"); }
+uint64_t peak_rss_bytes() { return proc_field("/proc/self/status", "VmHWM") * 1024; }
 
 bool reset_peak_rss() {
   const int fd = ::open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);

@@ -6,6 +6,9 @@
 
 namespace tokenscope {
 
+// The number on a "Key:   123 kB" (or "Key: 123") line of a /proc file such as /proc/self/status or
+// /proc/meminfo, as written (kB where the file says so); 0 if the key is absent or the file unreadable.
+uint64_t proc_field(const char* path, const char* key);
 // VmRSS: the bytes resident now (anonymous, file-mapped and shared memory). 0 if unreadable.
 uint64_t current_rss_bytes();
 // VmHWM: the most bytes resident at any time since the start, or since reset_peak_rss. 0 if unreadable.
