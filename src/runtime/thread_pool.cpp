@@ -185,12 +185,16 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
-void ThreadPool::worker(int ith) {
+void ThreadPool::set_up_thread(int ith) const {
   if (!opts_.cpus.empty()) pin_to(opts_.cpus[static_cast<size_t>(ith) % opts_.cpus.size()]);
   try {
     apply_thread_sched(opts_);  // allowed: the caller's succeeded
   } catch (const Error&) {
   }
+}
+
+void ThreadPool::worker(int ith) {
+  set_up_thread(ith);
   const int spins = opts_.barrier == BarrierMode::spin    ? INT32_MAX
                     : opts_.barrier == BarrierMode::futex ? 0
                                                           : opts_.spin_iterations;
@@ -259,11 +263,7 @@ void ThreadPool::run_openmp() {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     if (set_up_for != this && tid != 0) {
       set_up_for = this;
-      if (!opts_.cpus.empty()) pin_to(opts_.cpus[static_cast<size_t>(tid) % opts_.cpus.size()]);
-      try {
-        apply_thread_sched(opts_);
-      } catch (const Error&) {
-      }
+      set_up_thread(tid);
     }
     // The runtime may give fewer threads than asked (OMP_THREAD_LIMIT, OMP_DYNAMIC): every share still runs.
     for (int ith = tid; ith < n_threads_; ith += nt) run_job(ith);

@@ -110,6 +110,8 @@ class ThreadPool {
 
   void run_job(int ith);
   void run_openmp();
+  // A worker's (or an OpenMP thread's) pinning and scheduling policy, once when it starts serving this pool.
+  void set_up_thread(int ith) const;
 
   int n_threads_;
   PoolOptions opts_;
