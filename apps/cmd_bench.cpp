@@ -14,8 +14,6 @@
 #include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "base/error.h"
-#include "base/file_load.h"
-#include "base/huge_buffer.h"
 #include "base/memory_stats.h"
 #include "engine/engine.h"
 #include "engine/session.h"
@@ -318,19 +316,11 @@ int cmd_bench(const BenchArgs& a) {
              path.c_str(), static_cast<long long>(need_ctx), static_cast<long long>(train));
     }
     // The model is loaded (and its weights packed) once; each configuration gets its own engine over it.
-    EngineOptions sys_opts;
-    apply_system_args(a.sys, sys_opts);
-    set_huge_pages(sys_opts.huge_pages);
-    const double load_t0 = now_ns();
-    std::shared_ptr<const Model> model = Model::load(path, sys_opts.load);
+    EngineOptions load_opts;
+    load_opts.model_path = path;
+    apply_system_args(a.sys, load_opts);
     LoadReport model_load;
-    model_load.file = model->file().image().stats();
-    model_load.ms = (now_ns() - load_t0) / 1e6;
-    model_load.huge_pages = sys_opts.huge_pages;
-    model_load.notes = model_load.file.note.empty() ? "" : model_load.file.note + "\n";
-    model_load.notes += huge_pages_notes();
-    if (sys_opts.load.mlock) lock_memory();
-    model_load.rss_bytes = current_rss_bytes();
+    std::shared_ptr<const Model> model = Engine::load_model(load_opts, &model_load);
     print_load_notes(model_load);
     std::shared_ptr<const Tokenizer> tokenizer = Tokenizer::from_gguf(model->file());
     int64_t n_params = 0;

@@ -6,7 +6,6 @@
 
 #include "apps/cli_util.h"
 #include "base/error.h"
-#include "base/huge_buffer.h"
 #include "engine/scheduler.h"
 #include "engine/sysinfo.h"
 #include "report/compare.h"
@@ -245,8 +244,8 @@ int cmd_profile(const ProfileArgs& a) {
   EngineOptions eo = engine_options(a.common, &prof);
   // Every sequence computes its own prompt (no prefix cache): the profile shows the work N users would cause.
   eo.prefix_cache = false;
-  set_huge_pages(eo.huge_pages);
-  std::shared_ptr<const Model> model = Model::load(eo.model_path, eo.load);
+  LoadReport loaded;
+  std::shared_ptr<const Model> model = Engine::load_model(eo, &loaded);
   std::shared_ptr<const Tokenizer> tok = Tokenizer::from_gguf(model->file());
   std::vector<TokenId> prompt;
   if (a.prompt_tokens > 0) {
@@ -260,7 +259,7 @@ int cmd_profile(const ProfileArgs& a) {
   if (eo.kv_tokens == 0)
     eo.kv_tokens = std::max<int64_t>(std::min<int64_t>(4096, model->config().n_ctx_train),
                                      a.parallel * (static_cast<int64_t>(prompt.size()) + a.n_predict + ops::kAttnPad));
-  auto s = std::make_unique<Session>(Engine::open(model, tok, eo));
+  auto s = std::make_unique<Session>(Engine::open(model, tok, eo, &loaded));
   print_load_notes(s->engine().load_report());
   std::unique_ptr<profile::Sampler> sampler;
   if (a.sample) {

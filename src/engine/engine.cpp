@@ -47,13 +47,37 @@ const float* Batch::logits(size_t i) const {
   return logits_.data() + logit_index_[i] * n_vocab_;
 }
 
-std::unique_ptr<Engine> Engine::open(const EngineOptions& opts) {
+namespace {
+// The load's fallbacks so far, a line each: the file's (O_DIRECT refused) and the huge pages' (reserved pages short,
+// for the weights and, once an engine is open, its KV cache).
+std::string load_notes(const LoadStats& file) { return (file.note.empty() ? "" : file.note + "\n") + huge_pages_notes(); }
+}  // namespace
+
+std::shared_ptr<const Model> Engine::load_model(const EngineOptions& opts, LoadReport* report) {
   const double t0 = now_ms();
   if (opts.model_path.empty()) fail("no model file given");
   if (!std::filesystem::exists(opts.model_path)) fail("%s: no such file", opts.model_path.c_str());
   const PageFaults f0 = page_faults_now();
   set_huge_pages(opts.huge_pages);
   std::shared_ptr<const Model> model = Model::load(opts.model_path, opts.load);
+  if (report) {
+    const PageFaults f1 = page_faults_now();
+    report->file = model->file().image().stats();
+    report->ms = now_ms() - t0;
+    report->minor_faults = f1.minor - f0.minor;
+    report->major_faults = f1.major - f0.major;
+    report->rss_bytes = current_rss_bytes();
+    report->huge_pages = opts.huge_pages;
+    report->notes = load_notes(report->file);
+  }
+  return model;
+}
+
+std::unique_ptr<Engine> Engine::open(const EngineOptions& opts) {
+  const double t0 = now_ms();
+  const PageFaults f0 = page_faults_now();
+  LoadReport loaded;
+  std::shared_ptr<const Model> model = load_model(opts, &loaded);
   std::shared_ptr<const Tokenizer> tok = Tokenizer::from_gguf(model->file());
   if (tok->n_vocab() > model->config().n_vocab)
     fail("%s: the tokenizer has %d tokens but token_embd.weight has only %lld rows", opts.model_path.c_str(),
@@ -61,27 +85,25 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opts) {
   std::unique_ptr<Engine> e(new Engine());
   e->model_ = std::move(model);
   e->tok_ = std::move(tok);
-  e->init(opts, t0);
+  e->init(opts, t0, &loaded);
+  // The whole open's faults: the model's, then the KV cache's pages.
   const PageFaults f1 = page_faults_now();
-  e->load_report_.file = e->model_->file().image().stats();
   e->load_report_.minor_faults = f1.minor - f0.minor;
   e->load_report_.major_faults = f1.major - f0.major;
-  if (!e->load_report_.file.note.empty()) e->load_report_.notes = e->load_report_.file.note + "\n";
-  e->load_report_.notes += huge_pages_notes();
   return e;
 }
 
 std::unique_ptr<Engine> Engine::open(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tok,
-                                     const EngineOptions& opts) {
+                                     const EngineOptions& opts, const LoadReport* loaded) {
   TS_CHECK(model && tok);
   std::unique_ptr<Engine> e(new Engine());
   e->model_ = std::move(model);
   e->tok_ = std::move(tok);
-  e->init(opts, now_ms());
+  e->init(opts, now_ms(), loaded);
   return e;
 }
 
-void Engine::init(const EngineOptions& opts, double t0) {
+void Engine::init(const EngineOptions& opts, double t0, const LoadReport* loaded) {
   if (opts.n_threads < 0) fail("-t must be >= 1 (got %d)", opts.n_threads);
   if (opts.kv_tokens < 0) fail("-c must be >= 1 (got %lld)", static_cast<long long>(opts.kv_tokens));
   const ModelConfig& c = model_->config();
@@ -114,6 +136,12 @@ void Engine::init(const EngineOptions& opts, double t0) {
   load_report_.ms = load_ms_;
   load_report_.rss_bytes = current_rss_bytes();
   load_report_.huge_pages = opts.huge_pages;
+  if (loaded) {
+    load_report_.file = loaded->file;
+    load_report_.minor_faults = loaded->minor_faults;
+    load_report_.major_faults = loaded->major_faults;
+  }
+  load_report_.notes = load_notes(load_report_.file);
 }
 
 Engine::~Engine() {

@@ -125,9 +125,13 @@ class Engine {
  public:
   // Loads the model (and its tokenizer) from opts.model_path.
   static std::unique_ptr<Engine> open(const EngineOptions& opts);
-  // An engine over a model already loaded (bench and profile build one per configuration without reloading).
+  // Loads opts.model_path as opts says (load mode, huge pages), for engines opened over it later; report, when
+  // given, gets what the load cost.
+  static std::shared_ptr<const Model> load_model(const EngineOptions& opts, LoadReport* report = nullptr);
+  // An engine over a model already loaded (bench and profile build one per configuration without reloading);
+  // loaded: that load's report, which load_report() then carries.
   static std::unique_ptr<Engine> open(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tok,
-                                      const EngineOptions& opts);
+                                      const EngineOptions& opts, const LoadReport* loaded = nullptr);
   ~Engine();
 
   const Model& model() const { return *model_; }
@@ -142,7 +146,7 @@ class Engine {
   // The most tokens one sequence can hold: the pool's capacity (rounded up to pages).
   int64_t n_ctx() const { return n_ctx_; }
   double load_ms() const { return load_ms_; }
-  // The load's costs; for an engine over an already loaded model only ms, rss and huge_pages are its own.
+  // The load's costs; for an engine over an already loaded model, ms and rss are its own open's.
   const LoadReport& load_report() const { return load_report_; }
   int64_t n_vocab() const { return model_->config().n_vocab; }
   profile::Profiler* profiler() const { return prof_; }
@@ -182,7 +186,7 @@ class Engine {
 
  private:
   Engine() = default;
-  void init(const EngineOptions& opts, double t0_ms);
+  void init(const EngineOptions& opts, double t0_ms, const LoadReport* loaded);
   friend class Sequence;
   void release_pages(Sequence& seq, size_t keep);
   void check_owner(const Sequence& seq, const char* what) const;
