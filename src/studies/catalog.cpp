@@ -58,6 +58,33 @@ std::pair<std::string, double> roof_for(const Machine& m, double bytes) {
   return {"DRAM", m.dram_gbs};
 }
 
+// A bench run's figures: pp and tg tok/s and, from the model's size, bits per weight, the weight bytes decode
+// streams per second and their share of the read roof of the level they fit. A study's table shows the ones among
+// its metrics.
+Sample bench_figures(const json& out, const Machine& m) {
+  Sample x;
+  x["pp_tok_s"] = rate(out, true);
+  x["tg_tok_s"] = rate(out, false);
+  const json* r = any_record(out);
+  if (!r) return x;
+  const double size = r->value("model_size", 0.0), params = r->value("model_n_params", 0.0);
+  if (params > 0) x["bits_per_weight"] = 8 * size / params;
+  x["decode_gbs"] = size * x["tg_tok_s"] / 1e9;
+  const auto roof = roof_for(m, size);
+  if (roof.second > 0) x["roof_share"] = 100 * x["decode_gbs"] / roof.second;
+  return x;
+}
+
+// The 78-token prompt of the classic analysis (fixed random ids, 78 on any tokenizer), then decode, under profile.
+Config profile_78(const Options& o, const std::string& name, const Args& extra) {
+  Config c;
+  c.name = name;
+  c.args = Args{"profile", "--prompt-tokens", "78", "-n", o.quick ? "8" : "64", "--temp", "0"} + extra +
+           Args{"-o", "{out}"} + model_args(o) + thread_args(o);
+  c.json_file = "{out}/summary.json";
+  return c;
+}
+
 void model_load_notes(const json& rec, std::vector<std::string>& notes) {
   if (rec.contains("model_load")) {
     const std::string n = rec["model_load"].value("notes", "");
@@ -105,12 +132,7 @@ Study stages() {
                {"decode_roof", "decode roof share", "%"}};
   s.charts = {"prefill_tok_s", "decode_tok_s", "decode_ai"};
   s.configs = [](const Options& o, const Machine&) {
-    Config c;
-    c.name = "78-token prompt, then decode";
-    c.args = Args{"profile", "--prompt-tokens", "78", "-n", o.quick ? "8" : "64", "--temp", "0", "-o", "{out}"} +
-             model_args(o) + thread_args(o);
-    c.json_file = "{out}/summary.json";
-    return std::vector<Config>{c};
+    return std::vector<Config>{profile_78(o, "78-token prompt, then decode", {})};
   };
   s.extract = [](const json& out, const ChildResult&, const Config&, const Machine&, std::vector<std::string>& notes) {
     Sample x;
@@ -184,12 +206,7 @@ Study hotspots() {
                {"decode_matmul", "decode in matmul kernels", "%"}};
   s.charts = {"prefill_matmul", "decode_matmul"};
   s.configs = [](const Options& o, const Machine&) {
-    Config c;
-    c.name = "78-token prompt, then decode, sampled";
-    c.args = Args{"profile", "--prompt-tokens", "78", "-n", o.quick ? "8" : "64", "--temp", "0", "--sample", "-o",
-                  "{out}"} + model_args(o) + thread_args(o);
-    c.json_file = "{out}/summary.json";
-    return std::vector<Config>{c};
+    return std::vector<Config>{profile_78(o, "78-token prompt, then decode, sampled", {"--sample"})};
   };
   s.extract = [](const json& out, const ChildResult&, const Config&, const Machine&, std::vector<std::string>& notes) {
     Sample x;
@@ -367,17 +384,7 @@ Study formats() {
     return c;
   };
   s.extract = [](const json& out, const ChildResult&, const Config&, const Machine& m, std::vector<std::string>&) {
-    Sample x;
-    const json* r = any_record(out);
-    if (!r) return x;
-    const double size = r->value("model_size", 0.0), params = r->value("model_n_params", 0.0);
-    x["pp_tok_s"] = rate(out, true);
-    x["tg_tok_s"] = rate(out, false);
-    if (params > 0) x["bits_per_weight"] = 8 * size / params;
-    x["decode_gbs"] = size * x["tg_tok_s"] / 1e9;
-    const auto roof = roof_for(m, size);
-    if (roof.second > 0) x["roof_share"] = 100 * x["decode_gbs"] / roof.second;
-    return x;
+    return bench_figures(out, m);
   };
   s.judge = [](const std::vector<ConfigResult>& r, const Machine& m) -> Verdict {
     // Rank correlation of bits per weight with decode speed: bandwidth-bound decode makes it strongly negative.
@@ -451,11 +458,10 @@ Study hugepages() {
     }
     return c;
   };
-  s.extract = [](const json& out, const ChildResult& child, const Config&, const Machine&, std::vector<std::string>& notes) {
-    Sample x;
+  s.extract = [](const json& out, const ChildResult& child, const Config&, const Machine& m,
+                 std::vector<std::string>& notes) {
+    Sample x = bench_figures(out, m);
     x["minor_faults"] = static_cast<double>(child.minor_faults);
-    x["pp_tok_s"] = rate(out, true);
-    x["tg_tok_s"] = rate(out, false);
     if (const json* r = any_record(out)) {
       if (r->contains("model_load")) x["load_ms"] = (*r)["model_load"].value("ms", 0.0);
       model_load_notes(*r, notes);
@@ -585,10 +591,8 @@ Study sched() {
         }
     return c;
   };
-  s.extract = [](const json& out, const ChildResult& child, const Config&, const Machine&, std::vector<std::string>&) {
-    Sample x;
-    x["pp_tok_s"] = rate(out, true);
-    x["tg_tok_s"] = rate(out, false);
+  s.extract = [](const json& out, const ChildResult& child, const Config&, const Machine& m, std::vector<std::string>&) {
+    Sample x = bench_figures(out, m);
     x["involuntary_cs"] = static_cast<double>(child.involuntary_cs);
     return x;
   };
@@ -693,16 +697,7 @@ Study threads() {
     return c;
   };
   s.extract = [](const json& out, const ChildResult&, const Config&, const Machine& m, std::vector<std::string>&) {
-    Sample x;
-    x["pp_tok_s"] = rate(out, true);
-    x["tg_tok_s"] = rate(out, false);
-    if (const json* r = any_record(out)) {
-      const double size = r->value("model_size", 0.0);
-      x["decode_gbs"] = size * x["tg_tok_s"] / 1e9;
-      const auto roof = roof_for(m, size);
-      if (roof.second > 0) x["roof_share"] = 100 * x["decode_gbs"] / roof.second;
-    }
-    return x;
+    return bench_figures(out, m);
   };
   s.judge = [](const std::vector<ConfigResult>& r, const Machine& m) -> Verdict {
     if (r.size() < 2) return inconclusive("this machine has one CPU: nothing to scale");
@@ -830,16 +825,8 @@ Study ternary() {
       }
     return c;
   };
-  s.extract = [](const json& out, const ChildResult&, const Config&, const Machine&, std::vector<std::string>&) {
-    Sample x;
-    const json* r = any_record(out);
-    if (!r) return x;
-    const double size = r->value("model_size", 0.0), params = r->value("model_n_params", 0.0);
-    x["pp_tok_s"] = rate(out, true);
-    x["tg_tok_s"] = rate(out, false);
-    if (params > 0) x["bits_per_weight"] = 8 * size / params;
-    x["decode_gbs"] = size * x["tg_tok_s"] / 1e9;
-    return x;
+  s.extract = [](const json& out, const ChildResult&, const Config&, const Machine& m, std::vector<std::string>&) {
+    return bench_figures(out, m);
   };
   s.judge = [](const std::vector<ConfigResult>& r, const Machine&) -> Verdict {
     // Per format, LUT against MAD in decode.
