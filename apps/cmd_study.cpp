@@ -143,17 +143,17 @@ CLI::App* add_probe_command(CLI::App& app, ProbeArgs& a) {
 
 namespace {
 
-double cpu_ms_now() {
+// This process's CPU time (user + system, all threads) and context switches so far.
+struct Usage {
+  double cpu_ms = 0;
+  int64_t switches = 0;
+};
+Usage usage_now() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
-}
-
-int64_t switches_now() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_nvcsw + ru.ru_nivcsw;
+  return {static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+              static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3,
+          ru.ru_nvcsw + ru.ru_nivcsw};
 }
 
 }  // namespace
@@ -176,19 +176,18 @@ int cmd_probe(const ProbeArgs& a) {
   s.generate(prompt, {4, true, g.sampling});  // warm-up
   s.reset();
   // CPU time and switches from the first token (the prefill's end) to the last.
-  double cpu0 = 0;
-  int64_t cs0 = 0;
+  Usage u0;
   bool first = true;
   const GenerationResult r = s.generate(prompt, g, [&](TokenId, const std::string&) {
     if (first) {
-      cpu0 = cpu_ms_now();
-      cs0 = switches_now();
+      u0 = usage_now();
       first = false;
     }
     return true;
   });
-  const double cpu_ms = cpu_ms_now() - cpu0;
-  const int64_t cs = switches_now() - cs0;
+  const Usage u1 = usage_now();
+  const double cpu_ms = u1.cpu_ms - u0.cpu_ms;
+  const int64_t cs = u1.switches - u0.switches;
   const double n = static_cast<double>(std::max<int64_t>(1, r.stats.decode_steps));
   // Wake-up: an empty job after the pool has been idle 2 ms (a hybrid pool's workers are asleep by then), timed
   // from run() to every thread having started and finished it.
