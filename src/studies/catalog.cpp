@@ -85,19 +85,6 @@ Config profile_78(const Options& o, const std::string& name, const Args& extra) 
   return c;
 }
 
-void model_load_notes(const json& rec, std::vector<std::string>& notes) {
-  if (rec.contains("model_load")) {
-    const std::string n = rec["model_load"].value("notes", "");
-    size_t b = 0;
-    while (b < n.size()) {
-      size_t e = n.find('\n', b);
-      if (e == std::string::npos) e = n.size();
-      if (e > b) notes.push_back(n.substr(b, e - b));
-      b = e + 1;
-    }
-  }
-}
-
 std::optional<double> median(const ConfigResult& c, const std::string& key) {
   const auto s = c.stat(key);
   if (!s) return std::nullopt;
@@ -458,14 +445,10 @@ Study hugepages() {
     }
     return c;
   };
-  s.extract = [](const json& out, const ChildResult& child, const Config&, const Machine& m,
-                 std::vector<std::string>& notes) {
+  s.extract = [](const json& out, const ChildResult& child, const Config&, const Machine& m, std::vector<std::string>&) {
     Sample x = bench_figures(out, m);
     x["minor_faults"] = static_cast<double>(child.minor_faults);
-    if (const json* r = any_record(out)) {
-      if (r->contains("model_load")) x["load_ms"] = (*r)["model_load"].value("ms", 0.0);
-      model_load_notes(*r, notes);
-    }
+    if (const json* r = any_record(out); r && r->contains("model_load")) x["load_ms"] = (*r)["model_load"].value("ms", 0.0);
     return x;
   };
   s.judge = [](const std::vector<ConfigResult>& r, const Machine&) -> Verdict {
@@ -534,13 +517,11 @@ Study load() {
       }
     return c;
   };
-  s.extract = [](const json& out, const ChildResult& child, const Config&, const Machine&, std::vector<std::string>& notes) {
+  s.extract = [](const json& out, const ChildResult& child, const Config&, const Machine&, std::vector<std::string>&) {
     Sample x;
     if (out.contains("model_load")) {
       x["load_ms"] = out["model_load"].value("ms", 0.0);
       x["file_ms"] = out["model_load"].value("file_ms", 0.0);
-      const std::string n = out["model_load"].value("notes", "");
-      if (!n.empty()) notes.push_back(n.substr(0, n.find('\n')));
     }
     x["ttft_ms"] = out.value("load_ms", 0.0) + (out.contains("prefill") ? out["prefill"].value("ms", 0.0) : 0.0);
     x["major_faults"] = static_cast<double>(child.major_faults);

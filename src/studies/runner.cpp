@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <cstring>
 #include <set>
 
 #include "base/error.h"
@@ -55,17 +54,22 @@ std::string substitute(const std::string& s, const std::string& out) {
   return r;
 }
 
-// The last lines of a child's stderr, for an error message.
-std::string tail_of(const std::string& err, size_t lines = 3) {
+// The non-empty lines of a child's output, trimmed.
+std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> ls;
-  size_t b = 0;
-  while (b < err.size()) {
-    size_t e = err.find('\n', b);
-    if (e == std::string::npos) e = err.size();
-    const std::string l = trim(err.substr(b, e - b));
-    if (!l.empty()) ls.push_back(l);
+  for (size_t b = 0; b < text.size();) {
+    size_t e = text.find('\n', b);
+    if (e == std::string::npos) e = text.size();
+    std::string l = trim(text.substr(b, e - b));
+    if (!l.empty()) ls.push_back(std::move(l));
     b = e + 1;
   }
+  return ls;
+}
+
+// The last lines of a child's stderr, for an error message.
+std::string tail_of(const std::string& err, size_t lines = 3) {
+  const std::vector<std::string> ls = lines_of(err);
   std::string r;
   for (size_t i = ls.size() > lines ? ls.size() - lines : 0; i < ls.size(); ++i) r += (r.empty() ? "" : " | ") + ls[i];
   return r;
@@ -136,16 +140,12 @@ StudyResult run_study(const Study& s, const Options& o, const Machine& m) {
       std::filesystem::remove_all(out);
       return;
     }
-    for (size_t b = 0; b < r.err.size();) {  // the child's notes and warnings, once each
-      size_t e = r.err.find('\n', b);
-      if (e == std::string::npos) e = r.err.size();
-      std::string l = trim(r.err.substr(b, e - b));
-      for (const char* prefix : {"tokenscope: note: ", "tokenscope: "})
-        if (l.rfind(prefix, 0) == 0) l = l.substr(std::strlen(prefix));
-      b = e + 1;
-      if (l.find("disturbed") != std::string::npos) continue;  // from the run's JSON, once (below)
-      if (l.rfind("note:", 0) == 0 || l.rfind("warning:", 0) == 0) note(l);
-      else if (l.find("falls back") != std::string::npos || l.find("instead") != std::string::npos) note(l);
+    // The child's notes (fallbacks of its knobs) and warnings, once each; a disturbed run is noted from its JSON.
+    for (std::string l : lines_of(r.err)) {
+      if (l.rfind("tokenscope: ", 0) == 0) l = l.substr(12);
+      if (l.find("disturbed") != std::string::npos) continue;
+      if (l.rfind("note: ", 0) == 0) note(l.substr(6));
+      else if (l.rfind("warning:", 0) == 0) note(l);
     }
     json j;
     try {
