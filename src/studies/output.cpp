@@ -35,6 +35,28 @@ std::string machine_line(const Machine& m) {
 
 std::string pad(const std::string& s, size_t w) { return s.size() >= w ? s : s + std::string(w - s.size(), ' '); }
 
+std::string column_title(const Metric& m) { return m.label + (m.unit.empty() ? "" : " (" + m.unit + ")"); }
+
+// Columns aligned to their widest cell (cells cut at max_cell); a row with fewer cells than headers (a skipped
+// configuration and its reason) is written as it is, without widening the columns.
+std::string text_table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows,
+                       size_t max_cell = std::string::npos) {
+  std::vector<size_t> w(headers.size());
+  for (size_t i = 0; i < headers.size(); ++i) w[i] = headers[i].size();
+  for (const auto& row : rows)
+    if (row.size() == headers.size())
+      for (size_t i = 0; i < row.size(); ++i) w[i] = std::max(w[i], std::min(row[i].size(), max_cell));
+  std::string out;
+  for (size_t i = 0; i < headers.size(); ++i) out += pad(headers[i], w[i] + 2);
+  out += "\n";
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i)
+      out += row.size() == headers.size() ? pad(row[i].substr(0, max_cell), w[i] + 2) : row[i] + "  ";
+    out += "\n";
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string terminal_table(const StudyResult& r) {
@@ -44,7 +66,7 @@ std::string terminal_table(const StudyResult& r) {
   out += "model: " + r.model_file + " | " + std::to_string(r.options.rounds) + " rounds, interleaved" +
          (r.options.quick ? " (quick)" : "") + "\n\n";
   std::vector<std::string> headers{"configuration"};
-  for (const Metric& m : s.metrics) headers.push_back(m.label + (m.unit.empty() ? "" : " (" + m.unit + ")"));
+  for (const Metric& m : s.metrics) headers.push_back(column_title(m));
   std::vector<std::vector<std::string>> rows;
   for (const ConfigResult& c : r.configs) {
     std::vector<std::string> row{c.config.name};
@@ -55,30 +77,8 @@ std::string terminal_table(const StudyResult& r) {
     }
     rows.push_back(row);
   }
-  std::vector<size_t> w(headers.size());
-  for (size_t i = 0; i < headers.size(); ++i) w[i] = headers[i].size();
-  for (const auto& row : rows)
-    if (row.size() == headers.size())
-      for (size_t i = 0; i < row.size(); ++i) w[i] = std::max(w[i], row[i].size());
-  for (size_t i = 0; i < headers.size(); ++i) out += pad(headers[i], w[i] + 2);
-  out += "\n";
-  for (const auto& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i) out += row.size() == headers.size() ? pad(row[i], w[i] + 2) : row[i] + "  ";
-    out += "\n";
-  }
-  for (const ExtraTable& t : r.extra) {
-    out += "\n" + t.title + "\n";
-    std::vector<size_t> tw(t.headers.size());
-    for (size_t i = 0; i < t.headers.size(); ++i) tw[i] = t.headers[i].size();
-    for (const auto& row : t.rows)
-      for (size_t i = 0; i < row.size() && i < tw.size(); ++i) tw[i] = std::max(tw[i], std::min<size_t>(row[i].size(), 70));
-    for (size_t i = 0; i < t.headers.size(); ++i) out += pad(t.headers[i], tw[i] + 2);
-    out += "\n";
-    for (const auto& row : t.rows) {
-      for (size_t i = 0; i < row.size() && i < tw.size(); ++i) out += pad(row[i].substr(0, 70), tw[i] + 2);
-      out += "\n";
-    }
-  }
+  out += text_table(headers, rows);
+  for (const ExtraTable& t : r.extra) out += "\n" + t.title + "\n" + text_table(t.headers, t.rows, 70);
   bool any_note = false;
   for (const ConfigResult& c : r.configs)
     for (const std::string& n : c.notes) {
@@ -96,7 +96,7 @@ std::string result_markdown(const StudyResult& r) {
   const Study& s = *r.study;
   std::string out = "**" + s.name + "**: " + s.title + " (" + std::to_string(r.options.rounds) + " rounds" +
                     (r.options.quick ? ", quick" : "") + "; " + machine_line(r.machine) + ")\n\n| configuration |";
-  for (const Metric& m : s.metrics) out += " " + m.label + (m.unit.empty() ? "" : " (" + m.unit + ")") + " |";
+  for (const Metric& m : s.metrics) out += " " + column_title(m) + " |";
   out += "\n|---|";
   for (size_t i = 0; i < s.metrics.size(); ++i) out += "---|";
   out += "\n";
@@ -236,7 +236,7 @@ std::string result_html(const StudyResult& r, const std::string& chartjs_source)
        e(r.verdict.text) + ": <b>" + e(r.verdict.status) + "</b></p>\n";
   if (!s.caveat.empty()) h += "<p class=\"note\">Caveat: " + e(s.caveat) + "</p>\n";
   h += "<table><tr><th>configuration</th>";
-  for (const Metric& m : s.metrics) h += "<th>" + e(m.label) + (m.unit.empty() ? "" : " (" + e(m.unit) + ")") + "</th>";
+  for (const Metric& m : s.metrics) h += "<th>" + e(column_title(m)) + "</th>";
   h += "</tr>\n";
   for (const ConfigResult& c : r.configs) {
     h += "<tr><td>" + e(c.config.name) + "</td>";
