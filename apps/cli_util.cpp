@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdarg>
@@ -15,6 +16,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <memory>
 #include <random>
 #include <sstream>
 
@@ -29,6 +31,15 @@ void usage_fail(const char* fmt, ...) {
 }
 
 namespace {
+
+// Whether a progress line is on stderr now (drawn in place, without its newline).
+bool g_status_line_shown = false;
+
+// Draws text as the progress line, over the one shown before.
+void draw_status_line(const std::string& text) {
+  std::fprintf(stderr, "\r\033[K%s", text.c_str());
+  g_status_line_shown = true;
+}
 
 std::atomic<int> g_interrupts{0};
 static_assert(std::atomic<int>::is_always_lock_free, "the signal handler needs a lock-free counter");
@@ -147,30 +158,43 @@ std::string stop_message(const std::string& stop_reason, int64_t generated, int6
 
 Progress::Progress(std::string what, int64_t total)
     : what_(std::move(what)), total_(total), shown_(total > 0 && ::isatty(STDERR_FILENO)) {
-  if (shown_) std::fprintf(stderr, "\r%s: 0/%lld runs (0%%)", what_.c_str(), static_cast<long long>(total_));
+  if (shown_) draw_status_line(strfmt("%s: 0/%lld runs (0%%)", what_.c_str(), static_cast<long long>(total_)));
 }
 
 void Progress::step() {
   ++done_;
   if (shown_)
-    std::fprintf(stderr, "\r%s: %lld/%lld runs (%lld%%)", what_.c_str(), static_cast<long long>(done_),
-                 static_cast<long long>(total_), static_cast<long long>(100 * done_ / total_));
+    draw_status_line(strfmt("%s: %lld/%lld runs (%lld%%)", what_.c_str(), static_cast<long long>(done_),
+                            static_cast<long long>(total_), static_cast<long long>(100 * done_ / total_)));
 }
 
-void Progress::hide() {
-  if (shown_) clear_status_line();
-}
+void Progress::hide() { clear_status_line(); }
 
-Progress::~Progress() {
-  if (shown_) clear_status_line();
-}
+Progress::~Progress() { clear_status_line(); }
 
-void show_loading(const std::string& path) {
-  if (!::isatty(STDERR_FILENO)) return;
+ProgressFn loading_line(const std::string& path) {
+  if (!::isatty(STDERR_FILENO)) return {};
   std::error_code ec;
   const auto bytes = std::filesystem::file_size(path, ec);
-  std::fprintf(stderr, "tokenscope: loading %s (%.1f MiB) and packing its weights ...", path.c_str(),
-               ec ? 0.0 : static_cast<double>(bytes) / 1048576.0);
+  const std::string head = strfmt("tokenscope: loading %s (%.1f MiB)", path.c_str(),
+                                  ec ? 0.0 : static_cast<double>(bytes) / 1048576.0);
+  // Redrawn only when the phase or the whole percentage changes: a few hundred redraws at most per load.
+  struct Shown {
+    std::string phase;
+    int pct = -1;
+  };
+  auto shown = std::make_shared<Shown>();
+  return [head, shown](const char* phase, uint64_t done, uint64_t total) {
+    const int pct = total ? static_cast<int>(100 * std::min(done, total) / total) : 100;
+    if (pct == shown->pct && shown->phase == phase) return;
+    shown->pct = pct;
+    shown->phase = phase;
+    if (std::strcmp(phase, "packing") == 0 && pct == 100) {
+      clear_status_line();
+      return;
+    }
+    draw_status_line(strfmt("%s: %s %d%%", head.c_str(), phase, pct));
+  };
 }
 
 std::string cache_dir() {
@@ -198,7 +222,9 @@ std::vector<int32_t> fixed_random_tokens(int n, int64_t n_vocab, uint32_t seed) 
 }
 
 void clear_status_line() {
-  if (::isatty(STDERR_FILENO)) std::fprintf(stderr, "\r\033[K");
+  if (!g_status_line_shown) return;
+  std::fprintf(stderr, "\r\033[K");
+  g_status_line_shown = false;
 }
 
 }  // namespace tokenscope::app

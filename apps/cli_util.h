@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/file_load.h"
 
 namespace tokenscope::app {
 
@@ -62,15 +63,18 @@ class Progress {
   bool shown_;
 };
 
-// "loading MODEL (N MiB) ..." on stderr while a model is loaded and its weights packed, when stderr is a terminal;
-// erased by clear_status_line().
-void show_loading(const std::string& path);
+// The line on stderr while a model is loaded and its weights packed, when stderr is a terminal: "tokenscope:
+// loading MODEL (N MiB): reading 40%", then "packing 75%", erased once the packing is done. The function to set as
+// LoadOptions::progress (empty when stderr is not a terminal); an error before the end erases the line through
+// clear_status_line().
+ProgressFn loading_line(const std::string& path);
 // tokenscope's cache directory: $XDG_CACHE_HOME/tokenscope, else ~/.cache/tokenscope.
 std::string cache_dir();
 // A new directory path under parent named by the UTC time ("20261204-183000", then "-2", "-3" if taken); not created.
 std::string new_dated_dir(const std::string& parent);
 // Random (but fixed by seed) token ids, as llama-bench uses: work that does not depend on any text.
 std::vector<int32_t> fixed_random_tokens(int n, int64_t n_vocab, uint32_t seed);
+// Erases the progress line (Progress, loading_line) if one is on the terminal.
 void clear_status_line();
 
 }  // namespace tokenscope::app

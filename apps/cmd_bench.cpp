@@ -319,6 +319,7 @@ int cmd_bench(const BenchArgs& a) {
     EngineOptions load_opts;
     load_opts.model_path = path;
     apply_system_args(a.sys, load_opts);
+    load_opts.load.progress = loading_line(path);
     LoadReport model_load;
     std::shared_ptr<const Model> model = Engine::load_model(load_opts, &model_load);
     print_load_notes(model_load);

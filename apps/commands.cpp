@@ -224,21 +224,14 @@ EngineOptions engine_options(const CommonArgs& c, profile::Profiler* profiler) {
                  "says\n");
   if (!c.kv_type.empty()) o.kv_type = parse_kv_type(c.kv_type);
   o.profiler = profiler;
+  o.load.progress = loading_line(o.model_path);
   return o;
 }
 
 std::unique_ptr<Session> open_session(const CommonArgs& c, profile::Profiler* profiler) {
   EngineOptions o = engine_options(c, profiler);
   o.prefix_cache = false;  // one sequence: nothing to share
-  show_loading(o.model_path);
-  std::unique_ptr<Session> s;
-  try {
-    s = std::make_unique<Session>(Engine::open(o));
-  } catch (...) {
-    clear_status_line();
-    throw;
-  }
-  clear_status_line();
+  auto s = std::make_unique<Session>(Engine::open(o));
   print_load_notes(s->engine().load_report());
   const int64_t train = s->model().config().n_ctx_train;
   if (c.ctx > train)

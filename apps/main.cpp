@@ -125,10 +125,12 @@ int main(int argc, char** argv) {
     if (*serve_cmd) return cmd_serve(serve);
 #endif
   } catch (const UsageError& e) {
+    clear_status_line();
     std::fflush(stdout);
     std::fprintf(stderr, "tokenscope: error: %s\nRun with --help for more information.\n", e.what());
     return 2;
   } catch (const tokenscope::Error& e) {
+    clear_status_line();
     std::fflush(stdout);
     std::fprintf(stderr, "tokenscope: error: %s\n", e.what());
     return 1;

@@ -30,7 +30,9 @@ build() {
   cmake --build "$BUILD_DIR" -j"$(nproc)" --target tokenscope
 }
 
-fetch_model() { scripts/fetch-models.sh smollm2 >"$BUILD_DIR/default-model-path"; }
+# The download's percentage goes to this script's stderr (descriptor 3), after the phase's title.
+exec 3>&2
+fetch_model() { FETCH_PROGRESS_FD=3 scripts/fetch-models.sh smollm2 >"$BUILD_DIR/default-model-path"; }
 
 # The flags given: the script adds -m and -p only where they are missing.
 has() {

@@ -48,14 +48,17 @@ void pread_all(int fd, uint8_t* dst, uint64_t off, uint64_t n, uint64_t file_siz
   }
 }
 
-void read_chunks(int fd, uint8_t* dst, uint64_t size, uint64_t align, const std::string& path) {
+void read_chunks(int fd, uint8_t* dst, uint64_t size, uint64_t align, const std::string& path,
+                 const ProgressFn& progress) {
   const uint64_t total = (size + align - 1) / align * align;
-  for (uint64_t off = 0; off < total; off += kReadChunk)
+  for (uint64_t off = 0; off < total; off += kReadChunk) {
     pread_all(fd, dst + off, off, std::min<uint64_t>(kReadChunk, total - off), size, path);
+    if (progress) progress("reading", std::min(size, off + kReadChunk), size);
+  }
 }
 
 #if defined(TOKENSCOPE_HAVE_URING)
-void uring_read(int fd, uint8_t* dst, uint64_t size, const std::string& path) {
+void uring_read(int fd, uint8_t* dst, uint64_t size, const std::string& path, const ProgressFn& progress) {
   io_uring ring;
   if (const int e = io_uring_queue_init(kUringDepth, &ring, 0); e < 0)
     fail("%s: --load uring: io_uring_queue_init failed: %s (io_uring may be disabled: see "
@@ -64,7 +67,7 @@ void uring_read(int fd, uint8_t* dst, uint64_t size, const std::string& path) {
     uint64_t off, len;
   };
   std::vector<Req> reqs(kUringDepth);
-  uint64_t next = 0;
+  uint64_t next = 0, completed = 0;
   unsigned in_flight = 0;
   auto queue = [&](unsigned slot, uint64_t off, uint64_t len) {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring);
@@ -96,6 +99,8 @@ void uring_read(int fd, uint8_t* dst, uint64_t size, const std::string& path) {
       if (res == 0) fail("%s: --load uring: file ended at %llu: changed while loading?", path.c_str(),
                          static_cast<unsigned long long>(r.off));
       const uint64_t done = res > 0 ? static_cast<uint64_t>(res) : 0;
+      completed += done;
+      if (progress) progress("reading", completed, size);
       if (done < r.len) {  // a short read: the rest again
         queue(slot, r.off + done, r.len - done);
       } else if (next < size) {
@@ -183,10 +188,10 @@ FileImage FileImage::load(const std::string& path, const LoadOptions& opts) {
       auto* dst = static_cast<uint8_t*>(img.copy_.data());
       if (img.stats_.mode == LoadMode::uring) {
 #if defined(TOKENSCOPE_HAVE_URING)
-        uring_read(fd, dst, img.size_, path);
+        uring_read(fd, dst, img.size_, path, opts.progress);
 #endif
       } else {
-        read_chunks(fd, dst, img.size_, img.stats_.mode == LoadMode::direct ? kDirectAlign : 1, path);
+        read_chunks(fd, dst, img.size_, img.stats_.mode == LoadMode::direct ? kDirectAlign : 1, path, opts.progress);
       }
       img.data_ = dst;
     }

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,10 +26,15 @@ std::optional<LoadMode> load_mode_from_name(std::string_view name);
 // Whether this build can load with io_uring (it needs liburing at build time).
 bool uring_available();
 
+// How far a long piece of work has come, for a progress line: phase names the work ("reading", "packing"), done
+// and total count its units (bytes). Called on the thread that started the work, done rising to total.
+using ProgressFn = std::function<void(const char* phase, uint64_t done, uint64_t total)>;
+
 struct LoadOptions {
   LoadMode mode = LoadMode::mmap;
   bool prefault = false;  // mmap: fault every page in at load
   bool mlock = false;     // for the caller: lock_memory() once the model is loaded (FileImage does not read it)
+  ProgressFn progress;    // when set: the reading (read, uring, direct) and, for a model, the packing of its weights
 };
 
 // Locks every page the process has now (mlockall MCL_CURRENT); throws Error naming RLIMIT_MEMLOCK when refused.

@@ -168,7 +168,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& l
   const uint8_t* embd_end = embd_begin + m->tok_embd_.row_bytes * static_cast<size_t>(m->tok_embd_.rows);
   for (ops::Weight* w : matrices)
     w->release_source = w->data + w->row_bytes * static_cast<size_t>(w->rows) <= embd_begin || w->data >= embd_end;
-  ops::pack_weights(matrices);
+  ops::pack_weights(matrices, load.progress);
   prefault_read(m->tok_embd_.data, m->tok_embd_.row_bytes * static_cast<size_t>(m->tok_embd_.rows));
   return m;
 }

@@ -44,7 +44,7 @@ float* Context::float_scratch(size_t n) {
   return f32_.data();
 }
 
-void pack_weights(const std::vector<Weight*>& ws) {
+void pack_weights(const std::vector<Weight*>& ws, const ProgressFn& progress) {
   constexpr size_t kAlign = 64;
   // Every table shares the packers; a type is packed where the best table here multiplies its packed layout
   // (the others then read the packed copy through their own or the reference multiply, or the rows, which
@@ -128,6 +128,11 @@ void pack_weights(const std::vector<Weight*>& ws) {
     return reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(p) & ~(page - 1));
   };
   std::atomic<size_t> next{0};
+  // Source bytes copied so far, for the progress line, which the calling thread draws after each of its pieces.
+  uint64_t source_total = 0;
+  for (const Weight* w : ws) source_total += w->row_bytes * static_cast<uint64_t>(w->rows);
+  std::atomic<uint64_t> source_done{0};
+  const std::thread::id caller = std::this_thread::get_id();
   auto work = [&] {
     for (size_t p = next++; p < pieces.size(); p = next++) {
       const Piece& pc = pieces[p];
@@ -153,6 +158,9 @@ void pack_weights(const std::vector<Weight*>& ws) {
           from = std::max(src0, page_floor(done));
         }
       }
+      const uint64_t so_far = source_done += static_cast<uint64_t>(pc.end - pc.begin) * unit;
+      if (progress && std::this_thread::get_id() == caller)
+        progress("packing", std::min(so_far, source_total), source_total);
     }
   };
   const unsigned n_threads = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
@@ -164,6 +172,7 @@ void pack_weights(const std::vector<Weight*>& ws) {
   }
   work();
   for (auto& t : threads) t.join();
+  if (progress) progress("packing", source_total, source_total);
   for (size_t i = 0; i < ws.size(); ++i) {
     Weight& w = *ws[i];
     if (group_bytes[i]) {

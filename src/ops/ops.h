@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "base/file_load.h"
 #include "base/huge_buffer.h"
 #include "formats/tensor_type.h"
 #include "kernels/kernels.h"
@@ -57,8 +58,9 @@ struct Weight {
 // (the file mapping has 4 KiB pages). The rows of a packed weight past its last full group stay in the file.
 // Where a weight's release_source is set, the file's pages lying wholly inside the rows copied are released
 // a megabyte at a time as the copying proceeds (the pages holding the rows left in the file, and every byte
-// of the weights without the flag, are kept), so that the peak stays near the copies' size.
-void pack_weights(const std::vector<Weight*>& ws);
+// of the weights without the flag, are kept), so that the peak stays near the copies' size. progress, when set,
+// hears "packing" with the source bytes done so far (on the calling thread, which packs pieces too).
+void pack_weights(const std::vector<Weight*>& ws, const ProgressFn& progress = {});
 inline void pack_weight(Weight& w) { pack_weights({&w}); }
 // The LUT copies of the ternary weights among ws with a full group of rows (pack_weights calls it when
 // kernels::ternary_kernel() is not mad; w.lut then set).

