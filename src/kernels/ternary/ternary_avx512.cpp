@@ -137,37 +137,110 @@ float dot_i2_s(int64_t n, const void* w, const void* a) {
   return finish_i2_s(_mm512_reduce_add_epi32(s) + hsum(s8), a, n);
 }
 
-// The packed multiply (ternary_kernels.h): per row, each 64-element block's codes unpacked once (broadcast, one shift
-// per lane) and multiplied with every token's activations.
+// The packed multiply (ternary_kernels.h). A 64-byte load of a block holds 4 rows' 16 bytes, one row per 128-bit
+// lane, and bits 2s..2s+1 of byte j are the code of element 16 s + j. So v & (3 << 2s) is 4^s times the codes of
+// elements 16 s .. 16 s + 15 of each of the 4 rows, in order, against the same 16 activations broadcast to every
+// lane: no shifts, one mask per position, and the 4^s comes off exactly (every product is a multiple of it) when
+// the position's sums are combined. One accumulator per (position, token, 4-row half) keeps the multiply-adds
+// independent; a 4-row half's lanes are summed per row at the end (per block of 256 for TQ1_0 / TQ2_0).
+namespace {
+
+// Per 128-bit lane (one row), the sum of its 4 int32 lanes, in every lane.
+inline __m512i row_sums(__m512i v) {
+  v = _mm512_add_epi32(v, _mm512_shuffle_epi32(v, _MM_PERM_BADC));
+  return _mm512_add_epi32(v, _mm512_shuffle_epi32(v, _MM_PERM_CDAB));
+}
+
+// The rows' exact sums of c * q for elements [64 b0, 64 b1) of 4 * kHalves rows (halves h0.. of the group) and
+// kNt tokens: out[t][4 h + r].
+template <int kNt, int kHalves>
+inline void packed_sums(const void* w, const uint8_t* a, size_t act_stride, int h0, int64_t b0, int64_t b1,
+                        int32_t (*out)[kPackRows]) {
+  __m512i acc[kNt][kHalves][4];
+  for (int t = 0; t < kNt; ++t)
+    for (int h = 0; h < kHalves; ++h)
+      for (int s = 0; s < 4; ++s) acc[t][h][s] = _mm512_setzero_si512();
+  const __m512i m0 = _mm512_set1_epi8(0x03), m1 = _mm512_set1_epi8(0x0C), m2 = _mm512_set1_epi8(0x30),
+                m3 = _mm512_set1_epi8(static_cast<char>(0xC0));
+  for (int64_t b = b0; b < b1; ++b) {
+    __m512i c[kHalves][4];
+    for (int h = 0; h < kHalves; ++h) {
+      const __m512i v = _mm512_loadu_si512(packed_codes(w, b) + 64 * (h0 + h));
+      c[h][0] = _mm512_and_si512(v, m0);
+      c[h][1] = _mm512_and_si512(v, m1);
+      c[h][2] = _mm512_and_si512(v, m2);
+      c[h][3] = _mm512_and_si512(v, m3);
+    }
+    for (int t = 0; t < kNt; ++t) {
+      const uint8_t* at = a + static_cast<size_t>(t) * act_stride + 64 * b;
+      for (int s = 0; s < 4; ++s) {
+        const __m512i q = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(at + 16 * s)));
+        for (int h = 0; h < kHalves; ++h) acc[t][h][s] = _mm512_dpbusd_epi32(acc[t][h][s], c[h][s], q);
+      }
+    }
+  }
+  for (int t = 0; t < kNt; ++t)
+    for (int h = 0; h < kHalves; ++h) {
+      const __m512i sum = _mm512_add_epi32(
+          _mm512_add_epi32(acc[t][h][0], _mm512_srai_epi32(acc[t][h][1], 2)),
+          _mm512_add_epi32(_mm512_srai_epi32(acc[t][h][2], 4), _mm512_srai_epi32(acc[t][h][3], 6)));
+      alignas(64) int32_t lanes[16];
+      _mm512_store_si512(lanes, row_sums(sum));
+      for (int r = 0; r < 4; ++r) out[t][4 * (h0 + h) + r] = lanes[4 * r];
+    }
+}
+
+// kNt tokens (1, 2 or 4) of a group: the sums over [64 b0, 64 b1), all 8 rows. Four tokens take 16 accumulators per
+// 4-row half, so they go one half at a time; fewer tokens take both halves at once.
+template <int kNt>
+inline void group_sums(const void* w, const uint8_t* a, size_t act_stride, int64_t b0, int64_t b1,
+                       int32_t (*out)[kPackRows]) {
+  if constexpr (kNt == 4) {
+    packed_sums<4, 1>(w, a, act_stride, 0, b0, b1, out);
+    packed_sums<4, 1>(w, a, act_stride, 1, b0, b1, out);
+  } else {
+    packed_sums<kNt, 2>(w, a, act_stride, 0, b0, b1, out);
+  }
+}
+
+template <TensorType kType, int kNt>
+void gemm_packed_nt(int64_t n, const void* w, const uint8_t* a, size_t act_stride, float* y, int64_t ldy) {
+  constexpr bool kTq = kType == TensorType::TQ1_0 || kType == TensorType::TQ2_0;
+  int32_t sums[kNt][kPackRows];
+  float acc[kNt][kPackRows] = {};
+  if constexpr (kTq) {
+    for (int64_t b = 0; b < n / QK_TQ; ++b) {
+      group_sums<kNt>(w, a, act_stride, 4 * b, 4 * b + 4, sums);
+      for (int t = 0; t < kNt; ++t) {
+        const void* at = a + static_cast<size_t>(t) * act_stride;
+        const int32_t asum = act_sum(at, n, b * QK_TQ, QK_TQ);
+        for (int r = 0; r < kPackRows; ++r) acc[t][r] = packed_tq_step(acc[t][r], n, w, r, b, sums[t][r] - asum);
+      }
+    }
+  } else {
+    group_sums<kNt>(w, a, act_stride, 0, n / 64, sums);
+  }
+  for (int t = 0; t < kNt; ++t) {
+    const void* at = a + static_cast<size_t>(t) * act_stride;
+    const int32_t asum = kTq ? 0 : act_sum(at, n, 0, n);
+    for (int r = 0; r < kPackRows; ++r)
+      y[t * ldy + r] = packed_finish(kType, n, w, r, acc[t][r], kTq ? 0 : sums[t][r] - asum, at);
+  }
+}
+
+}  // namespace
+
 template <TensorType kType>
 void gemm_packed(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt, float* y,
                  int64_t ldy) {
-  constexpr bool kTq = kType == TensorType::TQ1_0 || kType == TensorType::TQ2_0;
-  const __m512i shifts = _mm512_set_epi64(0x0006000600060006, 0x0006000600060006, 0x0004000400040004,
-                                          0x0004000400040004, 0x0002000200020002, 0x0002000200020002, 0, 0);
   const auto* a = static_cast<const uint8_t*>(act);
-  for (int r = 0; r < kPackRows; ++r) {
-    __m512i s[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
-    float acc[4] = {0, 0, 0, 0};
-    for (int64_t b64 = 0; b64 < n / 64; ++b64) {
-      const __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed_codes(w, b64) + 16 * r)));
-      const __m512i c = _mm512_and_si512(_mm512_srlv_epi16(v, shifts), _mm512_set1_epi8(3));
-      for (int t = 0; t < nt; ++t)
-        s[t] = _mm512_dpbusd_epi32(s[t], c, _mm512_loadu_si512(a + static_cast<size_t>(t) * act_stride + 64 * b64));
-      if (kTq && (b64 + 1) % 4 == 0)
-        for (int t = 0; t < nt; ++t) {
-          const int32_t sum_ca = _mm512_reduce_add_epi32(s[t]);
-          const void* at = a + static_cast<size_t>(t) * act_stride;
-          acc[t] = packed_tq_step(acc[t], n, w, r, b64 / 4, sum_ca - act_sum(at, n, (b64 - 3) * 64, 256));
-          s[t] = _mm512_setzero_si512();
-        }
-    }
-    for (int t = 0; t < nt; ++t) {
-      const void* at = a + static_cast<size_t>(t) * act_stride;
-      const int32_t isum = kTq ? 0 : _mm512_reduce_add_epi32(s[t]) - act_sum(at, n, 0, n);
-      y[t * ldy + r] = packed_finish(kType, n, w, r, acc[t], isum, at);
-    }
+  int t = 0;
+  for (; t + 4 <= nt; t += 4) gemm_packed_nt<kType, 4>(n, w, a + t * act_stride, act_stride, y + t * ldy, ldy);
+  if (t + 2 <= nt) {
+    gemm_packed_nt<kType, 2>(n, w, a + t * act_stride, act_stride, y + t * ldy, ldy);
+    t += 2;
   }
+  if (t < nt) gemm_packed_nt<kType, 1>(n, w, a + t * act_stride, act_stride, y + t * ldy, ldy);
 }
 
 }  // namespace tokenscope::kernels::ternary::avx512
