@@ -32,13 +32,11 @@ Setup make_setup(const WeightKernels& k, TensorType wt) {
   Setup s;
   std::mt19937 rng(42);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> x(static_cast<size_t>(kCols));
+  std::vector<float> x(static_cast<size_t>(kCols)), wf(static_cast<size_t>(kCols * kRows));
   s.row_bytes = row_size(wt, kCols);
-  s.w.resize(s.row_bytes * kRows);
-  for (int64_t r = 0; r < kRows; ++r) {
-    for (auto& v : x) v = nd(rng) * 0.05f;
-    quantize_row(wt, x.data(), s.w.data() + r * s.row_bytes, kCols);
-  }
+  s.w.resize(tensor_bytes(wt, kCols, kRows));  // a whole tensor: I2_S keeps its scale after the rows
+  for (auto& v : wf) v = nd(rng) * 0.05f;
+  quantize_tensor(wt, wf.data(), s.w.data(), kRows, kCols);
   s.act_bytes = k.act.row_bytes(kCols);
   s.act.resize(s.act_bytes * kPacked2MaxTokens);
   for (int t = 0; t < kPacked2MaxTokens; ++t) {
@@ -120,7 +118,8 @@ void bm_f16_rows(benchmark::State& state, Isa isa, bool values, int64_t n_kv) {
 const bool registered = [] {
   for (Isa isa : available_isas()) {
     for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
-                          TensorType::Q6_K, TensorType::F16, TensorType::BF16}) {
+                          TensorType::Q6_K, TensorType::F16, TensorType::BF16, TensorType::TQ1_0, TensorType::TQ2_0,
+                          TensorType::I2_S, TensorType::IQ2_BN}) {
       const std::string name = std::string(type_name(wt)) + "/" + isa_name(isa);
       benchmark::RegisterBenchmark(("vec_dot/" + name).c_str(), bm_vec_dot, isa, wt);
       if (table(isa).for_type(wt).gemm_packed)

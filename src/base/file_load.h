@@ -34,7 +34,7 @@ struct LoadOptions {
   LoadMode mode = LoadMode::mmap;
   bool prefault = false;  // mmap: fault every page in at load
   bool mlock = false;     // for the caller: lock_memory() once the model is loaded (FileImage does not read it)
-  ProgressFn progress;    // when set: the reading (read, uring, direct) and, for a model, the packing of its weights
+  ProgressFn progress = nullptr;  // when set: the reading (read, uring, direct) and, for a model, the packing of its weights
 };
 
 // Locks every page the process has now (mlockall MCL_CURRENT); throws Error naming RLIMIT_MEMLOCK when refused.

@@ -135,6 +135,9 @@ struct KernelTable {
   void (*rmsnorm_f32)(const float* x, const float* w, float* y, int64_t n, float eps) = nullptr;
   // out[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i] (out may alias g).
   void (*silu_mul_f32)(const float* g, const float* u, float* out, int64_t n) = nullptr;
+  // out[i] = relu(g[i])^2 * u[i] = (r * r) * u[i], r = max(g[i], 0) (BitNet's squared-ReLU gate; out may alias g).
+  // Exactly the scalar version on every ISA.
+  void (*relu_sqr_mul_f32)(const float* g, const float* u, float* out, int64_t n) = nullptr;
   // c[i * ldc + j] (+)= sum over l < k of a[i * lda + l] * f16(b_jl), i < m, j < n, where b_jl =
   // b[j * ldb + c' * b_chunks.stride + l % 32], c' = b_chunks.map ? b_chunks.map[l / 32] : l / 32 (b's rows in
   // chunks of kF16Chunk, as dot_f16_rows reads them; F16Chunks{}: plain rows): a small GEMM with f32 rows on

@@ -539,6 +539,14 @@ void silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
   }
 }
 
+void relu_sqr_mul_f32(const float* g, const float* u, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512 r = _mm512_max_ps(_mm512_maskz_loadu_ps(m, g + i), _mm512_setzero_ps());
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_mul_ps(r, r), _mm512_maskz_loadu_ps(m, u + i)));
+  }
+}
+
 // ---- Activation quantization, 512-bit: the same arithmetic as x86::quantize_block_q8 (scale 127 / amax,
 // round to nearest even), so the quants are bit-identical on every x86 table. ----
 
@@ -774,6 +782,7 @@ void init_avx512(KernelTable& t) {
   t.dot_q8_0_rows = x86::dot_q8_0_rows<true>;
   t.axpy_q8_0_rows = axpy_q8_0_rows;
   t.silu_mul_f32 = silu_mul_f32;
+  t.relu_sqr_mul_f32 = relu_sqr_mul_f32;
 }
 
 // Applied after the AVX2 installers (registry.h), so each sets what this ISA does differently.

@@ -458,6 +458,18 @@ void silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
   for (; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
+void relu_sqr_mul_f32(const float* g, const float* u, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float32x4_t r = vmaxq_f32(vld1q_f32(g + i), vdupq_n_f32(0.0f));
+    vst1q_f32(out + i, vmulq_f32(vmulq_f32(r, r), vld1q_f32(u + i)));
+  }
+  for (; i < n; ++i) {
+    const float r = g[i] > 0.0f ? g[i] : 0.0f;
+    out[i] = r * r * u[i];
+  }
+}
+
 // c (+)= a x b^T with b in f16: 8 b rows at a time converted and transposed into bt[l][8] (scalar gather,
 // then reused by every a row), 4 a rows x 8 columns per step (8 accumulators of 4 lanes).
 void gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb,
@@ -928,6 +940,7 @@ void init_neon(KernelTable& t) {
   t.axpy_q8_0_rows = axpy_q8_0_rows;
   t.exp_sum_f32 = exp_sum_f32;
   t.silu_mul_f32 = silu_mul_f32;
+  t.relu_sqr_mul_f32 = relu_sqr_mul_f32;
   t.softmax_f16r = softmax_f16r;
   t.max_f32 = max_f32;
   t.gemm_f32_f16t = gemm_f32_f16t;

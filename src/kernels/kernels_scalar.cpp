@@ -248,6 +248,12 @@ void f_rmsnorm_f32(const float* x, const float* w, float* y, int64_t n, float ep
 void f_silu_mul_f32(const float* g, const float* u, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
+void f_relu_sqr_mul_f32(const float* g, const float* u, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float r = g[i] > 0.0f ? g[i] : 0.0f;
+    out[i] = r * r * u[i];
+  }
+}
 void f_gemm_f32_f16t(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb,
                      F16Chunks b_chunks, float* c, int64_t ldc, bool accumulate) {
   for (int64_t i = 0; i < m; ++i)
@@ -351,6 +357,7 @@ void init_scalar(KernelTable& t) {
   t.softmax_f16r = f_softmax_f16r;
   t.rmsnorm_f32 = f_rmsnorm_f32;
   t.silu_mul_f32 = f_silu_mul_f32;
+  t.relu_sqr_mul_f32 = f_relu_sqr_mul_f32;
   t.gemm_f32_f16t = f_gemm_f32_f16t;
 }
 

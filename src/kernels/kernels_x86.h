@@ -526,6 +526,18 @@ inline void silu_mul_f32(const float* g, const float* u, float* out, int64_t n) 
   for (; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
+inline void relu_sqr_mul_f32(const float* g, const float* u, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 r = _mm256_max_ps(_mm256_loadu_ps(g + i), _mm256_setzero_ps());
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(r, r), _mm256_loadu_ps(u + i)));
+  }
+  for (; i < n; ++i) {
+    const float r = g[i] > 0.0f ? g[i] : 0.0f;
+    out[i] = r * r * u[i];
+  }
+}
+
 // 8 x 8 transpose of f32 rows r[0..7] in place (row j becomes column j).
 inline void transpose8(__m256 r[8]) {
   const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
@@ -1103,6 +1115,7 @@ void set_float_helpers(Table& t) {
   t.axpy_q8_0_rows = axpy_q8_0_rows;
   t.exp_sum_f32 = exp_sum_f32;
   t.silu_mul_f32 = silu_mul_f32;
+  t.relu_sqr_mul_f32 = relu_sqr_mul_f32;
   t.softmax_f16r = softmax_f16r;
   t.max_f32 = max_f32;
   t.rmsnorm_f32 = rmsnorm_f32;

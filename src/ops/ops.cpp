@@ -846,30 +846,24 @@ void attention(Context& ctx, const KVStore& kv, int64_t layer, const std::vector
   });
 }
 
-void swiglu(Context& ctx, const float* gate, const float* up, float* out, int64_t T, int64_t n) {
-  const auto& k = ctx.k();
-  auto body = [&](int64_t b, int64_t e) { k.silu_mul_f32(gate + b, up + b, out + b, e - b); };
-  const int64_t total = T * n;
+namespace {
+// out = fn(gate, up) elementwise over T rows of n, split across the pool when large.
+void gated(Context& ctx, void (*fn)(const float*, const float*, float*, int64_t), const float* gate, const float* up,
+           float* out, int64_t total) {
   if (total < 8192) {
-    body(0, total);
+    fn(gate, up, out, total);
     return;
   }
-  ctx.pool().parallel_for(total, 4096, [&](int64_t b, int64_t e, int) { body(b, e); });
+  ctx.pool().parallel_for(total, 4096, [&](int64_t b, int64_t e, int) { fn(gate + b, up + b, out + b, e - b); });
+}
+}  // namespace
+
+void swiglu(Context& ctx, const float* gate, const float* up, float* out, int64_t T, int64_t n) {
+  gated(ctx, ctx.k().silu_mul_f32, gate, up, out, T * n);
 }
 
 void relu_sqr_mul(Context& ctx, const float* gate, const float* up, float* out, int64_t T, int64_t n) {
-  auto body = [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const float r = gate[i] > 0.0f ? gate[i] : 0.0f;
-      out[i] = r * r * up[i];
-    }
-  };
-  const int64_t total = T * n;
-  if (total < 8192) {
-    body(0, total);
-    return;
-  }
-  ctx.pool().parallel_for(total, 4096, [&](int64_t b, int64_t e, int) { body(b, e); });
+  gated(ctx, ctx.k().relu_sqr_mul_f32, gate, up, out, T * n);
 }
 
 void add_inplace(Context& ctx, float* y, const float* x, int64_t n) {

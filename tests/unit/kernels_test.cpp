@@ -284,6 +284,13 @@ TEST_P(KernelIsa, AttentionHelpersMatchScalar) {
     ref.silu_mul_f32(x.data(), u.data(), o1.data(), n);
     k.silu_mul_f32(x.data(), u.data(), o2.data(), n);
     for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(o2[i], o1[i], 1e-6 * std::fabs(o1[i]) + 1e-30) << "silu n=" << n;
+    // relu_sqr_mul_f32: exactly the scalar's, for negative, zero and positive gates, and in place.
+    if (n > 6) x[6] = 0.0f;
+    ref.relu_sqr_mul_f32(x.data(), u.data(), o1.data(), n);
+    k.relu_sqr_mul_f32(x.data(), u.data(), o2.data(), n);
+    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(o2[i], o1[i]) << "relu_sqr n=" << n << " i=" << i;
+    k.relu_sqr_mul_f32(x.data(), u.data(), x.data(), n);
+    EXPECT_EQ(x, o1) << "relu_sqr in place, n=" << n;
   }
   // max_f32: exact, wherever the largest sits (each vector lane, the tail), all -inf, and n == 0.
   EXPECT_EQ(k.max_f32(nullptr, 0), -INFINITY);

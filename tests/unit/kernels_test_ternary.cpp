@@ -58,6 +58,34 @@ std::vector<int64_t> lengths(TensorType t) {
 
 class TernaryIsa : public tokenscope::testing::IsaTest {};
 
+// Each ISA's i8_row quantizer writes exactly the scalar's bytes (quants, scale, block sums): on random rows with
+// outliers, rows whose largest magnitude sits in the last lane or is negative, values exactly halfway between two
+// quants (ties round to even), all zeros, and tiny values.
+TEST_P(TernaryIsa, ActivationQuantizationIsExactlyTheScalars) {
+  const ActLayout& ref = table(Isa::scalar).for_type(TensorType::I2_S).act;
+  const ActLayout& act = table(GetParam()).for_type(TensorType::I2_S).act;
+  int cases = 0;
+  for (int64_t n : {64, 128, 192, 2560, 6912}) {
+    for (int variant = 0; variant < 5; ++variant) {
+      auto x = activations(n, static_cast<uint32_t>(n * 3 + variant));
+      if (variant == 1) x[static_cast<size_t>(n - 1)] = -40.0f;  // the largest, negative, in the last lane
+      if (variant == 2) {  // amax 127: x * 127 / amax is x itself, so halves are exact ties
+        for (int64_t i = 0; i < n; ++i) x[static_cast<size_t>(i)] = static_cast<float>(i % 255 - 127) / 2.0f;
+        x[0] = 127.0f;
+      }
+      if (variant == 3) std::fill(x.begin(), x.end(), 0.0f);
+      if (variant == 4)
+        for (auto& v : x) v *= 1e-30f;
+      std::vector<uint8_t> want(ref.row_bytes(n)), got(act.row_bytes(n), 0xAB);
+      ref.quantize(x.data(), want.data(), n);
+      act.quantize(x.data(), got.data(), n);
+      ASSERT_EQ(got, want) << "n=" << n << " variant " << variant;
+      ++cases;
+    }
+  }
+  EXPECT_EQ(cases, 25);
+}
+
 TEST_P(TernaryIsa, VecDotMatchesScalarReferenceExactly) {
   const KernelTable& ref = table(Isa::scalar);
   const KernelTable& k = table(GetParam());

@@ -2,6 +2,10 @@
 // byte multiplies), multiplied with the int8 activations by maddubs (codes unsigned, at most 2: no saturation).
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
 #include "kernels/ternary/ternary_kernels.h"
 
 namespace tokenscope::kernels::ternary::avx2 {
@@ -161,6 +165,44 @@ void gemm_packed(int64_t n, const void* w, const void* act, size_t act_stride, c
   }
 }
 
+// The "i8_row" activations (ternary_kernels.h), as the scalar quantizer computes them: the largest magnitude (a
+// maximum, exact in any order), q = nearest-even(x * (127 / amax)) by the conversion's default rounding (as
+// nearbyint), then each 64 quants' sum.
+void quantize_act_i8_row(const float* x, void* y, int64_t n) {
+  auto* q = static_cast<int8_t*>(y);
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  __m256 vmax = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask));
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  float amax = _mm_cvtss_f32(m4);
+  for (; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float d = amax / 127.f;
+  const float id = amax != 0.f ? 127.f / amax : 0.f;
+  const __m256 vid = _mm256_set1_ps(id);
+  auto* sums = reinterpret_cast<int32_t*>(q + n + 4);
+  // n is a multiple of 64 (every ternary block is): 2 x 32 quants a block.
+  for (int64_t b = 0; b < n / kSumBlock; ++b) {
+    __m256i s = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const int64_t j = b * kSumBlock + 32 * h;
+      __m256i v[4];
+      for (int k = 0; k < 4; ++k) {
+        v[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * k), vid));
+        s = _mm256_add_epi32(s, v[k]);
+      }
+      // Saturating packs (no value is beyond +-127) interleave the 128-bit lanes; the permute puts them in order.
+      const __m256i b8 = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + j),
+                          _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    }
+    sums[b] = hsum(s);
+  }
+  std::memcpy(q + n, &d, sizeof d);
+}
+
 }  // namespace tokenscope::kernels::ternary::avx2
 
 namespace tokenscope::kernels::detail {
@@ -168,18 +210,22 @@ namespace tokenscope::kernels::detail {
 void install_tq1_0_avx2(KernelTable& t) {
   t.for_type(TensorType::TQ1_0).vec_dot = ternary::avx2::dot_tq1_0;
   t.for_type(TensorType::TQ1_0).gemm_packed = ternary::avx2::gemm_packed<TensorType::TQ1_0>;
+  t.for_type(TensorType::TQ1_0).act.quantize = ternary::avx2::quantize_act_i8_row;
 }
 void install_tq2_0_avx2(KernelTable& t) {
   t.for_type(TensorType::TQ2_0).vec_dot = ternary::avx2::dot_tq2_0;
   t.for_type(TensorType::TQ2_0).gemm_packed = ternary::avx2::gemm_packed<TensorType::TQ2_0>;
+  t.for_type(TensorType::TQ2_0).act.quantize = ternary::avx2::quantize_act_i8_row;
 }
 void install_i2_s_avx2(KernelTable& t) {
   t.for_type(TensorType::I2_S).vec_dot = ternary::avx2::dot_i2_s;
   t.for_type(TensorType::I2_S).gemm_packed = ternary::avx2::gemm_packed<TensorType::I2_S>;
+  t.for_type(TensorType::I2_S).act.quantize = ternary::avx2::quantize_act_i8_row;
 }
 void install_iq2_bn_avx2(KernelTable& t) {
   t.for_type(TensorType::IQ2_BN).vec_dot = ternary::avx2::dot_iq2_bn;
   t.for_type(TensorType::IQ2_BN).gemm_packed = ternary::avx2::gemm_packed<TensorType::IQ2_BN>;
+  t.for_type(TensorType::IQ2_BN).act.quantize = ternary::avx2::quantize_act_i8_row;
 }
 
 }  // namespace tokenscope::kernels::detail

@@ -151,43 +151,71 @@ inline __m512i row_sums(__m512i v) {
   return _mm512_add_epi32(v, _mm512_shuffle_epi32(v, _MM_PERM_CDAB));
 }
 
-// The rows' exact sums of c * q for elements [64 b0, 64 b1) of 4 * kHalves rows (halves h0.. of the group) and
-// kNt tokens: out[t][4 h + r].
-template <int kNt, int kHalves>
-inline void packed_sums(const void* w, const uint8_t* a, size_t act_stride, int h0, int64_t b0, int64_t b1,
-                        int32_t (*out)[kPackRows]) {
-  __m512i acc[kNt][kHalves][4];
-  for (int t = 0; t < kNt; ++t)
-    for (int h = 0; h < kHalves; ++h)
-      for (int s = 0; s < 4; ++s) acc[t][h][s] = _mm512_setzero_si512();
-  const __m512i m0 = _mm512_set1_epi8(0x03), m1 = _mm512_set1_epi8(0x0C), m2 = _mm512_set1_epi8(0x30),
-                m3 = _mm512_set1_epi8(static_cast<char>(0xC0));
-  for (int64_t b = b0; b < b1; ++b) {
-    __m512i c[kHalves][4];
-    for (int h = 0; h < kHalves; ++h) {
-      const __m512i v = _mm512_loadu_si512(packed_codes(w, b) + 64 * (h0 + h));
-      c[h][0] = _mm512_and_si512(v, m0);
-      c[h][1] = _mm512_and_si512(v, m1);
-      c[h][2] = _mm512_and_si512(v, m2);
-      c[h][3] = _mm512_and_si512(v, m3);
-    }
-    for (int t = 0; t < kNt; ++t) {
-      const uint8_t* at = a + static_cast<size_t>(t) * act_stride + 64 * b;
-      for (int s = 0; s < 4; ++s) {
-        const __m512i q = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(at + 16 * s)));
-        for (int h = 0; h < kHalves; ++h) acc[t][h][s] = _mm512_dpbusd_epi32(acc[t][h][s], c[h][s], q);
-      }
-    }
-  }
-  for (int t = 0; t < kNt; ++t)
-    for (int h = 0; h < kHalves; ++h) {
-      const __m512i sum = _mm512_add_epi32(
-          _mm512_add_epi32(acc[t][h][0], _mm512_srai_epi32(acc[t][h][1], 2)),
-          _mm512_add_epi32(_mm512_srai_epi32(acc[t][h][2], 4), _mm512_srai_epi32(acc[t][h][3], 6)));
-      alignas(64) int32_t lanes[16];
-      _mm512_store_si512(lanes, row_sums(sum));
-      for (int r = 0; r < 4; ++r) out[t][4 * (h0 + h) + r] = lanes[4 * r];
-    }
+// One 4-row half's masked codes of a block (position s in c[s]).
+struct Codes {
+  __m512i c0, c1, c2, c3;
+};
+inline Codes codes_of(const uint8_t* p) {
+  const __m512i v = _mm512_loadu_si512(p);
+  return {_mm512_and_si512(v, _mm512_set1_epi8(0x03)), _mm512_and_si512(v, _mm512_set1_epi8(0x0C)),
+          _mm512_and_si512(v, _mm512_set1_epi8(0x30)), _mm512_and_si512(v, _mm512_set1_epi8(static_cast<char>(0xC0)))};
+}
+// One token's and one half's sums, per position: named members, not an array, so that GCC keeps every accumulator
+// in its own register across the loop (with arrays of vectors it copied each one to a new register every block).
+struct Acc {
+  __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512(), s2 = _mm512_setzero_si512(),
+          s3 = _mm512_setzero_si512();
+};
+inline __m512i bcast16(const uint8_t* p) {
+  return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+// Adds one block of one token (its 64 activations at q) for one or two halves.
+inline void madd(Acc& a, const Codes& c, const uint8_t* q) {
+  a.s0 = _mm512_dpbusd_epi32(a.s0, c.c0, bcast16(q));
+  a.s1 = _mm512_dpbusd_epi32(a.s1, c.c1, bcast16(q + 16));
+  a.s2 = _mm512_dpbusd_epi32(a.s2, c.c2, bcast16(q + 32));
+  a.s3 = _mm512_dpbusd_epi32(a.s3, c.c3, bcast16(q + 48));
+}
+inline void madd(Acc& a, Acc& b, const Codes& ca, const Codes& cb, const uint8_t* q) {
+  __m512i x = bcast16(q);
+  a.s0 = _mm512_dpbusd_epi32(a.s0, ca.c0, x);
+  b.s0 = _mm512_dpbusd_epi32(b.s0, cb.c0, x);
+  x = bcast16(q + 16);
+  a.s1 = _mm512_dpbusd_epi32(a.s1, ca.c1, x);
+  b.s1 = _mm512_dpbusd_epi32(b.s1, cb.c1, x);
+  x = bcast16(q + 32);
+  a.s2 = _mm512_dpbusd_epi32(a.s2, ca.c2, x);
+  b.s2 = _mm512_dpbusd_epi32(b.s2, cb.c2, x);
+  x = bcast16(q + 48);
+  a.s3 = _mm512_dpbusd_epi32(a.s3, ca.c3, x);
+  b.s3 = _mm512_dpbusd_epi32(b.s3, cb.c3, x);
+}
+// Adds one block of 2 tokens (activations at p and r) for one half: the 8 multiply-adds written as the instructions,
+// so that the accumulators stay in registers (GCC 12, given the intrinsics for 4 tokens' 16 accumulators, copied or
+// spilled some of them every block, which halved the throughput).
+inline void madd2(Acc& x, Acc& y, const Codes& c, const uint8_t* p, const uint8_t* r) {
+  __m512i t;
+  asm("vbroadcasti32x4 (%[p]), %[t]\n\tvpdpbusd %[t], %[c0], %[x0]\n\t"
+      "vbroadcasti32x4 16(%[p]), %[t]\n\tvpdpbusd %[t], %[c1], %[x1]\n\t"
+      "vbroadcasti32x4 32(%[p]), %[t]\n\tvpdpbusd %[t], %[c2], %[x2]\n\t"
+      "vbroadcasti32x4 48(%[p]), %[t]\n\tvpdpbusd %[t], %[c3], %[x3]\n\t"
+      "vbroadcasti32x4 (%[r]), %[t]\n\tvpdpbusd %[t], %[c0], %[y0]\n\t"
+      "vbroadcasti32x4 16(%[r]), %[t]\n\tvpdpbusd %[t], %[c1], %[y1]\n\t"
+      "vbroadcasti32x4 32(%[r]), %[t]\n\tvpdpbusd %[t], %[c2], %[y2]\n\t"
+      "vbroadcasti32x4 48(%[r]), %[t]\n\tvpdpbusd %[t], %[c3], %[y3]"
+      : [x0] "+v"(x.s0), [x1] "+v"(x.s1), [x2] "+v"(x.s2), [x3] "+v"(x.s3), [y0] "+v"(y.s0), [y1] "+v"(y.s1),
+        [y2] "+v"(y.s2), [y3] "+v"(y.s3), [t] "=&v"(t)
+      : [c0] "v"(c.c0), [c1] "v"(c.c1), [c2] "v"(c.c2), [c3] "v"(c.c3), [p] "r"(p), [r] "r"(r), "m"(*p), "m"(*r));
+}
+
+// The 4 rows' sums of one half (rows 4 h .. 4 h + 3) into out[4 h + r]: the positions combined (4^s off, exactly),
+// then each row's 4 lanes added.
+inline void store_rows(const Acc& a, int h, int32_t* out) {
+  const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(a.s0, _mm512_srai_epi32(a.s1, 2)),
+                                       _mm512_add_epi32(_mm512_srai_epi32(a.s2, 4), _mm512_srai_epi32(a.s3, 6)));
+  alignas(64) int32_t lanes[16];
+  _mm512_store_si512(lanes, row_sums(sum));
+  for (int r = 0; r < 4; ++r) out[4 * h + r] = lanes[4 * r];
 }
 
 // kNt tokens (1, 2 or 4) of a group: the sums over [64 b0, 64 b1), all 8 rows. Four tokens take 16 accumulators per
@@ -195,11 +223,35 @@ inline void packed_sums(const void* w, const uint8_t* a, size_t act_stride, int 
 template <int kNt>
 inline void group_sums(const void* w, const uint8_t* a, size_t act_stride, int64_t b0, int64_t b1,
                        int32_t (*out)[kPackRows]) {
+  auto act = [&](int t, int64_t b) { return a + static_cast<size_t>(t) * act_stride + 64 * b; };
   if constexpr (kNt == 4) {
-    packed_sums<4, 1>(w, a, act_stride, 0, b0, b1, out);
-    packed_sums<4, 1>(w, a, act_stride, 1, b0, b1, out);
+    // 16 accumulators: one half at a time.
+    for (int h = 0; h < 2; ++h) {
+      Acc x0, x1, x2, x3;
+      for (int64_t b = b0; b < b1; ++b) {
+        const Codes c = codes_of(packed_codes(w, b) + 64 * h);
+        madd2(x0, x1, c, act(0, b), act(1, b));
+        madd2(x2, x3, c, act(2, b), act(3, b));
+      }
+      store_rows(x0, h, out[0]);
+      store_rows(x1, h, out[1]);
+      store_rows(x2, h, out[2]);
+      store_rows(x3, h, out[3]);
+    }
   } else {
-    packed_sums<kNt, 2>(w, a, act_stride, 0, b0, b1, out);
+    // Both halves at once, sharing each activation broadcast.
+    Acc x0, y0, x1, y1;
+    for (int64_t b = b0; b < b1; ++b) {
+      const Codes c0 = codes_of(packed_codes(w, b)), c1 = codes_of(packed_codes(w, b) + 64);
+      madd(x0, y0, c0, c1, act(0, b));
+      if constexpr (kNt == 2) madd(x1, y1, c0, c1, act(1, b));
+    }
+    store_rows(x0, 0, out[0]);
+    store_rows(y0, 1, out[0]);
+    if constexpr (kNt == 2) {
+      store_rows(x1, 0, out[1]);
+      store_rows(y1, 1, out[1]);
+    }
   }
 }
 
@@ -243,6 +295,36 @@ void gemm_packed(int64_t n, const void* w, const void* act, size_t act_stride, c
   if (t < nt) gemm_packed_nt<kType, 1>(n, w, a + t * act_stride, act_stride, y + t * ldy, ldy);
 }
 
+// The "i8_row" activations (ternary_kernels.h), as the scalar quantizer computes them: the largest magnitude (a
+// maximum, exact in any order), q = nearest-even(x * (127 / amax)) by the conversion's default rounding (as
+// nearbyint), then each 64 quants' sum.
+void quantize_act_i8_row(const float* x, void* y, int64_t n) {
+  auto* q = static_cast<int8_t*>(y);
+  const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  __m512 vmax = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = i + 16 <= n ? 0xFFFF : static_cast<__mmask16>((1u << (n - i)) - 1);
+    vmax = _mm512_max_ps(vmax, _mm512_and_ps(_mm512_maskz_loadu_ps(m, x + i), abs_mask));
+  }
+  const float amax = _mm512_reduce_max_ps(vmax);
+  const float d = amax / 127.f;
+  const float id = amax != 0.f ? 127.f / amax : 0.f;
+  const __m512 vid = _mm512_set1_ps(id);
+  auto* sums = reinterpret_cast<int32_t*>(q + n + 4);
+  // n is a multiple of 64 (every ternary block is): 4 vectors a block.
+  for (int64_t b = 0; b < n / kSumBlock; ++b) {
+    __m512i s = _mm512_setzero_si512();
+    for (int j = 0; j < 4; ++j) {
+      const int64_t i = b * kSumBlock + 16 * j;
+      const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), vid));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtepi32_epi8(v));
+      s = _mm512_add_epi32(s, v);
+    }
+    sums[b] = _mm512_reduce_add_epi32(s);
+  }
+  std::memcpy(q + n, &d, sizeof d);
+}
+
 }  // namespace tokenscope::kernels::ternary::avx512
 
 namespace tokenscope::kernels::detail {
@@ -250,18 +332,22 @@ namespace tokenscope::kernels::detail {
 void install_tq1_0_avx512(KernelTable& t) {
   t.for_type(TensorType::TQ1_0).vec_dot = ternary::avx512::dot_tq1_0;
   t.for_type(TensorType::TQ1_0).gemm_packed = ternary::avx512::gemm_packed<TensorType::TQ1_0>;
+  t.for_type(TensorType::TQ1_0).act.quantize = ternary::avx512::quantize_act_i8_row;
 }
 void install_tq2_0_avx512(KernelTable& t) {
   t.for_type(TensorType::TQ2_0).vec_dot = ternary::avx512::dot_tq2_0;
   t.for_type(TensorType::TQ2_0).gemm_packed = ternary::avx512::gemm_packed<TensorType::TQ2_0>;
+  t.for_type(TensorType::TQ2_0).act.quantize = ternary::avx512::quantize_act_i8_row;
 }
 void install_i2_s_avx512(KernelTable& t) {
   t.for_type(TensorType::I2_S).vec_dot = ternary::avx512::dot_i2_s;
   t.for_type(TensorType::I2_S).gemm_packed = ternary::avx512::gemm_packed<TensorType::I2_S>;
+  t.for_type(TensorType::I2_S).act.quantize = ternary::avx512::quantize_act_i8_row;
 }
 void install_iq2_bn_avx512(KernelTable& t) {
   t.for_type(TensorType::IQ2_BN).vec_dot = ternary::avx512::dot_iq2_bn;
   t.for_type(TensorType::IQ2_BN).gemm_packed = ternary::avx512::gemm_packed<TensorType::IQ2_BN>;
+  t.for_type(TensorType::IQ2_BN).act.quantize = ternary::avx512::quantize_act_i8_row;
 }
 
 }  // namespace tokenscope::kernels::detail

@@ -61,11 +61,28 @@ inline float finish_iq2_bn(const void* w, int32_t isum, const void* a, int64_t n
 // each row's exact integer sums and finishes with the format's float steps, so it equals vec_dot bit for bit.
 size_t packed_group_bytes(TensorType t, int64_t n);
 void pack_group(TensorType t, const void* src, size_t row_bytes, int64_t n, void* dst);
-// The float steps of row r of a packed group from its exact sums of t * q (per block of 256 for TQ, else per row).
-float packed_tq_step(float acc, int64_t n, const void* group, int r, int64_t b, int32_t isum_b);
-float packed_finish(TensorType t, int64_t n, const void* group, int r, float tq_acc, int32_t isum, const void* act);
 inline const uint8_t* packed_codes(const void* group, int64_t block64) {
   return static_cast<const uint8_t*>(group) + block64 * 128;
+}
+// The bytes of a packed group's codes (its scales follow).
+inline size_t packed_codes_bytes(int64_t n) { return static_cast<size_t>(n / 64) * 128; }
+// The float steps of row r of a packed group from its exact sums of t * q (per block of 256 for TQ, else per row).
+// Inline: the multiplies call them per row and token.
+inline float packed_tq_step(float acc, int64_t n, const void* group, int r, int64_t b, int32_t isum_b) {
+  f16_t d;
+  std::memcpy(&d, static_cast<const uint8_t*>(group) + packed_codes_bytes(n) + (b * kPackRows + r) * 2, 2);
+  return acc + fp16_to_fp32(d) * static_cast<float>(isum_b);
+}
+inline float packed_finish(TensorType t, int64_t n, const void* group, int r, float tq_acc, int32_t isum,
+                           const void* act) {
+  const float d = act_scale(act, n);
+  if (t == TensorType::TQ1_0 || t == TensorType::TQ2_0) return tq_acc * d;
+  if (t == TensorType::IQ2_BN) {
+    float d_row;
+    std::memcpy(&d_row, static_cast<const uint8_t*>(group) + packed_codes_bytes(n) + 4 * r, 4);
+    return static_cast<float>(isum) * (d_row * d);
+  }
+  return static_cast<float>(isum) * d;
 }
 
 // The "i8_row" layout with the scalar quantizer (SIMD installers may swap in their own, bit-identical).

@@ -86,7 +86,6 @@ float dot_iq2_bn_ref(int64_t n, const void* w, const void* a) {
 namespace {
 
 bool tq_type(TensorType t) { return t == TensorType::TQ1_0 || t == TensorType::TQ2_0; }
-size_t codes_bytes(int64_t n) { return static_cast<size_t>(n / 64) * 128; }
 
 // The codes of block b (of the type's own block size) of a ternary row.
 void block_codes(TensorType t, const uint8_t* row, int64_t b, uint8_t* c) {
@@ -104,7 +103,7 @@ size_t packed_group_bytes(TensorType t, int64_t n) {
   size_t scales = 0;
   if (tq_type(t)) scales = static_cast<size_t>(n / QK_TQ) * kPackRows * 2;
   if (t == TensorType::IQ2_BN) scales = kPackRows * 4;
-  return codes_bytes(n) + scales;
+  return packed_codes_bytes(n) + scales;
 }
 
 void pack_group(TensorType t, const void* src, size_t row_bytes, int64_t n, void* dst) {
@@ -121,7 +120,7 @@ void pack_group(TensorType t, const void* src, size_t row_bytes, int64_t n, void
         out[b64 * 128 + 16 * r + k % 16] |= static_cast<uint8_t>(c[i] << (2 * (k / 16)));
       }
     }
-    uint8_t* scales = out + codes_bytes(n);
+    uint8_t* scales = out + packed_codes_bytes(n);
     if (tq_type(t)) {
       const size_t bb = t == TensorType::TQ1_0 ? sizeof(BlockTQ1_0) : sizeof(BlockTQ2_0);
       const size_t d_at = t == TensorType::TQ1_0 ? offsetof(BlockTQ1_0, d) : offsetof(BlockTQ2_0, d);
@@ -130,23 +129,6 @@ void pack_group(TensorType t, const void* src, size_t row_bytes, int64_t n, void
       std::memcpy(scales + 4 * r, row, 4);
     }
   }
-}
-
-float packed_tq_step(float acc, int64_t n, const void* group, int r, int64_t b, int32_t isum_b) {
-  f16_t d;
-  std::memcpy(&d, static_cast<const uint8_t*>(group) + codes_bytes(n) + (b * kPackRows + r) * 2, 2);
-  return acc + fp16_to_fp32(d) * static_cast<float>(isum_b);
-}
-
-float packed_finish(TensorType t, int64_t n, const void* group, int r, float tq_acc, int32_t isum, const void* act) {
-  const float d = act_scale(act, n);
-  if (tq_type(t)) return tq_acc * d;
-  if (t == TensorType::IQ2_BN) {
-    float d_row;
-    std::memcpy(&d_row, static_cast<const uint8_t*>(group) + codes_bytes(n) + 4 * r, 4);
-    return static_cast<float>(isum) * (d_row * d);
-  }
-  return static_cast<float>(isum) * d;
 }
 
 namespace {
