@@ -93,7 +93,9 @@ ModelConfig read_model_config(const gguf::File& f) {
          static_cast<long long>(c.n_rot), static_cast<long long>(c.head_dim));
   c.rope_freq_base = static_cast<float>(f.opt_float(L.key("rope.freq_base")).value_or(10000.0));
   c.norm_eps = static_cast<float>(f.get_float(L.key("attention.layer_norm_rms_epsilon")));
-  c.rope_style = c.arch == "qwen2" ? ops::RopeStyle::neox : ops::RopeStyle::normal;
+  // RoPE on the halves of each head (NeoX) for qwen2, and for the BitNet architectures as llama.cpp, ik_llama.cpp and
+  // bitnet.cpp run them (their converters keep the checkpoints' query and key rows in order); adjacent pairs for llama.
+  c.rope_style = c.arch == "qwen2" || bitnet ? ops::RopeStyle::neox : ops::RopeStyle::normal;
   return c;
 }
 

@@ -77,6 +77,7 @@ std::vector<std::vector<double>> reference_logits(const gguf::File& f, const Mod
   const int64_t D = c.n_embd, hd = c.head_dim, H = c.n_head, Hkv = c.n_head_kv, kvd = Hkv * hd, F = c.n_ff;
   const bool qwen = c.arch == "qwen2";
   const bool bitnet = c.arch.rfind("bitnet", 0) == 0, relu_sqr = bitnet && c.arch != "bitnet";
+  const bool neox = qwen || bitnet;  // RoPE on each head's halves, as llama.cpp runs these architectures
   auto emb = tensor_f64(f, "token_embd.weight");
   auto out_w = f.find_tensor("output.weight") ? tensor_f64(f, "output.weight") : emb;
   auto out_norm = tensor_f64(f, "output_norm.weight");
@@ -95,8 +96,8 @@ std::vector<std::vector<double>> reference_logits(const gguf::File& f, const Mod
         for (size_t i = 0; i < q.size(); ++i) q[i] += bq[i];
         for (size_t i = 0; i < k.size(); ++i) { k[i] += bk[i]; v[i] += bv[i]; }
       }
-      rope_ref(q, H, hd, static_cast<int64_t>(t), c.rope_freq_base, qwen);
-      rope_ref(k, Hkv, hd, static_cast<int64_t>(t), c.rope_freq_base, qwen);
+      rope_ref(q, H, hd, static_cast<int64_t>(t), c.rope_freq_base, neox);
+      rope_ref(k, Hkv, hd, static_cast<int64_t>(t), c.rope_freq_base, neox);
       Kc[static_cast<size_t>(il)].push_back(k);
       Vc[static_cast<size_t>(il)].push_back(v);
       std::vector<double> att(static_cast<size_t>(H * hd), 0.0);
@@ -161,7 +162,7 @@ TEST_P(TinyModel, MatchesDoublePrecisionReferenceAtEveryPosition) {
   build_tiny_model(spec).write(path);
   auto model = Model::load(path);
   const ModelConfig& c = model->config();
-  EXPECT_EQ(c.rope_style, std::string(cs.arch) == "qwen2" ? ops::RopeStyle::neox : ops::RopeStyle::normal);
+  EXPECT_EQ(c.rope_style, std::string(cs.arch) == "qwen2" || tiny_is_bitnet(spec) ? ops::RopeStyle::neox : ops::RopeStyle::normal);
   EXPECT_EQ(c.sub_norms, tiny_is_bitnet(spec));
   EXPECT_EQ(c.relu_sqr_ffn, tiny_is_bitnet(spec) && spec.arch != "bitnet");
   const std::vector<int32_t> tokens = {72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100, 33};
