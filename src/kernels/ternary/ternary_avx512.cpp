@@ -258,25 +258,32 @@ inline void group_sums(const void* w, const uint8_t* a, size_t act_stride, int64
 template <TensorType kType, int kNt>
 void gemm_packed_nt(int64_t n, const void* w, const uint8_t* a, size_t act_stride, float* y, int64_t ldy) {
   constexpr bool kTq = kType == TensorType::TQ1_0 || kType == TensorType::TQ2_0;
-  int32_t sums[kNt][kPackRows];
-  float acc[kNt][kPackRows] = {};
+  alignas(32) int32_t sums[kNt][kPackRows];
   if constexpr (kTq) {
+    // Per block of 256, the 8 rows' float steps at once (packed_tq_step's multiply, then add: no fused
+    // multiply-add, so each lane rounds as the scalar does); the rows' f16 scales lie together per block.
+    const auto* scales = static_cast<const uint8_t*>(w) + packed_codes_bytes(n);
+    __m256 acc[kNt];
+    for (int t = 0; t < kNt; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK_TQ; ++b) {
       group_sums<kNt>(w, a, act_stride, 4 * b, 4 * b + 4, sums);
+      const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + b * kPackRows * 2)));
       for (int t = 0; t < kNt; ++t) {
-        const void* at = a + static_cast<size_t>(t) * act_stride;
-        const int32_t asum = act_sum(at, n, b * QK_TQ, QK_TQ);
-        for (int r = 0; r < kPackRows; ++r) acc[t][r] = packed_tq_step(acc[t][r], n, w, r, b, sums[t][r] - asum);
+        const int32_t asum = act_sum(a + static_cast<size_t>(t) * act_stride, n, b * QK_TQ, QK_TQ);
+        const __m256i isum = _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(sums[t])),
+                                              _mm256_set1_epi32(asum));
+        acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum)));
       }
     }
+    for (int t = 0; t < kNt; ++t)
+      _mm256_storeu_ps(y + t * ldy, _mm256_mul_ps(acc[t], _mm256_set1_ps(act_scale(a + t * act_stride, n))));
   } else {
     group_sums<kNt>(w, a, act_stride, 0, n / 64, sums);
-  }
-  for (int t = 0; t < kNt; ++t) {
-    const void* at = a + static_cast<size_t>(t) * act_stride;
-    const int32_t asum = kTq ? 0 : act_sum(at, n, 0, n);
-    for (int r = 0; r < kPackRows; ++r)
-      y[t * ldy + r] = packed_finish(kType, n, w, r, acc[t][r], kTq ? 0 : sums[t][r] - asum, at);
+    for (int t = 0; t < kNt; ++t) {
+      const void* at = a + static_cast<size_t>(t) * act_stride;
+      const int32_t asum = act_sum(at, n, 0, n);
+      for (int r = 0; r < kPackRows; ++r) y[t * ldy + r] = packed_finish(kType, n, w, r, 0, sums[t][r] - asum, at);
+    }
   }
 }
 
