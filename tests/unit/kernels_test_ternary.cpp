@@ -194,6 +194,40 @@ TEST_P(TernaryIsa, PackedGemmMatchesTheDotExactly) {
   EXPECT_GT(cases, 1000);
 }
 
+// Large exact sums with scales of many mantissa bits (every weight +1 times a row's scale near 0.0111, activations
+// between half and all of the largest quant): each block's d * isum does not fit a float exactly, so a multiply and add fused into one rounding (an FMA
+// the compiler may form) would differ from the scalar; every ISA's dot and packed multiply must not.
+TEST_P(TernaryIsa, LargeSumsRoundAsTheScalarDoes) {
+  const KernelTable& ref = table(Isa::scalar);
+  const KernelTable& k = table(GetParam());
+  for (TensorType wt : kTernary) {
+    const WeightKernels& kk = k.for_type(wt);
+    const int64_t n = 2560, rows = kPackRows;
+    std::vector<float> wf(static_cast<size_t>(rows * n)), x(static_cast<size_t>(n));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < n; ++i) wf[static_cast<size_t>(r * n + i)] = 0.0111f * (1.0f + static_cast<float>(r) / 17.0f);
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> big(0.5f, 1.0f);
+    for (auto& v : x) v = big(rng);
+    std::vector<uint8_t> w(tensor_bytes(wt, n, rows));
+    quantize_tensor(wt, wf.data(), w.data(), rows, n);
+    const size_t rb = row_size(wt, n);
+    std::vector<uint8_t> act(kk.act.row_bytes(n));
+    kk.act.quantize(x.data(), act.data(), n);
+    std::vector<uint8_t> group(kk.packed_group_bytes(n));
+    kk.pack_rows(w.data(), rb, n, group.data());
+    std::vector<float> y(kPackRows);
+    kk.gemm_packed(n, group.data(), act.data(), kk.act.row_bytes(n), nullptr, 1, y.data(), kPackRows);
+    for (int r = 0; r < kPackRows; ++r) {
+      const float want = ref.for_type(wt).vec_dot(n, w.data() + static_cast<size_t>(r) * rb, act.data());
+      const float dot = kk.vec_dot(n, w.data() + static_cast<size_t>(r) * rb, act.data());
+      EXPECT_EQ(std::memcmp(&want, &dot, sizeof want), 0) << type_name(wt) << " dot " << dot << " vs " << want;
+      EXPECT_EQ(std::memcmp(&want, &y[static_cast<size_t>(r)], sizeof want), 0)
+          << type_name(wt) << " packed " << y[static_cast<size_t>(r)] << " vs " << want;
+    }
+  }
+}
+
 // The LUT multiply (groups of 16 rows repacked into pair indices, per-token tables) gives each row exactly what the
 // format's MAD dot product gives, on every ISA.
 TEST_P(TernaryIsa, LutGemvMatchesTheMadDotExactly) {
