@@ -370,7 +370,8 @@ MachineInfo measure_machine(const CpuDescription& d, kernels::Isa isa) {
   if (sink[0] == 42) std::fprintf(stderr, " ");  // keep the sums alive
 
   // Peak int8: the fastest packed GEMM kernel as prefill calls it (the 16-row pair kernel with its full token
-  // count where the table has one, else 8 rows x 4 tokens), K = 2048, data in L1/L2, every thread busy. One
+  // count where the table has one, else 8 rows x 4 tokens), K = 2048, data in L1/L2, every thread busy. The
+  // ternary I2_S kernel is a candidate: its multiply-adds are int8 ones with no scales per block in between. One
   // 50 ms run per format picks the fastest; that one is measured kRepeats times, each for at least 50 ms.
   {
     const int64_t K = 2048;
@@ -382,8 +383,10 @@ MachineInfo measure_machine(const CpuDescription& d, kernels::Isa isa) {
       const int rows = pair ? 2 * kernels::kPackRows : kernels::kPackRows;
       const int nt = pair ? kernels::kPacked2MaxTokens : 4;
       const size_t rb = row_size(wt, K), ab = wk.act.row_bytes(K);
-      std::vector<uint8_t> wrows(rb * static_cast<size_t>(rows)), a(ab * static_cast<size_t>(nt));
-      for (int r = 0; r < rows; ++r) quantize_row(wt, x.data(), wrows.data() + r * rb, K);
+      std::vector<uint8_t> wrows(tensor_bytes(wt, K, rows)), a(ab * static_cast<size_t>(nt));
+      std::vector<float> xr;  // the same row `rows` times, quantized as one tensor (I2_S's scale follows the rows)
+      for (int r = 0; r < rows; ++r) xr.insert(xr.end(), x.begin(), x.end());
+      quantize_tensor(wt, xr.data(), wrows.data(), rows, K);
       for (int t = 0; t < nt; ++t) wk.act.quantize(x.data(), a.data() + t * ab, K);
       const size_t gb = wk.packed_group_bytes(K);
       std::vector<uint8_t> groups(gb * static_cast<size_t>(rows / kernels::kPackRows));
@@ -410,7 +413,7 @@ MachineInfo measure_machine(const CpuDescription& d, kernels::Isa isa) {
     };
     TensorType best = TensorType::Q4_0;
     double best_rate = -1;
-    for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0}) {
+    for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::I2_S}) {
       if (!k.for_type(wt).gemm_packed) continue;
       const double r = gemm_rate(wt, 1).median;
       if (r > best_rate) {

@@ -189,8 +189,9 @@ void pack_weights(const std::vector<Weight*>& ws, const ProgressFn& progress) {
 
 namespace {
 
-// Whether the LUT multiply of one group of 16 rows of w beats the MAD dot products of the same rows on this machine,
-// timed for a few milliseconds each on w's first group and a random activation row (--ternary-kernel auto).
+// Whether the LUT multiply of one group of 16 rows of w beats the MAD multiply of the same rows on this machine (the
+// packed one, as decode uses it), timed for a few milliseconds each on w's first 16 rows and a random activation row
+// (--ternary-kernel auto).
 bool lut_is_faster(const Weight& w) {
   namespace lut = kernels::ternary::lut;
   const kernels::KernelTable& k = kernels::active();
@@ -215,8 +216,27 @@ bool lut_is_faster(const Weight& w) {
     }
     return best;
   };
+  // The MAD side as decode runs it: the packed multiply of the same 16 rows (two groups of kPackRows), one token;
+  // the dot products where the type has no packed layout.
+  std::vector<uint8_t> packed;
+  static_assert(lut::kLutRows % kernels::kPackRows == 0);
+  if (wk.pack_rows && wk.gemm_packed) {
+    const size_t gb = wk.packed_group_bytes(n);
+    packed.resize(gb * (lut::kLutRows / kernels::kPackRows));
+    for (int g = 0; g < lut::kLutRows / kernels::kPackRows; ++g)
+      wk.pack_rows(w.data + static_cast<size_t>(g * kernels::kPackRows) * w.row_bytes, w.row_bytes, n,
+                   packed.data() + g * gb);
+  }
   const double mad = time_it([&] {
-    for (int r = 0; r < lut::kLutRows; ++r) y[r] = wk.vec_dot(n, w.data + static_cast<size_t>(r) * w.row_bytes, act.data());
+    if (!packed.empty()) {
+      const size_t gb = wk.packed_group_bytes(n);
+      for (int g = 0; g < lut::kLutRows / kernels::kPackRows; ++g)
+        wk.gemm_packed(n, packed.data() + g * gb, act.data(), wk.act.row_bytes(n), nullptr, 1,
+                       y + g * kernels::kPackRows, kernels::kPackRows);
+    } else {
+      for (int r = 0; r < lut::kLutRows; ++r)
+        y[r] = wk.vec_dot(n, w.data + static_cast<size_t>(r) * w.row_bytes, act.data());
+    }
     sink = sink + y[0];
   });
   const double lut_s = time_it([&] {

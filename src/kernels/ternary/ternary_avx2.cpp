@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/ternary/ternary_kernels.h"
+#include "kernels/ternary/ternary_packed_x86.h"
 
 namespace tokenscope::kernels::ternary::avx2 {
 
@@ -130,39 +131,65 @@ float dot_iq2_bn(int64_t n, const void* w, const void* a) {
   return finish_iq2_bn(w, hsum(s32), a, n);
 }
 
-// The packed multiply (ternary_kernels.h): per row, each 64-element block's codes unpacked once (the 16 bytes in
-// both lanes, shifted by 0 / 2 and 4 / 6) and multiplied with every token's activations.
-template <TensorType kType>
-void gemm_packed(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt, float* y,
-                 int64_t ldy) {
-  constexpr bool kTq = kType == TensorType::TQ1_0 || kType == TensorType::TQ2_0;
-  const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
-  const auto* a = static_cast<const uint8_t*>(act);
-  for (int r = 0; r < kPackRows; ++r) {
-    __m256i s[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-    float acc[4] = {0, 0, 0, 0};
-    for (int64_t b64 = 0; b64 < n / 64; ++b64) {
-      const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed_codes(w, b64) + 16 * r)));
-      const __m256i c01 = _mm256_and_si256(_mm256_blend_epi32(v, _mm256_srli_epi16(v, 2), 0xF0), m3);
-      const __m256i c23 = _mm256_and_si256(_mm256_blend_epi32(_mm256_srli_epi16(v, 4), _mm256_srli_epi16(v, 6), 0xF0), m3);
-      for (int t = 0; t < nt; ++t) {
-        const uint8_t* qa = a + static_cast<size_t>(t) * act_stride + 64 * b64;
-        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(c01, load(qa)), _mm256_maddubs_epi16(c23, load(qa + 32)));
-        s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(p, ones));
-      }
-      if (kTq && (b64 + 1) % 4 == 0)
-        for (int t = 0; t < nt; ++t) {
-          const void* at = a + static_cast<size_t>(t) * act_stride;
-          acc[t] = packed_tq_step(acc[t], n, w, r, b64 / 4, hsum(s[t]) - act_sum(at, n, (b64 - 3) * 64, 256));
-          s[t] = _mm256_setzero_si256();
+namespace {
+
+// The packed multiply's sums (ternary_packed_x86.h). A 32-byte load of a block holds 2 rows, one per 128-bit lane,
+// and bits 2s..2s+1 of byte j are the code of element 16 s + j: v & (3 << 2s) is 4^s times the codes of elements
+// 16 s .. 16 s + 15, against 16 activations broadcast to both lanes. vpmaddubsw of a masked code (at most 128) and
+// an activation (at most 127 in magnitude) sums two products to at most 32512: no saturation. Each such sum is a
+// multiple of 4^s, so an arithmetic shift takes the 4^s off exactly; a block's four positions then add to at most
+// 2032 per 16-bit lane, so 16 blocks add up in 16 bits before widening to 32.
+inline __m256i bcast16(const uint8_t* p) {
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+struct Sums {
+  template <int kNt>
+  static void run(const void* w, const uint8_t* a, size_t act_stride, int64_t b0, int64_t b1, int32_t (*out)[kPackRows]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int p = 0; p < kPackRows / 2; ++p) {  // rows 2p (low lane) and 2p + 1 (high lane)
+      __m256i s32[kNt], s16[kNt];
+      for (int t = 0; t < kNt; ++t) s32[t] = s16[t] = _mm256_setzero_si256();
+      int pending = 0;
+      for (int64_t b = b0; b < b1; ++b) {
+        const __m256i v = load(packed_codes(w, b) + 32 * p);
+        const __m256i c0 = _mm256_and_si256(v, _mm256_set1_epi8(0x03)), c1 = _mm256_and_si256(v, _mm256_set1_epi8(0x0C)),
+                      c2 = _mm256_and_si256(v, _mm256_set1_epi8(0x30)),
+                      c3 = _mm256_and_si256(v, _mm256_set1_epi8(static_cast<char>(0xC0)));
+        for (int t = 0; t < kNt; ++t) {
+          const uint8_t* q = a + static_cast<size_t>(t) * act_stride + 64 * b;
+          __m256i x = _mm256_maddubs_epi16(c0, bcast16(q));
+          x = _mm256_add_epi16(x, _mm256_srai_epi16(_mm256_maddubs_epi16(c1, bcast16(q + 16)), 2));
+          x = _mm256_add_epi16(x, _mm256_srai_epi16(_mm256_maddubs_epi16(c2, bcast16(q + 32)), 4));
+          x = _mm256_add_epi16(x, _mm256_srai_epi16(_mm256_maddubs_epi16(c3, bcast16(q + 48)), 6));
+          s16[t] = _mm256_add_epi16(s16[t], x);
         }
-    }
-    for (int t = 0; t < nt; ++t) {
-      const void* at = a + static_cast<size_t>(t) * act_stride;
-      const int32_t isum = kTq ? 0 : hsum(s[t]) - act_sum(at, n, 0, n);
-      y[t * ldy + r] = packed_finish(kType, n, w, r, acc[t], isum, at);
+        if (++pending == 16) {
+          for (int t = 0; t < kNt; ++t) {
+            s32[t] = _mm256_add_epi32(s32[t], _mm256_madd_epi16(s16[t], ones));
+            s16[t] = _mm256_setzero_si256();
+          }
+          pending = 0;
+        }
+      }
+      for (int t = 0; t < kNt; ++t) {
+        const __m256i s = _mm256_add_epi32(s32[t], _mm256_madd_epi16(s16[t], ones));
+        __m128i lo = _mm256_castsi256_si128(s), hi = _mm256_extracti128_si256(s, 1);
+        lo = _mm_hadd_epi32(lo, hi);  // row 2p's two pair sums, then row 2p + 1's
+        lo = _mm_hadd_epi32(lo, lo);
+        out[t][2 * p] = _mm_cvtsi128_si32(lo);
+        out[t][2 * p + 1] = _mm_extract_epi32(lo, 1);
+      }
     }
   }
+};
+
+}  // namespace
+
+template <TensorType kType>
+void gemm_packed(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* sums, int nt, float* y,
+                 int64_t ldy) {
+  x86::gemm_packed<kType, Sums>(n, w, act, act_stride, sums, nt, y, ldy);
 }
 
 // The "i8_row" activations (ternary_kernels.h), as the scalar quantizer computes them: the largest magnitude (a

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/ternary/ternary_kernels.h"
+#include "kernels/ternary/ternary_packed_x86.h"
 
 namespace tokenscope::kernels::ternary::avx512 {
 
@@ -255,51 +256,20 @@ inline void group_sums(const void* w, const uint8_t* a, size_t act_stride, int64
   }
 }
 
-template <TensorType kType, int kNt>
-void gemm_packed_nt(int64_t n, const void* w, const uint8_t* a, size_t act_stride, float* y, int64_t ldy) {
-  constexpr bool kTq = kType == TensorType::TQ1_0 || kType == TensorType::TQ2_0;
-  alignas(32) int32_t sums[kNt][kPackRows];
-  if constexpr (kTq) {
-    // Per block of 256, the 8 rows' float steps at once (packed_tq_step's multiply, then add: no fused
-    // multiply-add, so each lane rounds as the scalar does); the rows' f16 scales lie together per block.
-    const auto* scales = static_cast<const uint8_t*>(w) + packed_codes_bytes(n);
-    __m256 acc[kNt];
-    for (int t = 0; t < kNt; ++t) acc[t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / QK_TQ; ++b) {
-      group_sums<kNt>(w, a, act_stride, 4 * b, 4 * b + 4, sums);
-      const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + b * kPackRows * 2)));
-      for (int t = 0; t < kNt; ++t) {
-        const int32_t asum = act_sum(a + static_cast<size_t>(t) * act_stride, n, b * QK_TQ, QK_TQ);
-        const __m256i isum = _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(sums[t])),
-                                              _mm256_set1_epi32(asum));
-        acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum)));
-      }
-    }
-    for (int t = 0; t < kNt; ++t)
-      _mm256_storeu_ps(y + t * ldy, _mm256_mul_ps(acc[t], _mm256_set1_ps(act_scale(a + t * act_stride, n))));
-  } else {
-    group_sums<kNt>(w, a, act_stride, 0, n / 64, sums);
-    for (int t = 0; t < kNt; ++t) {
-      const void* at = a + static_cast<size_t>(t) * act_stride;
-      const int32_t asum = act_sum(at, n, 0, n);
-      for (int r = 0; r < kPackRows; ++r) y[t * ldy + r] = packed_finish(kType, n, w, r, 0, sums[t][r] - asum, at);
-    }
+// The group sums for the x86 driver (ternary_packed_x86.h).
+struct Sums {
+  template <int kNt>
+  static void run(const void* w, const uint8_t* a, size_t act_stride, int64_t b0, int64_t b1, int32_t (*out)[kPackRows]) {
+    group_sums<kNt>(w, a, act_stride, b0, b1, out);
   }
-}
+};
 
 }  // namespace
 
 template <TensorType kType>
-void gemm_packed(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt, float* y,
+void gemm_packed(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* sums, int nt, float* y,
                  int64_t ldy) {
-  const auto* a = static_cast<const uint8_t*>(act);
-  int t = 0;
-  for (; t + 4 <= nt; t += 4) gemm_packed_nt<kType, 4>(n, w, a + t * act_stride, act_stride, y + t * ldy, ldy);
-  if (t + 2 <= nt) {
-    gemm_packed_nt<kType, 2>(n, w, a + t * act_stride, act_stride, y + t * ldy, ldy);
-    t += 2;
-  }
-  if (t < nt) gemm_packed_nt<kType, 1>(n, w, a + t * act_stride, act_stride, y + t * ldy, ldy);
+  x86::gemm_packed<kType, Sums>(n, w, act, act_stride, sums, nt, y, ldy);
 }
 
 // The "i8_row" activations (ternary_kernels.h), as the scalar quantizer computes them: the largest magnitude (a

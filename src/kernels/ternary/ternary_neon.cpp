@@ -94,32 +94,36 @@ float dot_iq2_bn(int64_t n, const void* w, const void* a) {
 }
 
 // The packed multiply (ternary_kernels.h): per row, each 64-element block's codes unpacked once (four shifts of its
-// 16 bytes) and multiplied with every token's activations by sdot.
+// 16 bytes) and multiplied with every token's activations by sdot, one accumulator per (token, 16 elements), so the
+// four dot products of a block do not wait on each other.
 template <TensorType kType>
 void gemm_packed(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt, float* y,
                  int64_t ldy) {
   constexpr bool kTq = kType == TensorType::TQ1_0 || kType == TensorType::TQ2_0;
   const auto* a = static_cast<const uint8_t*>(act);
+  auto total = [](const int32x4_t* s) { return vaddvq_s32(vaddq_s32(vaddq_s32(s[0], s[1]), vaddq_s32(s[2], s[3]))); };
   for (int r = 0; r < kPackRows; ++r) {
-    int32x4_t s[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
+    int32x4_t s[4][4];
+    for (auto& st : s)
+      for (auto& x : st) x = vdupq_n_s32(0);
     float acc[4] = {0, 0, 0, 0};
     for (int64_t b64 = 0; b64 < n / 64; ++b64) {
       const uint8x16_t v = vld1q_u8(packed_codes(w, b64) + 16 * r);
       const int8x16_t c[4] = {codes_at(v, 0), codes_at(v, 2), codes_at(v, 4), codes_at(v, 6)};
       for (int t = 0; t < nt; ++t) {
         const auto* qa = reinterpret_cast<const int8_t*>(a + static_cast<size_t>(t) * act_stride + 64 * b64);
-        for (int l = 0; l < 4; ++l) s[t] = vdotq_s32(s[t], c[l], vld1q_s8(qa + 16 * l));
+        for (int l = 0; l < 4; ++l) s[t][l] = vdotq_s32(s[t][l], c[l], vld1q_s8(qa + 16 * l));
       }
       if (kTq && (b64 + 1) % 4 == 0)
         for (int t = 0; t < nt; ++t) {
           const void* at = a + static_cast<size_t>(t) * act_stride;
-          acc[t] = packed_tq_step(acc[t], n, w, r, b64 / 4, vaddvq_s32(s[t]) - act_sum(at, n, (b64 - 3) * 64, 256));
-          s[t] = vdupq_n_s32(0);
+          acc[t] = packed_tq_step(acc[t], n, w, r, b64 / 4, total(s[t]) - act_sum(at, n, (b64 - 3) * 64, 256));
+          for (auto& x : s[t]) x = vdupq_n_s32(0);
         }
     }
     for (int t = 0; t < nt; ++t) {
       const void* at = a + static_cast<size_t>(t) * act_stride;
-      const int32_t isum = kTq ? 0 : vaddvq_s32(s[t]) - act_sum(at, n, 0, n);
+      const int32_t isum = kTq ? 0 : total(s[t]) - act_sum(at, n, 0, n);
       y[t * ldy + r] = packed_finish(kType, n, w, r, acc[t], isum, at);
     }
   }
