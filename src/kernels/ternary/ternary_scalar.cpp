@@ -113,11 +113,20 @@ void pack_group(TensorType t, const void* src, size_t row_bytes, int64_t n, void
   uint8_t c[256];
   for (int r = 0; r < kPackRows; ++r) {
     const uint8_t* row = static_cast<const uint8_t*>(src) + static_cast<size_t>(r) * row_bytes;
-    for (int64_t b = 0; b < n / bs; ++b) {
-      block_codes(t, row, b, c);
-      for (int64_t i = 0; i < bs; ++i) {
-        const int64_t e = b * bs + i, b64 = e / 64, k = e % 64;
-        out[b64 * 128 + 16 * r + k % 16] |= static_cast<uint8_t>(c[i] << (2 * (k / 16)));
+    if (t == TensorType::IQ2_BN) {
+      // IQ2_BN's blocks of 64 already hold their codes in the packed order: a copy.
+      const auto* blocks = reinterpret_cast<const BlockIQ2_BN*>(row + kIQ2BNRowMeta);
+      for (int64_t b = 0; b < n / 64; ++b) std::memcpy(out + b * 128 + 16 * r, blocks[b].qs, 16);
+    } else {
+      // Each 64 codes of a block to the packed 16 bytes: byte j holds elements j, 16 + j, 32 + j, 48 + j.
+      for (int64_t b = 0; b < n / bs; ++b) {
+        block_codes(t, row, b, c);
+        for (int64_t k0 = 0; k0 < bs; k0 += 64) {
+          uint8_t* o = out + ((b * bs + k0) / 64) * 128 + 16 * r;
+          const uint8_t* ck = c + k0;
+          for (int j = 0; j < 16; ++j)
+            o[j] = static_cast<uint8_t>(ck[j] | ck[16 + j] << 2 | ck[32 + j] << 4 | ck[48 + j] << 6);
+        }
       }
     }
     uint8_t* scales = out + packed_codes_bytes(n);
