@@ -12,7 +12,9 @@ namespace tokenscope::app {
 CLI::App* add_synth_command(CLI::App& app, SynthArgs& a) {
   CLI::App* cmd = app.add_subcommand(
       "synth", "Write a GGUF with random weights and the exact tensor shapes and hyper-parameters of a real model");
-  cmd->add_option("--shape", a.shape, "Model shape: smollm2-135m, qwen1.5-0.5b, llama-3.2-1b");
+  std::string shapes;
+  for (const ModelShape& m : model_shapes()) shapes += (shapes.empty() ? "" : ", ") + m.name;
+  cmd->add_option("--shape", a.shape, "Model shape: " + shapes);
   cmd->add_option("--type", a.type, "Type of the weight matrices (f32, f16, bf16, q4_0, q4_1, q8_0, q4_k, q5_k, q6_k, tq1_0, tq2_0, i2_s, iq2_bn)")
       ->capture_default_str();
   cmd->add_option("-o,--output", a.out, "Output GGUF file");
