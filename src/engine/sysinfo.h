@@ -40,7 +40,7 @@ struct CpuDescription {
   std::string kernel;    // kernel release (uname -r)
   std::string isa;       // the kernel table's ISA (and its features)
   int threads = 0;       // threads the run uses
-  // "cpu=...; cpus=2; caches=L1 32K/1 L2 1024K/1 L3 32768K/2; kernel=...; isa=avx512; threads=2; method=3".
+  // "cpu=...; cpus=2; caches=L1 32K/1 L2 1024K/1 L3 32768K/2; kernel=...; isa=avx512; threads=2; method=4".
   std::string key() const;
 };
 
