@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "base/file_load.h"
 #include "gguf/gguf.h"
+#include "kernels/kernels.h"
 #include "studies/study.h"
 
 namespace tokenscope::studies {
@@ -770,11 +771,14 @@ Study ternary() {
   s.finding = "with 1.58-bit weights decode is far less memory-bound, and lookup tables of precomputed activation sums "
               "(T-MAC) beat multiply-add on the unpacked weights for decode";
   s.caveat = "models are the BitNet-b1.58-2B shape with random ternary weights (tokenscope synth), unless -m names a "
-             "ternary model; --ternary-kernel auto picks per shape by a measurement at load";
+             "ternary model, with Q4_0 and Q8_0 of the same shape for comparison; rows without an ISA run the best "
+             "one, the others (I2_S only) each other SIMD ISA; --ternary-kernel auto picks per shape by a measurement "
+             "at load";
   s.metrics = {{"bits_per_weight", "bits per weight", "bits", false},
                {"pp_tok_s", "prefill", "tok/s"},
                {"tg_tok_s", "decode", "tok/s"},
-               {"decode_gbs", "decode weight bandwidth", "GB/s"}};
+               {"decode_gbs", "decode weight bandwidth", "GB/s"},
+               {"roof_share", "share of the read roof", "%"}};
   s.charts = {"tg_tok_s", "pp_tok_s"};
   s.configs = [](const Options& o, const Machine&) {
     std::vector<Config> c;
@@ -793,17 +797,31 @@ Study ternary() {
                                    : std::vector<const char*>{"i2_s", "tq2_0", "tq1_0", "iq2_bn"})
         models.emplace_back(t, synth_model(o, "bitnet-b1.58-2b", t));
     }
+    auto add = [&](const std::string& name, const std::string& series, const std::string& file, const Args& extra) {
+      Config cf;
+      cf.name = name;
+      cf.series = series;
+      Options om = o;
+      om.model = file;
+      cf.args = bench(om, o.quick ? 16 : 64, o.quick ? 4 : 16, extra + thread_args(o));
+      c.push_back(cf);
+    };
     for (const auto& [label, file] : models)
       for (const char* k : o.quick ? std::vector<const char*>{"mad", "lut"}
-                                   : std::vector<const char*>{"mad", "lut", "auto"}) {
-        Config cf;
-        cf.name = label + ", " + k;
-        cf.series = k;
-        Options om = o;
-        om.model = file;
-        cf.args = bench(om, o.quick ? 16 : 64, o.quick ? 4 : 16, Args{"--ternary-kernel", k} + thread_args(o));
-        c.push_back(cf);
-      }
+                                   : std::vector<const char*>{"mad", "lut", "auto"})
+        add(label + ", " + k, k, file, Args{"--ternary-kernel", k});
+    if (o.quick) return c;
+    // The first format on every other SIMD ISA this CPU has (the rows above run the best one).
+    const std::vector<kernels::Isa> isas = kernels::available_isas();
+    for (kernels::Isa isa : isas) {
+      if (isa == kernels::Isa::scalar || isa == isas.back()) continue;
+      for (const char* k : {"mad", "lut"})
+        add(models[0].first + " " + kernels::isa_name(isa) + ", " + k, k, models[0].second,
+            Args{"--ternary-kernel", k, "--isa", kernels::isa_name(isa)});
+    }
+    // The block formats of the same shape, for the bytes per weight and the speed the ternary ones buy.
+    if (!o.model_given)
+      for (const char* t : {"q4_0", "q8_0"}) add(t, "block formats", synth_model(o, "bitnet-b1.58-2b", t), {});
     return c;
   };
   s.extract = [](const json& out, const ChildResult&, const Config&, const Machine& m, std::vector<std::string>&) {
