@@ -195,8 +195,9 @@ TEST_P(TernaryIsa, PackedGemmMatchesTheDotExactly) {
 }
 
 // Large exact sums with scales of many mantissa bits (every weight +1 times a row's scale near 0.0111, activations
-// between half and all of the largest quant): each block's d * isum does not fit a float exactly, so a multiply and add fused into one rounding (an FMA
-// the compiler may form) would differ from the scalar; every ISA's dot and packed multiply must not.
+// between half and all of the largest quant): each block's d * isum does not fit a float exactly, so a multiply and
+// add fused into one rounding (an FMA the compiler may form) would differ from the scalar; every ISA's dot and packed
+// multiply must not.
 TEST_P(TernaryIsa, LargeSumsRoundAsTheScalarDoes) {
   const KernelTable& ref = table(Isa::scalar);
   const KernelTable& k = table(GetParam());

@@ -162,7 +162,7 @@ inline Codes codes_of(const uint8_t* p) {
           _mm512_and_si512(v, _mm512_set1_epi8(0x30)), _mm512_and_si512(v, _mm512_set1_epi8(static_cast<char>(0xC0)))};
 }
 // One token's and one half's sums, per position: named members, not an array, so that GCC keeps every accumulator
-// in its own register across the loop (with arrays of vectors it copied each one to a new register every block).
+// in its own register across the loop (arrays of vectors it copies to new registers every block).
 struct Acc {
   __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512(), s2 = _mm512_setzero_si512(),
           s3 = _mm512_setzero_si512();
@@ -170,13 +170,7 @@ struct Acc {
 inline __m512i bcast16(const uint8_t* p) {
   return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
-// Adds one block of one token (its 64 activations at q) for one or two halves.
-inline void madd(Acc& a, const Codes& c, const uint8_t* q) {
-  a.s0 = _mm512_dpbusd_epi32(a.s0, c.c0, bcast16(q));
-  a.s1 = _mm512_dpbusd_epi32(a.s1, c.c1, bcast16(q + 16));
-  a.s2 = _mm512_dpbusd_epi32(a.s2, c.c2, bcast16(q + 32));
-  a.s3 = _mm512_dpbusd_epi32(a.s3, c.c3, bcast16(q + 48));
-}
+// Adds one block of one token (its 64 activations at q) for both halves (a: rows 0-3, b: rows 4-7).
 inline void madd(Acc& a, Acc& b, const Codes& ca, const Codes& cb, const uint8_t* q) {
   __m512i x = bcast16(q);
   a.s0 = _mm512_dpbusd_epi32(a.s0, ca.c0, x);
@@ -192,8 +186,8 @@ inline void madd(Acc& a, Acc& b, const Codes& ca, const Codes& cb, const uint8_t
   b.s3 = _mm512_dpbusd_epi32(b.s3, cb.c3, x);
 }
 // Adds one block of 2 tokens (activations at p and r) for one half: the 8 multiply-adds written as the instructions,
-// so that the accumulators stay in registers (GCC 12, given the intrinsics for 4 tokens' 16 accumulators, copied or
-// spilled some of them every block, which halved the throughput).
+// so that each accumulator stays in one register (GCC 12, given the intrinsics for 4 tokens' 16 accumulators,
+// copies or spills some of them every block).
 inline void madd2(Acc& x, Acc& y, const Codes& c, const uint8_t* p, const uint8_t* r) {
   __m512i t;
   asm("vbroadcasti32x4 (%[p]), %[t]\n\tvpdpbusd %[t], %[c0], %[x0]\n\t"
