@@ -1,10 +1,11 @@
 // Micro-kernels per tensor format x ISA.
 //
-// A kernel never allocates, never spawns threads and never logs. Every ISA's code lives in source files of its own
-// (kernels_<isa>.cpp, and <format>/*_<isa>.cpp) compiled with its own flags; each ISA's KernelTable gets its float
-// helpers from its kernels_<isa>.cpp and its weight formats from the registry (registry.h). The table for the
-// running machine is chosen once at start-up (select_isa); tests fetch every available table and compare it with
-// the scalar reference.
+// A kernel never allocates, never spawns threads and never logs. Code is grouped by format family, one folder each
+// (float/, block32/, kquants/, ternary/; README.md lists which formats each holds), and inside a folder by ISA: a
+// file per ISA (<family>_<isa>.cpp) compiled with that ISA's flags. Each ISA's KernelTable gets its float helpers
+// from float/float_<isa>.cpp and its weight formats from the registry (registry.h). The table for the running
+// machine is chosen once at start-up (select_isa); tests fetch every available table and compare it with the
+// scalar reference.
 #pragma once
 
 #include <cstddef>
@@ -57,11 +58,8 @@ struct F16Chunks {
 
 // Row-interleaved ("packed") weights: groups of kPackRows rows stored so that one vector load holds a
 // few bytes of every row of the group, and an integer dot product leaves row r's sum in lane r: no
-// horizontal sums, and the per-row scales apply as one vector. Layout of a group, per block column b:
-//   Q4_0: 8 x f16 d, then 4 chunks of 32 bytes; chunk c holds bytes qs[4c..4c+3] of rows 0..7 in turn
-//         (low nibbles: elements 4c..4c+3, high nibbles: elements 16+4c..16+4c+3)           -> 144 bytes
-//   Q4_1: 8 x f16 d, 8 x f16 m, then the same 4 chunks                                    -> 160 bytes
-//   Q8_0: 8 x f16 d, then 8 chunks of 32 bytes; chunk c holds qs[4c..4c+3] of rows 0..7     -> 272 bytes
+// horizontal sums, and the per-row scales apply as one vector. Each format's group layout is described in its
+// family's header (e.g. block32/block32.h).
 constexpr int kPackRows = 8;
 // Packs kPackRows rows (each row_bytes apart in src) of n elements into one group at dst.
 using PackRowsFn = void (*)(const void* src, size_t row_bytes, int64_t n, void* dst);

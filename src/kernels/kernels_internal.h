@@ -44,8 +44,8 @@ void vec_dot_rows(int64_t n, const void* x, size_t stride, int64_t count, const 
 }
 }  // namespace
 
-// Each ISA file fills a table's float helpers; the SIMD ones start from the scalar helpers and override what they
-// speed up. The weight formats are installed afterwards, from the registry (registry.h).
+// Each ISA's init (float/float_<isa>.cpp) fills a table's float helpers; the SIMD ones start from the scalar
+// helpers and override what they speed up. The weight formats are installed afterwards, from the registry (registry.h).
 void init_scalar(KernelTable& t);
 #if defined(TS_HAVE_X86)
 void init_avx2(KernelTable& t);
@@ -55,58 +55,28 @@ void init_avx512(KernelTable& t);
 void init_neon(KernelTable& t);
 #endif
 
-// Activation quantizers (the same on every ISA, so SIMD dot products see identical inputs).
-// Q8_0 / Q8_1 follow llama.cpp's x86 rounding: scale 127/amax, round to nearest even.
-void quantize_act_q8_0(const float* x, void* y, int64_t n);
-void quantize_act_q8_1(const float* x, void* y, int64_t n);
-void quantize_act_q8_k(const float* x, void* y, int64_t n);
-void quantize_act_f16(const float* x, void* y, int64_t n);
-void quantize_act_bf16(const float* x, void* y, int64_t n);
-void quantize_act_f32(const float* x, void* y, int64_t n);
-// The scalar activation layouts shared by several formats (a SIMD installer may swap in its own quantize).
-ActLayout act_layout_q8_0();
-ActLayout act_layout_q8_1();
-ActLayout act_layout_q8_k();
-
-// Packed layouts (kernels_packed.cpp): group sizes, packers and the scalar reference multiplies.
-size_t packed_bytes_q4_0(int64_t n);
-size_t packed_bytes_q4_1(int64_t n);
-size_t packed_bytes_q8_0(int64_t n);
-void pack_rows_q4_0(const void* src, size_t row_bytes, int64_t n, void* dst);
-void pack_rows_q4_1(const void* src, size_t row_bytes, int64_t n, void* dst);
-void pack_rows_q8_0(const void* src, size_t row_bytes, int64_t n, void* dst);
-void gemm_packed_q4_0_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* act_sums, int nt,
-                          float* y, int64_t ldy);
-void gemm_packed_q4_1_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* act_sums, int nt,
-                          float* y, int64_t ldy);
-void gemm_packed_q8_0_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* act_sums, int nt,
-                          float* y, int64_t ldy);
-size_t packed_bytes_q4_k(int64_t n);
-void pack_rows_q4_k(const void* src, size_t row_bytes, int64_t n, void* dst);
-void gemm_packed_q4_k_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* act_sums, int nt,
-                          float* y, int64_t ldy);
-size_t packed_bytes_q5_k(int64_t n);
-void pack_rows_q5_k(const void* src, size_t row_bytes, int64_t n, void* dst);
-void gemm_packed_q5_k_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* act_sums, int nt,
-                          float* y, int64_t ldy);
-size_t packed_bytes_q6_k(int64_t n);
-void pack_rows_q6_k(const void* src, size_t row_bytes, int64_t n, void* dst);
-void gemm_packed_q6_k_ref(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t* act_sums, int nt,
-                          float* y, int64_t ldy);
-// Packed Q6_K super-block of a group: d[8] (f16), scales[16][8] (int8), the low 4 bits of each block of 32 in
-// the Q4_0 packed arrangement, then per block 64 bytes of high bits: two 32-byte vectors laid out as the
-// chunks, vector m holding chunk 2m in its low nibbles and chunk 2m + 1 in its high ones, each nibble the
-// 2 high bits of the byte's low-nibble element then (bits 2-3) of its high-nibble element.
-constexpr size_t kQ6KPackedD = 0, kQ6KPackedScales = 16, kQ6KPackedLow = 144, kQ6KPackedHigh = 144 + 8 * 128,
-                 kQ6KPackedBytes = 144 + 8 * 128 + 8 * 64;
-// Packed Q4_K super-block of a group (packed_bytes_q4_k(256) bytes): offsets of its parts.
-constexpr size_t kQ4KPackedD = 0, kQ4KPackedDmin = 16, kQ4KPackedScales = 32, kQ4KPackedMins = 96,
-                 kQ4KPackedQuants = 160, kQ4KPackedBytes = 160 + 8 * 128;
-// Q5_K: the Q4_K super-block, then per sub-block of 32 one 32-byte vector of fifth bits laid out like the
-// chunks: bit 2c of a byte is the fifth bit of its low-nibble element in chunk c, bit 2c + 1 that of its
-// high-nibble element.
-constexpr size_t kQ5KPackedHigh = kQ4KPackedBytes, kQ5KPackedBytes = kQ4KPackedBytes + 8 * 32;
-// A packed Q4_K (kFifthBit false) or Q5_K super-block's size.
-constexpr size_t qk_min_packed_bytes(bool fifth_bit) { return fifth_bit ? kQ5KPackedBytes : kQ4KPackedBytes; }
+// The scalar installers' steps: a format's activation layout and dot product, then its packed path.
+inline void put(KernelTable& t, TensorType w, ActLayout act, VecDotFn d) {
+  WeightKernels& k = t.for_type(w);
+  k.supported = true;
+  k.act = act;
+  k.vec_dot = d;
+}
+inline void put_packed(KernelTable& t, TensorType w, size_t (*bytes)(int64_t), PackRowsFn pack, GemmPackedFn gemm) {
+  WeightKernels& k = t.for_type(w);
+  k.packed_group_bytes = bytes;
+  k.pack_rows = pack;
+  k.gemm_packed = gemm;
+}
+// Bytes of a row of n elements of a GGUF type (an ActLayout's row_bytes).
+template <TensorType kType>
+size_t row_bytes_of(int64_t n) {
+  return row_size(kType, n);
+}
+// Block b of row r of a packer's source (rows row_bytes apart).
+template <typename Block>
+const Block* row_block(const void* src, size_t row_bytes, int r, int64_t b) {
+  return reinterpret_cast<const Block*>(static_cast<const uint8_t*>(src) + static_cast<size_t>(r) * row_bytes) + b;
+}
 
 }  // namespace tokenscope::kernels::detail
