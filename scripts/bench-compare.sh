@@ -35,7 +35,10 @@ echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') 
 for m in "${models[@]}"; do
   name=$(basename "$m")
   for r in $(seq 1 "$rounds"); do
-    run() { "$1" bench -m "$m" -p "$pp" -n "$tg" -t "$threads" -r 1 -o jsonl > "$out/$name.$2.$r.jsonl" 2>/dev/null; }
+    run() {
+      "$1" bench -m "$m" -p "$pp" -n "$tg" -t "$threads" -r 1 -o jsonl > "$out/$name.$2.$r.jsonl" 2> "$out/err" || {
+        echo "bench-compare: $1 failed on $m:" >&2; sed 's/^/  /' "$out/err" >&2; exit 1; }
+    }
     if (( r % 2 )); then run "$a" A; run "$b" B; else run "$b" B; run "$a" A; fi
     echo "  $name: round $r of $rounds done" >&2
   done
