@@ -139,12 +139,13 @@ TEST(ProfileLoad, BusyLoopOnTheSameCpusIsDetectedAndAnIdleRunIsNot) {
   EXPECT_GT(busy.others_cpus, 0.3 * cpus) << busy.line();
   ASSERT_FALSE(busy.warnings.empty());
   EXPECT_NE(busy.warnings[0].find("other tasks used"), std::string::npos);
-  EXPECT_GT(busy.others_cpus, idle.others_cpus) << busy.line() << "\n" << idle.line();
-  // The idle run is clean unless the machine itself was busy around it (a shared CI host running builds):
-  // then what it says must agree with what the machine did on its own.
+  // The idle run is clean unless the machine itself was busy around it (a shared CI host running builds, or
+  // another test under ctest -j): then what it says must agree with what the machine did on its own, and its
+  // figure need not stay below the busy run's.
   const bool machine_quiet = alone_before < 0.1 && alone_after < 0.1;
   if (machine_quiet) {
     EXPECT_FALSE(idle.disturbed) << idle.line();
+    EXPECT_GT(busy.others_cpus, idle.others_cpus) << busy.line() << "\n" << idle.line();
   } else {
     std::printf("the machine was busy on its own (other tasks %.2f then %.2f CPUs): the idle run says: %s\n",
                 alone_before, alone_after, idle.line().c_str());
