@@ -180,9 +180,8 @@ float dot_bf16_bf16(int64_t n, const void* w, const void* a) {
 
 // dot_f16_rows on 512-bit registers, 8 rows per step. Each lane sees the same FMA chain as in x86::dot_f16_rows
 // (four accumulators of 8 lanes over chunks of 32): a row's accumulators 0 and 1 share one register (lanes 0-7
-// and 8-15), 2 and 3 another, so each conversion reads 16 consecutive halves of the row straight from memory
-// (rows p and p + 4 sharing a register needed a 128-bit insert per conversion; in cache at 512 positions keys
-// 1200 -> 1040-1100 ns, values 1150 -> 950-1010 ns; decode, bound by reading the cache, did not change).
+// and 8-15), 2 and 3 another, so each conversion reads 16 consecutive halves of the row straight from memory,
+// with no 128-bit insert per conversion (which two rows sharing a register would need).
 // The reduction keeps dot_f16's order: (a0 + a2) + (a1 + a3), then low + high 128 bits, then two rounds of
 // hadd; bit-identical to dot_f16. acc[2 * q], acc[2 * q + 1]: row q of a group of 8 rows starting at xr[0].
 
@@ -234,8 +233,8 @@ void dot_f16_rows(int64_t n, const uint16_t* x, int64_t stride, F16Chunks chunks
   int64_t j = 0;
   if (!f16_plain(chunks)) {
     // Rows in chunks (the value cache's blocks, a paged cache's pages): the chunks are walked in turn, each for
-    // all rows of a panel of up to 64, the accumulators kept in L1 from one chunk to the next (a group of 8 rows
-    // at a time over all chunks read the blocks with a stride, which measured ~7% slower decode at depth 1024).
+    // all rows of a panel of up to 64, the accumulators kept in L1 from one chunk to the next, so the blocks are
+    // read in order rather than with a stride (as a group of 8 rows at a time over all chunks would).
     // Every row's accumulators see the same chunks in the same order: the results are the same.
     constexpr int64_t kPanelGroups = 8;
     __m512 accs[kPanelGroups][16];

@@ -46,8 +46,8 @@ inline float dot_f16_chunked(int64_t n, const uint16_t* x, F16Chunks chunks, con
     const __m128 t1 = _mm_hadd_ps(t0, t0);
     sum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
   }
-  // The tail in order, in double. (A zero-padded copy read back as vectors stalls on store forwarding and
-  // was slower; callers with long rows avoid the tail: see ops::kAttnPad.)
+  // The tail in order, in double (not a zero-padded copy read back as vectors: that stalls on store
+  // forwarding). Callers with long rows avoid the tail: see ops::kAttnPad.
   return detail::dot_f16_finish(sum, detail::f16_tail_at(x, chunks, n32, n), y, n32, n);
 }
 

@@ -34,7 +34,7 @@ inline __m256i or_masked(__m256i a, __m256i b, __m256i m) {
 
 // Q5_K's fifth bits: q with bit k (0-7) of each byte of hb ORed in at bit 4 (q's bit 4 is zero). The 16-bit
 // shifts carry bits across byte boundaries only into bits that the 0x10 mask clears (shifts of at most 4).
-// Three ops at most, two with AVX-512 VL (was four: shift, and, shift, or).
+// Three ops at most, two with AVX-512 VL.
 template <bool kVnni>
 inline __m256i or_fifth_bit(__m256i q, __m256i hb, int k) {
   const __m256i s = k <= 4 ? _mm256_slli_epi16(hb, 4 - k) : _mm256_srli_epi16(hb, k - 4);
@@ -241,8 +241,8 @@ void gemm_packed_q4_k_nt(int64_t n, const uint8_t* g, const uint8_t* act, size_t
     }
     // The mins: per row, sum over sub-blocks of min j x the activation's sum over sub-block j (exact either
     // way). Several tokens: as 16-bit pairs (sub-blocks 2k, 2k + 1) through four madds per token, the pairs
-    // built once (pp512 +17% on the Qwen shape); one token (decode): one multiply per sub-block inside the
-    // loop above, which measured faster in the kernel (45 against 38-42 GB/s in L2).
+    // built once and shared by the tokens; one token (decode): one multiply per sub-block inside the loop
+    // above, as there is nothing to share.
     if constexpr (NT > 1) {
       __m256i mpair[4];
       for (int k = 0; k < 4; ++k) {

@@ -21,10 +21,9 @@ namespace tokenscope::kernels::x86 {
 namespace {
 
 
-// Weights stream from memory once per token in decode. Software prefetches kPrefetchAhead bytes ahead of
-// the block being multiplied (one per cache line of it) measured +15-20% decode tok/s over the hardware
-// prefetchers alone on the Zen 3 VM (2048 slightly ahead of 1024; side by side, 4 rounds). On the Zen 5 VM
-// 4096 against 2048: tg128 Q4_0 +8% / +12%, Q8_0 +2% / -2%, Qwen-shape 0% / -1% (two interleaved runs).
+// Weights stream from memory once per token in decode: software prefetches kPrefetchAhead bytes ahead of the
+// block being multiplied (one per cache line of it) keep the loads further ahead than the hardware prefetchers
+// alone do (the distance's measurements: docs/performance.md).
 constexpr size_t kPrefetchAhead = 4096;
 inline void prefetch_ahead(const void* block, size_t bytes) {
   const char* p = static_cast<const char*>(block) + kPrefetchAhead;
