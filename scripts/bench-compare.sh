@@ -3,12 +3,14 @@
 # R rounds; in each round both run `bench -p PP -n TG -r 1` once, in alternating order. Prints per model and test
 # the medians with min-max of both and of the per-round ratio B / A.
 #
-# Usage: scripts/bench-compare.sh [--rounds R] [--pp N] [--tg N] [--threads T] BIN_A BIN_B MODEL...
+# Usage: scripts/bench-compare.sh [--rounds R] [--pp N] [--tg N] [--threads T] [--isa ISA] BIN_A BIN_B MODEL...
+#   --isa ISA   both binaries run `bench --isa ISA` (default: the best the CPU has)
 set -euo pipefail
 rounds=5
 pp=512
 tg=128
 threads=$(nproc)
+isa=
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -16,6 +18,7 @@ while [ $# -gt 0 ]; do
     --pp) pp=$2; shift 2 ;;
     --tg) tg=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --isa) isa=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     -*) echo "bench-compare: unknown option $1" >&2; exit 2 ;;
     *) args+=("$1"); shift ;;
@@ -31,12 +34,12 @@ for x in "$a" "$b"; do [ -x "$x" ] || { echo "bench-compare: $x is not an execut
 for m in "${models[@]}"; do [ -f "$m" ] || { echo "bench-compare: model $m not found" >&2; exit 2; }; done
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') | threads $threads | pp$pp tg$tg | $rounds rounds" >&2
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') | threads $threads${isa:+ | isa $isa} | pp$pp tg$tg | $rounds rounds" >&2
 for m in "${models[@]}"; do
   name=$(basename "$m")
   for r in $(seq 1 "$rounds"); do
     run() {
-      "$1" bench -m "$m" -p "$pp" -n "$tg" -t "$threads" -r 1 -o jsonl > "$out/$name.$2.$r.jsonl" 2> "$out/err" || {
+      "$1" bench -m "$m" -p "$pp" -n "$tg" -t "$threads" ${isa:+--isa "$isa"} -r 1 -o jsonl > "$out/$name.$2.$r.jsonl" 2> "$out/err" || {
         echo "bench-compare: $1 failed on $m:" >&2; sed 's/^/  /' "$out/err" >&2; exit 1; }
     }
     if (( r % 2 )); then run "$a" A; run "$b" B; else run "$b" B; run "$a" A; fi

@@ -7,10 +7,12 @@
 # round (the maximum of four noisy samples against one of ours: biased towards the peer on a noisy host).
 #
 # Usage: scripts/bench-peer.sh [--peer DIR] [--rounds R] [--threads T] [--pp N] [--tg N] [--depth D] [--kv-type T]
-#                              [--peer-only] MODEL...
+#                              [--isa ISA] [--peer-only] MODEL...
 #   --peer DIR     directory with the peer's llama-bench (default: /work/peer/ik_llama.cpp/build/bin)
 #   --depth D      generation at KV-cache depth D instead (tg only: ours `bench -d D`, the peer's `-gp D,tg`)
 #   --kv-type T    KV cache type for both engines: f16 (default) or q8_0 (the peer's -ctk/-ctv; it needs -fa 1)
+#   --isa ISA      tokenscope's kernels (its `bench --isa`; default: the best this CPU has), e.g. avx2 against a
+#                  peer built without AVX-512 (-DGGML_NATIVE=OFF -DGGML_AVX2=ON ...)
 # Build the peer outside the repository, e.g.:
 #   git clone https://github.com/ikawrakow/ik_llama.cpp /work/peer/ik_llama.cpp && cd /work/peer/ik_llama.cpp &&
 #   cmake -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF && cmake --build build -j --target llama-bench
@@ -25,6 +27,7 @@ tg=128
 peer_only=0
 depth=0
 kv=f16
+isa=
 models=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -35,6 +38,7 @@ while [ $# -gt 0 ]; do
     --tg) tg=$2; shift 2 ;;
     --depth) depth=$2; shift 2 ;;
     --kv-type) kv=$2; shift 2 ;;
+    --isa) isa=$2; shift 2 ;;
     --peer-only) peer_only=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     -*) echo "bench-peer: unknown option $1" >&2; exit 2 ;;
@@ -66,7 +70,7 @@ measure_bw() {  # file: this machine's read bandwidth now with the engines' thre
 peer_commit=$(git -C "$peer_dir/../.." rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 run_ours() {  # model round
-  build/tokenscope bench -m "$1" -p "$pp" -n "$tg" -d "$depth" --kv-type "$kv" -t "$threads" -r 1 -o json \
+  build/tokenscope bench -m "$1" -p "$pp" -n "$tg" -d "$depth" --kv-type "$kv" -t "$threads" ${isa:+--isa "$isa"} -r 1 -o json \
     2>"$out/ours.err" >"$out/ours-$(basename "$1")-$2.json" || { echo "bench-peer: tokenscope failed:" >&2; cat "$out/ours.err" >&2; }
 }
 run_peer() {  # model round
@@ -95,10 +99,10 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
-python3 - "$out" "$rounds" "$pp" "$tg" "$threads" "$peer_commit" "$peer_only" "$depth" "$kv" "${models[@]}" <<'EOF'
+python3 - "$out" "$rounds" "$pp" "$tg" "$threads" "$peer_commit" "$peer_only" "$depth" "$kv" "$isa" "${models[@]}" <<'EOF'
 import glob, json, os, re, statistics as st, subprocess, sys
-out, rounds, pp, tg, threads, peer_commit, peer_only, depth, kv = sys.argv[1:10]
-models = sys.argv[10:]
+out, rounds, pp, tg, threads, peer_commit, peer_only, depth, kv, isa_arg = sys.argv[1:11]
+models = sys.argv[11:]
 rounds, pp, tg, depth = int(rounds), int(pp), int(tg), int(depth)
 cpu = "unknown CPU"
 for line in open("/proc/cpuinfo"):
@@ -106,6 +110,8 @@ for line in open("/proc/cpuinfo"):
         cpu = line.split(":", 1)[1].strip(); break
 flags = open("/proc/cpuinfo").read()
 isa = "avx512" if " avx512f " in flags else ("avx2" if " avx2 " in flags else "other")
+if isa_arg:
+    isa = f"has {isa}; tokenscope ran --isa {isa_arg}"
 
 def ts_of(records, n_prompt, n_gen):
     for rec in records:

@@ -133,36 +133,135 @@ float dot_iq2_bn(int64_t n, const void* w, const void* a) {
 
 namespace {
 
-// The packed multiply's sums (ternary_packed_x86.h). A 32-byte load of a block holds 2 rows, one per 128-bit lane,
-// and bits 2s..2s+1 of byte j are the code of element 16 s + j: v & (3 << 2s) is 4^s times the codes of elements
-// 16 s .. 16 s + 15, against 16 activations broadcast to both lanes. vpmaddubsw of a masked code (at most 128) and
-// an activation (at most 127 in magnitude) sums two products to at most 32512: no saturation. Each such sum is a
-// multiple of 4^s, so an arithmetic shift takes the 4^s off exactly; a block's four positions then add to at most
-// 2032 per 16-bit lane, so 16 blocks add up in 16 bits before widening to 32.
+// The packed multiply's sums (ternary_packed_x86.h). A 32-byte load of a block holds 2 rows, one per 128-bit lane
+// (rows 2p and 2p + 1 at offset 32 p), and bits 2s..2s+1 of byte j are the code of element 16 s + j, against 16
+// activations broadcast to both lanes. Codes are at most 2 and activations at most 127 in magnitude, so a vpmaddubsw
+// lane (two products) is at most 508, a block's four positions at most 2032, and 16 blocks add up in 16 bits before
+// widening to 32.
 inline __m256i bcast16(const uint8_t* p) {
   return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-struct Sums {
-  template <int kNt>
-  static void run(const void* w, const uint8_t* a, size_t act_stride, int64_t b0, int64_t b1, int32_t (*out)[kPackRows]) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int p = 0; p < kPackRows / 2; ++p) {  // rows 2p (low lane) and 2p + 1 (high lane)
+// Row pair sums (2 x 4 int32 lanes) of one 16-bit accumulator pair, into out[2p] and out[2p + 1].
+inline void store_pair(__m256i s32, __m256i s16, int p, int32_t* out) {
+  const __m256i s = _mm256_add_epi32(s32, _mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+  __m128i lo = _mm_hadd_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  lo = _mm_hadd_epi32(lo, lo);
+  out[2 * p] = _mm_cvtsi128_si32(lo);
+  out[2 * p + 1] = _mm_extract_epi32(lo, 1);
+}
+
+// One token (decode): block by block through the group's bytes in memory order, the 4 row pairs with their own
+// accumulators, sharing the block's 4 activation broadcasts. Position s is masked in place (4^s times the codes)
+// and its multiply's sums shifted back by 2s: the same count of operations as shifting the codes out, and one fewer
+// register.
+struct PairAcc {
+  __m256i s16 = _mm256_setzero_si256(), s32 = _mm256_setzero_si256();
+};
+inline void pair_block(PairAcc& acc, __m256i v, __m256i a0, __m256i a1, __m256i a2, __m256i a3) {
+  const __m256i x0 = _mm256_maddubs_epi16(_mm256_and_si256(v, _mm256_set1_epi8(0x03)), a0);
+  const __m256i x1 = _mm256_srai_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v, _mm256_set1_epi8(0x0C)), a1), 2);
+  const __m256i x2 = _mm256_srai_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v, _mm256_set1_epi8(0x30)), a2), 4);
+  const __m256i x3 =
+      _mm256_srai_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v, _mm256_set1_epi8(static_cast<char>(0xC0))), a3), 6);
+  acc.s16 = _mm256_add_epi16(acc.s16, _mm256_add_epi16(_mm256_add_epi16(x0, x1), _mm256_add_epi16(x2, x3)));
+}
+inline void widen(PairAcc& acc) {
+  acc.s32 = _mm256_add_epi32(acc.s32, _mm256_madd_epi16(acc.s16, _mm256_set1_epi16(1)));
+  acc.s16 = _mm256_setzero_si256();
+}
+inline void one_token_sums(const void* w, const uint8_t* a, int64_t b0, int64_t b1, int32_t* out) {
+  PairAcc r0, r1, r2, r3;
+  int pending = 0;
+  for (int64_t b = b0; b < b1; ++b) {
+    const uint8_t* q = a + 64 * b;
+    const __m256i a0 = bcast16(q), a1 = bcast16(q + 16), a2 = bcast16(q + 32), a3 = bcast16(q + 48);
+    const uint8_t* c = packed_codes(w, b);
+    pair_block(r0, load(c), a0, a1, a2, a3);
+    pair_block(r1, load(c + 32), a0, a1, a2, a3);
+    pair_block(r2, load(c + 64), a0, a1, a2, a3);
+    pair_block(r3, load(c + 96), a0, a1, a2, a3);
+    if (++pending == 16) {
+      widen(r0), widen(r1), widen(r2), widen(r3);
+      pending = 0;
+    }
+  }
+  store_pair(r0.s32, r0.s16, 0, out);
+  store_pair(r1.s32, r1.s16, 1, out);
+  store_pair(r2.s32, r2.s16, 2, out);
+  store_pair(r3.s32, r3.s16, 3, out);
+}
+
+// Several tokens (prefill): row pair by row pair, the codes shifted out once per block and shared by the tokens,
+// so a token's block costs 4 vpmaddubsw and 4 adds. Four tokens' block is written as the instructions: GCC 12, given
+// the intrinsics, spills codes and accumulators to the stack every block.
+struct Acc4 {
+  __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256(), s2 = _mm256_setzero_si256(),
+          s3 = _mm256_setzero_si256();
+};
+// One position (codes c) of one block for 4 tokens whose 16 activations are at q, q + st, q + 2 st, q3.
+#define TS_TERNARY_AVX2_POS(off)                                   \
+  "vbroadcasti128 " #off "(%[q]), %[t]\n\t"                       \
+  "vpmaddubsw %[t], %[c], %[t]\n\t"                                \
+  "vpaddw %[t], %[s0], %[s0]\n\t"                                  \
+  "vbroadcasti128 " #off "(%[q],%[st],1), %[t]\n\t"               \
+  "vpmaddubsw %[t], %[c], %[t]\n\t"                                \
+  "vpaddw %[t], %[s1], %[s1]\n\t"                                  \
+  "vbroadcasti128 " #off "(%[q],%[st],2), %[t]\n\t"               \
+  "vpmaddubsw %[t], %[c], %[t]\n\t"                                \
+  "vpaddw %[t], %[s2], %[s2]\n\t"                                  \
+  "vbroadcasti128 " #off "(%[q3]), %[t]\n\t"                      \
+  "vpmaddubsw %[t], %[c], %[t]\n\t"                                \
+  "vpaddw %[t], %[s3], %[s3]\n\t"
+inline void block4(Acc4& acc, __m256i v, __m256i three, const uint8_t* q, size_t st) {
+  const uint8_t* q3 = q + 3 * st;
+  __m256i c, t;
+  asm("vpand %[three], %[v], %[c]\n\t" TS_TERNARY_AVX2_POS(0)
+      "vpsrlw $2, %[v], %[c]\n\tvpand %[three], %[c], %[c]\n\t" TS_TERNARY_AVX2_POS(16)
+      "vpsrlw $4, %[v], %[c]\n\tvpand %[three], %[c], %[c]\n\t" TS_TERNARY_AVX2_POS(32)
+      "vpsrlw $6, %[v], %[c]\n\tvpand %[three], %[c], %[c]\n\t" TS_TERNARY_AVX2_POS(48)
+      : [s0] "+x"(acc.s0), [s1] "+x"(acc.s1), [s2] "+x"(acc.s2), [s3] "+x"(acc.s3), [c] "=&x"(c), [t] "=&x"(t)
+      : [v] "x"(v), [three] "x"(three), [q] "r"(q), [st] "r"(st), [q3] "r"(q3), "m"(*q), "m"(*q3));
+}
+#undef TS_TERNARY_AVX2_POS
+
+template <int kNt>
+inline void tokens_sums(const void* w, const uint8_t* a, size_t act_stride, int64_t b0, int64_t b1,
+                        int32_t (*out)[kPackRows]) {
+  const __m256i three = _mm256_set1_epi8(3);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int p = 0; p < kPackRows / 2; ++p) {
+    if constexpr (kNt == 4) {
+      Acc4 s16;
+      __m256i w0 = _mm256_setzero_si256(), w1 = w0, w2 = w0, w3 = w0;  // the 32-bit sums
+      int pending = 0;
+      for (int64_t b = b0; b < b1; ++b) {
+        block4(s16, load(packed_codes(w, b) + 32 * p), three, a + 64 * b, act_stride);
+        if (++pending == 16) {
+          w0 = _mm256_add_epi32(w0, _mm256_madd_epi16(s16.s0, ones));
+          w1 = _mm256_add_epi32(w1, _mm256_madd_epi16(s16.s1, ones));
+          w2 = _mm256_add_epi32(w2, _mm256_madd_epi16(s16.s2, ones));
+          w3 = _mm256_add_epi32(w3, _mm256_madd_epi16(s16.s3, ones));
+          s16 = Acc4{};
+          pending = 0;
+        }
+      }
+      store_pair(w0, s16.s0, p, out[0]);
+      store_pair(w1, s16.s1, p, out[1]);
+      store_pair(w2, s16.s2, p, out[2]);
+      store_pair(w3, s16.s3, p, out[3]);
+    } else {
       __m256i s32[kNt], s16[kNt];
       for (int t = 0; t < kNt; ++t) s32[t] = s16[t] = _mm256_setzero_si256();
       int pending = 0;
       for (int64_t b = b0; b < b1; ++b) {
         const __m256i v = load(packed_codes(w, b) + 32 * p);
-        const __m256i c0 = _mm256_and_si256(v, _mm256_set1_epi8(0x03)), c1 = _mm256_and_si256(v, _mm256_set1_epi8(0x0C)),
-                      c2 = _mm256_and_si256(v, _mm256_set1_epi8(0x30)),
-                      c3 = _mm256_and_si256(v, _mm256_set1_epi8(static_cast<char>(0xC0)));
-        for (int t = 0; t < kNt; ++t) {
-          const uint8_t* q = a + static_cast<size_t>(t) * act_stride + 64 * b;
-          __m256i x = _mm256_maddubs_epi16(c0, bcast16(q));
-          x = _mm256_add_epi16(x, _mm256_srai_epi16(_mm256_maddubs_epi16(c1, bcast16(q + 16)), 2));
-          x = _mm256_add_epi16(x, _mm256_srai_epi16(_mm256_maddubs_epi16(c2, bcast16(q + 32)), 4));
-          x = _mm256_add_epi16(x, _mm256_srai_epi16(_mm256_maddubs_epi16(c3, bcast16(q + 48)), 6));
-          s16[t] = _mm256_add_epi16(s16[t], x);
+        const uint8_t* q = a + 64 * b;
+        for (int s = 0; s < 4; ++s) {
+          const __m256i c = _mm256_and_si256(s == 0 ? v : _mm256_srli_epi16(v, 2 * s), three);
+          for (int t = 0; t < kNt; ++t)
+            s16[t] = _mm256_add_epi16(s16[t],
+                                      _mm256_maddubs_epi16(c, bcast16(q + static_cast<size_t>(t) * act_stride + 16 * s)));
         }
         if (++pending == 16) {
           for (int t = 0; t < kNt; ++t) {
@@ -172,15 +271,18 @@ struct Sums {
           pending = 0;
         }
       }
-      for (int t = 0; t < kNt; ++t) {
-        const __m256i s = _mm256_add_epi32(s32[t], _mm256_madd_epi16(s16[t], ones));
-        __m128i lo = _mm256_castsi256_si128(s), hi = _mm256_extracti128_si256(s, 1);
-        lo = _mm_hadd_epi32(lo, hi);  // row 2p's two pair sums, then row 2p + 1's
-        lo = _mm_hadd_epi32(lo, lo);
-        out[t][2 * p] = _mm_cvtsi128_si32(lo);
-        out[t][2 * p + 1] = _mm_extract_epi32(lo, 1);
-      }
+      for (int t = 0; t < kNt; ++t) store_pair(s32[t], s16[t], p, out[t]);
     }
+  }
+}
+
+struct Sums {
+  template <int kNt>
+  static void run(const void* w, const uint8_t* a, size_t act_stride, int64_t b0, int64_t b1, int32_t (*out)[kPackRows]) {
+    if constexpr (kNt == 1)
+      one_token_sums(w, a, b0, b1, out[0]);
+    else
+      tokens_sums<kNt>(w, a, act_stride, b0, b1, out);
   }
 };
 
