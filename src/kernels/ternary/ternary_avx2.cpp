@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/ternary/ternary_kernels.h"
+#include "kernels/simd/x86.h"
 #include "kernels/ternary/ternary_packed_x86.h"
 
 namespace tokenscope::kernels::ternary::avx2 {
@@ -177,6 +178,7 @@ inline void one_token_sums(const void* w, const uint8_t* a, int64_t b0, int64_t 
     const uint8_t* q = a + 64 * b;
     const __m256i a0 = bcast16(q), a1 = bcast16(q + 16), a2 = bcast16(q + 32), a3 = bcast16(q + 48);
     const uint8_t* c = packed_codes(w, b);
+    kernels::x86::prefetch_ahead(c, 128);  // decode streams the weights once
     pair_block(r0, load(c), a0, a1, a2, a3);
     pair_block(r1, load(c + 32), a0, a1, a2, a3);
     pair_block(r2, load(c + 64), a0, a1, a2, a3);

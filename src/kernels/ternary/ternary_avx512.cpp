@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/ternary/ternary_kernels.h"
+#include "kernels/simd/x86.h"
 #include "kernels/ternary/ternary_packed_x86.h"
 
 namespace tokenscope::kernels::ternary::avx512 {
@@ -237,6 +238,7 @@ inline void group_sums(const void* w, const uint8_t* a, size_t act_stride, int64
     // Both halves at once, sharing each activation broadcast.
     Acc x0, y0, x1, y1;
     for (int64_t b = b0; b < b1; ++b) {
+      if constexpr (kNt == 1) kernels::x86::prefetch_ahead(packed_codes(w, b), 128);  // decode streams the weights once
       const Codes c0 = codes_of(packed_codes(w, b)), c1 = codes_of(packed_codes(w, b) + 64);
       madd(x0, y0, c0, c1, act(0, b));
       if constexpr (kNt == 2) madd(x1, y1, c0, c1, act(1, b));

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "kernels/simd/x86.h"
 #include "kernels/ternary/ternary_kernels.h"
 #include "kernels/ternary/ternary_lut.h"
 
@@ -22,6 +23,7 @@ void gemv_avx2(TensorType t, int64_t n, const void* group, const void* tables, c
     __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();  // int16: rows 0-7 / 8-15, per lane a pair
     const int64_t q1 = std::min(quads, q0 + quads_per_flush);
     for (int64_t q = q0; q < q1; ++q) {
+      if (q % 2 == 0) kernels::x86::prefetch_ahead(g + q * 32, 64);  // the weights stream once per token
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + q * 32));
       const __m256i ilo = _mm256_and_si256(v, mask), ihi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
       const auto* tq = reinterpret_cast<const __m256i*>(tb + q * 128);
