@@ -253,10 +253,99 @@ inline void group_sums(const void* w, const uint8_t* a, size_t act_stride, int64
 }
 
 // The group sums for the x86 driver (ternary_packed_x86.h).
+// TQ1_0 / TQ2_0, four tokens (prefill): their sums are needed per block of 256, so the general path's per-row
+// reduction (positions combined, each row's lanes added, per token) would run every 4 blocks and cost about as much
+// as the multiply-adds. Here the codes are shifted out (shared by the tokens, so positions need no 4^s), each
+// (token, half) keeps two accumulators (even and odd positions: independent multiply-adds), and every 256 the four
+// tokens' sums of a half are reduced together by a 4 x 4 transpose into lanes 4 r + t (row 4 h + r, token t); the
+// float steps then run on those lanes, a multiply and an add as packed_tq_step rounds.
+struct TqAcc {  // one token: half 0 even / odd positions, half 1 even / odd
+  __m512i h0e = _mm512_setzero_si512(), h0o = _mm512_setzero_si512(), h1e = _mm512_setzero_si512(),
+          h1o = _mm512_setzero_si512();
+};
+struct TqCodes {
+  __m512i a0, a1, a2, a3, b0, b1, b2, b3;  // half 0 (a) and half 1 (b), position s
+};
+inline TqCodes tq_codes(const uint8_t* c) {
+  const __m512i three = _mm512_set1_epi8(3);
+  const __m512i v = _mm512_loadu_si512(c), u = _mm512_loadu_si512(c + 64);
+  return {_mm512_and_si512(v, three),
+          _mm512_and_si512(_mm512_srli_epi16(v, 2), three),
+          _mm512_and_si512(_mm512_srli_epi16(v, 4), three),
+          _mm512_and_si512(_mm512_srli_epi16(v, 6), three),
+          _mm512_and_si512(u, three),
+          _mm512_and_si512(_mm512_srli_epi16(u, 2), three),
+          _mm512_and_si512(_mm512_srli_epi16(u, 4), three),
+          _mm512_and_si512(_mm512_srli_epi16(u, 6), three)};
+}
+// One token's block (its 64 activations at q), both halves: the 8 multiply-adds as the instructions, so that the 16
+// accumulators of four tokens stay in registers.
+inline void tq_madd(TqAcc& x, const TqCodes& c, const uint8_t* q) {
+  __m512i t;
+  asm("vbroadcasti32x4 (%[q]), %[t]\n\tvpdpbusd %[t], %[a0], %[h0e]\n\tvpdpbusd %[t], %[b0], %[h1e]\n\t"
+      "vbroadcasti32x4 16(%[q]), %[t]\n\tvpdpbusd %[t], %[a1], %[h0o]\n\tvpdpbusd %[t], %[b1], %[h1o]\n\t"
+      "vbroadcasti32x4 32(%[q]), %[t]\n\tvpdpbusd %[t], %[a2], %[h0e]\n\tvpdpbusd %[t], %[b2], %[h1e]\n\t"
+      "vbroadcasti32x4 48(%[q]), %[t]\n\tvpdpbusd %[t], %[a3], %[h0o]\n\tvpdpbusd %[t], %[b3], %[h1o]"
+      : [h0e] "+v"(x.h0e), [h0o] "+v"(x.h0o), [h1e] "+v"(x.h1e), [h1o] "+v"(x.h1o), [t] "=&v"(t)
+      : [a0] "v"(c.a0), [a1] "v"(c.a1), [a2] "v"(c.a2), [a3] "v"(c.a3), [b0] "v"(c.b0), [b1] "v"(c.b1),
+        [b2] "v"(c.b2), [b3] "v"(c.b3), [q] "r"(q), "m"(*q));
+}
+// Lanes 4 r + t: the sum of 128-bit lane r of s[t] (s0..s3: one token each).
+inline __m512i transpose_sums(__m512i s0, __m512i s1, __m512i s2, __m512i s3) {
+  const __m512i p01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s0, s1), _mm512_unpackhi_epi32(s0, s1));
+  const __m512i p23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s2, s3), _mm512_unpackhi_epi32(s2, s3));
+  return _mm512_add_epi32(_mm512_unpacklo_epi64(p01, p23), _mm512_unpackhi_epi64(p01, p23));
+}
+
+template <TensorType kType>
+void tq_tokens4(int64_t n, const void* w, const uint8_t* a, size_t st, float* y, int64_t ldy) {
+  const auto* scales = static_cast<const uint8_t*>(w) + packed_codes_bytes(n);
+  const __m512i row_of_lane0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m512i row_of_lane1 = _mm512_add_epi32(row_of_lane0, _mm512_set1_epi32(4));
+  const uint8_t* at[4] = {a, a + st, a + 2 * st, a + 3 * st};
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();  // rows 0-3 / 4-7, lane 4 r + t
+  for (int64_t blk = 0; blk < n / QK_TQ; ++blk) {
+    TqAcc x0, x1, x2, x3;
+    for (int64_t b = 4 * blk; b < 4 * blk + 4; ++b) {
+      const TqCodes c = tq_codes(packed_codes(w, b));
+      tq_madd(x0, c, at[0] + 64 * b);
+      tq_madd(x1, c, at[1] + 64 * b);
+      tq_madd(x2, c, at[2] + 64 * b);
+      tq_madd(x3, c, at[3] + 64 * b);
+    }
+    const __m512i s0 = transpose_sums(_mm512_add_epi32(x0.h0e, x0.h0o), _mm512_add_epi32(x1.h0e, x1.h0o),
+                                      _mm512_add_epi32(x2.h0e, x2.h0o), _mm512_add_epi32(x3.h0e, x3.h0o));
+    const __m512i s1 = transpose_sums(_mm512_add_epi32(x0.h1e, x0.h1o), _mm512_add_epi32(x1.h1e, x1.h1o),
+                                      _mm512_add_epi32(x2.h1e, x2.h1o), _mm512_add_epi32(x3.h1e, x3.h1o));
+    const __m512i asum = _mm512_broadcast_i32x4(
+        _mm_setr_epi32(act_sum(at[0], n, blk * QK_TQ, QK_TQ), act_sum(at[1], n, blk * QK_TQ, QK_TQ),
+                       act_sum(at[2], n, blk * QK_TQ, QK_TQ), act_sum(at[3], n, blk * QK_TQ, QK_TQ)));
+    const __m512 d = _mm512_castps256_ps512(
+        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + blk * kPackRows * 2))));
+    acc0 = _mm512_add_ps(acc0, _mm512_mul_ps(_mm512_permutexvar_ps(row_of_lane0, d),
+                                             _mm512_cvtepi32_ps(_mm512_sub_epi32(s0, asum))));
+    acc1 = _mm512_add_ps(acc1, _mm512_mul_ps(_mm512_permutexvar_ps(row_of_lane1, d),
+                                             _mm512_cvtepi32_ps(_mm512_sub_epi32(s1, asum))));
+  }
+  const __m512 sc = _mm512_broadcast_f32x4(
+      _mm_setr_ps(act_scale(at[0], n), act_scale(at[1], n), act_scale(at[2], n), act_scale(at[3], n)));
+  alignas(64) float out[2][16];
+  _mm512_store_ps(out[0], _mm512_mul_ps(acc0, sc));
+  _mm512_store_ps(out[1], _mm512_mul_ps(acc1, sc));
+  for (int h = 0; h < 2; ++h)
+    for (int r = 0; r < 4; ++r)
+      for (int t = 0; t < 4; ++t) y[t * ldy + 4 * h + r] = out[h][4 * r + t];
+}
+
 struct Sums {
   template <int kNt>
   static void run(const void* w, const uint8_t* a, size_t act_stride, int64_t b0, int64_t b1, int32_t (*out)[kPackRows]) {
     group_sums<kNt>(w, a, act_stride, b0, b1, out);
+  }
+  // Four tokens of TQ1_0 / TQ2_0, whole: the driver's per-256 path replaced (see tq_tokens4).
+  template <TensorType kType>
+  static void tq_four_tokens(int64_t n, const void* w, const uint8_t* a, size_t act_stride, float* y, int64_t ldy) {
+    tq_tokens4<kType>(n, w, a, act_stride, y, ldy);
   }
 };
 

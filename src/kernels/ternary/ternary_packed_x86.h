@@ -4,7 +4,9 @@
 // rounds; the rows' f16 scales lie together per block), else packed_finish per row. Bit-identical to the scalar.
 //
 // Sums::run<kNt>(w, a, act_stride, b0, b1, out) writes out[t][r], the exact sum of c * q over the 64-element blocks
-// [b0, b1) of row r of the group w, for the kNt activation rows a, a + act_stride, ...
+// [b0, b1) of row r of the group w, for the kNt activation rows a, a + act_stride, ... An ISA may also give
+// Sums::tq_four_tokens<kType>(n, w, a, act_stride, y, ldy), four tokens of TQ1_0 / TQ2_0 whole (their sums are
+// needed per 256, where a run per 256 spends as much on reducing the sums as on the multiply-adds).
 #pragma once
 
 #include <immintrin.h>
@@ -47,8 +49,14 @@ template <TensorType kType, class Sums>
 void gemm_packed(int64_t n, const void* w, const void* act, size_t act_stride, const int32_t*, int nt, float* y,
                  int64_t ldy) {
   const auto* a = static_cast<const uint8_t*>(act);
+  constexpr bool kTq = kType == TensorType::TQ1_0 || kType == TensorType::TQ2_0;
   int t = 0;
-  for (; t + 4 <= nt; t += 4) packed_tokens<kType, 4, Sums>(n, w, a + t * act_stride, act_stride, y + t * ldy, ldy);
+  for (; t + 4 <= nt; t += 4) {
+    if constexpr (kTq && requires { Sums::template tq_four_tokens<kType>(n, w, a, act_stride, y, ldy); })
+      Sums::template tq_four_tokens<kType>(n, w, a + t * act_stride, act_stride, y + t * ldy, ldy);
+    else
+      packed_tokens<kType, 4, Sums>(n, w, a + t * act_stride, act_stride, y + t * ldy, ldy);
+  }
   if (t + 2 <= nt) {
     packed_tokens<kType, 2, Sums>(n, w, a + t * act_stride, act_stride, y + t * ldy, ldy);
     t += 2;
