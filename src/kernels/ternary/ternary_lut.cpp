@@ -117,7 +117,8 @@ void gemv_ref(TensorType t, int64_t n, const void* group, const void* tables, co
 
 LutGemvFn gemv_for(Isa isa) {
 #if defined(TS_HAVE_X86)
-  if (isa == Isa::avx2 || isa == Isa::avx512) return gemv_avx2;
+  if (isa == Isa::avx2) return gemv_avx2;
+  if (isa == Isa::avx512) return gemv_avx512;
 #endif
 #if defined(TS_HAVE_ARM)
   if (isa == Isa::neon) return gemv_neon;

@@ -38,12 +38,13 @@ using LutGemvFn = void (*)(TensorType t, int64_t n, const void* group, const voi
 void gemv_ref(TensorType t, int64_t n, const void* group, const void* tables, const void* act, float* y);
 #if defined(TS_HAVE_X86)
 void gemv_avx2(TensorType t, int64_t n, const void* group, const void* tables, const void* act, float* y);
+void gemv_avx512(TensorType t, int64_t n, const void* group, const void* tables, const void* act, float* y);
 #endif
 #if defined(TS_HAVE_ARM)
 void gemv_neon(TensorType t, int64_t n, const void* group, const void* tables, const void* act, float* y);
 #endif
 
-// The multiply for an ISA's table: the AVX2 one on AVX2 and AVX-512, NEON's on NEON, else the reference.
+// The multiply for an ISA's table (AVX2, AVX-512, NEON), else the reference.
 LutGemvFn gemv_for(Isa isa);
 
 // The MAD kernels' float steps, from exact integer sums, shared by every ISA. TQ1_0 / TQ2_0, per block b of 256 in
