@@ -18,6 +18,9 @@ CLI::App* add_synth_command(CLI::App& app, SynthArgs& a) {
   cmd->add_option("--type", a.type, "Type of the weight matrices (f32, f16, bf16, q4_0, q4_1, q8_0, q4_k, q5_k, q6_k, tq1_0, tq2_0, i2_s, iq2_bn)")
       ->capture_default_str();
   cmd->add_option("-o,--output", a.out, "Output GGUF file");
+  cmd->add_option("--arch", a.arch,
+                  "Architecture name to write (default: the shape's; bitnet-b1.58-2b also takes bitnet-25, and bitnet, "
+                  "llama.cpp's name, which runs a SiLU FFN)");
   cmd->add_option("--tokenizer-from", a.tokenizer_from, "Copy the tokenizer from this GGUF (same vocabulary size)");
   cmd->add_option("-s,--seed", a.seed, "Random seed")->capture_default_str();
   cmd->add_flag("--list", a.list, "List the shapes and the tensor table of --shape, write nothing");
@@ -74,10 +77,12 @@ int cmd_synth(const SynthArgs& a) {
   o.type = parse_type(a.type, "--type");
   o.out = a.out;
   o.tokenizer_from = a.tokenizer_from;
+  o.arch = a.arch;
   o.seed = a.seed;
   const uint64_t bytes = synth_model(o);
-  std::fprintf(stderr, "synth: wrote %s (%s, %s weights, %.1f MiB)\n", o.out.c_str(), o.shape.c_str(),
-               type_name(o.type), bytes / 1048576.0);
+  std::fprintf(stderr, "synth: wrote %s (%s as %s, %s weights, %.1f MiB)\n", o.out.c_str(), o.shape.c_str(),
+               o.arch.empty() ? model_shape(o.shape).arch.c_str() : o.arch.c_str(), type_name(o.type),
+               bytes / 1048576.0);
   return 0;
 }
 

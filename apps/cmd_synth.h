@@ -7,7 +7,7 @@
 namespace tokenscope::app {
 
 struct SynthArgs {
-  std::string shape, type = "q4_0", out, tokenizer_from;
+  std::string shape, type = "q4_0", out, tokenizer_from, arch;
   uint32_t seed = 1;
   bool list = false;
 };

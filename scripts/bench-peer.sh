@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# tokenscope against a peer engine (ik_llama.cpp's llama-bench, built outside this repository), side by side:
-# for every model, R rounds; in each round both engines run pp (prompt processing) and tg (generation) once,
-# in alternating order, and the peer runs with each of its -rtr 0/1 x -fa 0/1 settings. The peer's setting with
-# the highest median over the rounds is its figure; prints, per model and test, medians with min-max spread and
-# the per-round ratio against that setting, and a strict ratio against the best of the peer's four runs in each
-# round (the maximum of four noisy samples against one of ours: biased towards the peer on a noisy host).
+# tokenscope against a peer engine (the llama-bench of ik_llama.cpp or llama.cpp, built outside this repository),
+# side by side: for every model, R rounds; in each round both engines run pp (prompt processing) and tg (generation)
+# once, in alternating order, and the peer runs with each of its -fa 0/1 settings, times -rtr 0/1 where its
+# llama-bench has run-time repacking (ik_llama.cpp). The peer's setting with the highest median over the rounds is
+# its figure; prints, per model and test, medians with min-max spread and the per-round ratio against that setting,
+# and a strict ratio against the best of the peer's runs in each round (the maximum of several noisy samples
+# against one of ours: biased towards the peer on a noisy host).
 #
 # Usage: scripts/bench-peer.sh [--peer DIR] [--rounds R] [--threads T] [--pp N] [--tg N] [--depth D] [--kv-type T]
 #                              [--isa ISA] [--peer-only] MODEL...
 #   --peer DIR     directory with the peer's llama-bench (default: /work/peer/ik_llama.cpp/build/bin)
+#   --peer-name N  the peer's name in the table (default: the name of the source directory above DIR's build/bin)
 #   --depth D      generation at KV-cache depth D instead (tg only: ours `bench -d D`, the peer's `-gp D,tg`)
 #   --kv-type T    KV cache type for both engines: f16 (default) or q8_0 (the peer's -ctk/-ctv; it needs -fa 1)
 #   --isa ISA      tokenscope's kernels (its `bench --isa`; default: the best this CPU has), e.g. avx2 against a
@@ -25,6 +27,7 @@ threads=$(nproc)
 pp=512
 tg=128
 peer_only=0
+peer_name=
 depth=0
 kv=f16
 isa=
@@ -32,6 +35,7 @@ models=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --peer) peer_dir=$2; shift 2 ;;
+    --peer-name) peer_name=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --pp) pp=$2; shift 2 ;;
@@ -67,7 +71,11 @@ measure_bw() {  # file: this machine's read bandwidth now with the engines' thre
   HOME="$out" build/tokenscope sysinfo --refresh -t "$threads" 2>/dev/null |
     sed -n 's/^read bandwidth: *\([0-9.]*\) GB\/s.*/\1/p' >"$1" || true
 }
-peer_commit=$(git -C "$peer_dir/../.." rev-parse --short HEAD 2>/dev/null || echo unknown)
+peer_commit=$(git -C "$peer_dir/../.." rev-parse --short HEAD 2>/dev/null || echo "")
+[ -n "$peer_name" ] || peer_name=$(basename "$(cd "$peer_dir/../.." && pwd)")
+# Run-time repacking (-rtr) is ik_llama.cpp's; llama.cpp's llama-bench refuses the flag.
+rtr_values=(0)
+if "$peer_bench" --help 2>&1 | grep -q -- "-rtr"; then rtr_values=(0 1); fi
 
 run_ours() {  # model round
   build/tokenscope bench -m "$1" -p "$pp" -n "$tg" -d "$depth" --kv-type "$kv" -t "$threads" ${isa:+--isa "$isa"} -r 1 -o json \
@@ -75,11 +83,12 @@ run_ours() {  # model round
 }
 run_peer() {  # model round
   local rtr fa
-  for rtr in 0 1; do
+  for rtr in "${rtr_values[@]}"; do
     for fa in 0 1; do
       local tests=(-p "$pp" -n "$tg")
       [ "$depth" != 0 ] && tests=(-p 0 -n 0 -gp "$depth,$tg")
-      "$peer_bench" -m "$1" "${tests[@]}" -ctk "$kv" -ctv "$kv" -t "$threads" -r 1 -rtr "$rtr" -fa "$fa" -o json 2>/dev/null \
+      [ "${#rtr_values[@]}" = 2 ] && tests+=(-rtr "$rtr")
+      "$peer_bench" -m "$1" "${tests[@]}" -ctk "$kv" -ctv "$kv" -t "$threads" -r 1 -fa "$fa" -o json 2>/dev/null \
         >"$out/peer-$(basename "$1")-$2-rtr$rtr-fa$fa.json" || echo "[]" >"$out/peer-$(basename "$1")-$2-rtr$rtr-fa$fa.json"
     done
   done
@@ -99,10 +108,11 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
-python3 - "$out" "$rounds" "$pp" "$tg" "$threads" "$peer_commit" "$peer_only" "$depth" "$kv" "$isa" "${models[@]}" <<'EOF'
+python3 - "$out" "$rounds" "$pp" "$tg" "$threads" "$peer_commit" "$peer_only" "$depth" "$kv" "$isa" "$peer_name" \
+  "${#rtr_values[@]}" "${models[@]}" <<'EOF'
 import glob, json, os, re, statistics as st, subprocess, sys
-out, rounds, pp, tg, threads, peer_commit, peer_only, depth, kv, isa_arg = sys.argv[1:11]
-models = sys.argv[11:]
+out, rounds, pp, tg, threads, peer_commit, peer_only, depth, kv, isa_arg, peer_name, n_rtr = sys.argv[1:13]
+models = sys.argv[13:]
 rounds, pp, tg, depth = int(rounds), int(pp), int(tg), int(depth)
 cpu = "unknown CPU"
 for line in open("/proc/cpuinfo"):
@@ -129,7 +139,8 @@ def load(path):
         return []
 
 at = f", generation at depth {depth}" if depth else ""
-print(f"machine: {cpu} ({isa}), {threads} threads; peer: ik_llama.cpp {peer_commit} (its best of -rtr 0/1 x -fa 0/1: "
+flag_sets = "-rtr 0/1 x -fa 0/1" if n_rtr == "2" else "-fa 0/1"
+print(f"machine: {cpu} ({isa}), {threads} threads; peer: {peer_name} {peer_commit} (its best of {flag_sets}: "
       f"the setting with the highest median); "
       f"{rounds} rounds, interleaved; KV cache {kv}{at}\n")
 for m in models:
@@ -137,7 +148,7 @@ for m in models:
     decode_note = ""
     print(f"### {b}\n")
     print("| test | tokenscope t/s median (min-max) | peer t/s median (min-max), best flags | peer's best flags | "
-          "ratio median (min-max) | strict ratio: vs the best of the peer's 4 runs per round |")
+          "ratio median (min-max) | strict ratio: vs the best of the peer's runs per round |")
     print("|---|---|---|---|---|---|")
     tests = ((f"tg{tg} @ d{depth}", 0, tg),) if depth else ((f"pp{pp}", pp, 0), (f"tg{tg}", 0, tg))
     for name, n_prompt, n_gen in tests:
@@ -147,15 +158,16 @@ for m in models:
             for f in sorted(glob.glob(f"{out}/peer-{b}-{r}-*.json")):
                 v, _ = ts_of(load(f), depth if depth else n_prompt, n_gen)  # the peer's -gp record: n_prompt = depth
                 if v is not None:
-                    per_flags.setdefault(f.rsplit("-", 2)[-2] + " " + f.rsplit("-", 1)[-1][:-5], {})[r] = v
+                    rtr, fa = f.rsplit("-", 2)[-2], f.rsplit("-", 1)[-1][:-5]
+                    per_flags.setdefault(f"{rtr} {fa}" if n_rtr == "2" else fa, {})[r] = v
             if peer_only == "0":
                 v, rec = ts_of(load(f"{out}/ours-{b}-{r}.json"), n_prompt, n_gen)
                 if v is not None:
                     ours_by_round[r] = v
                     wbytes.append(rec.get("model_size", 0))
         # The peer's best setting: the one with the highest median over the rounds. Its runs are compared with
-        # ours round by round. The strict column compares ours with the best of the peer's four runs in each
-        # round instead: a maximum of four noisy samples against one of ours, biased towards the peer.
+        # ours round by round. The strict column compares ours with the best of the peer's runs in each
+        # round instead: a maximum of several noisy samples against one of ours, biased towards the peer.
         # Only settings that ran in the most rounds compete (one that failed in most rounds cannot win on a
         # single fast run).
         flags = max(per_flags, key=lambda k: (len(per_flags[k]), st.median(per_flags[k].values()))) if per_flags else "-"

@@ -1,5 +1,6 @@
 #include "model/synth.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -37,6 +38,11 @@ const ModelShape& model_shape(const std::string& name) {
     known += (known.empty() ? "" : ", ") + s.name;
   }
   fail("unknown model shape '%s' (known: %s)", name.c_str(), known.c_str());
+}
+
+std::vector<std::string> architecture_names(const ModelShape& s) {
+  if (s.arch == "bitnet-b1.58") return {s.arch, "bitnet-25", "bitnet"};
+  return {s.arch};
 }
 
 int file_type_for(TensorType t) {
@@ -141,8 +147,15 @@ uint64_t synth_model(const SynthOptions& o) {
   const ModelShape& s = model_shape(o.shape);
   const std::vector<SynthTensor> table = synth_tensor_table(s, o.type);
   if (o.out.empty()) fail("synth: no output file given (-o FILE)");
+  const std::vector<std::string> archs = architecture_names(s);
+  const std::string a = o.arch.empty() ? s.arch : o.arch;
+  if (std::find(archs.begin(), archs.end(), a) == archs.end()) {
+    std::string known;
+    for (const std::string& n : archs) known += (known.empty() ? "" : ", ") + n;
+    fail("synth: shape %s cannot be written as architecture '%s' (it can: %s)", s.name.c_str(), a.c_str(),
+         known.c_str());
+  }
   gguf::Writer w;
-  const std::string& a = s.arch;
   w.set_string("general.architecture", a);
   w.set_string("general.name", s.hf_name);
   if (file_type_for(o.type) >= 0) w.set_u32("general.file_type", static_cast<uint32_t>(file_type_for(o.type)));

@@ -13,7 +13,7 @@ namespace tokenscope {
 
 struct ModelShape {
   std::string name;        // "smollm2-135m"
-  std::string arch;        // "llama" or "qwen2"
+  std::string arch;        // "llama", "qwen2" or "bitnet-b1.58"
   std::string hf_name;     // the model it copies, for general.name
   int64_t n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab, n_ctx;
   float rope_base, norm_eps;
@@ -24,6 +24,10 @@ struct ModelShape {
 const std::vector<ModelShape>& model_shapes();
 // Throws Error listing the known shapes.
 const ModelShape& model_shape(const std::string& name);
+// The architecture names a file of this shape may carry (the shape's own first): for the BitNet shape, the three
+// names the peers use for one tensor layout (bitnet.cpp's and ik_llama.cpp's "bitnet-b1.58" and "bitnet-25" run a
+// squared-ReLU FFN; llama.cpp's "bitnet", which its converter writes for BitNet b1.58 2B4T too, runs SiLU).
+std::vector<std::string> architecture_names(const ModelShape& s);
 
 struct SynthTensor {
   std::string name;
@@ -40,6 +44,7 @@ struct SynthOptions {
   TensorType type = TensorType::Q4_0;
   std::string out;
   std::string tokenizer_from;  // GGUF to copy tokenizer.* from; empty: a minimal byte-level vocabulary
+  std::string arch;            // general.architecture; empty: the shape's own (one of architecture_names)
   uint32_t seed = 1;
 };
 // Writes the file; returns the bytes written. Throws Error naming the problem.

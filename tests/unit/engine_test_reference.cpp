@@ -171,29 +171,33 @@ TEST(ReferenceQ8Cache, TeacherForcedTopTokenEqualsLlamaCppWhereDecisive) {
               decisive, worst);
 }
 
-// The BitNet b1.58 forward pass against ik_llama.cpp on the same file: the synth BitNet-2B model in IQ2_BN (its
-// own format; tests/data/bitnet2b_synth_ik.json holds its teacher-forced top-1 ids, top-1 logits and top-1 to
-// top-2 gaps over 128 fixed random tokens, and tests/data/README.md says how they were made). The other ternary
-// formats hold the same values and give bit-identical logits (model_test.cpp), so one format stands for all four.
+// The BitNet b1.58 forward pass against the peers on the same file: the synth BitNet-2B model in IQ2_BN as
+// ik_llama.cpp runs it (architecture bitnet-b1.58, squared-ReLU FFN; tests/data/bitnet2b_synth_ik.json) and in TQ1_0
+// as llama.cpp runs it (architecture bitnet, SiLU FFN; tests/data/bitnet2b_synth_llamacpp.json). Each file holds
+// the peer's teacher-forced top-1 ids, top-1 logits and top-1 to top-2 gaps over 128 fixed random tokens;
+// tests/data/README.md says how they were made. The other ternary formats hold the same values and give
+// bit-identical logits (model_test.cpp), so one format stands for the others.
 //
 // Random weights make a chaotic model with flat logits (top-1 near 4.5, median top-2 gap 0.16): rounding the KV
 // cache to Q8_0 instead of f16 moves tokenscope's own top-1 logits by up to ~0.4, so two correct engines differ
 // by as much, and a position-by-position equality would only test the noise. What a wrong forward pass breaks
-// is the statistics: where ik_llama.cpp's gap is at least kBitNetDecisiveMargin, most top-1 tokens agree, and the
+// is the statistics: where the peer's gap is at least kBitNetDecisiveMargin, most top-1 tokens agree, and the
 // top-1 logits are close on the median and never far. What a correct and a wrong (RoPE on adjacent pairs) forward
 // pass give, which the bounds sit between: docs/ternary.md.
 constexpr double kBitNetDecisiveMargin = 0.25;
 constexpr double kBitNetMinAgreement = 0.7;
 constexpr double kBitNetMedianLogitGap = 0.5;
 constexpr double kBitNetMaxLogitGap = 1.5;
-TEST(ReferenceBitNet, TeacherForcedTopTokensAgreeWithIkLlamaCpp) {
-  const json ref = json::parse(read_file(data_path("bitnet2b_synth_ik.json")));
+void expect_bitnet_agrees_with_peer(const char* data_file, const char* peer) {
+  const json ref = json::parse(read_file(data_path(data_file)));
   SynthOptions so;
   so.shape = ref["synth"]["shape"].get<std::string>();
-  so.type = TensorType::IQ2_BN;
-  ASSERT_EQ(ref["synth"]["type"], "iq2_bn");
+  const auto type = type_from_name(ref["synth"]["type"].get<std::string>());
+  ASSERT_TRUE(type.has_value()) << ref["synth"]["type"];
+  so.type = *type;
+  so.arch = ref["synth"].value("arch", "");
   so.seed = ref["synth"]["seed"].get<uint32_t>();
-  so.out = temp_path("bitnet2b-synth.iq2_bn.gguf");
+  so.out = temp_path("bitnet2b-synth.gguf");
   synth_model(so);
   EngineOptions o;
   o.model_path = so.out;
@@ -223,12 +227,21 @@ TEST(ReferenceBitNet, TeacherForcedTopTokensAgreeWithIkLlamaCpp) {
   }
   std::sort(gaps.begin(), gaps.end());
   const double median = gaps[gaps.size() / 2];
-  std::printf("bitnet, teacher-forced against ik_llama.cpp: %d of %d decisive positions agree; top-1 logit gap "
-              "median %.3f, max %.3f\n", agree, decisive, median, gaps.back());
+  std::printf("bitnet %s (%s), teacher-forced against %s: %d of %d decisive positions agree; top-1 logit gap "
+              "median %.3f, max %.3f\n", so.arch.empty() ? "bitnet-b1.58" : so.arch.c_str(), type_name(so.type), peer,
+              agree, decisive, median, gaps.back());
   EXPECT_GE(decisive, 30);
   EXPECT_GE(agree, kBitNetMinAgreement * decisive);
   EXPECT_LE(median, kBitNetMedianLogitGap);
   EXPECT_LE(gaps.back(), kBitNetMaxLogitGap);
+}
+
+TEST(ReferenceBitNet, TeacherForcedTopTokensAgreeWithIkLlamaCpp) {
+  expect_bitnet_agrees_with_peer("bitnet2b_synth_ik.json", "ik_llama.cpp");
+}
+
+TEST(ReferenceBitNet, TeacherForcedTopTokensAgreeWithLlamaCpp) {
+  expect_bitnet_agrees_with_peer("bitnet2b_synth_llamacpp.json", "llama.cpp");
 }
 
 TS_INSTANTIATE_FOR_ISAS(Reference);

@@ -153,8 +153,9 @@ TEST_P(TernaryIsa, AllPlusOneWeightsGiveTheActivationSum) {
   }
 }
 
-// The packed (row-interleaved, 8 rows) multiply of up to 4 tokens gives each row and token exactly the format's
-// vec_dot, on every ISA.
+// The packed (row-interleaved, 8 rows) multiply of 1 to 7 tokens (the runs of 4, 2 and 1 tokens the kernels
+// take, each alone and together) gives each row and token exactly the format's vec_dot, on every ISA, written at
+// a row stride wider than the group.
 TEST_P(TernaryIsa, PackedGemmMatchesTheDotExactly) {
   const KernelTable& ref = table(Isa::scalar);
   const KernelTable& k = table(GetParam());
@@ -171,18 +172,20 @@ TEST_P(TernaryIsa, PackedGemmMatchesTheDotExactly) {
       std::vector<uint8_t> group(kk.packed_group_bytes(n));
       kk.pack_rows(w.data(), rb, n, group.data());
       const size_t ab = kk.act.row_bytes(n);
-      std::vector<uint8_t> act(4 * ab);
-      for (int t = 0; t < 4; ++t) {
+      constexpr int kMaxTokens = 7;
+      constexpr int64_t ldy = kPackRows + 5;
+      std::vector<uint8_t> act(kMaxTokens * ab);
+      for (int t = 0; t < kMaxTokens; ++t) {
         const auto x = activations(n, static_cast<uint32_t>(n + 17 * t));
         kk.act.quantize(x.data(), act.data() + t * ab, n);
       }
-      for (int nt = 1; nt <= 4; ++nt) {
-        std::vector<float> y(static_cast<size_t>(nt * kPackRows), -1.0f);
-        kk.gemm_packed(n, group.data(), act.data(), ab, nullptr, nt, y.data(), kPackRows);
+      for (int nt = 1; nt <= kMaxTokens; ++nt) {
+        std::vector<float> y(static_cast<size_t>(nt * ldy), -1.0f);
+        kk.gemm_packed(n, group.data(), act.data(), ab, nullptr, nt, y.data(), ldy);
         for (int t = 0; t < nt; ++t)
           for (int r = 0; r < kPackRows; ++r) {
             const float want = ref.for_type(wt).vec_dot(n, w.data() + static_cast<size_t>(r) * rb, act.data() + t * ab);
-            const float got = y[static_cast<size_t>(t * kPackRows + r)];
+            const float got = y[static_cast<size_t>(t * ldy + r)];
             EXPECT_EQ(std::memcmp(&want, &got, sizeof want), 0)
                 << type_name(wt) << " n=" << n << " nt=" << nt << " token " << t << " row " << r << ": " << got
                 << " vs " << want;

@@ -82,6 +82,31 @@ TEST(Synth, BitNet2BTableHasTheRealShapesAndSubNorms) {
   }
 }
 
+// The BitNet shape may be written under each peer's architecture name; a name from another family is refused before
+// anything is written, naming the names that fit.
+TEST(Synth, ArchitectureNameMustFitTheShape) {
+  EXPECT_EQ(architecture_names(model_shape("bitnet-b1.58-2b")),
+            (std::vector<std::string>{"bitnet-b1.58", "bitnet-25", "bitnet"}));
+  EXPECT_EQ(architecture_names(model_shape("qwen1.5-0.5b")), std::vector<std::string>{"qwen2"});
+  SynthOptions o;
+  o.out = temp_path("never-written.gguf");
+  std::remove(o.out.c_str());
+  o.shape = "smollm2-135m";
+  o.arch = "bitnet";
+  try {
+    synth_model(o);
+    ADD_FAILURE() << "smollm2-135m written as bitnet";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("it can: llama"), std::string::npos) << e.what();
+  }
+  o.shape = "bitnet-b1.58-2b";
+  o.arch = "llama";
+  EXPECT_THROW(synth_model(o), Error);
+  FILE* f = std::fopen(o.out.c_str(), "rb");
+  EXPECT_EQ(f, nullptr);
+  if (f) std::fclose(f);
+}
+
 // quantize to each ternary format: every matrix converted (256-wide rows fit every ternary block), and the file loads
 // with a per-tensor scale for I2_S only and gives finite logits.
 TEST(Quantize, ToTernaryFormatsWritesFilesThatLoadAndRun) {
