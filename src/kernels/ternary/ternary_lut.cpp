@@ -115,6 +115,21 @@ void gemv_ref(TensorType t, int64_t n, const void* group, const void* tables, co
   }
 }
 
+LutRowTotals::LutRowTotals(TensorType t, int64_t n, const void* group) : t_(t), n_(n), group_(group) {
+  for (int r = 0; r < kLutRows; ++r) acc_[r] = 0, tot_[r] = 0;
+}
+
+void LutRowTotals::add_block(int64_t b, const int32_t* sums) {
+  for (int r = 0; r < kLutRows; ++r) {
+    if (per_block_scale(t_)) acc_[r] = tq_block(acc_[r], n_, group_, r, b, sums[r]);
+    else tot_[r] += sums[r];
+  }
+}
+
+void LutRowTotals::finish(const void* act, float* y) const {
+  for (int r = 0; r < kLutRows; ++r) y[r] = finish_row(t_, n_, group_, r, acc_[r], tot_[r], act);
+}
+
 LutGemvFn gemv_for(Isa isa) {
 #if defined(TS_HAVE_X86)
   if (isa == Isa::avx2) return gemv_avx2;

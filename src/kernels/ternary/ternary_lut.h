@@ -54,4 +54,21 @@ float tq_block(float acc, int64_t n, const void* group, int r, int64_t b, int32_
 float finish_row(TensorType t, int64_t n, const void* group, int r, float tq_acc, int32_t isum, const void* act);
 inline bool per_block_scale(TensorType t) { return t == TensorType::TQ1_0 || t == TensorType::TQ2_0; }
 
+// The SIMD multiplies' row totals: every 128 pairs (one TQ block of 256, the last perhaps shorter) a multiply hands
+// over its kLutRows rows' exact sums; TQ1_0 / TQ2_0 take their per-block float step there, the others add up to the
+// end; finish writes y. Out of line on purpose: its code is compiled once, for every ISA, not in each ISA's file.
+class LutRowTotals {
+ public:
+  LutRowTotals(TensorType t, int64_t n, const void* group);
+  void add_block(int64_t b, const int32_t* sums);  // sums[r]: row r's sum over pairs [128 b, 128 b + 128)
+  void finish(const void* act, float* y) const;
+
+ private:
+  TensorType t_;
+  int64_t n_;
+  const void* group_;
+  float acc_[kLutRows];
+  int32_t tot_[kLutRows];
+};
+
 }  // namespace tokenscope::kernels::ternary::lut

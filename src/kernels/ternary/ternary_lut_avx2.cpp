@@ -14,11 +14,9 @@ namespace tokenscope::kernels::ternary::lut {
 void gemv_avx2(TensorType t, int64_t n, const void* group, const void* tables, const void* act, float* y) {
   const auto* g = static_cast<const uint8_t*>(group);
   const auto* tb = static_cast<const uint8_t*>(tables);
-  const bool per_block = per_block_scale(t);
   const int64_t quads = n / 8, quads_per_flush = 32;  // 32 quads = 128 pairs = one TQ block
   const __m256i mask = _mm256_set1_epi8(0x0F);
-  float acc[kLutRows] = {};
-  __m256i tot[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};  // rows 0-7, 8-15 (int32)
+  LutRowTotals totals(t, n, group);
   for (int64_t q0 = 0; q0 < quads; q0 += quads_per_flush) {
     __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();  // int16: rows 0-7 / 8-15, per lane a pair
     const int64_t q1 = std::min(quads, q0 + quads_per_flush);
@@ -37,20 +35,12 @@ void gemv_avx2(TensorType t, int64_t n, const void* group, const void* tables, c
     // Each row's two lanes (its even and odd pairs) added, then widened to int32.
     const __m256i r0 = _mm256_cvtepi16_epi32(_mm_add_epi16(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1)));
     const __m256i r1 = _mm256_cvtepi16_epi32(_mm_add_epi16(_mm256_castsi256_si128(a1), _mm256_extracti128_si256(a1, 1)));
-    if (per_block) {
-      alignas(32) int32_t s[kLutRows];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(s), r0);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(s + 8), r1);
-      for (int r = 0; r < kLutRows; ++r) acc[r] = tq_block(acc[r], n, group, r, q0 / quads_per_flush, s[r]);
-    } else {
-      tot[0] = _mm256_add_epi32(tot[0], r0);
-      tot[1] = _mm256_add_epi32(tot[1], r1);
-    }
+    alignas(32) int32_t s[kLutRows];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(s), r0);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(s + 8), r1);
+    totals.add_block(q0 / quads_per_flush, s);
   }
-  alignas(32) int32_t s[kLutRows];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(s), tot[0]);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(s + 8), tot[1]);
-  for (int r = 0; r < kLutRows; ++r) y[r] = finish_row(t, n, group, r, acc[r], s[r], act);
+  totals.finish(act, y);
 }
 
 }  // namespace tokenscope::kernels::ternary::lut

@@ -33,11 +33,9 @@ inline __m256i rows_of(__m512i a) {
 void gemv_avx512(TensorType t, int64_t n, const void* group, const void* tables, const void* act, float* y) {
   const auto* g = static_cast<const uint8_t*>(group);
   const auto* tb = static_cast<const uint8_t*>(tables);
-  const bool per_block = per_block_scale(t);
   const int64_t quads = n / 8, quads_per_flush = 32;  // 32 quads = 128 pairs = one TQ block
   const __m512i mask = _mm512_set1_epi8(0x0F);
-  float acc[kLutRows] = {};
-  __m256i tot[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};  // rows 0-7, 8-15 (int32)
+  LutRowTotals totals(t, n, group);
   for (int64_t q0 = 0; q0 < quads; q0 += quads_per_flush) {
     __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();  // int16: rows 0-7 / 8-15
     const int64_t q1 = std::min(quads, q0 + quads_per_flush);
@@ -53,20 +51,12 @@ void gemv_avx512(TensorType t, int64_t n, const void* group, const void* tables,
       a1 = _mm512_add_epi16(a1, _mm512_add_epi16(_mm512_unpackhi_epi8(l0, h0), _mm512_unpackhi_epi8(l1, h1)));
     }
     const __m256i r0 = rows_of(a0), r1 = rows_of(a1);
-    if (per_block) {
-      alignas(32) int32_t s[kLutRows];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(s), r0);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(s + 8), r1);
-      for (int r = 0; r < kLutRows; ++r) acc[r] = tq_block(acc[r], n, group, r, q0 / quads_per_flush, s[r]);
-    } else {
-      tot[0] = _mm256_add_epi32(tot[0], r0);
-      tot[1] = _mm256_add_epi32(tot[1], r1);
-    }
+    alignas(32) int32_t s[kLutRows];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(s), r0);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(s + 8), r1);
+    totals.add_block(q0 / quads_per_flush, s);
   }
-  alignas(32) int32_t s[kLutRows];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(s), tot[0]);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(s + 8), tot[1]);
-  for (int r = 0; r < kLutRows; ++r) y[r] = finish_row(t, n, group, r, acc[r], s[r], act);
+  totals.finish(act, y);
 }
 
 }  // namespace tokenscope::kernels::ternary::lut

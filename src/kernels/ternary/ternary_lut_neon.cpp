@@ -13,11 +13,9 @@ namespace tokenscope::kernels::ternary::lut {
 void gemv_neon(TensorType t, int64_t n, const void* group, const void* tables, const void* act, float* y) {
   const auto* g = static_cast<const uint8_t*>(group);
   const auto* tb = static_cast<const uint8_t*>(tables);
-  const bool per_block = per_block_scale(t);
-  const int64_t quads = n / 8, quads_per_flush = 32;
+  const int64_t quads = n / 8, quads_per_flush = 32;  // 32 quads = 128 pairs = one TQ block
   const uint8x16_t mask = vdupq_n_u8(0x0F);
-  float acc[kLutRows] = {};
-  int32_t tot[kLutRows] = {};
+  LutRowTotals totals(t, n, group);
   for (int64_t q0 = 0; q0 < quads; q0 += quads_per_flush) {
     int16x8_t a0 = vdupq_n_s16(0), a1 = vdupq_n_s16(0);  // rows 0-7, 8-15
     const int64_t q1 = std::min(quads, q0 + quads_per_flush);
@@ -37,12 +35,9 @@ void gemv_neon(TensorType t, int64_t n, const void* group, const void* tables, c
     vst1q_s32(r + 4, vmovl_high_s16(a0));
     vst1q_s32(r + 8, vmovl_s16(vget_low_s16(a1)));
     vst1q_s32(r + 12, vmovl_high_s16(a1));
-    for (int i = 0; i < kLutRows; ++i) {
-      if (per_block) acc[i] = tq_block(acc[i], n, group, i, q0 / quads_per_flush, r[i]);
-      else tot[i] += r[i];
-    }
+    totals.add_block(q0 / quads_per_flush, r);
   }
-  for (int i = 0; i < kLutRows; ++i) y[i] = finish_row(t, n, group, i, acc[i], tot[i], act);
+  totals.finish(act, y);
 }
 
 }  // namespace tokenscope::kernels::ternary::lut
