@@ -228,7 +228,7 @@ void expect_bitnet_agrees_with_peer(const char* data_file, const char* peer) {
   std::sort(gaps.begin(), gaps.end());
   const double median = gaps[gaps.size() / 2];
   std::printf("bitnet %s (%s), teacher-forced against %s: %d of %d decisive positions agree; top-1 logit gap "
-              "median %.3f, max %.3f\n", so.arch.empty() ? "bitnet-b1.58" : so.arch.c_str(), type_name(so.type), peer,
+              "median %.3f, max %.3f\n", so.arch.empty() ? model_shape(so.shape).arch.c_str() : so.arch.c_str(), type_name(so.type), peer,
               agree, decisive, median, gaps.back());
   EXPECT_GE(decisive, 30);
   EXPECT_GE(agree, kBitNetMinAgreement * decisive);
